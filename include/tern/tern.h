@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libtern: live migration of a running guest's RAM and device state.
+ *
+ * A VMM creates one session per migration, registers its RAM blocks and
+ * device sections, sets parameters, and calls tern_migrate() (source) or
+ * tern_incoming() (destination). The library runs its own threads; the VMM
+ * is called back from the migration thread (source) or the load thread
+ * (destination) to pause and resume its vCPUs.
+ *
+ * Unless a function says "thread-safe", call it from the thread that owns the
+ * session (the one that created it).
+ *
+ * Errors: every function returns zero (or a positive value) on success and a
+ * negative errno on failure; when @err is not NULL it receives a message.
+ */
+#ifndef TERN_TERN_H
+#define TERN_TERN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TERN_EXPORT __attribute__((visibility("default")))
+
+/* The most worker channels a session may use (multifd-channels). */
+#define TERN_MAX_CHANNELS 64
+
+/**
+ * struct tern_error - a caller-owned error report.
+ * @code: negative errno; 0 while unset.
+ * @msg: human-readable detail; the first error recorded wins.
+ */
+struct tern_error {
+	int code;
+	char msg[256];
+};
+
+struct tern_session;
+struct tern_ram_block;
+struct tern_section_writer;
+struct tern_section_reader;
+
+/*
+ * Migration states. Source: none -> setup -> active -> device -> completed,
+ * or failed / cancelling -> cancelled from any state before completed.
+ * Destination: none -> setup -> active -> completed | failed.
+ */
+enum tern_status {
+	TERN_STATUS_INVALID = 0,
+	TERN_STATUS_NONE,
+	TERN_STATUS_SETUP,
+	TERN_STATUS_ACTIVE,
+	TERN_STATUS_PRE_SWITCHOVER,
+	TERN_STATUS_DEVICE,
+	TERN_STATUS_COMPLETED,
+	TERN_STATUS_FAILED,
+	TERN_STATUS_CANCELLING,
+	TERN_STATUS_CANCELLED,
+	TERN_STATUS_MAX,
+};
+
+/** tern_status_name() - "active", "completed", ... ("invalid" when out of range). */
+TERN_EXPORT const char *tern_status_name(enum tern_status st);
+
+/**
+ * struct tern_vmm_ops - callbacks into the VMM.
+ * @pause: source only: stop every vCPU (and the VMM's own writers to guest
+ *	RAM) for switchover; return once they are stopped. A failure aborts
+ *	the migration (the guest keeps running). Called on the migration thread.
+ * @resume: source: the guest was paused for switchover but the migration
+ *	failed or was cancelled, so run it again. Destination: the whole state
+ *	was loaded, start the guest. Called on the migration / load thread.
+ * @state_changed: optional; every transition, from the thread that made it.
+ */
+struct tern_vmm_ops {
+	int (*pause)(void *opaque, struct tern_error *err);
+	void (*resume)(void *opaque);
+	void (*state_changed)(void *opaque, enum tern_status from, enum tern_status to);
+};
+
+/**
+ * tern_session_new() - create a session.
+ * @ops: callbacks (copied); @opaque is passed back to them.
+ * @ret_session: the new session, written only on success.
+ *
+ * Return: 0 or a negative errno.
+ */
+TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
+				 struct tern_session **ret_session, struct tern_error *err);
+
+/**
+ * tern_session_free() - cancel whatever runs, join every thread, free all.
+ * NULL is a no-op. The RAM the VMM registered is not touched.
+ */
+TERN_EXPORT void tern_session_free(struct tern_session *s);
+
+/* Logging: the library never prints; it hands lines at @level or more urgent
+ * (syslog levels, LOG_ERR .. LOG_DEBUG) to @fn, from any of its threads. */
+typedef void (*tern_log_fn)(void *opaque, int level, const char *msg);
+TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *opaque, int level);
+
+/*
+ * Parameters, by the names operators know from QEMU:
+ *   multifd-channels     1..64, default 2        (before start only)
+ *   max-bandwidth        bytes/s, 0 = unlimited (default); thread-safe, live
+ *   downtime-limit       ms, 1..2000000, default 300; thread-safe, live
+ *   clear-bitmap-shift   6..31, default 18       (before start only)
+ * Capabilities (booleans):
+ *   verify-ram           digest all RAM on both sides after the last page,
+ *                        fail on mismatch; default off
+ *
+ * tern_param_set() refuses unknown names and out-of-range values with a
+ * message that names the parameter and its range. Thread-safe.
+ */
+TERN_EXPORT int tern_param_set(struct tern_session *s, const char *name, uint64_t value,
+			       struct tern_error *err);
+TERN_EXPORT int tern_param_get(struct tern_session *s, const char *name, uint64_t *ret_value,
+			       struct tern_error *err);
+TERN_EXPORT int tern_cap_set(struct tern_session *s, const char *name, bool on,
+			     struct tern_error *err);
+TERN_EXPORT int tern_cap_get(struct tern_session *s, const char *name, bool *ret_on,
+			     struct tern_error *err);
+
+/**
+ * tern_ram_register() - add a RAM block before the migration starts.
+ * @name: unique, 1..255 bytes; the destination must register the same
+ *	names and sizes in the same order.
+ * @host: page-aligned; @size: a non-zero multiple of the page size.
+ *
+ * On the destination the memory must read as zero when tern_incoming() is
+ * called (fresh anonymous memory): zero pages are not written there, and the
+ * library advises transparent huge pages on it so that landing pages do not
+ * pay a fault per 4 KiB.
+ */
+TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void *host,
+				  uint64_t size, struct tern_ram_block **ret_block,
+				  struct tern_error *err);
+
+/**
+ * tern_ram_mark_dirty() - the VMM wrote [@offset, @offset + @len) itself
+ * (device DMA, emulation): send those pages again. Thread-safe and lock-free;
+ * call it after the write. Return: 0, or -ERANGE when outside the block.
+ */
+TERN_EXPORT int tern_ram_mark_dirty(struct tern_ram_block *b, uint64_t offset, uint64_t len);
+
+TERN_EXPORT const char *tern_ram_block_name(const struct tern_ram_block *b);
+TERN_EXPORT uint64_t tern_ram_block_size(const struct tern_ram_block *b);
+
+/**
+ * struct tern_dirty_source_ops - a dirty-log provider (KVM memslots, or the
+ * VMM's own tracking). All hooks run on the migration thread.
+ * @start: begin logging; every page counts as dirty for the first round
+ *	anyway, so bits already set are harmless.
+ * @sync: fetch what was written since the last fetch and hand it over with
+ *	tern_dirty_report().
+ * @clear: optional. For logs that keep pages unprotected until told (KVM
+ *	manual protect): re-arm logging for pages [@first_page, +@npages) of @b.
+ *	The library calls it once per chunk of 1 << clear-bitmap-shift pages that
+ *	sync reported dirty, right before it reads the first page of the chunk,
+ *	so that a write after the clear is caught by the next sync.
+ * @stop: end logging; called once after a successful start, whatever the
+ *	outcome of the migration.
+ */
+struct tern_dirty_source_ops {
+	const char *name;
+	int (*start)(void *opaque, struct tern_error *err);
+	int (*sync)(void *opaque, struct tern_error *err);
+	int (*clear)(void *opaque, struct tern_ram_block *b, uint64_t first_page,
+		     uint64_t npages, struct tern_error *err);
+	void (*stop)(void *opaque);
+};
+
+/** tern_dirty_source_add() - plug a provider in before the migration starts. */
+TERN_EXPORT int tern_dirty_source_add(struct tern_session *s,
+				      const struct tern_dirty_source_ops *ops, void *opaque,
+				      struct tern_error *err);
+
+/**
+ * tern_dirty_report() - from a provider's sync: pages first_page + i for every
+ * bit i set in @bitmap (64 pages per word, bit 0 of word 0 first) were
+ * written. Return: 0, or -ERANGE when the range leaves the block.
+ */
+TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
+				  const uint64_t *bitmap, uint64_t npages);
+
+/**
+ * struct tern_section_ops - device state saved at switchover.
+ * @save: source, guest paused: write the state with tern_section_put*().
+ * @load: destination: read it back with tern_section_get*(); @version is the
+ *	one the source saved (between the registered min_version and version).
+ *	Every byte must be consumed, or the load fails.
+ */
+struct tern_section_ops {
+	int (*save)(void *opaque, struct tern_section_writer *w, struct tern_error *err);
+	int (*load)(void *opaque, struct tern_section_reader *r, uint32_t version,
+		    struct tern_error *err);
+};
+
+/**
+ * tern_section_register() - add a device section, identified by
+ * (@name, @instance). The destination loads versions min_version..version.
+ */
+TERN_EXPORT int tern_section_register(struct tern_session *s, const char *name,
+				      uint32_t instance, uint32_t version, uint32_t min_version,
+				      const struct tern_section_ops *ops, void *opaque,
+				      struct tern_error *err);
+
+TERN_EXPORT int tern_section_put(struct tern_section_writer *w, const void *data, size_t len);
+TERN_EXPORT int tern_section_put_u32(struct tern_section_writer *w, uint32_t v);
+TERN_EXPORT int tern_section_put_u64(struct tern_section_writer *w, uint64_t v);
+/* Return -EPROTO (with nothing written to @data) when fewer bytes remain. */
+TERN_EXPORT int tern_section_get(struct tern_section_reader *r, void *data, size_t len);
+TERN_EXPORT int tern_section_get_u32(struct tern_section_reader *r, uint32_t *ret_v);
+TERN_EXPORT int tern_section_get_u64(struct tern_section_reader *r, uint64_t *ret_v);
+TERN_EXPORT size_t tern_section_remaining(const struct tern_section_reader *r);
+
+/**
+ * tern_migrate() - start an outgoing migration to @uri (tcp:HOST:PORT or
+ * unix:PATH) and return; the migration thread runs it. Follow it with
+ * tern_wait() or tern_stats_get().
+ */
+TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct tern_error *err);
+
+/**
+ * tern_incoming() - listen on @uri and return once it is bound; the load
+ * thread accepts the source, loads RAM and sections, and calls resume on
+ * success. tcp:HOST:0 binds an ephemeral port: read it back with
+ * tern_incoming_uri().
+ */
+TERN_EXPORT int tern_incoming(struct tern_session *s, const char *uri, struct tern_error *err);
+TERN_EXPORT int tern_incoming_uri(struct tern_session *s, char *buf, size_t len);
+
+/**
+ * tern_cancel() - thread-safe. Cancel at any state before completion: the
+ * source guest keeps running (resumed if paused), the destination guest is
+ * never started. Return: 0, or -EALREADY when the migration already ended.
+ */
+TERN_EXPORT int tern_cancel(struct tern_session *s);
+
+/**
+ * tern_wait() - thread-safe. Wait up to @timeout_ms (-1: forever) for the
+ * migration to end. Return: the status then (a final one unless timed out).
+ */
+TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms);
+
+/**
+ * struct tern_stats - a snapshot; fields are bytes, pages or milliseconds.
+ * @expected_downtime_ms: remaining RAM over the measured bandwidth.
+ * @downtime_ms: measured, source side: guest paused until the destination
+ *	reported everything loaded (verification excluded: see @verify_ms).
+ * @ram_transferred: page data sent (normal pages x page size).
+ * @ram_remaining: dirty RAM not yet sent, as of the last sync.
+ * @wire_bytes: everything written to the worker and control channels.
+ * @rounds: dirty-log syncs (the first round sends all RAM).
+ * @dirty_pages_rate: pages dirtied per second, over the last round.
+ * @throughput_bps: RAM bytes moved per second (pages sent, normal or zero),
+ *	over the last rate window while active; over the whole run once ended.
+ * @verified: verify-ram was on and both digests matched.
+ */
+struct tern_stats {
+	enum tern_status status;
+	bool is_source;
+	bool verified;
+	uint32_t channels;
+	uint32_t page_size;
+	uint64_t setup_ms;
+	uint64_t total_ms;
+	uint64_t downtime_ms;
+	uint64_t expected_downtime_ms;
+	uint64_t verify_ms;
+	uint64_t ram_total;
+	uint64_t ram_transferred;
+	uint64_t ram_remaining;
+	uint64_t normal_pages;
+	uint64_t zero_pages;
+	uint64_t wire_bytes;
+	uint64_t channel_wire_bytes[TERN_MAX_CHANNELS];
+	uint64_t rounds;
+	uint64_t dirty_pages_rate;
+	uint64_t dirty_sync_ms;
+	uint64_t throughput_bps;
+	uint64_t bandwidth_bps;
+	char error[256];
+};
+
+/** tern_stats_get() - thread-safe snapshot. */
+TERN_EXPORT int tern_stats_get(struct tern_session *s, struct tern_stats *ret_stats);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TERN_TERN_H */

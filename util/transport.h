@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The transport ops-table types. A transport (tcp/, later rdma/) turns an
+ * address into listeners and connections; the layers above move bytes only
+ * through these tables, so they never see a socket or a queue pair.
+ *
+ * Every I/O call is "full length": it returns 0 once all bytes moved, -EPIPE
+ * when the peer closed the stream, or another negative errno. shutdown() may
+ * be called from any thread to make every blocked call on that object return
+ * (cancel); close() frees and must be called once, after the I/O threads are
+ * done with the object.
+ */
+#ifndef TERN_TRANSPORT_H
+#define TERN_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "tern/tern.h"
+
+struct tern_conn;
+struct tern_listener;
+
+struct tern_conn_ops {
+	int (*send_iov)(struct tern_conn *c, struct iovec *iov, int iovcnt);
+	int (*recv)(struct tern_conn *c, void *buf, size_t len);
+	int (*recv_iov)(struct tern_conn *c, struct iovec *iov, int iovcnt);
+	void (*shutdown)(struct tern_conn *c);
+	void (*close)(struct tern_conn *c);
+};
+
+/* Every transport's connection starts with this. */
+struct tern_conn {
+	const struct tern_conn_ops *ops;
+	char peer[64]; /* for messages: "127.0.0.1:4444", "unix:/path" */
+};
+
+struct tern_listener_ops {
+	/* Wait up to @timeout_ms (-1 forever) for the next connection. */
+	int (*accept)(struct tern_listener *l, int timeout_ms, struct tern_conn **ret_conn,
+		      struct tern_error *err);
+	/* The URI that reaches this listener (ephemeral port filled in). */
+	int (*uri)(struct tern_listener *l, char *buf, size_t len);
+	void (*shutdown)(struct tern_listener *l);
+	void (*close)(struct tern_listener *l);
+};
+
+struct tern_listener {
+	const struct tern_listener_ops *ops;
+};
+
+struct tern_transport_ops {
+	const char *scheme; /* "tcp", "unix", "rdma" */
+	/* @addr: the URI without "scheme:" */
+	int (*listen)(const char *addr, struct tern_listener **ret_listener,
+		      struct tern_error *err);
+	int (*connect)(const char *addr, int timeout_ms, struct tern_conn **ret_conn,
+		       struct tern_error *err);
+};
+
+static inline int conn_send_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
+{
+	return c->ops->send_iov(c, iov, iovcnt);
+}
+
+static inline int conn_send(struct tern_conn *c, const void *buf, size_t len)
+{
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+
+	return c->ops->send_iov(c, &iov, 1);
+}
+
+static inline int conn_recv(struct tern_conn *c, void *buf, size_t len)
+{
+	return c->ops->recv(c, buf, len);
+}
+
+static inline int conn_recv_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
+{
+	return c->ops->recv_iov(c, iov, iovcnt);
+}
+
+static inline void conn_shutdown(struct tern_conn *c)
+{
+	if (c)
+		c->ops->shutdown(c);
+}
+
+static inline void conn_close(struct tern_conn *c)
+{
+	if (c)
+		c->ops->close(c);
+}
+
+#endif /* TERN_TRANSPORT_H */

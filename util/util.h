@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util: what every layer shares and nothing else -- errors, logging,
+ * monotonic time, big-endian byte order, atomic bitmaps and full-length I/O
+ * helpers. Depends on nothing of ours but the public error struct.
+ */
+#ifndef TERN_UTIL_H
+#define TERN_UTIL_H
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "tern/tern.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- errors ------------------------------------------------------------ */
+
+/*
+ * tern_error_set() - record @code and a message in @err unless one is there
+ * already (first error wins). @err may be NULL. Returns @code, so that
+ * "return tern_error_set(err, -EPROTO, ...)" reads as one step.
+ */
+int tern_error_set(struct tern_error *err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Like tern_error_set(), but puts "@prefix: " before an existing message. */
+int tern_error_prefix(struct tern_error *err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void tern_error_clear(struct tern_error *err);
+
+/* ---- logging ----------------------------------------------------------- */
+
+struct tern_log {
+	tern_log_fn fn;
+	void *opaque;
+	int level;
+};
+
+void tern_log_msg(const struct tern_log *log, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---- time -------------------------------------------------------------- */
+
+static inline uint64_t tern_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t tern_now_ms(void)
+{
+	return tern_now_ns() / 1000000ull;
+}
+
+/* ---- byte order (the wire is big-endian) ------------------------------ */
+
+static inline void put_be16(uint8_t *p, uint16_t v)
+{
+	p[0] = v >> 8;
+	p[1] = v;
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	v = __builtin_bswap32(v);
+	memcpy(p, &v, 4);
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	v = __builtin_bswap64(v);
+	memcpy(p, &v, 8);
+}
+
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return __builtin_bswap32(v);
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return __builtin_bswap64(v);
+}
+
+/* ---- bitmaps: 64 bits a word, bit i of word 0 is item i --------------- */
+
+#define BITS_PER_WORD 64
+#define BITMAP_WORDS(nbits) DIV_ROUND_UP((uint64_t)(nbits), BITS_PER_WORD)
+
+uint64_t *bitmap_new(uint64_t nbits);
+void bitmap_free(uint64_t *map);
+
+static inline bool bitmap_test(const uint64_t *map, uint64_t bit)
+{
+	return (map[bit / 64] >> (bit % 64)) & 1;
+}
+
+static inline void bitmap_set(uint64_t *map, uint64_t bit)
+{
+	map[bit / 64] |= 1ull << (bit % 64);
+}
+
+static inline void bitmap_clear_bit(uint64_t *map, uint64_t bit)
+{
+	map[bit / 64] &= ~(1ull << (bit % 64));
+}
+
+/* Lock-free, for maps that several threads write (a word at a time). */
+static inline void bitmap_set_atomic(uint64_t *map, uint64_t bit)
+{
+	__atomic_fetch_or(&map[bit / 64], 1ull << (bit % 64), __ATOMIC_RELAXED);
+}
+
+static inline bool bitmap_test_atomic(const uint64_t *map, uint64_t bit)
+{
+	return (__atomic_load_n(&map[bit / 64], __ATOMIC_RELAXED) >> (bit % 64)) & 1;
+}
+
+/* Set bits [start, start + n) atomically. */
+void bitmap_set_range_atomic(uint64_t *map, uint64_t start, uint64_t n);
+/* Set bits [start, start + n) (not atomic). */
+void bitmap_set_range(uint64_t *map, uint64_t start, uint64_t n);
+/* First set bit at or after @start, or @nbits when there is none. */
+uint64_t bitmap_find_next(const uint64_t *map, uint64_t nbits, uint64_t start);
+/* Number of set bits among the first @nbits. */
+uint64_t bitmap_count(const uint64_t *map, uint64_t nbits);
+/*
+ * Move every set bit of @src into @dst (dst |= src; src = 0), word by word
+ * with an atomic exchange on @src: a bit set concurrently lands in one of the
+ * two, never lost. Returns the number of bits moved.
+ */
+uint64_t bitmap_drain_atomic(uint64_t *dst, uint64_t *src, uint64_t nbits);
+
+/* ---- full-length fd I/O ------------------------------------------------ */
+
+/*
+ * Read exactly @len bytes. Returns 0, -EPIPE at end of stream (a peer that
+ * closed the connection), or another negative errno. EINTR is retried.
+ */
+int fd_read_full(int fd, void *buf, size_t len);
+/* Write all of @iov (which it may modify). 0 or a negative errno. */
+int fd_writev_full(int fd, struct iovec *iov, int iovcnt);
+/* Read all of @iov (which it may modify). Like fd_read_full(). */
+int fd_readv_full(int fd, struct iovec *iov, int iovcnt);
+int fd_write_full(int fd, const void *buf, size_t len);
+
+/* ---- misc --------------------------------------------------------------- */
+
+/* 16 random bytes (getrandom). */
+int tern_uuid_generate(uint8_t uuid[16]);
+/* "xxxxxxxx-xxxx-..." into @buf (37 bytes). */
+void tern_uuid_format(const uint8_t uuid[16], char buf[37]);
+
+/* Parse a decimal u64; -EINVAL on garbage or overflow. */
+int parse_u64(const char *s, uint64_t *ret);
+
+#endif /* TERN_UTIL_H */
