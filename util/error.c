@@ -23,16 +23,23 @@ int tern_error_set(struct tern_error *err, int code, const char *fmt, ...)
 
 int tern_error_prefix(struct tern_error *err, const char *fmt, ...)
 {
-	char prefix[128], old[sizeof(err->msg)];
+	char prefix[128];
+	size_t plen, olen;
 	va_list ap;
 
 	if (!err || !err->code)
 		return err ? err->code : 0;
 	va_start(ap, fmt);
-	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	vsnprintf(prefix, sizeof(prefix) - 2, fmt, ap);
 	va_end(ap);
-	memcpy(old, err->msg, sizeof(old));
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	strcat(prefix, ": ");
+	plen = strlen(prefix);
+	olen = strnlen(err->msg, sizeof(err->msg) - 1);
+	if (plen + olen > sizeof(err->msg) - 1)
+		olen = sizeof(err->msg) - 1 - plen;
+	memmove(err->msg + plen, err->msg, olen);
+	memcpy(err->msg, prefix, plen);
+	err->msg[plen + olen] = '\0';
 	return err->code;
 }
 

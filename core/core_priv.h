@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * core: the control plane. The session and its states, parameters, the RAM
+ * block registry and dirty bitmaps, the control-channel stream, device
+ * sections, the source's precopy loop and the destination's loader.
+ *
+ * This header serves core/ and its unit tests only; nothing outside core
+ * includes it (the library's face is include/tern/tern.h).
+ */
+#ifndef TERN_CORE_PRIV_H
+#define TERN_CORE_PRIV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "multifd/multifd.h"
+#include "util/transport.h"
+#include "util/util.h"
+
+/* ---- parameters (params.c) -------------------------------------------- */
+
+enum param_id {
+	PARAM_INVALID = 0,
+	PARAM_MULTIFD_CHANNELS,
+	PARAM_MAX_BANDWIDTH,
+	PARAM_DOWNTIME_LIMIT,
+	PARAM_CLEAR_BITMAP_SHIFT,
+	PARAM_MAX,
+};
+
+enum cap_id {
+	CAP_INVALID = 0,
+	CAP_VERIFY_RAM,
+	CAP_MAX,
+};
+
+/* Capability bits as they travel in HELLO. */
+#define CAP_BIT(c) ((uint64_t)1 << ((c)-1))
+#define CAPS_KNOWN (CAP_BIT(CAP_VERIFY_RAM))
+
+struct params {
+	/* every field is read and written with __atomic builtins: the
+	 * management server sets them while the migration thread reads */
+	uint64_t val[PARAM_MAX];
+	bool cap[CAP_MAX];
+};
+
+void params_init(struct params *p);
+int params_lookup(const char *name, enum param_id *ret_id);
+const char *param_name(enum param_id id);
+/* @running: a migration is under way, so start-only parameters are refused */
+int params_set(struct params *p, enum param_id id, uint64_t v, bool running,
+	       struct tern_error *err);
+uint64_t params_get(const struct params *p, enum param_id id);
+int caps_lookup(const char *name, enum cap_id *ret_id);
+bool caps_get(const struct params *p, enum cap_id id);
+uint64_t caps_bits(const struct params *p);
+
+/* ---- states (state.c) ------------------------------------------------- */
+
+struct session_state {
+	enum tern_status status; /* atomic */
+};
+
+bool status_is_final(enum tern_status st);
+
+/* ---- RAM blocks (ram.c) ----------------------------------------------- */
+
+struct tern_ram_block {
+	/* immutable after registration */
+	struct tern_session *session;
+	uint32_t index;
+	char name[256];
+	uint8_t *host;
+	uint64_t size;
+	uint64_t npages;
+	/* set by VMM threads (tern_ram_mark_dirty), drained by the migration
+	 * thread: atomic words */
+	uint64_t *dirty;
+	/* migration thread only: pages to send this round; chunks whose
+	 * provider log must be re-armed before their first page is read */
+	uint64_t *send;
+	uint64_t *clear_chunks;
+	/* destination: pages that ever received data (multifd sets them) */
+	uint64_t *touched;
+};
+
+struct dirty_source {
+	const struct tern_dirty_source_ops *ops;
+	void *opaque;
+	bool started;
+};
+
+#define MAX_BLOCKS 256
+#define MAX_DIRTY_SOURCES 8
+
+int ram_prepare_source(struct tern_session *s, struct tern_error *err);
+int ram_prepare_dest(struct tern_session *s, struct tern_error *err);
+/* Sync every provider and the manual marks into ->send; returns the pages
+ * newly added (the round's dirty count) through @ret_new. */
+int ram_sync(struct tern_session *s, uint64_t *ret_new, struct tern_error *err);
+uint64_t ram_pending_pages(struct tern_session *s);
+void ram_sources_stop(struct tern_session *s);
+void ram_release(struct tern_session *s);
+
+/* ---- RAM digest (digest.c) ------------------------------------------- */
+
+struct ram_digest {
+	uint64_t h[2];
+};
+
+/* Digest every block, in parallel chunks. */
+int ram_digest_compute(struct tern_session *s, struct ram_digest *ret, struct tern_error *err);
+
+/* ---- control channel framing (control.c) ------------------------------ */
+
+#define CTL_MAGIC 0x54524e43u	 /* "TRNC": source -> destination */
+#define CTL_RP_MAGIC 0x54524e52u /* "TRNR": the return path */
+#define CTL_VERSION 1
+#define CTL_HDR_SIZE 8
+#define CTL_STREAM_HDR_SIZE 8
+
+enum ctl_type {
+	CTL_INVALID = 0,
+	CTL_HELLO,	   /* src -> dst: session, page size, channels, caps, RAM layout */
+	CTL_HELLO_ACK,	   /* dst -> src */
+	CTL_ERROR,	   /* either way: code, message */
+	CTL_SECTION_FULL,  /* src -> dst: one device section */
+	CTL_RAM_SYNC,	   /* src -> dst: round n ended on every channel */
+	CTL_EOS,	   /* src -> dst: end of stream */
+	CTL_LOADED,	   /* dst -> src: everything loaded */
+	CTL_COMPLETE,	   /* dst -> src: final report (+ digest) */
+	CTL_COMMIT,	   /* src -> dst: the source let go; start the guest */
+	CTL_TYPE_MAX,
+};
+
+const char *ctl_type_name(uint16_t type);
+
+/* A growable byte buffer for building frames and section payloads. */
+struct buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	bool oom;
+};
+
+void buf_init(struct buf *b);
+void buf_fini(struct buf *b);
+void buf_reset(struct buf *b);
+void buf_put(struct buf *b, const void *p, size_t n);
+void buf_put_u8(struct buf *b, uint8_t v);
+void buf_put_u16(struct buf *b, uint16_t v);
+void buf_put_u32(struct buf *b, uint32_t v);
+void buf_put_u64(struct buf *b, uint64_t v);
+void buf_put_str(struct buf *b, const char *s); /* u16 length + bytes */
+
+/* A bounds-checked reader over a received payload. */
+struct rd {
+	const uint8_t *p;
+	size_t len;
+	size_t off;
+	bool bad; /* a read ran past the end */
+};
+
+void rd_init(struct rd *r, const void *p, size_t len);
+uint8_t rd_u8(struct rd *r);
+uint16_t rd_u16(struct rd *r);
+uint32_t rd_u32(struct rd *r);
+uint64_t rd_u64(struct rd *r);
+const uint8_t *rd_bytes(struct rd *r, size_t n);
+/* u16 length + bytes into @out (NUL-terminated); bad if >= @outlen or empty */
+void rd_str(struct rd *r, char *out, size_t outlen);
+size_t rd_left(const struct rd *r);
+
+/* Frame: type u16 | flags u16 (0) | payload length u32 | payload. */
+int ctl_send_stream_hdr(struct tern_conn *c, uint32_t magic);
+int ctl_recv_stream_hdr(struct tern_conn *c, uint32_t magic, const char *what,
+			struct tern_error *err);
+int ctl_send(struct tern_conn *c, enum ctl_type type, const void *payload, size_t len);
+/*
+ * ctl_recv() - read one frame; *ret_payload is malloc'ed (free it), length
+ * checked against the most that type may carry before anything is allocated.
+ */
+int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t **ret_payload,
+	     uint32_t *ret_len, struct tern_error *err);
+int ctl_send_error(struct tern_conn *c, int code, const char *msg);
+/* Decode an ERROR payload into @err as "@who: <message>". */
+int ctl_decode_error(const uint8_t *p, uint32_t len, const char *who, struct tern_error *err);
+
+/* ---- handshake (hello.c) --------------------------------------------- */
+
+int hello_encode(struct tern_session *s, struct buf *b);
+/* Destination: check HELLO against our own configuration; fills s->uuid,
+ * s->nchannels, s->peer_caps. */
+int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err);
+
+/* ---- device sections (section.c) -------------------------------------- */
+
+struct section {
+	char name[256];
+	uint32_t instance;
+	uint32_t version;
+	uint32_t min_version;
+	struct tern_section_ops ops;
+	void *opaque;
+};
+
+#define MAX_SECTIONS 1024
+#define SECTION_MAX_PAYLOAD (64u << 20)
+
+struct tern_section_writer {
+	struct buf buf;
+};
+
+struct tern_section_reader {
+	struct rd rd;
+};
+
+/* Source: save every section and send one SECTION_FULL frame each. */
+int sections_save_all(struct tern_session *s, struct tern_conn *ctl, uint64_t *ret_bytes,
+		      struct tern_error *err);
+/* Destination: decode one SECTION_FULL payload and call its loader. */
+int section_load(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err);
+
+/* ---- rate windows (ratelimit.c) -------------------------------------- */
+
+#define RATE_WINDOW_NS 100000000ull /* 100 ms */
+
+struct ratelimit {
+	uint64_t win_start_ns;
+	uint64_t win_start_bytes;
+	uint64_t win_start_ram;
+	uint64_t busy_start_ns; /* 0 while the sender is idle */
+	uint64_t bw_bps;	/* last measured wire bandwidth */
+	uint64_t ram_bps;	/* last measured RAM bytes per second */
+};
+
+void ratelimit_init(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram);
+/*
+ * ratelimit_account() - called after each batch with the totals so far.
+ * Closes the window when it is due (updating the rates) and returns how
+ * many ns to sleep to stay under @max_bps (0 = unlimited).
+ */
+uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes,
+			   uint64_t ram, uint64_t max_bps);
+/* The sender stops (sync point): close the window early if it saw enough. */
+void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram);
+
+/* ---- the session (session.c, source.c, dest.c) ------------------------ */
+
+struct tern_session {
+	/* immutable after creation */
+	struct tern_vmm_ops vmm;
+	void *vmm_opaque;
+	struct tern_log log;
+	uint32_t page_size;
+
+	/* owner thread before start, then the migration / load thread */
+	struct tern_ram_block *blocks[MAX_BLOCKS];
+	uint32_t nblocks;
+	struct section *sections[MAX_SECTIONS];
+	uint32_t nsections;
+	struct dirty_source sources[MAX_DIRTY_SOURCES];
+	uint32_t nsources;
+	bool is_source;
+	bool started;
+	uint8_t uuid[16];
+	uint32_t nchannels;
+	uint64_t peer_caps;
+	struct mf_block mf_blocks[MAX_BLOCKS];
+	const struct tern_transport_ops *tp;
+	char uri[300];
+
+	struct params params;
+
+	/* status: atomic; transitions by compare-and-swap (state.c) */
+	enum tern_status status;
+
+	/* destination: serialises writes on the return path (the load thread
+	 * and a failing worker's ERROR) */
+	pthread_mutex_t ctl_wlock;
+
+	/* protected by ->lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct tern_error err;	    /* first local error */
+	struct tern_error peer_err; /* the peer's ERROR, which explains ours */
+	bool cancel;
+	bool ended; /* the migration / load thread finished its exit path */
+	bool got_ack, got_loaded, got_complete;
+	bool error_sent; /* destination: ERROR went out on the return path */
+	bool got_commit; /* destination */
+	bool committing; /* source: COMMIT is going out; cancel is too late */
+	uint8_t complete_payload[64];
+	uint32_t complete_len;
+	struct tern_conn *ctl;	      /* control channel */
+	struct tern_conn *pending;    /* a connection being handshaken (dest) */
+	struct tern_listener *listener;
+	struct mf_send *mf_send;
+	struct mf_recv *mf_recv;
+
+	pthread_t thread; /* migration or load thread */
+	bool thread_started;
+	pthread_t rp_thread; /* source: return path */
+	bool rp_started;
+
+	/* figures: written by the migration / load thread, read by anyone
+	 * through __atomic loads */
+	uint64_t start_ns, setup_end_ns, end_ns, pause_ns, loaded_ns;
+	uint64_t downtime_ms, verify_ms, expected_downtime_ms;
+	uint64_t rounds, dirty_pages_rate, dirty_sync_ns, remaining_pages;
+	uint64_t ctl_bytes;
+	uint64_t bw_bps, ram_bps;
+	uint64_t queued_pages;
+	bool verified;
+	/* final data-plane figures, kept after the data plane is freed */
+	struct mf_chan_stats final_total;
+	struct mf_chan_stats final_chan[TERN_MAX_CHANNELS];
+	bool final_stats;
+};
+
+/* state.c */
+/* One compare-and-swap; false when the status was not @from. */
+bool session_transition(struct tern_session *s, enum tern_status from, enum tern_status to);
+enum tern_status session_status(const struct tern_session *s);
+/* Record the first error (under ->lock) and wake everything that waits. */
+void session_fail(struct tern_session *s, const struct tern_error *err);
+bool session_cancelled(struct tern_session *s);
+
+/* source.c / dest.c */
+void *source_thread(void *arg);
+void *dest_thread(void *arg);
+
+/* stats.c */
+void stats_fill(struct tern_session *s, struct tern_stats *st);
+void stats_capture_final(struct tern_session *s);
+
+#endif /* TERN_CORE_PRIV_H */

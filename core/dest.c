@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The destination side: the load thread. It accepts the control channel,
+ * checks HELLO against our own RAM layout and capabilities, accepts the
+ * worker channels, and then follows the control stream: RAM_SYNC n releases
+ * the workers' round-n barrier, SECTION_FULL loads a device, EOS ends the
+ * RAM (every channel read SYNC|LAST and every page announced arrived).
+ * Then LOADED, the digest when verify-ram is on, COMPLETE, and the guest
+ * starts only when the source answers COMMIT (see source.c).
+ *
+ * Every frame is validated before it is acted on; any error ends in
+ * `failed` with the reason sent to the source on the return path, and the
+ * guest is never started.
+ */
+#include <stdlib.h>
+
+#include "core_priv.h"
+
+#define ACCEPT_TIMEOUT_MS 30000
+
+static int rp_send(struct tern_session *s, enum ctl_type type, const void *p, size_t len)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->ctl_wlock);
+	ret = s->ctl ? ctl_send(s->ctl, type, p, len) : -ENOTCONN;
+	pthread_mutex_unlock(&s->ctl_wlock);
+	return ret;
+}
+
+static void mf_failed(void *opaque)
+{
+	struct tern_session *s = opaque;
+	struct tern_error err = {0};
+	struct mf_recv *r;
+
+	/* Called from the failing worker: @r lives until that worker is joined. */
+	pthread_mutex_lock(&s->lock);
+	r = s->mf_recv;
+	pthread_mutex_unlock(&s->lock);
+	if (r && mf_recv_error(r, &err))
+		session_fail(s, &err);
+}
+
+static int accept_conn(struct tern_session *s, int timeout_ms, const char *what,
+		       struct tern_conn **ret_conn, struct tern_error *err)
+{
+	struct tern_listener *l;
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	l = s->cancel || s->err.code ? NULL : s->listener;
+	pthread_mutex_unlock(&s->lock);
+	if (!l)
+		return -ECANCELED;
+	ret = l->ops->accept(l, timeout_ms, ret_conn, err);
+	if (ret)
+		return tern_error_prefix(err, "waiting for the %s", what);
+	return 0;
+}
+
+static int dest_handshake(struct tern_session *s, struct tern_error *err)
+{
+	struct tern_conn *ctl;
+	uint16_t type;
+	uint8_t *p = NULL;
+	uint32_t len;
+	int ret;
+
+	ret = accept_conn(s, -1, "source", &ctl, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->ctl = ctl;
+	ret = s->cancel ? -ECANCELED : 0;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	s->start_ns = tern_now_ns();
+	pthread_mutex_lock(&s->ctl_wlock);
+	ret = ctl_send_stream_hdr(ctl, CTL_RP_MAGIC);
+	pthread_mutex_unlock(&s->ctl_wlock);
+	if (ret)
+		return tern_error_set(err, ret, "control channel from %s: %s", ctl->peer,
+				      strerror(-ret));
+	ret = ctl_recv_stream_hdr(ctl, CTL_MAGIC, "control channel", err);
+	if (ret)
+		return ret;
+	ret = ctl_recv(ctl, "control channel", &type, &p, &len, err);
+	if (ret)
+		return ret;
+	if (type != CTL_HELLO)
+		ret = tern_error_set(err, -EPROTO, "control channel: %s frame before HELLO",
+				     ctl_type_name(type));
+	else
+		ret = hello_check(s, p, len, err);
+	free(p);
+	if (ret)
+		return ret;
+	return rp_send(s, CTL_HELLO_ACK, NULL, 0);
+}
+
+static int dest_join_channels(struct tern_session *s, struct tern_error *err)
+{
+	struct mf_config cfg = {
+		.page_size = s->page_size,
+		.nchannels = s->nchannels,
+		.codec = 1,
+		.blocks = s->mf_blocks,
+		.nblocks = s->nblocks,
+		.log = &s->log,
+		.on_error = mf_failed,
+		.opaque = s,
+	};
+	struct tern_listener *l;
+	struct mf_recv *r;
+	uint32_t i;
+	int ret;
+
+	memcpy(cfg.uuid, s->uuid, 16);
+	ret = mf_recv_new(&cfg, &r, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->mf_recv = r;
+	pthread_mutex_unlock(&s->lock);
+	for (i = 0; i < s->nchannels; i++) {
+		struct tern_conn *c;
+
+		ret = accept_conn(s, ACCEPT_TIMEOUT_MS, "worker channels", &c, err);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&s->lock);
+		s->pending = c;
+		ret = s->cancel ? -ECANCELED : 0;
+		pthread_mutex_unlock(&s->lock);
+		if (!ret)
+			ret = mf_recv_add_channel(r, c, err);
+		else
+			conn_close(c);
+		pthread_mutex_lock(&s->lock);
+		s->pending = NULL;
+		pthread_mutex_unlock(&s->lock);
+		if (ret)
+			return ret;
+	}
+	/* Everyone is in: free the address. */
+	pthread_mutex_lock(&s->lock);
+	l = s->listener;
+	s->listener = NULL;
+	pthread_mutex_unlock(&s->lock);
+	l->ops->close(l);
+	return 0;
+}
+
+static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len,
+		       uint64_t last_round, struct tern_error *err)
+{
+	uint8_t complete[1 + 16 + 8] = {0};
+	struct mf_chan_stats t;
+	uint64_t round, pages;
+	uint16_t type;
+	uint8_t *cp = NULL;
+	uint32_t clen;
+	struct rd r;
+	int ret;
+
+	rd_init(&r, p, len);
+	round = rd_u64(&r);
+	pages = rd_u64(&r);
+	if (r.bad || rd_left(&r))
+		return tern_error_set(err, -EPROTO, "EOS: malformed (%u bytes)", len);
+	if (round != last_round)
+		return tern_error_set(err, -EPROTO, "EOS after round %" PRIu64 ", last RAM_SYNC was %" PRIu64,
+				      round, last_round);
+	ret = mf_recv_finish(s->mf_recv, err);
+	if (ret)
+		return ret;
+	mf_recv_stats(s->mf_recv, &t, NULL);
+	if (t.normal_pages + t.zero_pages != pages)
+		return tern_error_set(err, -EPROTO,
+				      "EOS: the source sent %" PRIu64 " pages, %" PRIu64 " arrived",
+				      pages, t.normal_pages + t.zero_pages);
+	s->loaded_ns = tern_now_ns();
+	ret = rp_send(s, CTL_LOADED, NULL, 0);
+	if (ret)
+		return tern_error_set(err, ret, "sending LOADED: %s", strerror(-ret));
+	if (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) {
+		struct ram_digest d;
+
+		ret = ram_digest_compute(s, &d, err);
+		if (ret)
+			return ret;
+		complete[0] = 1;
+		put_be64(complete + 1, d.h[0]);
+		put_be64(complete + 9, d.h[1]);
+		__atomic_store_n(&s->verify_ms, (tern_now_ns() - s->loaded_ns) / 1000000,
+				 __ATOMIC_RELAXED);
+	}
+	put_be64(complete + 17, pages);
+	ret = rp_send(s, CTL_COMPLETE, complete, sizeof(complete));
+	if (ret)
+		return tern_error_set(err, ret, "sending COMPLETE: %s", strerror(-ret));
+
+	/* Wait for the source to let go of the guest. */
+	ret = ctl_recv(s->ctl, "control channel", &type, &cp, &clen, err);
+	if (ret)
+		return tern_error_prefix(err, "waiting for COMMIT");
+	if (type == CTL_ERROR) {
+		ctl_decode_error(cp, clen, "source", err);
+		ret = err && err->code ? err->code : -EPROTO;
+	} else if (type != CTL_COMMIT || clen != 8 || cp[0] != 1) {
+		ret = tern_error_set(err, -EPROTO, "expected COMMIT, got %s", ctl_type_name(type));
+	}
+	free(cp);
+	if (ret)
+		return ret;
+	s->got_commit = true;
+	return 0;
+}
+
+static int dest_load(struct tern_session *s, struct tern_error *err)
+{
+	uint64_t last_round = 0;
+	uint16_t type;
+	uint8_t *p;
+	uint32_t len;
+	int ret;
+
+	for (;;) {
+		ret = ctl_recv(s->ctl, "control channel", &type, &p, &len, err);
+		if (ret)
+			return ret;
+		switch (type) {
+		case CTL_RAM_SYNC: {
+			uint64_t round = len == 8 ? get_be64(p) : 0;
+
+			if (len != 8 || round != last_round + 1) {
+				ret = tern_error_set(err, -EPROTO,
+						     "RAM_SYNC for round %" PRIu64
+						     " after round %" PRIu64,
+						     round, last_round);
+				break;
+			}
+			ret = mf_recv_wait_sync(s->mf_recv, round, err);
+			if (!ret) {
+				last_round = round;
+				__atomic_store_n(&s->rounds, round, __ATOMIC_RELAXED);
+			}
+			break;
+		}
+		case CTL_SECTION_FULL:
+			ret = section_load(s, p, len, err);
+			break;
+		case CTL_EOS:
+			ret = dest_finish(s, p, len, last_round, err);
+			free(p);
+			return ret;
+		case CTL_ERROR:
+			ctl_decode_error(p, len, "source", err);
+			ret = err->code ? err->code : -EPROTO;
+			break;
+		default:
+			ret = tern_error_set(err, -EPROTO,
+					     "control channel: unexpected %s frame in round %" PRIu64,
+					     ctl_type_name(type), last_round + 1);
+		}
+		free(p);
+		if (ret)
+			return ret;
+	}
+}
+
+void *dest_thread(void *arg)
+{
+	struct tern_session *s = arg;
+	struct tern_error err = {0};
+	struct tern_listener *l;
+	struct mf_recv *r;
+	struct tern_conn *ctl;
+	int ret;
+
+	ret = dest_handshake(s, &err);
+	if (!ret)
+		ret = dest_join_channels(s, &err);
+	if (!ret) {
+		s->setup_end_ns = tern_now_ns();
+		if (!session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE))
+			ret = -ECANCELED;
+	}
+	if (!ret)
+		ret = dest_load(s, &err);
+
+	if (ret) {
+		/* The workers' own error, if one failed first, says more. */
+		pthread_mutex_lock(&s->lock);
+		r = s->mf_recv;
+		pthread_mutex_unlock(&s->lock);
+		if (r && mf_recv_error(r, NULL)) {
+			tern_error_clear(&err);
+			mf_recv_error(r, &err);
+		}
+		if (!err.code)
+			tern_error_set(&err, ret, "%s", strerror(-ret));
+		session_fail(s, &err);
+	}
+	pthread_mutex_lock(&s->lock);
+	r = s->mf_recv;
+	s->mf_recv = NULL;
+	l = s->listener;
+	s->listener = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (r) {
+		mf_recv_stats(r, &s->final_total, s->final_chan);
+		mf_recv_free(r);
+	}
+	if (l)
+		l->ops->close(l);
+	pthread_mutex_lock(&s->ctl_wlock);
+	pthread_mutex_lock(&s->lock);
+	ctl = s->ctl;
+	s->ctl = NULL;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->ctl_wlock);
+	conn_close(ctl);
+
+	__atomic_store_n(&s->end_ns, tern_now_ns(), __ATOMIC_RELAXED);
+	if (!ret) {
+		if (s->vmm.resume)
+			s->vmm.resume(s->vmm_opaque);
+		stats_capture_final(s);
+		s->verified = (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0;
+		session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_COMPLETED);
+	} else {
+		enum tern_status st = session_status(s);
+
+		stats_capture_final(s);
+		while (!status_is_final(st) && !session_transition(s, st, TERN_STATUS_FAILED))
+			st = session_status(s);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ended = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}

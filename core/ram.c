@@ -1,0 +1,278 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RAM blocks and their dirty bitmaps.
+ *
+ * Each block has three maps of one bit a page:
+ *   dirty        set by the VMM's threads (tern_ram_mark_dirty), atomically;
+ *   send         the migration thread's: what this round still has to send;
+ *   clear_chunks one bit per 1 << clear-bitmap-shift pages: chunks a
+ *                provider reported dirty and must re-arm before we read them.
+ *
+ * A sync asks every provider for its log (they call tern_dirty_report(),
+ * which ORs into send and marks the chunks) and then drains the manual marks
+ * into send with one atomic exchange per word. A write that races with the
+ * drain lands in one round or the next, never in neither, because the VMM
+ * marks after it writes and we read the page after we drained its bit.
+ */
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "core_priv.h"
+
+TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void *host,
+				  uint64_t size, struct tern_ram_block **ret_block,
+				  struct tern_error *err)
+{
+	struct tern_ram_block *b;
+	uint32_t i;
+
+	if (s->started)
+		return tern_error_set(err, -EBUSY,
+				      "RAM block '%s': register before the migration starts",
+				      name ? name : "");
+	if (!name || !*name || strlen(name) > 255)
+		return tern_error_set(err, -EINVAL, "RAM block name must be 1..255 bytes");
+	if (!host || (uintptr_t)host % s->page_size)
+		return tern_error_set(err, -EINVAL, "RAM block '%s': host address %p not aligned "
+				      "to the %u-byte page", name, host, s->page_size);
+	if (!size || size % s->page_size)
+		return tern_error_set(err, -EINVAL,
+				      "RAM block '%s': size %" PRIu64
+				      " is not a non-zero multiple of %u",
+				      name, size, s->page_size);
+	for (i = 0; i < s->nblocks; i++)
+		if (!strcmp(s->blocks[i]->name, name))
+			return tern_error_set(err, -EEXIST, "RAM block '%s' is registered already",
+					      name);
+	if (s->nblocks == MAX_BLOCKS)
+		return tern_error_set(err, -ENOSPC, "more than %u RAM blocks", MAX_BLOCKS);
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return tern_error_set(err, -ENOMEM, "out of memory");
+	b->session = s;
+	b->index = s->nblocks;
+	strcpy(b->name, name);
+	b->host = host;
+	b->size = size;
+	b->npages = size / s->page_size;
+	b->dirty = bitmap_new(b->npages);
+	if (!b->dirty) {
+		free(b);
+		return tern_error_set(err, -ENOMEM, "out of memory");
+	}
+	s->blocks[s->nblocks++] = b;
+	if (ret_block)
+		*ret_block = b;
+	return 0;
+}
+
+TERN_EXPORT int tern_ram_mark_dirty(struct tern_ram_block *b, uint64_t offset, uint64_t len)
+{
+	uint32_t page = b->session->page_size;
+	uint64_t first, last;
+
+	if (offset >= b->size || len > b->size - offset)
+		return -ERANGE;
+	if (!len)
+		return 0;
+	first = offset / page;
+	last = (offset + len - 1) / page;
+	if (first == last)
+		bitmap_set_atomic(b->dirty, first);
+	else
+		bitmap_set_range_atomic(b->dirty, first, last - first + 1);
+	return 0;
+}
+
+TERN_EXPORT const char *tern_ram_block_name(const struct tern_ram_block *b)
+{
+	return b->name;
+}
+
+TERN_EXPORT uint64_t tern_ram_block_size(const struct tern_ram_block *b)
+{
+	return b->size;
+}
+
+TERN_EXPORT int tern_dirty_source_add(struct tern_session *s,
+				      const struct tern_dirty_source_ops *ops, void *opaque,
+				      struct tern_error *err)
+{
+	if (s->started)
+		return tern_error_set(err, -EBUSY, "dirty-log provider: add it before the start");
+	if (!ops || !ops->sync)
+		return tern_error_set(err, -EINVAL, "dirty-log provider: sync is required");
+	if (s->nsources == MAX_DIRTY_SOURCES)
+		return tern_error_set(err, -ENOSPC, "more than %u dirty-log providers",
+				      MAX_DIRTY_SOURCES);
+	s->sources[s->nsources].ops = ops;
+	s->sources[s->nsources].opaque = opaque;
+	s->sources[s->nsources].started = false;
+	s->nsources++;
+	return 0;
+}
+
+TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
+				  const uint64_t *bitmap, uint64_t npages)
+{
+	struct tern_session *s = b->session;
+	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
+	uint64_t i, w;
+
+	if (first_page > b->npages || npages > b->npages - first_page)
+		return -ERANGE;
+	if (!b->send)
+		return -EINVAL; /* only from a provider's sync during a migration */
+	for (w = 0; w < BITMAP_WORDS(npages); w++) {
+		uint64_t word = bitmap[w];
+
+		if (w == npages / 64)
+			word &= (npages % 64) ? ~0ull >> (64 - npages % 64) : 0;
+		while (word) {
+			i = first_page + w * 64 + (uint64_t)__builtin_ctzll(word);
+			word &= word - 1;
+			bitmap_set(b->send, i);
+			bitmap_set(b->clear_chunks, i >> shift);
+		}
+	}
+	return 0;
+}
+
+static void advise_huge(uint8_t *host, uint64_t size)
+{
+	const uint64_t huge = 2u << 20;
+	uintptr_t start = ((uintptr_t)host + huge - 1) & ~(huge - 1);
+	uintptr_t end = ((uintptr_t)host + size) & ~(huge - 1);
+
+	/* A hint: fewer first-touch faults where pages land. Failure is fine
+	 * (no THP, or memory that is not anonymous). */
+	if (end > start)
+		madvise((void *)start, end - start, MADV_HUGEPAGE);
+}
+
+static int ram_alloc_maps(struct tern_session *s, bool source, struct tern_error *err)
+{
+	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
+	uint32_t i;
+
+	for (i = 0; i < s->nblocks; i++) {
+		struct tern_ram_block *b = s->blocks[i];
+
+		if (source) {
+			b->send = bitmap_new(b->npages);
+			b->clear_chunks = bitmap_new((b->npages >> shift) + 1);
+			if (!b->send || !b->clear_chunks)
+				return tern_error_set(err, -ENOMEM, "out of memory for bitmaps");
+		} else {
+			b->touched = bitmap_new(b->npages);
+			if (!b->touched)
+				return tern_error_set(err, -ENOMEM, "out of memory for bitmaps");
+			advise_huge(b->host, b->size);
+		}
+		s->mf_blocks[i] = (struct mf_block){
+			.host = b->host,
+			.size = b->size,
+			.touched = b->touched,
+		};
+	}
+	return 0;
+}
+
+int ram_prepare_source(struct tern_session *s, struct tern_error *err)
+{
+	uint32_t i;
+	int ret;
+
+	ret = ram_alloc_maps(s, true, err);
+	if (ret)
+		return ret;
+	/* The first round sends everything. */
+	for (i = 0; i < s->nblocks; i++)
+		bitmap_set_range(s->blocks[i]->send, 0, s->blocks[i]->npages);
+	for (i = 0; i < s->nsources; i++) {
+		struct dirty_source *ds = &s->sources[i];
+
+		if (ds->ops->start) {
+			ret = ds->ops->start(ds->opaque, err);
+			if (ret) {
+				tern_error_set(err, ret, "starting the dirty log failed");
+				return tern_error_prefix(err, "dirty-log provider '%s'",
+							 ds->ops->name ? ds->ops->name : "?");
+			}
+		}
+		ds->started = true;
+	}
+	return 0;
+}
+
+int ram_prepare_dest(struct tern_session *s, struct tern_error *err)
+{
+	return ram_alloc_maps(s, false, err);
+}
+
+int ram_sync(struct tern_session *s, uint64_t *ret_new, struct tern_error *err)
+{
+	uint64_t before = ram_pending_pages(s), n = 0;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < s->nsources; i++) {
+		struct dirty_source *ds = &s->sources[i];
+
+		ret = ds->ops->sync(ds->opaque, err);
+		if (ret) {
+			tern_error_set(err, ret, "dirty-log sync failed");
+			return tern_error_prefix(err, "dirty-log provider '%s'",
+						 ds->ops->name ? ds->ops->name : "?");
+		}
+	}
+	for (i = 0; i < s->nblocks; i++) {
+		struct tern_ram_block *b = s->blocks[i];
+
+		bitmap_drain_atomic(b->send, b->dirty, b->npages);
+		n += bitmap_count(b->send, b->npages);
+	}
+	*ret_new = n > before ? n - before : 0;
+	__atomic_store_n(&s->remaining_pages, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+uint64_t ram_pending_pages(struct tern_session *s)
+{
+	uint64_t n = 0;
+	uint32_t i;
+
+	for (i = 0; i < s->nblocks; i++)
+		if (s->blocks[i]->send)
+			n += bitmap_count(s->blocks[i]->send, s->blocks[i]->npages);
+	return n;
+}
+
+void ram_sources_stop(struct tern_session *s)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->nsources; i++) {
+		struct dirty_source *ds = &s->sources[i];
+
+		if (ds->started && ds->ops->stop)
+			ds->ops->stop(ds->opaque);
+		ds->started = false;
+	}
+}
+
+void ram_release(struct tern_session *s)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->nblocks; i++) {
+		struct tern_ram_block *b = s->blocks[i];
+
+		bitmap_free(b->dirty);
+		bitmap_free(b->send);
+		bitmap_free(b->clear_chunks);
+		bitmap_free(b->touched);
+		free(b);
+	}
+	s->nblocks = 0;
+}

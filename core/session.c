@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The session: the public entry points that create, start, watch, cancel and
+ * free a migration. Everything hangs off struct tern_session; there is no
+ * global state. The session's threads are the migration thread (source.c)
+ * or the load thread (dest.c); tern_session_free() cancels whatever still
+ * runs and joins them before it frees anything.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core_priv.h"
+#include "tcp/tcp.h"
+
+TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
+				 struct tern_session **ret_session, struct tern_error *err)
+{
+	struct tern_session *s;
+	long page = sysconf(_SC_PAGESIZE);
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return tern_error_set(err, -ENOMEM, "out of memory");
+	if (ops)
+		s->vmm = *ops;
+	s->vmm_opaque = opaque;
+	s->page_size = page > 0 ? (uint32_t)page : 4096;
+	s->status = TERN_STATUS_NONE;
+	params_init(&s->params);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_mutex_init(&s->ctl_wlock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	*ret_session = s;
+	return 0;
+}
+
+TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *opaque, int level)
+{
+	s->log.fn = fn;
+	s->log.opaque = opaque;
+	s->log.level = level;
+}
+
+static int session_start(struct tern_session *s, bool source, const char *uri,
+			 struct tern_error *err)
+{
+	const char *addr;
+	int ret;
+
+	if (s->started)
+		return tern_error_set(err, -EBUSY, "this session has run a migration already");
+	if (!uri || strlen(uri) >= sizeof(s->uri))
+		return tern_error_set(err, -EINVAL, "missing or overlong URI");
+	if (!s->nblocks)
+		return tern_error_set(err, -EINVAL, "no RAM block registered");
+	ret = tcp_transport_for_uri(uri, &s->tp, &addr, err);
+	if (ret)
+		return ret;
+	snprintf(s->uri, sizeof(s->uri), "%s", uri);
+	s->is_source = source;
+	return 0;
+}
+
+TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct tern_error *err)
+{
+	int ret;
+
+	ret = session_start(s, true, uri, err);
+	if (ret)
+		return ret;
+	ret = tern_uuid_generate(s->uuid);
+	if (ret)
+		return tern_error_set(err, ret, "generating the session UUID: %s", strerror(-ret));
+	s->nchannels = (uint32_t)params_get(&s->params, PARAM_MULTIFD_CHANNELS);
+	s->start_ns = tern_now_ns();
+	s->started = true;
+	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);
+	ret = -pthread_create(&s->thread, NULL, source_thread, s);
+	if (ret) {
+		tern_error_set(&s->err, ret, "starting the migration thread: %s", strerror(-ret));
+		session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_FAILED);
+		s->ended = true;
+		return tern_error_set(err, ret, "starting the migration thread: %s",
+				      strerror(-ret));
+	}
+	s->thread_started = true;
+	return 0;
+}
+
+TERN_EXPORT int tern_incoming(struct tern_session *s, const char *uri, struct tern_error *err)
+{
+	struct tern_listener *l;
+	const char *addr;
+	int ret;
+
+	ret = session_start(s, false, uri, err);
+	if (ret)
+		return ret;
+	addr = strchr(s->uri, ':') + 1;
+	ret = s->tp->listen(addr, &l, err);
+	if (ret)
+		return ret;
+	l->ops->uri(l, s->uri, sizeof(s->uri));
+	ret = ram_prepare_dest(s, err);
+	if (ret) {
+		l->ops->close(l);
+		return ret;
+	}
+	s->listener = l;
+	s->started = true;
+	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);
+	ret = -pthread_create(&s->thread, NULL, dest_thread, s);
+	if (ret) {
+		s->listener = NULL;
+		l->ops->close(l);
+		tern_error_set(&s->err, ret, "starting the load thread: %s", strerror(-ret));
+		session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_FAILED);
+		s->ended = true;
+		return tern_error_set(err, ret, "starting the load thread: %s", strerror(-ret));
+	}
+	s->thread_started = true;
+	return 0;
+}
+
+TERN_EXPORT int tern_incoming_uri(struct tern_session *s, char *buf, size_t len)
+{
+	if (!s->started || s->is_source)
+		return -EINVAL;
+	if ((size_t)snprintf(buf, len, "%s", s->uri) >= len)
+		return -ENOSPC;
+	return 0;
+}
+
+TERN_EXPORT int tern_cancel(struct tern_session *s)
+{
+	struct tern_error err = {0};
+	enum tern_status st;
+
+	pthread_mutex_lock(&s->lock);
+	if (!s->started || s->ended || s->committing || s->got_commit ||
+	    status_is_final(session_status(s))) {
+		pthread_mutex_unlock(&s->lock);
+		return -EALREADY;
+	}
+	s->cancel = true;
+	pthread_mutex_unlock(&s->lock);
+
+	/* The source goes through cancelling; the destination simply fails. */
+	if (s->is_source) {
+		st = session_status(s);
+		while (!status_is_final(st) && st != TERN_STATUS_CANCELLING &&
+		       !session_transition(s, st, TERN_STATUS_CANCELLING))
+			st = session_status(s);
+	}
+	tern_error_set(&err, -ECANCELED, "migration cancelled on the %s",
+		       s->is_source ? "source" : "destination");
+	session_fail(s, &err);
+	if (s->is_source) {
+		/* The source's exit path keeps the control channel for the
+		 * return path's last word; a cancel needs no word. */
+		pthread_mutex_lock(&s->lock);
+		conn_shutdown(s->ctl);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return 0;
+}
+
+TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms)
+{
+	struct timespec deadline;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	if (timeout_ms >= 0) {
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+	}
+	pthread_mutex_lock(&s->lock);
+	while (s->started && !s->ended && ret != ETIMEDOUT) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&s->cond, &s->lock);
+		else
+			ret = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return session_status(s);
+}
+
+TERN_EXPORT int tern_stats_get(struct tern_session *s, struct tern_stats *ret_stats)
+{
+	stats_fill(s, ret_stats);
+	return 0;
+}
+
+TERN_EXPORT void tern_session_free(struct tern_session *s)
+{
+	uint32_t i;
+
+	if (!s)
+		return;
+	if (s->thread_started) {
+		tern_cancel(s);
+		pthread_join(s->thread, NULL);
+	}
+	if (s->listener)
+		s->listener->ops->close(s->listener);
+	for (i = 0; i < s->nsections; i++)
+		free(s->sections[i]);
+	ram_release(s);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->ctl_wlock);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

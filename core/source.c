@@ -1,0 +1,599 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source side: the migration thread and the return-path thread.
+ *
+ *   source                                         destination
+ *   ------                                         -----------
+ *   control: stream header, HELLO  ───────────────► checks layout, caps
+ *            ◄────────────────── stream header, HELLO_ACK (or ERROR)
+ *   N worker channels: hello ─────────────────────► joined by uuid + index
+ *   round 1..n: sync dirty log, pages on workers ──► land in place
+ *               SYNC n on every worker, RAM_SYNC n ► barrier: all of n in
+ *   switchover: pause, last sync, last pages,
+ *               SYNC|LAST, RAM_SYNC, sections, EOS ► load sections
+ *            ◄────────────────────────────── LOADED
+ *            ◄────────────────── COMPLETE (+ RAM digest with verify-ram)
+ *   compare digests; COMMIT ──────────────────────► resume the guest there
+ *
+ * The destination starts the guest only on COMMIT, which the source sends
+ * only once it has itself given up its copy: so a cancel or a failure at any
+ * point before leaves exactly one guest to run, the source's.
+ *
+ * Switchover rule: after each sync, if what remains fits in what the link
+ * moves in downtime-limit (bandwidth measured over 100 ms windows of
+ * sending), pause the guest and finish.
+ */
+#include <stdlib.h>
+#include <time.h>
+
+#include "core_priv.h"
+#include "tcp/tcp.h"
+
+#define HANDSHAKE_TIMEOUT_MS 30000
+#define CONNECT_TIMEOUT_MS 10000
+#define FINAL_REPLY_TIMEOUT_MS 600000
+#define RP_GRACE_MS 1000
+
+/* ---- return path --------------------------------------------------------- */
+
+static void *rp_thread(void *arg)
+{
+	struct tern_session *s = arg;
+	struct tern_error err = {0};
+	uint16_t type;
+	uint8_t *p;
+	uint32_t len;
+	int ret;
+
+	ret = ctl_recv_stream_hdr(s->ctl, CTL_RP_MAGIC, "return path", &err);
+	while (!ret) {
+		ret = ctl_recv(s->ctl, "return path", &type, &p, &len, &err);
+		if (ret)
+			break;
+		pthread_mutex_lock(&s->lock);
+		switch (type) {
+		case CTL_HELLO_ACK:
+			s->got_ack = true;
+			break;
+		case CTL_LOADED:
+			s->got_loaded = true;
+			s->loaded_ns = tern_now_ns();
+			break;
+		case CTL_COMPLETE:
+			memcpy(s->complete_payload, p, len);
+			s->complete_len = len;
+			s->got_complete = true;
+			break;
+		case CTL_ERROR:
+			ctl_decode_error(p, len, "destination", &s->peer_err);
+			ret = s->peer_err.code;
+			tern_error_set(&err, ret, "%s", s->peer_err.msg);
+			break;
+		default:
+			ret = tern_error_set(&err, -EPROTO,
+					     "return path: unexpected %s frame from the destination",
+					     ctl_type_name(type));
+		}
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		free(p);
+	}
+	pthread_mutex_lock(&s->lock);
+	/* After COMPLETE the destination closing its end is the normal end. */
+	if (s->got_complete && !s->peer_err.code)
+		ret = 0;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		session_fail(s, &err);
+	return NULL;
+}
+
+/* Wait for *@flag (under ->lock) set by the return path. */
+static int wait_reply(struct tern_session *s, bool *flag, const char *what, int timeout_ms,
+		      struct tern_error *err)
+{
+	struct timespec deadline;
+	int ret = 0;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!*flag && !s->err.code && !s->cancel && !ret)
+		ret = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);
+	if (*flag)
+		ret = 0;
+	else if (s->cancel)
+		ret = -ECANCELED;
+	else if (s->err.code)
+		ret = tern_error_set(err, s->err.code, "%s", s->err.msg);
+	else
+		ret = tern_error_set(err, -ETIMEDOUT, "no %s from the destination in %d s", what,
+				     timeout_ms / 1000);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+static void mf_failed(void *opaque)
+{
+	struct tern_session *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int src_setup(struct tern_session *s, const char *addr, struct tern_error *err)
+{
+	struct tern_conn *conns[TERN_MAX_CHANNELS] = {0};
+	struct tern_conn *ctl = NULL;
+	struct mf_config cfg;
+	struct mf_send *mf;
+	struct buf hello;
+	uint32_t i;
+	int ret;
+
+	ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &ctl, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->ctl = ctl;
+	ret = s->cancel ? -ECANCELED : 0;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+
+	buf_init(&hello);
+	hello_encode(s, &hello);
+	ret = hello.oom ? -ENOMEM : ctl_send_stream_hdr(ctl, CTL_MAGIC);
+	if (!ret)
+		ret = ctl_send(ctl, CTL_HELLO, hello.data, hello.len);
+	s->ctl_bytes += CTL_STREAM_HDR_SIZE + CTL_HDR_SIZE + hello.len;
+	buf_fini(&hello);
+	if (ret)
+		return tern_error_set(err, ret, "control channel to %s: sending HELLO: %s",
+				      ctl->peer, strerror(-ret));
+
+	ret = -pthread_create(&s->rp_thread, NULL, rp_thread, s);
+	if (ret)
+		return tern_error_set(err, ret, "starting the return-path thread: %s",
+				      strerror(-ret));
+	s->rp_started = true;
+	ret = wait_reply(s, &s->got_ack, "HELLO_ACK", HANDSHAKE_TIMEOUT_MS, err);
+	if (ret)
+		return ret;
+
+	for (i = 0; i < s->nchannels; i++) {
+		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &conns[i], err);
+		if (ret) {
+			tern_error_prefix(err, "worker channel %u", i);
+			while (i--)
+				conn_close(conns[i]);
+			return ret;
+		}
+	}
+	cfg = (struct mf_config){
+		.page_size = s->page_size,
+		.nchannels = s->nchannels,
+		.codec = 1,
+		.blocks = s->mf_blocks,
+		.nblocks = s->nblocks,
+		.log = &s->log,
+		.on_error = mf_failed,
+		.opaque = s,
+	};
+	memcpy(cfg.uuid, s->uuid, 16);
+	ret = mf_send_start(&cfg, conns, &mf, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->mf_send = mf;
+	if (s->cancel)
+		mf_send_shutdown(mf);
+	pthread_mutex_unlock(&s->lock);
+	return ram_prepare_source(s, err);
+}
+
+/* ---- rounds ------------------------------------------------------------- */
+
+struct round_ctx {
+	struct ratelimit rl;
+	uint64_t sent_pages; /* queued to the workers, normal or zero */
+};
+
+static uint64_t wire_total(struct tern_session *s)
+{
+	struct mf_chan_stats t;
+
+	mf_send_stats(s->mf_send, &t, NULL);
+	return t.wire_bytes;
+}
+
+static int pace(struct tern_session *s, struct round_ctx *rc)
+{
+	uint64_t max = params_get(&s->params, PARAM_MAX_BANDWIDTH);
+	uint64_t now = tern_now_ns(), wire = wire_total(s), ram = rc->sent_pages * s->page_size;
+	uint64_t sleep_ns = ratelimit_account(&rc->rl, now, wire, ram, max);
+
+	__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->ram_bps, rc->rl.ram_bps, __ATOMIC_RELAXED);
+	if (sleep_ns) {
+		struct timespec ts = {.tv_sec = (time_t)(sleep_ns / 1000000000ull),
+				      .tv_nsec = (long)(sleep_ns % 1000000000ull)};
+
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_batch **bp)
+{
+	struct mf_batch *b = *bp;
+	int ret;
+
+	*bp = NULL;
+	rc->sent_pages += b->npages;
+	ret = mf_send_batch_queue(s->mf_send, b);
+	if (ret)
+		return ret;
+	__atomic_store_n(&s->queued_pages, rc->sent_pages, __ATOMIC_RELAXED);
+	return pace(s, rc);
+}
+
+/*
+ * Send every page in the blocks' send maps, then close round @round on every
+ * channel and on the control channel. A word of the send map (64 pages)
+ * never straddles a clear chunk (the shift is at least 6), so the chunk's
+ * provider log is re-armed before the first of its pages is queued -- and so
+ * before any of them is read.
+ */
+static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool last,
+		      struct tern_error *err)
+{
+	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
+	struct mf_batch *batch = NULL;
+	uint8_t sync[8];
+	uint32_t bi;
+	int ret = 0;
+
+	for (bi = 0; bi < s->nblocks && !ret; bi++) {
+		struct tern_ram_block *b = s->blocks[bi];
+		uint64_t w, nwords = BITMAP_WORDS(b->npages);
+
+		for (w = 0; w < nwords && !ret; w++) {
+			uint64_t v = b->send[w], chunk = (w * 64) >> shift;
+
+			if (!v)
+				continue;
+			b->send[w] = 0;
+			if (bitmap_test(b->clear_chunks, chunk)) {
+				struct dirty_source *ds;
+				uint64_t first = chunk << shift;
+				uint64_t n = MIN(1ull << shift, b->npages - first);
+				uint32_t i;
+
+				bitmap_clear_bit(b->clear_chunks, chunk);
+				for (i = 0; i < s->nsources && !ret; i++) {
+					ds = &s->sources[i];
+					if (ds->ops->clear)
+						ret = ds->ops->clear(ds->opaque, b, first, n, err);
+				}
+				if (ret) {
+					tern_error_set(err, ret, "clearing the dirty log failed");
+					tern_error_prefix(err, "block '%s' pages %" PRIu64 "..%" PRIu64,
+							  b->name, first, first + n - 1);
+					break;
+				}
+			}
+			while (v) {
+				if (!batch) {
+					batch = mf_send_batch_get(s->mf_send);
+					if (!batch) {
+						ret = mf_send_error(s->mf_send, err);
+						ret = ret ? ret : -ECANCELED;
+						break;
+					}
+					batch->block = bi;
+					batch->round = round;
+				}
+				batch->pages[batch->npages++] = w * 64 + (uint64_t)__builtin_ctzll(v);
+				v &= v - 1;
+				if (batch->npages == MF_BATCH_PAGES) {
+					ret = queue_batch(s, rc, &batch);
+					if (ret)
+						break;
+				}
+			}
+		}
+		if (!ret && batch)
+			ret = queue_batch(s, rc, &batch);
+	}
+	if (batch)
+		mf_send_batch_put(s->mf_send, batch);
+	if (!ret)
+		ret = mf_send_sync(s->mf_send, round, last);
+	if (!ret) {
+		put_be64(sync, round);
+		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
+		s->ctl_bytes += CTL_HDR_SIZE + sizeof(sync);
+	}
+	ratelimit_idle(&rc->rl, tern_now_ns(), wire_total(s), rc->sent_pages * s->page_size);
+	__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
+	if (ret && !err->code) {
+		struct tern_error e2 = {0};
+
+		if (mf_send_error(s->mf_send, &e2))
+			tern_error_set(err, e2.code, "%s", e2.msg);
+		else if (ret != -ECANCELED)
+			tern_error_set(err, ret, "round %" PRIu64 ": %s", round, strerror(-ret));
+	}
+	return ret;
+}
+
+static int sync_dirty(struct tern_session *s, uint64_t *last_sync_ns, struct tern_error *err)
+{
+	uint64_t t0 = tern_now_ns(), newly = 0, t1, since;
+	int ret;
+
+	ret = ram_sync(s, &newly, err);
+	if (ret)
+		return ret;
+	t1 = tern_now_ns();
+	since = t0 - *last_sync_ns;
+	if (*last_sync_ns && since)
+		__atomic_store_n(&s->dirty_pages_rate, (uint64_t)((double)newly * 1e9 / since),
+				 __ATOMIC_RELAXED);
+	*last_sync_ns = t0;
+	__atomic_store_n(&s->dirty_sync_ns, t1 - t0, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&s->rounds, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * Rounds until what remains fits the downtime. On return, round *@ret_round
+ * was synced but not sent: the switchover sends it with the guest paused.
+ */
+static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
+		   struct tern_error *err)
+{
+	uint64_t round = 0, last_sync_ns = 0;
+	int ret;
+
+	for (;;) {
+		uint64_t pending, bw, limit_ms;
+
+		round++;
+		ret = sync_dirty(s, &last_sync_ns, err);
+		if (ret)
+			return ret;
+		pending = ram_pending_pages(s) * s->page_size;
+		bw = rc->rl.bw_bps;
+		limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
+		if (bw)
+			__atomic_store_n(&s->expected_downtime_ms,
+					 (uint64_t)((double)pending * 1000 / bw), __ATOMIC_RELAXED);
+		tern_log_msg(&s->log, 7,
+			     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
+			     " B/s, threshold %" PRIu64,
+			     round, pending, bw, (uint64_t)((double)bw * limit_ms / 1000));
+		if (round > 1 && (!pending || (bw && pending <= (double)bw * limit_ms / 1000)))
+			break;
+		ret = send_round(s, rc, round, false, err);
+		if (ret)
+			return ret;
+	}
+	*ret_round = round;
+	return 0;
+}
+
+/* ---- switchover ----------------------------------------------------------- */
+
+static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		      bool *paused, struct tern_error *err)
+{
+	bool verify = caps_get(&s->params, CAP_VERIFY_RAM);
+	struct ram_digest mine = {{0}};
+	uint64_t section_bytes = 0, complete_ns = 0, commit_ns, last_sync_ns = 0, verify_ns = 0;
+	uint8_t eos[16], commit[8] = {1};
+	int ret;
+
+	if (!session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE))
+		return -ECANCELED;
+	s->pause_ns = tern_now_ns();
+	ret = s->vmm.pause ? s->vmm.pause(s->vmm_opaque, err) : 0;
+	if (ret) {
+		tern_error_set(err, ret, "the VMM failed to pause the guest");
+		return ret;
+	}
+	*paused = true;
+
+	/* What was dirtied since the last sync, then the pages still pending. */
+	ret = sync_dirty(s, &last_sync_ns, err);
+	if (ret)
+		return ret;
+	ret = send_round(s, rc, round, true, err);
+	if (ret)
+		return ret;
+	ret = sections_save_all(s, s->ctl, &section_bytes, err);
+	s->ctl_bytes += section_bytes;
+	if (ret)
+		return ret;
+	put_be64(eos, round);
+	put_be64(eos + 8, rc->sent_pages);
+	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
+	if (ret)
+		return tern_error_set(err, ret, "sending EOS: %s", strerror(-ret));
+	s->ctl_bytes += CTL_HDR_SIZE + sizeof(eos);
+
+	ret = wait_reply(s, &s->got_loaded, "LOADED", FINAL_REPLY_TIMEOUT_MS, err);
+	if (ret)
+		return ret;
+	if (verify) {
+		uint64_t t0 = tern_now_ns();
+
+		ret = ram_digest_compute(s, &mine, err);
+		if (ret)
+			return ret;
+		verify_ns = tern_now_ns() - t0;
+	}
+	ret = wait_reply(s, &s->got_complete, "COMPLETE", FINAL_REPLY_TIMEOUT_MS, err);
+	if (ret)
+		return ret;
+	complete_ns = tern_now_ns();
+	if (verify) {
+		struct rd r;
+		uint8_t has;
+		uint64_t h0, h1;
+
+		pthread_mutex_lock(&s->lock);
+		rd_init(&r, s->complete_payload, s->complete_len);
+		has = rd_u8(&r);
+		h0 = rd_u64(&r);
+		h1 = rd_u64(&r);
+		pthread_mutex_unlock(&s->lock);
+		if (r.bad || !has)
+			return tern_error_set(err, -EPROTO,
+					      "verify-ram: the destination sent no RAM digest");
+		if (h0 != mine.h[0] || h1 != mine.h[1])
+			return tern_error_set(err, -EIO,
+					      "verify-ram: RAM digest mismatch (source %016" PRIx64
+					      "%016" PRIx64 ", destination %016" PRIx64 "%016" PRIx64
+					      ")",
+					      mine.h[0], mine.h[1], h0, h1);
+		s->verified = true;
+		verify_ns = MAX(verify_ns, complete_ns - s->loaded_ns);
+	}
+
+	/* Point of no return: once COMMIT is out, the destination runs the
+	 * guest, so a cancel must not win from here on. */
+	pthread_mutex_lock(&s->lock);
+	ret = s->cancel ? -ECANCELED : 0;
+	if (!ret)
+		s->committing = true;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	ret = ctl_send(s->ctl, CTL_COMMIT, commit, sizeof(commit));
+	if (ret) {
+		pthread_mutex_lock(&s->lock);
+		s->committing = false;
+		pthread_mutex_unlock(&s->lock);
+		return tern_error_set(err, ret, "sending COMMIT: %s", strerror(-ret));
+	}
+	commit_ns = tern_now_ns();
+	__atomic_store_n(&s->verify_ms, verify_ns / 1000000, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->downtime_ms,
+			 (commit_ns - s->pause_ns - MIN(verify_ns, commit_ns - s->pause_ns)) /
+				 1000000,
+			 __ATOMIC_RELAXED);
+	return 0;
+}
+
+/* ---- the thread ---------------------------------------------------------- */
+
+static void rp_stop(struct tern_session *s, bool failed)
+{
+	struct timespec ts;
+	int i;
+
+	if (!s->rp_started)
+		return;
+	/* On failure give the destination a moment to say why (its ERROR
+	 * frame explains a broken pipe here) before the control channel goes. */
+	for (i = 0; failed && i < RP_GRACE_MS / 10; i++) {
+		if (!pthread_tryjoin_np(s->rp_thread, NULL)) {
+			s->rp_started = false;
+			return;
+		}
+		ts = (struct timespec){.tv_nsec = 10000000};
+		nanosleep(&ts, NULL);
+	}
+	conn_shutdown(s->ctl);
+	pthread_join(s->rp_thread, NULL);
+	s->rp_started = false;
+}
+
+void *source_thread(void *arg)
+{
+	struct tern_session *s = arg;
+	struct tern_error err = {0};
+	struct round_ctx rc = {0};
+	const char *addr = strchr(s->uri, ':') + 1;
+	struct mf_send *mf;
+	struct tern_conn *ctl;
+	uint64_t round = 0;
+	bool paused = false;
+	int ret;
+
+	ret = src_setup(s, addr, &err);
+	if (ret)
+		goto out;
+	s->setup_end_ns = tern_now_ns();
+	if (!session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE)) {
+		ret = -ECANCELED;
+		goto out;
+	}
+	ratelimit_init(&rc.rl, tern_now_ns(), wire_total(s), 0);
+	ret = precopy(s, &rc, &round, &err);
+	if (ret)
+		goto out;
+	ret = switchover(s, &rc, round, &paused, &err);
+
+out:
+	if (ret) {
+		if (!err.code)
+			tern_error_set(&err, ret, "%s", strerror(-ret));
+		/* Tell the destination why, unless it told us. */
+		pthread_mutex_lock(&s->lock);
+		ctl = s->peer_err.code || s->cancel ? NULL : s->ctl;
+		pthread_mutex_unlock(&s->lock);
+		if (ctl && ret != -EPIPE)
+			ctl_send_error(ctl, err.code, err.msg);
+		session_fail(s, &err);
+	}
+	rp_stop(s, ret != 0);
+	pthread_mutex_lock(&s->lock);
+	mf = s->mf_send;
+	s->mf_send = NULL;
+	ctl = s->ctl;
+	s->ctl = NULL;
+	if (s->peer_err.code) {
+		/* The destination's reason explains our own failure best. */
+		tern_error_clear(&s->err);
+		tern_error_set(&s->err, s->peer_err.code, "%s", s->peer_err.msg);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (mf) {
+		s->final_total = (struct mf_chan_stats){0};
+		mf_send_stats(mf, &s->final_total, s->final_chan);
+		mf_send_free(mf);
+	}
+	conn_close(ctl);
+	ram_sources_stop(s);
+	if (ret && paused && s->vmm.resume)
+		s->vmm.resume(s->vmm_opaque);
+	__atomic_store_n(&s->end_ns, tern_now_ns(), __ATOMIC_RELAXED);
+	stats_capture_final(s);
+	if (!ret) {
+		session_transition(s, TERN_STATUS_DEVICE, TERN_STATUS_COMPLETED);
+	} else {
+		enum tern_status st = session_status(s);
+
+		while (!status_is_final(st) &&
+		       !session_transition(s, st, st == TERN_STATUS_CANCELLING
+							  ? TERN_STATUS_CANCELLED
+							  : TERN_STATUS_FAILED))
+			st = session_status(s);
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ended = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}

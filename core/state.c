@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The state machine. Every transition is one compare-and-swap on the status
+ * word, so a cancel from the VMM's thread and a failure on the migration
+ * thread cannot both win: whichever swaps first decides, and the other sees
+ * a status it did not expect.
+ *
+ *   source:      none -> setup -> active -> device -> completed
+ *                any state before completed -> failed | cancelling -> cancelled
+ *   destination: none -> setup -> active -> completed | failed
+ */
+#include "core_priv.h"
+
+static const char *const status_names[TERN_STATUS_MAX] = {
+	[TERN_STATUS_INVALID] = "invalid",
+	[TERN_STATUS_NONE] = "none",
+	[TERN_STATUS_SETUP] = "setup",
+	[TERN_STATUS_ACTIVE] = "active",
+	[TERN_STATUS_PRE_SWITCHOVER] = "pre-switchover",
+	[TERN_STATUS_DEVICE] = "device",
+	[TERN_STATUS_COMPLETED] = "completed",
+	[TERN_STATUS_FAILED] = "failed",
+	[TERN_STATUS_CANCELLING] = "cancelling",
+	[TERN_STATUS_CANCELLED] = "cancelled",
+};
+
+TERN_EXPORT const char *tern_status_name(enum tern_status st)
+{
+	if ((int)st < 0 || st >= TERN_STATUS_MAX)
+		return "invalid";
+	return status_names[st];
+}
+
+bool status_is_final(enum tern_status st)
+{
+	return st == TERN_STATUS_COMPLETED || st == TERN_STATUS_FAILED ||
+	       st == TERN_STATUS_CANCELLED;
+}
+
+enum tern_status session_status(const struct tern_session *s)
+{
+	return __atomic_load_n(&s->status, __ATOMIC_ACQUIRE);
+}
+
+bool session_transition(struct tern_session *s, enum tern_status from, enum tern_status to)
+{
+	enum tern_status expect = from;
+
+	if (!__atomic_compare_exchange_n(&s->status, &expect, to, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE))
+		return false;
+	tern_log_msg(&s->log, 6, "%s: %s -> %s", s->is_source ? "source" : "destination",
+		     tern_status_name(from), tern_status_name(to));
+	if (s->vmm.state_changed)
+		s->vmm.state_changed(s->vmm_opaque, from, to);
+	if (status_is_final(to)) {
+		pthread_mutex_lock(&s->lock);
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	return true;
+}
+
+bool session_cancelled(struct tern_session *s)
+{
+	bool c;
+
+	pthread_mutex_lock(&s->lock);
+	c = s->cancel;
+	pthread_mutex_unlock(&s->lock);
+	return c;
+}
+
+/*
+ * Record the first error and make every thread of the session stop waiting:
+ * the data plane is shut down (blocked reads and writes return) and waiters
+ * on ->cond wake up; the thread that owns the migration then runs its exit
+ * path. The destination also tells the source why, on the return path,
+ * before it shuts the control channel. The source leaves its control channel
+ * to its exit path, which first gives the return path a moment to deliver
+ * the destination's own explanation.
+ */
+void session_fail(struct tern_session *s, const struct tern_error *err)
+{
+	struct tern_error mine = {0};
+	bool tell;
+
+	pthread_mutex_lock(&s->lock);
+	if (err && err->code)
+		tern_error_set(&s->err, err->code, "%s", err->msg);
+	else
+		tern_error_set(&s->err, -EIO, "migration failed");
+	mine = s->err;
+	if (s->mf_send)
+		mf_send_shutdown(s->mf_send);
+	if (s->mf_recv)
+		mf_recv_shutdown(s->mf_recv);
+	tell = !s->is_source && s->ctl && !s->error_sent;
+	s->error_sent = s->error_sent || tell;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+
+	if (s->is_source)
+		return;
+	if (tell) {
+		pthread_mutex_lock(&s->ctl_wlock);
+		if (s->ctl)
+			ctl_send_error(s->ctl, mine.code, mine.msg);
+		pthread_mutex_unlock(&s->ctl_wlock);
+	}
+	pthread_mutex_lock(&s->lock);
+	conn_shutdown(s->ctl);
+	conn_shutdown(s->pending);
+	if (s->listener)
+		s->listener->ops->shutdown(s->listener);
+	pthread_mutex_unlock(&s->lock);
+}

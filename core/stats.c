@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stats: a snapshot any thread may take at any time. Counters are read with
+ * relaxed atomic loads (each is exact; together they are a near-instant
+ * picture, which is what an operator's `query` wants). While the data plane
+ * runs, its per-channel figures come from it; once it is freed, from the
+ * copy kept at the end.
+ */
+#include <stdio.h>
+
+#include "core_priv.h"
+
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+void stats_capture_final(struct tern_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->final_stats = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void stats_fill(struct tern_session *s, struct tern_stats *st)
+{
+	struct mf_chan_stats total = {0}, chan[TERN_MAX_CHANNELS];
+	uint64_t start, end, setup_end, now = tern_now_ns(), pages, elapsed;
+	uint32_t i;
+
+	memset(st, 0, sizeof(*st));
+	memset(chan, 0, sizeof(chan));
+	st->status = session_status(s);
+	st->is_source = s->is_source;
+	st->page_size = s->page_size;
+	for (i = 0; i < s->nblocks; i++)
+		st->ram_total += s->blocks[i]->size;
+
+	pthread_mutex_lock(&s->lock);
+	st->channels = s->nchannels;
+	if (s->mf_send)
+		mf_send_stats(s->mf_send, &total, chan);
+	else if (s->mf_recv)
+		mf_recv_stats(s->mf_recv, &total, chan);
+	else if (s->final_stats) {
+		total = s->final_total;
+		memcpy(chan, s->final_chan, sizeof(chan));
+	}
+	if (s->err.code && status_is_final(st->status))
+		snprintf(st->error, sizeof(st->error), "%s", s->err.msg);
+	st->verified = s->verified && st->status == TERN_STATUS_COMPLETED;
+	pthread_mutex_unlock(&s->lock);
+
+	start = LD(s->start_ns);
+	end = LD(s->end_ns);
+	setup_end = LD(s->setup_end_ns);
+	if (start) {
+		st->total_ms = ((end ? end : now) - start) / 1000000;
+		st->setup_ms = ((setup_end ? setup_end : (end ? end : now)) - start) / 1000000;
+	}
+	st->downtime_ms = LD(s->downtime_ms);
+	st->verify_ms = LD(s->verify_ms);
+	st->expected_downtime_ms = LD(s->expected_downtime_ms);
+	st->normal_pages = total.normal_pages;
+	st->zero_pages = total.zero_pages;
+	st->ram_transferred = total.normal_pages * s->page_size;
+	st->wire_bytes = total.wire_bytes + LD(s->ctl_bytes);
+	for (i = 0; i < st->channels && i < TERN_MAX_CHANNELS; i++)
+		st->channel_wire_bytes[i] = chan[i].wire_bytes;
+	st->rounds = LD(s->rounds);
+	st->dirty_pages_rate = LD(s->dirty_pages_rate);
+	st->dirty_sync_ms = LD(s->dirty_sync_ns) / 1000000;
+	st->bandwidth_bps = LD(s->bw_bps);
+	if (s->is_source && st->status != TERN_STATUS_COMPLETED)
+		st->ram_remaining = LD(s->remaining_pages) * s->page_size;
+	pages = total.normal_pages + total.zero_pages;
+	elapsed = start ? (end ? end : now) - start : 0;
+	if (status_is_final(st->status) || !s->is_source)
+		st->throughput_bps = elapsed ? (uint64_t)((double)pages * s->page_size * 1e9 /
+							  elapsed)
+					     : 0;
+	else
+		st->throughput_bps = LD(s->ram_bps);
+}

@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * multifd: the data plane. N worker channels carry RAM pages, each in its own
+ * thread with its own connection; the control plane (core/) hands batches of
+ * page numbers to the send side and waits on per-round sync points on the
+ * receive side. Nothing here parses the control stream.
+ *
+ * Wire format of a worker channel (all integers big-endian):
+ *
+ *   channel hello, once:  magic "TRNW" | version u32 | session uuid[16] |
+ *                         channel index u32 | channel count u32      (32 B)
+ *   then packets:         header (48 B) | offsets u64 x (normal + zero) |
+ *                         payload (normal pages, page_size bytes each)
+ *
+ *   header: magic "TRNP" u32 | version u16 | flags u16 | seq u64 |
+ *           round u64 | block u32 | normal u32 | zero u32 | codec u32 |
+ *           payload_len u32 | reserved u32 (0)
+ *
+ * seq counts packets on the channel from 0. round is the dirty-bitmap round
+ * the pages belong to; a SYNC packet (no pages) closes round @round on its
+ * channel, and SYNC|LAST closes the channel. Offsets are byte offsets in the
+ * block, page-aligned, normal pages first; zero pages carry no payload.
+ *
+ * Ordering: a receiving channel that reads SYNC n waits until every channel
+ * has read SYNC n (mf_recv_wait_sync(), driven by RAM_SYNC n on the control
+ * channel) before it reads on, so a page from round n can never land after
+ * its newer copy from round n+1 that travelled on another channel.
+ */
+#ifndef TERN_MULTIFD_H
+#define TERN_MULTIFD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/transport.h"
+#include "util/util.h"
+
+#define MF_HELLO_MAGIC 0x54524e57u  /* "TRNW" */
+#define MF_PACKET_MAGIC 0x54524e50u /* "TRNP" */
+#define MF_VERSION 1
+#define MF_HELLO_SIZE 32
+#define MF_HDR_SIZE 48
+
+#define MF_FLAG_SYNC 0x1
+#define MF_FLAG_LAST 0x2
+#define MF_FLAGS_KNOWN (MF_FLAG_SYNC | MF_FLAG_LAST)
+
+/* Pages per packet: the default batch and the most a receiver accepts. */
+#define MF_BATCH_PAGES 128
+#define MF_MAX_PAGES 512
+
+struct mf_packet_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t flags;
+	uint64_t seq;
+	uint64_t round;
+	uint32_t block;
+	uint32_t normal;
+	uint32_t zero;
+	uint32_t codec;
+	uint32_t payload_len;
+	uint32_t reserved;
+};
+
+/* A RAM block as the data plane sees it. */
+struct mf_block {
+	uint8_t *host;
+	uint64_t size;
+	/* destination: pages that ever received data (atomic bits) */
+	uint64_t *touched;
+};
+
+/* What both sides agree on in the handshake. */
+struct mf_config {
+	uint8_t uuid[16];
+	uint32_t page_size;
+	uint32_t nchannels;
+	uint32_t codec; /* enum tern_codec_id */
+	const struct mf_block *blocks;
+	uint32_t nblocks;
+	const struct tern_log *log;
+	/* Called once, from the worker that failed first, after its error is
+	 * recorded: core uses it to wake its own threads. May be NULL. */
+	void (*on_error)(void *opaque);
+	void *opaque;
+};
+
+/* ---- packet.c: encoding and validation ---------------------------------- */
+
+void mf_hello_encode(uint8_t buf[MF_HELLO_SIZE], const uint8_t uuid[16], uint32_t index,
+		     uint32_t nchannels);
+/* Check a received hello against @cfg; on success *ret_index is the channel. */
+int mf_hello_check(const uint8_t buf[MF_HELLO_SIZE], const struct mf_config *cfg,
+		   uint32_t *ret_index, struct tern_error *err);
+
+void mf_hdr_encode(uint8_t buf[MF_HDR_SIZE], const struct mf_packet_hdr *h);
+void mf_hdr_decode(const uint8_t buf[MF_HDR_SIZE], struct mf_packet_hdr *h);
+
+/*
+ * mf_hdr_check() - validate every header field before anything is read into
+ * memory: magic, version, flags, reserved, codec, sequence number, round,
+ * block index, page counts against MF_MAX_PAGES, payload length.
+ * @expect_seq: the next packet number on this channel.
+ * @round: the round in progress on this channel (last SYNC + 1).
+ */
+int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uint32_t chan,
+		 uint64_t expect_seq, uint64_t round, struct tern_error *err);
+
+/* Validate @n big-endian offsets of block @blk; -EPROTO naming the first bad one. */
+int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *blk,
+		     uint32_t page_size, uint32_t chan, uint64_t seq, struct tern_error *err);
+
+/* ---- per-channel figures ----------------------------------------------- */
+
+struct mf_chan_stats {
+	uint64_t wire_bytes;
+	uint64_t normal_pages;
+	uint64_t zero_pages;
+	uint64_t packets;
+};
+
+/* ---- send.c ------------------------------------------------------------ */
+
+struct mf_send;
+
+/* A batch of pages of one block, filled by the producer (migration thread). */
+struct mf_batch {
+	uint32_t block;
+	uint32_t npages;
+	uint64_t round;
+	uint64_t pages[MF_MAX_PAGES]; /* page numbers within the block */
+};
+
+/*
+ * mf_send_start() - start one worker per connection. Each sends its hello,
+ * then packets. @conns: consumed (closed by mf_send_free()), success or not.
+ */
+int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct mf_send **ret,
+		  struct tern_error *err);
+
+/* An empty batch to fill; waits for one. NULL once the data plane failed. */
+struct mf_batch *mf_send_batch_get(struct mf_send *s);
+/* Hand a filled batch to the next free worker. @b: consumed. */
+int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b);
+/* Give back a batch that was not filled (e.g. cancel). */
+void mf_send_batch_put(struct mf_send *s, struct mf_batch *b);
+/* Queue SYNC @round on every channel, after what each has queued. @last
+ * closes the channels after it. Returns without waiting for the send. */
+int mf_send_sync(struct mf_send *s, uint64_t round, bool last);
+/* Wait until every queued batch and sync was written. */
+int mf_send_flush(struct mf_send *s);
+/* First worker error (0 if none), copied to @err. */
+int mf_send_error(struct mf_send *s, struct tern_error *err);
+/* Cancel: shut every connection down and wake every waiter. Thread-safe. */
+void mf_send_shutdown(struct mf_send *s);
+/* Sum over channels and, when @per_chan is not NULL, each channel's figures. */
+void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total,
+		   struct mf_chan_stats *per_chan);
+/* Stop (quit flag, wake, join) and free. NULL is a no-op. */
+void mf_send_free(struct mf_send *s);
+
+/* ---- recv.c ------------------------------------------------------------ */
+
+struct mf_recv;
+
+int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_error *err);
+/*
+ * mf_recv_add_channel() - read and check the hello on @conn, then run a
+ * worker for that channel. @conn: consumed, success or not.
+ */
+int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_error *err);
+/* Whether every channel has joined. */
+bool mf_recv_complete(struct mf_recv *r);
+/*
+ * mf_recv_wait_sync() - wait until every channel has read SYNC @round, then
+ * let them read on. Returns the first worker error instead, if any.
+ */
+int mf_recv_wait_sync(struct mf_recv *r, uint64_t round, struct tern_error *err);
+/* Wait until every channel has read SYNC|LAST and its worker has ended. */
+int mf_recv_finish(struct mf_recv *r, struct tern_error *err);
+int mf_recv_error(struct mf_recv *r, struct tern_error *err);
+void mf_recv_shutdown(struct mf_recv *r);
+void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total,
+		   struct mf_chan_stats *per_chan);
+void mf_recv_free(struct mf_recv *r);
+
+#endif /* TERN_MULTIFD_H */

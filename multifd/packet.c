@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Worker-channel hello and packet headers: encoding, decoding and the
+ * validation that runs before a single byte of a packet body is read. The
+ * receiver trusts nothing: every count, index, length and offset is checked
+ * against what the handshake fixed, and the first bad field fails the
+ * migration with a message that names the channel, the packet and the field.
+ */
+#include "compress/compress.h"
+#include "multifd.h"
+
+void mf_hello_encode(uint8_t buf[MF_HELLO_SIZE], const uint8_t uuid[16], uint32_t index,
+		     uint32_t nchannels)
+{
+	put_be32(buf, MF_HELLO_MAGIC);
+	put_be32(buf + 4, MF_VERSION);
+	memcpy(buf + 8, uuid, 16);
+	put_be32(buf + 24, index);
+	put_be32(buf + 28, nchannels);
+}
+
+int mf_hello_check(const uint8_t buf[MF_HELLO_SIZE], const struct mf_config *cfg,
+		   uint32_t *ret_index, struct tern_error *err)
+{
+	uint32_t magic = get_be32(buf), version = get_be32(buf + 4);
+	uint32_t index = get_be32(buf + 24), n = get_be32(buf + 28);
+	char want[37], got[37];
+
+	if (magic != MF_HELLO_MAGIC)
+		return tern_error_set(err, -EPROTO, "worker channel hello: bad magic %#x",
+				      magic);
+	if (version != MF_VERSION)
+		return tern_error_set(err, -EPROTONOSUPPORT,
+				      "worker channel hello: unknown version %u (we speak %u)",
+				      version, MF_VERSION);
+	if (memcmp(buf + 8, cfg->uuid, 16)) {
+		tern_uuid_format(cfg->uuid, want);
+		tern_uuid_format(buf + 8, got);
+		return tern_error_set(err, -EPROTO,
+				      "worker channel %u belongs to session %s, not %s", index,
+				      got, want);
+	}
+	if (n != cfg->nchannels || index >= cfg->nchannels)
+		return tern_error_set(err, -EPROTO,
+				      "worker channel hello: index %u of %u channels, expected "
+				      "one of %u",
+				      index, n, cfg->nchannels);
+	*ret_index = index;
+	return 0;
+}
+
+void mf_hdr_encode(uint8_t buf[MF_HDR_SIZE], const struct mf_packet_hdr *h)
+{
+	put_be32(buf, h->magic);
+	put_be16(buf + 4, h->version);
+	put_be16(buf + 6, h->flags);
+	put_be64(buf + 8, h->seq);
+	put_be64(buf + 16, h->round);
+	put_be32(buf + 24, h->block);
+	put_be32(buf + 28, h->normal);
+	put_be32(buf + 32, h->zero);
+	put_be32(buf + 36, h->codec);
+	put_be32(buf + 40, h->payload_len);
+	put_be32(buf + 44, h->reserved);
+}
+
+void mf_hdr_decode(const uint8_t buf[MF_HDR_SIZE], struct mf_packet_hdr *h)
+{
+	h->magic = get_be32(buf);
+	h->version = get_be16(buf + 4);
+	h->flags = get_be16(buf + 6);
+	h->seq = get_be64(buf + 8);
+	h->round = get_be64(buf + 16);
+	h->block = get_be32(buf + 24);
+	h->normal = get_be32(buf + 28);
+	h->zero = get_be32(buf + 32);
+	h->codec = get_be32(buf + 36);
+	h->payload_len = get_be32(buf + 40);
+	h->reserved = get_be32(buf + 44);
+}
+
+int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uint32_t chan,
+		 uint64_t expect_seq, uint64_t round, struct tern_error *err)
+{
+	uint64_t pages = (uint64_t)h->normal + h->zero;
+
+	if (h->magic != MF_PACKET_MAGIC)
+		return tern_error_set(err, -EPROTO, "channel %u packet %" PRIu64 ": bad magic %#x",
+				      chan, expect_seq, h->magic);
+	if (h->version != MF_VERSION)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": unknown version %u", chan,
+				      expect_seq, h->version);
+	if (h->flags & ~MF_FLAGS_KNOWN)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": unknown flags %#x", chan,
+				      expect_seq, h->flags);
+	if (h->reserved)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": reserved field %#x not zero",
+				      chan, expect_seq, h->reserved);
+	if (h->seq != expect_seq)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u: packet number %" PRIu64 ", expected %" PRIu64,
+				      chan, h->seq, expect_seq);
+	if (h->round != round)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": round %" PRIu64
+				      ", expected %" PRIu64,
+				      chan, h->seq, h->round, round);
+	if (h->flags & MF_FLAG_SYNC) {
+		if (pages || h->payload_len)
+			return tern_error_set(err, -EPROTO,
+					      "channel %u packet %" PRIu64
+					      ": sync packet carries %" PRIu64 " pages",
+					      chan, h->seq, pages);
+		return 0;
+	}
+	if (h->flags & MF_FLAG_LAST)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": LAST without SYNC", chan,
+				      h->seq);
+	if (h->codec != cfg->codec)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": codec %u, negotiated %s",
+				      chan, h->seq, h->codec, codec_name(cfg->codec));
+	if (!pages || pages > MF_MAX_PAGES)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": page count %" PRIu64
+				      " outside 1..%u",
+				      chan, h->seq, pages, MF_MAX_PAGES);
+	if (h->block >= cfg->nblocks)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": RAM block %u of %u", chan,
+				      h->seq, h->block, cfg->nblocks);
+	if ((uint64_t)h->payload_len != (uint64_t)h->normal * cfg->page_size)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": payload %u bytes for %u pages",
+				      chan, h->seq, h->payload_len, h->normal);
+	return 0;
+}
+
+int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *blk,
+		     uint32_t page_size, uint32_t chan, uint64_t seq, struct tern_error *err)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t off = get_be64(offsets + 8 * (size_t)i);
+
+		if (UNLIKELY(off % page_size || off >= blk->size))
+			return tern_error_set(err, -EPROTO,
+					      "channel %u packet %" PRIu64 ": page offset %#" PRIx64
+					      " outside its block of %" PRIu64 " bytes",
+					      chan, seq, off, blk->size);
+	}
+	return 0;
+}

@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Receive side of the worker channels.
+ *
+ * Each worker reads a header, validates it, reads the offsets, validates
+ * them all, and only then reads the page data -- with one readv straight into
+ * the pages' final addresses in guest RAM. Zero pages are not written where
+ * the page never received data (fresh anonymous memory is zero already, and
+ * writing it would allocate it); a page that did receive data and is now zero
+ * is cleared. The "touched" bits are set atomically because neighbouring
+ * pages of one bitmap word may arrive on different channels.
+ *
+ * Sync points: a worker that reads SYNC n records it and waits until the
+ * load thread, having seen RAM_SYNC n on the control channel and every
+ * channel's SYNC n, releases round n. Until then it reads nothing more, so
+ * no page of round n+1 can land before a round-n copy on another channel.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "compress/compress.h"
+#include "multifd.h"
+
+struct mf_recv_chan {
+	struct mf_recv *owner;
+	/* immutable once the worker runs */
+	uint32_t index;
+	struct tern_conn *conn;
+	pthread_t thread;
+	bool thread_started;
+	/* protected by owner->lock */
+	uint64_t synced_round; /* last SYNC read; 0 = none */
+	bool done;	       /* read SYNC|LAST and ended */
+	/* worker thread only */
+	uint64_t seq;
+	uint8_t *offsets;
+	struct iovec *iov;
+	/* written by the worker, read by anyone (atomics) */
+	struct mf_chan_stats stats;
+};
+
+struct mf_recv {
+	struct mf_config cfg;
+	pthread_mutex_t lock;
+	/* protected by ->lock */
+	pthread_cond_t cond;
+	uint64_t released_round;
+	uint32_t nadded;
+	bool quit;
+	bool failed;
+	struct tern_error err;
+	/* immutable after new */
+	struct mf_recv_chan *chans;
+};
+
+static void recv_fail(struct mf_recv *r, const struct tern_error *cause)
+{
+	bool first;
+
+	pthread_mutex_lock(&r->lock);
+	first = !r->failed;
+	if (first) {
+		r->failed = true;
+		tern_error_set(&r->err, cause->code, "%s", cause->msg);
+	}
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	if (first) {
+		tern_log_msg(r->cfg.log, 3, "multifd recv: %s", cause->msg);
+		if (r->cfg.on_error)
+			r->cfg.on_error(r->cfg.opaque);
+	}
+}
+
+static int io_error(struct mf_recv_chan *c, int ret, const char *what, struct tern_error *err)
+{
+	if (ret == -EPIPE)
+		return tern_error_set(err, ret,
+				      "channel %u: %s closed the connection in packet %" PRIu64
+				      " (%s)",
+				      c->index, c->conn->peer, c->seq, what);
+	return tern_error_set(err, ret, "channel %u: reading %s of packet %" PRIu64 ": %s",
+			      c->index, what, c->seq, strerror(-ret));
+}
+
+/* Wait for the load thread to release @round. false when told to stop. */
+static bool wait_release(struct mf_recv_chan *c, uint64_t round)
+{
+	struct mf_recv *r = c->owner;
+	bool ok;
+
+	pthread_mutex_lock(&r->lock);
+	c->synced_round = round;
+	pthread_cond_broadcast(&r->cond);
+	while (r->released_round < round && !r->quit && !r->failed)
+		pthread_cond_wait(&r->cond, &r->lock);
+	ok = r->released_round >= round;
+	pthread_mutex_unlock(&r->lock);
+	return ok;
+}
+
+static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
+		      struct tern_error *err)
+{
+	const struct mf_config *cfg = &c->owner->cfg;
+	const struct mf_block *blk = &cfg->blocks[h->block];
+	uint32_t npages = h->normal + h->zero, page = cfg->page_size, i;
+	int ret;
+
+	ret = conn_recv(c->conn, c->offsets, 8 * (size_t)npages);
+	if (ret)
+		return io_error(c, ret, "offsets", err);
+	ret = mf_offsets_check(c->offsets, npages, blk, page, c->index, h->seq, err);
+	if (ret)
+		return ret;
+
+	for (i = 0; i < h->normal; i++) {
+		uint64_t off = get_be64(c->offsets + 8 * (size_t)i);
+
+		c->iov[i].iov_base = blk->host + off;
+		c->iov[i].iov_len = page;
+	}
+	if (h->normal) {
+		ret = conn_recv_iov(c->conn, c->iov, (int)h->normal);
+		if (ret)
+			return io_error(c, ret, "pages", err);
+	}
+	for (i = 0; i < h->normal; i++) {
+		uint64_t pg = get_be64(c->offsets + 8 * (size_t)i) / page;
+
+		if (!bitmap_test_atomic(blk->touched, pg))
+			bitmap_set_atomic(blk->touched, pg);
+	}
+	for (i = h->normal; i < npages; i++) {
+		uint64_t off = get_be64(c->offsets + 8 * (size_t)i);
+
+		if (bitmap_test_atomic(blk->touched, off / page))
+			memset(blk->host + off, 0, page);
+	}
+	__atomic_fetch_add(&c->stats.wire_bytes,
+			   MF_HDR_SIZE + 8 * (uint64_t)npages + h->payload_len, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->stats.normal_pages, h->normal, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->stats.zero_pages, h->zero, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&c->stats.packets, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void *recv_worker(void *arg)
+{
+	struct mf_recv_chan *c = arg;
+	struct mf_recv *r = c->owner;
+	struct tern_error err = {0};
+	uint8_t hdrbuf[MF_HDR_SIZE];
+	uint64_t round = 1;
+	int ret;
+
+	for (;;) {
+		struct mf_packet_hdr h;
+
+		ret = conn_recv(c->conn, hdrbuf, sizeof(hdrbuf));
+		if (ret) {
+			io_error(c, ret, "header", &err);
+			break;
+		}
+		mf_hdr_decode(hdrbuf, &h);
+		ret = mf_hdr_check(&h, &r->cfg, c->index, c->seq, round, &err);
+		if (ret)
+			break;
+		if (h.flags & MF_FLAG_SYNC) {
+			c->seq++;
+			__atomic_fetch_add(&c->stats.wire_bytes, MF_HDR_SIZE, __ATOMIC_RELAXED);
+			if (!wait_release(c, round))
+				return NULL; /* stopped: the error is recorded elsewhere */
+			if (h.flags & MF_FLAG_LAST) {
+				pthread_mutex_lock(&r->lock);
+				c->done = true;
+				pthread_cond_broadcast(&r->cond);
+				pthread_mutex_unlock(&r->lock);
+				return NULL;
+			}
+			round++;
+			continue;
+		}
+		ret = land_pages(c, &h, &err);
+		if (ret)
+			break;
+		c->seq++;
+	}
+	pthread_mutex_lock(&r->lock);
+	ret = r->quit;
+	pthread_mutex_unlock(&r->lock);
+	if (!ret)
+		recv_fail(r, &err);
+	return NULL;
+}
+
+int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_error *err)
+{
+	struct mf_recv *r;
+	uint32_t i;
+
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
+	r->cfg = *cfg;
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	r->chans = calloc(cfg->nchannels, sizeof(*r->chans));
+	if (!r->chans) {
+		mf_recv_free(r);
+		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
+	}
+	for (i = 0; i < cfg->nchannels; i++) {
+		struct mf_recv_chan *c = &r->chans[i];
+
+		c->owner = r;
+		c->index = i;
+		c->offsets = malloc(8 * MF_MAX_PAGES);
+		c->iov = calloc(MF_MAX_PAGES, sizeof(*c->iov));
+		if (!c->offsets || !c->iov) {
+			mf_recv_free(r);
+			return tern_error_set(err, -ENOMEM, "multifd: out of memory");
+		}
+	}
+	*ret = r;
+	return 0;
+}
+
+int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_error *err)
+{
+	uint8_t hello[MF_HELLO_SIZE];
+	struct mf_recv_chan *c;
+	uint32_t index;
+	int ret;
+
+	ret = conn_recv(conn, hello, sizeof(hello));
+	if (ret) {
+		tern_error_set(err, ret, "worker channel from %s: reading hello: %s", conn->peer,
+			       ret == -EPIPE ? "connection closed" : strerror(-ret));
+		goto err_close;
+	}
+	ret = mf_hello_check(hello, &r->cfg, &index, err);
+	if (ret)
+		goto err_close;
+	c = &r->chans[index];
+	pthread_mutex_lock(&r->lock);
+	if (c->conn) {
+		pthread_mutex_unlock(&r->lock);
+		ret = tern_error_set(err, -EPROTO, "worker channel %u connected twice", index);
+		goto err_close;
+	}
+	c->conn = conn;
+	pthread_mutex_unlock(&r->lock);
+	c->stats.wire_bytes = MF_HELLO_SIZE;
+	ret = -pthread_create(&c->thread, NULL, recv_worker, c);
+	if (ret)
+		return tern_error_set(err, ret, "multifd: starting channel %u: %s", index,
+				      strerror(-ret));
+	c->thread_started = true;
+	pthread_mutex_lock(&r->lock);
+	r->nadded++;
+	pthread_mutex_unlock(&r->lock);
+	return 0;
+
+err_close:
+	conn_close(conn);
+	return ret;
+}
+
+bool mf_recv_complete(struct mf_recv *r)
+{
+	bool done;
+
+	pthread_mutex_lock(&r->lock);
+	done = r->nadded == r->cfg.nchannels;
+	pthread_mutex_unlock(&r->lock);
+	return done;
+}
+
+static bool all_synced_locked(struct mf_recv *r, uint64_t round)
+{
+	uint32_t i;
+
+	for (i = 0; i < r->cfg.nchannels; i++)
+		if (r->chans[i].synced_round < round)
+			return false;
+	return true;
+}
+
+int mf_recv_wait_sync(struct mf_recv *r, uint64_t round, struct tern_error *err)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	while (!all_synced_locked(r, round) && !r->failed && !r->quit)
+		pthread_cond_wait(&r->cond, &r->lock);
+	if (r->failed) {
+		ret = r->err.code;
+		tern_error_set(err, ret, "%s", r->err.msg);
+	} else if (r->quit) {
+		ret = tern_error_set(err, -ECANCELED, "multifd: cancelled");
+	} else {
+		r->released_round = round;
+		pthread_cond_broadcast(&r->cond);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+int mf_recv_finish(struct mf_recv *r, struct tern_error *err)
+{
+	uint32_t i;
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (i = 0; i < r->cfg.nchannels; i++)
+		while (!r->chans[i].done && !r->failed && !r->quit)
+			pthread_cond_wait(&r->cond, &r->lock);
+	if (r->failed) {
+		ret = r->err.code;
+		tern_error_set(err, ret, "%s", r->err.msg);
+	} else if (r->quit) {
+		ret = tern_error_set(err, -ECANCELED, "multifd: cancelled");
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+int mf_recv_error(struct mf_recv *r, struct tern_error *err)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&r->lock);
+	if (r->failed) {
+		ret = r->err.code;
+		tern_error_set(err, ret, "%s", r->err.msg);
+	}
+	pthread_mutex_unlock(&r->lock);
+	return ret;
+}
+
+void mf_recv_shutdown(struct mf_recv *r)
+{
+	uint32_t i;
+
+	pthread_mutex_lock(&r->lock);
+	r->quit = true;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+	for (i = 0; i < r->cfg.nchannels; i++)
+		if (r->chans[i].thread_started)
+			conn_shutdown(r->chans[i].conn);
+}
+
+void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_chan_stats *per_chan)
+{
+	uint32_t i;
+
+	memset(total, 0, sizeof(*total));
+	for (i = 0; i < r->cfg.nchannels; i++) {
+		const struct mf_chan_stats *cs = &r->chans[i].stats;
+		struct mf_chan_stats v = {
+			.wire_bytes = __atomic_load_n(&cs->wire_bytes, __ATOMIC_RELAXED),
+			.normal_pages = __atomic_load_n(&cs->normal_pages, __ATOMIC_RELAXED),
+			.zero_pages = __atomic_load_n(&cs->zero_pages, __ATOMIC_RELAXED),
+			.packets = __atomic_load_n(&cs->packets, __ATOMIC_RELAXED),
+		};
+
+		total->wire_bytes += v.wire_bytes;
+		total->normal_pages += v.normal_pages;
+		total->zero_pages += v.zero_pages;
+		total->packets += v.packets;
+		if (per_chan)
+			per_chan[i] = v;
+	}
+}
+
+void mf_recv_free(struct mf_recv *r)
+{
+	uint32_t i;
+
+	if (!r)
+		return;
+	if (r->chans) {
+		mf_recv_shutdown(r);
+		for (i = 0; i < r->cfg.nchannels; i++) {
+			struct mf_recv_chan *c = &r->chans[i];
+
+			if (c->thread_started)
+				pthread_join(c->thread, NULL);
+			conn_close(c->conn);
+			free(c->offsets);
+			free(c->iov);
+		}
+	}
+	free(r->chans);
+	pthread_cond_destroy(&r->cond);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
