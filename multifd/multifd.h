@@ -46,7 +46,7 @@
 #define MF_FLAGS_KNOWN (MF_FLAG_SYNC | MF_FLAG_LAST)
 
 /* Pages per packet: the default batch and the most a receiver accepts. */
-#define MF_BATCH_PAGES 128
+#define MF_BATCH_PAGES 512
 #define MF_MAX_PAGES 512
 
 struct mf_packet_hdr {
