@@ -18,6 +18,7 @@ static const char *const ctl_names[CTL_TYPE_MAX] = {
 	[CTL_SECTION_FULL] = "SECTION_FULL", [CTL_RAM_SYNC] = "RAM_SYNC",
 	[CTL_EOS] = "EOS",		    [CTL_LOADED] = "LOADED",
 	[CTL_COMPLETE] = "COMPLETE",	    [CTL_COMMIT] = "COMMIT",
+	[CTL_RAM_SYNC_ACK] = "RAM_SYNC_ACK",
 };
 
 /* The most payload each frame type may carry. */
@@ -31,6 +32,7 @@ static const uint32_t ctl_max_len[CTL_TYPE_MAX] = {
 	[CTL_LOADED] = 0,
 	[CTL_COMPLETE] = 64,
 	[CTL_COMMIT] = 8,
+	[CTL_RAM_SYNC_ACK] = 8,
 };
 
 const char *ctl_type_name(uint16_t type)
@@ -302,13 +304,18 @@ int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t 
 
 int ctl_send_error(struct tern_conn *c, int code, const char *msg)
 {
+	const char *text = msg[0] ? msg : "unknown error";
+	/* Cut the message, not the frame: code u32 + length u16 + text must
+	 * stay within the ERROR limit, or the peer reads a malformed frame. */
+	size_t n = strnlen(text, ctl_max_len[CTL_ERROR] - 6);
 	struct buf b;
 	int ret;
 
 	buf_init(&b);
 	buf_put_u32(&b, (uint32_t)(-code));
-	buf_put_str(&b, msg[0] ? msg : "unknown error");
-	ret = b.oom ? -ENOMEM : ctl_send(c, CTL_ERROR, b.data, MIN(b.len, 4096));
+	buf_put_u16(&b, (uint16_t)n);
+	buf_put(&b, text, n);
+	ret = b.oom ? -ENOMEM : ctl_send(c, CTL_ERROR, b.data, b.len);
 	buf_fini(&b);
 	return ret;
 }
@@ -322,7 +329,7 @@ int ctl_decode_error(const uint8_t *p, uint32_t len, const char *who, struct ter
 	rd_init(&r, p, len);
 	code = rd_u32(&r);
 	rd_str(&r, msg, sizeof(msg));
-	if (r.bad || !code || code > 4095)
+	if (r.bad || rd_left(&r) || !code || code > 4095)
 		return tern_error_set(err, -EPROTO, "%s sent a malformed ERROR frame", who);
 	return tern_error_set(err, -(int)code, "%s: %s", who, msg);
 }

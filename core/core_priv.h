@@ -132,6 +132,7 @@ enum ctl_type {
 	CTL_LOADED,	   /* dst -> src: everything loaded */
 	CTL_COMPLETE,	   /* dst -> src: final report (+ digest) */
 	CTL_COMMIT,	   /* src -> dst: the source let go; start the guest */
+	CTL_RAM_SYNC_ACK,  /* dst -> src: every page of round n has landed */
 	CTL_TYPE_MAX,
 };
 
@@ -234,18 +235,25 @@ struct ratelimit {
 	uint64_t busy_start_ns; /* 0 while the sender is idle */
 	uint64_t bw_bps;	/* last measured wire bandwidth */
 	uint64_t ram_bps;	/* last measured RAM bytes per second */
+	/* the max-bandwidth token bucket */
+	uint64_t bucket_ns;
+	uint64_t bucket_bytes;
+	double credit; /* bytes; negative = debt */
 };
 
 void ratelimit_init(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram);
 /*
- * ratelimit_account() - called after each batch with the totals so far.
+ * ratelimit_account() - called after each batch with the totals so far
+ * (@wire_bytes: written by the workers; @ram: bytes of pages queued).
  * Closes the window when it is due (updating the rates) and returns how
- * many ns to sleep to stay under @max_bps (0 = unlimited).
+ * many ns to sleep to stay under @max_bps (0 = unlimited); at most one
+ * window, so that a limit lowered live takes effect within a window.
  */
 uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes,
 			   uint64_t ram, uint64_t max_bps);
 /* The sender stops (sync point): close the window early if it saw enough. */
-void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram);
+void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram,
+		    uint64_t max_bps);
 
 /* ---- the session (session.c, source.c, dest.c) ------------------------ */
 
@@ -292,6 +300,7 @@ struct tern_session {
 	bool error_sent; /* destination: ERROR went out on the return path */
 	bool got_commit; /* destination */
 	bool committing; /* source: COMMIT is going out; cancel is too late */
+	uint64_t acked_round; /* source: last RAM_SYNC_ACK */
 	uint8_t complete_payload[64];
 	uint32_t complete_len;
 	struct tern_conn *ctl;	      /* control channel */

@@ -28,6 +28,15 @@ static int rp_send(struct tern_session *s, enum ctl_type type, const void *p, si
 	return ret;
 }
 
+/* The source ended the migration with an ERROR of its own: it knows why, so
+ * do not send its reason back to it (session_fail() would). */
+static void source_told(struct tern_session *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->error_sent = true;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void mf_failed(void *opaque)
 {
 	struct tern_session *s = opaque;
@@ -65,7 +74,7 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 	uint16_t type;
 	uint8_t *p = NULL;
 	uint32_t len;
-	int ret;
+	int ret, sent;
 
 	ret = accept_conn(s, -1, "source", &ctl, err);
 	if (ret)
@@ -78,11 +87,11 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 		return ret;
 	s->start_ns = tern_now_ns();
 	pthread_mutex_lock(&s->ctl_wlock);
-	ret = ctl_send_stream_hdr(ctl, CTL_RP_MAGIC);
+	sent = ctl_send_stream_hdr(ctl, CTL_RP_MAGIC);
 	pthread_mutex_unlock(&s->ctl_wlock);
-	if (ret)
-		return tern_error_set(err, ret, "control channel from %s: %s", ctl->peer,
-				      strerror(-ret));
+	/* Read on even if that failed: a source that closed early left a
+	 * stream whose defect (truncated, bad magic ...) says more than the
+	 * EPIPE our write got. */
 	ret = ctl_recv_stream_hdr(ctl, CTL_MAGIC, "control channel", err);
 	if (ret)
 		return ret;
@@ -97,6 +106,9 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 	free(p);
 	if (ret)
 		return ret;
+	if (sent)
+		return tern_error_set(err, sent, "control channel from %s: %s", ctl->peer,
+				      strerror(-sent));
 	return rp_send(s, CTL_HELLO_ACK, NULL, 0);
 }
 
@@ -209,6 +221,7 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len,
 	if (type == CTL_ERROR) {
 		ctl_decode_error(cp, clen, "source", err);
 		ret = err && err->code ? err->code : -EPROTO;
+		source_told(s);
 	} else if (type != CTL_COMMIT || clen != 8 || cp[0] != 1) {
 		ret = tern_error_set(err, -EPROTO, "expected COMMIT, got %s", ctl_type_name(type));
 	}
@@ -246,6 +259,14 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 			if (!ret) {
 				last_round = round;
 				__atomic_store_n(&s->rounds, round, __ATOMIC_RELAXED);
+				ret = rp_send(s, CTL_RAM_SYNC_ACK, p, len);
+				/* A source that hung up is no reason to fail here:
+				 * the stream says why next (an ERROR, or EOF). */
+				if (ret == -EPIPE || ret == -ECONNRESET)
+					ret = 0;
+				else if (ret)
+					tern_error_set(err, ret, "sending RAM_SYNC_ACK: %s",
+						       strerror(-ret));
 			}
 			break;
 		}
@@ -259,6 +280,7 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 		case CTL_ERROR:
 			ctl_decode_error(p, len, "source", err);
 			ret = err->code ? err->code : -EPROTO;
+			source_told(s);
 			break;
 		default:
 			ret = tern_error_set(err, -EPROTO,

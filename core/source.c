@@ -64,6 +64,19 @@ static void *rp_thread(void *arg)
 			s->complete_len = len;
 			s->got_complete = true;
 			break;
+		case CTL_RAM_SYNC_ACK: {
+			uint64_t round = len == 8 ? get_be64(p) : 0;
+
+			if (len != 8 || round != s->acked_round + 1) {
+				ret = tern_error_set(&err, -EPROTO,
+						     "return path: RAM_SYNC_ACK for round %" PRIu64
+						     " after round %" PRIu64,
+						     round, s->acked_round);
+				break;
+			}
+			s->acked_round = round;
+			break;
+		}
 		case CTL_ERROR:
 			ctl_decode_error(p, len, "destination", &s->peer_err);
 			ret = s->peer_err.code;
@@ -323,7 +336,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
 		s->ctl_bytes += CTL_HDR_SIZE + sizeof(sync);
 	}
-	ratelimit_idle(&rc->rl, tern_now_ns(), wire_total(s), rc->sent_pages * s->page_size);
+	ratelimit_idle(&rc->rl, tern_now_ns(), wire_total(s), rc->sent_pages * s->page_size,
+		       params_get(&s->params, PARAM_MAX_BANDWIDTH));
 	__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
 	if (ret && !err->code) {
 		struct tern_error e2 = {0};
@@ -355,9 +369,48 @@ static int sync_dirty(struct tern_session *s, uint64_t *last_sync_ns, struct ter
 	return 0;
 }
 
+/* Wait until the destination acknowledged round @round (all its pages landed). */
+static int wait_acked(struct tern_session *s, uint64_t round, struct tern_error *err)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (s->acked_round < round && !s->err.code && !s->cancel)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->acked_round >= round)
+		ret = 0;
+	else if (s->cancel)
+		ret = -ECANCELED;
+	else
+		ret = tern_error_set(err, s->err.code, "%s", s->err.msg);
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Whether @pending bytes fit in what the link moves in downtime-limit. */
+static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+			  uint64_t pending)
+{
+	uint64_t bw = rc->rl.bw_bps, limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
+
+	if (bw)
+		__atomic_store_n(&s->expected_downtime_ms, (uint64_t)((double)pending * 1000 / bw),
+				 __ATOMIC_RELAXED);
+	tern_log_msg(&s->log, 7,
+		     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
+		     " B/s, threshold %" PRIu64,
+		     round, pending, bw, (uint64_t)((double)bw * limit_ms / 1000));
+	return round > 1 && (!pending || (bw && pending <= (double)bw * limit_ms / 1000));
+}
+
 /*
  * Rounds until what remains fits the downtime. On return, round *@ret_round
  * was synced but not sent: the switchover sends it with the guest paused.
+ *
+ * What remains is not only the dirty pages: the last round's pages may still
+ * sit in queues and socket buffers (tens of MiB on a fast link). So when the
+ * dirty pages fit, first wait -- guest running -- until the destination
+ * acknowledges that round, then sync again and decide on what is truly left.
  */
 static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		   struct tern_error *err)
@@ -366,24 +419,19 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 	int ret;
 
 	for (;;) {
-		uint64_t pending, bw, limit_ms;
-
 		round++;
 		ret = sync_dirty(s, &last_sync_ns, err);
 		if (ret)
 			return ret;
-		pending = ram_pending_pages(s) * s->page_size;
-		bw = rc->rl.bw_bps;
-		limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
-		if (bw)
-			__atomic_store_n(&s->expected_downtime_ms,
-					 (uint64_t)((double)pending * 1000 / bw), __ATOMIC_RELAXED);
-		tern_log_msg(&s->log, 7,
-			     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
-			     " B/s, threshold %" PRIu64,
-			     round, pending, bw, (uint64_t)((double)bw * limit_ms / 1000));
-		if (round > 1 && (!pending || (bw && pending <= (double)bw * limit_ms / 1000)))
-			break;
+		if (fits_downtime(s, rc, round, ram_pending_pages(s) * s->page_size)) {
+			ret = wait_acked(s, round - 1, err);
+			if (!ret)
+				ret = sync_dirty(s, &last_sync_ns, err);
+			if (ret)
+				return ret;
+			if (fits_downtime(s, rc, round, ram_pending_pages(s) * s->page_size))
+				break;
+		}
 		ret = send_round(s, rc, round, false, err);
 		if (ret)
 			return ret;
@@ -422,8 +470,15 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		return ret;
 	ret = sections_save_all(s, s->ctl, &section_bytes, err);
 	s->ctl_bytes += section_bytes;
-	if (ret)
+	if (ret) {
+		/* Let the last round reach the destination before our exit
+		 * path shuts the channels: its load thread waits at the
+		 * RAM_SYNC barrier for every channel's SYNC|LAST and only then
+		 * reads the ERROR frame that tells it why. Cut short, it would
+		 * blame a worker channel closed mid-stream instead. */
+		mf_send_flush(s->mf_send);
 		return ret;
+	}
 	put_be64(eos, round);
 	put_be64(eos + 8, rc->sent_pages);
 	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
@@ -549,8 +604,11 @@ out:
 	if (ret) {
 		if (!err.code)
 			tern_error_set(&err, ret, "%s", strerror(-ret));
-		/* Tell the destination why, unless it told us. */
+		/* Tell the destination why, unless it told us. Record our
+		 * reason first: once the destination reads it, it hangs up,
+		 * and the return path must not get to blame that instead. */
 		pthread_mutex_lock(&s->lock);
+		tern_error_set(&s->err, err.code, "%s", err.msg);
 		ctl = s->peer_err.code || s->cancel ? NULL : s->ctl;
 		pthread_mutex_unlock(&s->lock);
 		if (ctl && ret != -EPIPE)
@@ -563,8 +621,9 @@ out:
 	s->mf_send = NULL;
 	ctl = s->ctl;
 	s->ctl = NULL;
-	if (s->peer_err.code) {
-		/* The destination's reason explains our own failure best. */
+	if (s->peer_err.code && !s->cancel) {
+		/* The destination's reason explains our own failure best --
+		 * unless we cancelled: then its complaint is the consequence. */
 		tern_error_clear(&s->err);
 		tern_error_set(&s->err, s->peer_err.code, "%s", s->peer_err.msg);
 	}

@@ -111,9 +111,9 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 	if (h->flags & MF_FLAG_SYNC) {
 		if (pages || h->payload_len)
 			return tern_error_set(err, -EPROTO,
-					      "channel %u packet %" PRIu64
-					      ": sync packet carries %" PRIu64 " pages",
-					      chan, h->seq, pages);
+					      "channel %u packet %" PRIu64 ": sync packet carries %" PRIu64
+					      " pages and %u payload bytes",
+					      chan, h->seq, pages, h->payload_len);
 		return 0;
 	}
 	if (h->flags & MF_FLAG_LAST)
@@ -148,11 +148,17 @@ int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *
 	for (i = 0; i < n; i++) {
 		uint64_t off = get_be64(offsets + 8 * (size_t)i);
 
-		if (UNLIKELY(off % page_size || off >= blk->size))
+		if (LIKELY(!(off % page_size) && off < blk->size))
+			continue;
+		if (off >= blk->size)
 			return tern_error_set(err, -EPROTO,
 					      "channel %u packet %" PRIu64 ": page offset %#" PRIx64
 					      " outside its block of %" PRIu64 " bytes",
 					      chan, seq, off, blk->size);
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": page offset %#" PRIx64
+				      " is not a multiple of the %u-byte page",
+				      chan, seq, off, page_size);
 	}
 	return 0;
 }

@@ -169,6 +169,8 @@ static void *recv_worker(void *arg)
 		if (h.flags & MF_FLAG_SYNC) {
 			c->seq++;
 			__atomic_fetch_add(&c->stats.wire_bytes, MF_HDR_SIZE, __ATOMIC_RELAXED);
+			/* a SYNC is a packet, as on the send side */
+			__atomic_fetch_add(&c->stats.packets, 1, __ATOMIC_RELAXED);
 			if (!wait_release(c, round))
 				return NULL; /* stopped: the error is recorded elsewhere */
 			if (h.flags & MF_FLAG_LAST) {

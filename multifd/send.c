@@ -19,6 +19,9 @@
 #include "compress/compress.h"
 #include "multifd.h"
 
+/* header + offsets, rounded up to the 64-byte alignment of the buffer */
+#define MF_HDRBUF_SIZE (DIV_ROUND_UP(MF_HDR_SIZE + 8 * MF_MAX_PAGES + 64, 64) * 64)
+
 struct mf_send_chan {
 	/* immutable after start */
 	struct mf_send *owner;
@@ -226,7 +229,12 @@ static void *send_worker(void *arg)
 			return NULL;
 	}
 fail:
-	send_fail(s, err.code, &err);
+	/* After a shutdown the I/O error is its echo, not a failure. */
+	pthread_mutex_lock(&s->lock);
+	ret = s->quit;
+	pthread_mutex_unlock(&s->lock);
+	if (!ret)
+		send_fail(s, err.code, &err);
 	return NULL;
 }
 
@@ -272,7 +280,8 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	for (i = 0; i < cfg->nchannels; i++) {
 		struct mf_send_chan *c = &s->chans[i];
 
-		c->hdrbuf = aligned_alloc(64, MF_HDR_SIZE + 8 * MF_MAX_PAGES + 64);
+		/* aligned_alloc() wants the size a multiple of the alignment */
+		c->hdrbuf = aligned_alloc(64, MF_HDRBUF_SIZE);
 		c->iov = calloc(MF_MAX_PAGES + 1, sizeof(*c->iov));
 		if (!c->hdrbuf || !c->iov) {
 			rc = tern_error_set(err, -ENOMEM, "multifd: out of memory");

@@ -1,0 +1,721 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Stream-socket channels: TCP and Unix sockets behind the transport ops.
+ *
+ * The hot path is send_iov / recv_iov: a multifd packet is one iovec for
+ * header and offsets plus one per 4 KiB guest page, sent straight from guest
+ * RAM and received straight into it. Both are one sendmsg() / recvmsg() loop
+ * over the caller's array: no allocation, no lock, no copy. recvmsg() uses
+ * MSG_WAITALL so that the kernel fills the whole batch before it wakes us,
+ * rather than returning a wakeup's worth at a time. sendmsg() uses
+ * MSG_NOSIGNAL, so a peer that went away is -EPIPE, never SIGPIPE in the
+ * VMM. A partial transfer that stops inside an entry patches that entry in
+ * place and restores it before returning: the caller's array reads the same
+ * after the call as before.
+ *
+ * Cancel: conn shutdown() is shutdown(2) with SHUT_RDWR, which wakes a
+ * thread blocked in recvmsg() or sendmsg() on the socket; the flag set just
+ * before it turns the resulting EOF or EPIPE into -ECANCELED. A listener has
+ * no such wakeup, so accept() polls the listening socket together with an
+ * eventfd that the listener's shutdown() makes readable for good.
+ *
+ * Socket buffers: TCP sockets keep the kernel's buffer autotuning (TCP_NODELAY
+ * only). Setting SO_SNDBUF / SO_RCVBUF on a TCP socket locks its size and
+ * turns autotuning off, and the request is capped at net.core.[rw]mem_max
+ * (208 KiB on a stock kernel), whereas autotuning grows the buffers up to
+ * net.ipv4.tcp_[rw]mem (4 and 6 MiB by default). Unix sockets have no
+ * autotuning, so they ask for 4 MiB (capped by the same limits, harmlessly).
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util/util.h"
+#include "tcp.h"
+
+#define TCP_LISTEN_BACKLOG 128
+#define TCP_UNIX_SOCKBUF (4 << 20)
+
+/* strerror() is not thread-safe; this is, for the one message it is in. */
+#define TCP_STRERROR(e) strerror_r((e), (char[64]){""}, 64)
+
+struct tcp_conn {
+	struct tern_conn base; /* first: the ops get a struct tern_conn * */
+	/* immutable after creation */
+	int fd;
+	/* any thread: set once, by shutdown() */
+	bool shut;
+};
+
+struct tcp_listener {
+	struct tern_listener base; /* first */
+	/* immutable after listen() */
+	int fd;	     /* non-blocking */
+	int wake_fd; /* eventfd, readable once shutdown() ran */
+	int family;
+	char name[128]; /* "tcp:127.0.0.1:4444", "unix:/run/x.sock" */
+	/* unix: the socket file bind() created, unlinked by close() if still ours */
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	dev_t dev;
+	ino_t ino;
+	/* any thread: set once, by shutdown() */
+	bool shut;
+};
+
+static const struct tern_conn_ops tcp_conn_ops;
+static const struct tern_listener_ops tcp_listener_ops;
+
+/* "@fmt: strerror(-@code)" into @err; pass -errno as @code before anything else runs. */
+static int __attribute__((format(printf, 3, 4)))
+sys_error(struct tern_error *err, int code, const char *fmt, ...)
+{
+	char what[192];
+	va_list ap;
+
+	if (!err || err->code)
+		return code;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return tern_error_set(err, code, "%s: %s", what, TCP_STRERROR(-code));
+}
+
+/* Copy @src into @dst, truncated to fit: names in messages only. */
+static void str_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* Milliseconds left until @deadline, or -1 (forever) when @timeout_ms < 0. */
+static int time_left_ms(int timeout_ms, uint64_t deadline)
+{
+	uint64_t now;
+
+	if (timeout_ms < 0)
+		return -1;
+	now = tern_now_ms();
+	return now >= deadline ? 0 : (int)MIN(deadline - now, (uint64_t)INT32_MAX);
+}
+
+/* ---- the hot path -------------------------------------------------------- */
+
+/* A position in the caller's iovec array; see the comment at the top. */
+struct iov_cursor {
+	struct iovec *iov;
+	int cnt;
+	struct iovec *patched; /* the entry changed in place, or NULL */
+	struct iovec saved;    /* its original */
+};
+
+static inline void iov_cursor_advance(struct iov_cursor *cur, size_t n)
+{
+	while (cur->cnt && n >= cur->iov->iov_len) {
+		n -= cur->iov->iov_len;
+		if (cur->iov == cur->patched) {
+			*cur->patched = cur->saved;
+			cur->patched = NULL;
+		}
+		cur->iov++;
+		cur->cnt--;
+	}
+	if (cur->cnt && n) {
+		if (!cur->patched) {
+			cur->saved = *cur->iov;
+			cur->patched = cur->iov;
+		}
+		cur->iov->iov_base = (uint8_t *)cur->iov->iov_base + n;
+		cur->iov->iov_len -= n;
+	}
+}
+
+/* Skips leading empty entries, so that a transfer of 0 bytes means EOF. */
+static inline void iov_cursor_init(struct iov_cursor *cur, struct iovec *iov, int cnt)
+{
+	cur->iov = iov;
+	cur->cnt = cnt;
+	cur->patched = NULL;
+	iov_cursor_advance(cur, 0);
+}
+
+static inline void iov_cursor_fini(struct iov_cursor *cur)
+{
+	if (cur->patched)
+		*cur->patched = cur->saved;
+}
+
+/* The error a failed transfer reports: a local shutdown() explains it. */
+static int conn_io_error(struct tcp_conn *tc, int code)
+{
+	return __atomic_load_n(&tc->shut, __ATOMIC_ACQUIRE) ? -ECANCELED : code;
+}
+
+static int tcp_conn_send_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
+{
+	struct tcp_conn *tc = (struct tcp_conn *)c;
+	struct iov_cursor cur;
+	int ret = 0;
+
+	if (UNLIKELY(iovcnt < 0))
+		return -EINVAL;
+	iov_cursor_init(&cur, iov, iovcnt);
+	while (cur.cnt) {
+		struct msghdr msg = {.msg_iov = cur.iov,
+				     .msg_iovlen = (size_t)MIN(cur.cnt, IOV_MAX)};
+		ssize_t n = sendmsg(tc->fd, &msg, MSG_NOSIGNAL);
+
+		if (UNLIKELY(n <= 0)) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			ret = conn_io_error(tc, n < 0 ? -errno : -EIO);
+			break;
+		}
+		iov_cursor_advance(&cur, (size_t)n);
+	}
+	iov_cursor_fini(&cur);
+	return ret;
+}
+
+static int tcp_conn_recv_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
+{
+	struct tcp_conn *tc = (struct tcp_conn *)c;
+	struct iov_cursor cur;
+	int ret = 0;
+
+	if (UNLIKELY(iovcnt < 0))
+		return -EINVAL;
+	iov_cursor_init(&cur, iov, iovcnt);
+	while (cur.cnt) {
+		struct msghdr msg = {.msg_iov = cur.iov,
+				     .msg_iovlen = (size_t)MIN(cur.cnt, IOV_MAX)};
+		ssize_t n = recvmsg(tc->fd, &msg, MSG_WAITALL);
+
+		if (UNLIKELY(n <= 0)) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			ret = conn_io_error(tc, n < 0 ? -errno : -EPIPE);
+			break;
+		}
+		iov_cursor_advance(&cur, (size_t)n);
+	}
+	iov_cursor_fini(&cur);
+	return ret;
+}
+
+static int tcp_conn_recv(struct tern_conn *c, void *buf, size_t len)
+{
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+
+	return tcp_conn_recv_iov(c, &iov, 1);
+}
+
+/* Thread-safe and idempotent; the fd stays open until close(). */
+static void tcp_conn_shutdown(struct tern_conn *c)
+{
+	struct tcp_conn *tc = (struct tcp_conn *)c;
+
+	if (__atomic_exchange_n(&tc->shut, true, __ATOMIC_ACQ_REL))
+		return;
+	shutdown(tc->fd, SHUT_RDWR);
+}
+
+static void tcp_conn_close(struct tern_conn *c)
+{
+	struct tcp_conn *tc = (struct tcp_conn *)c;
+
+	if (!tc)
+		return;
+	if (tc->fd >= 0)
+		close(tc->fd);
+	free(tc);
+}
+
+static const struct tern_conn_ops tcp_conn_ops = {
+    .send_iov = tcp_conn_send_iov,
+    .recv = tcp_conn_recv,
+    .recv_iov = tcp_conn_recv_iov,
+    .shutdown = tcp_conn_shutdown,
+    .close = tcp_conn_close,
+};
+
+/* ---- data connections ---------------------------------------------------- */
+
+/* Options every data connection gets, then blocking mode. */
+static int sock_setup_data(int fd, const char *peer, struct tern_error *err)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof(ss);
+	int one = 1, size = TCP_UNIX_SOCKBUF, flags;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return sys_error(err, -errno, "%s: getsockname", peer);
+	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
+			return sys_error(err, -errno, "%s: set TCP_NODELAY", peer);
+	} else {
+		/* Best effort: the kernel caps both at net.core.[rw]mem_max. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	}
+	flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK))
+		return sys_error(err, -errno, "%s: set blocking mode", peer);
+	return 0;
+}
+
+/* @fd: consumed. Applies the data-socket options. */
+static int conn_new(int fd, const char *peer, struct tern_conn **ret_conn, struct tern_error *err)
+{
+	struct tcp_conn *tc;
+	int ret;
+
+	ret = sock_setup_data(fd, peer, err);
+	if (ret)
+		goto err_fd;
+	tc = calloc(1, sizeof(*tc));
+	if (!tc) {
+		ret = tern_error_set(err, -ENOMEM, "%s: out of memory", peer);
+		goto err_fd;
+	}
+	tc->base.ops = &tcp_conn_ops;
+	str_copy(tc->base.peer, sizeof(tc->base.peer), peer);
+	tc->fd = fd;
+	*ret_conn = &tc->base;
+	return 0;
+
+err_fd:
+	close(fd);
+	return ret;
+}
+
+int tcp_conn_from_fd(int fd, const char *peer, struct tern_conn **ret_conn, struct tern_error *err)
+{
+	if (fd < 0)
+		return tern_error_set(err, -EBADF, "tcp: bad fd %d", fd);
+	return conn_new(fd, peer ? peer : "fd", ret_conn, err);
+}
+
+/* Put the URI of the far end of @fd in @buf, if it can be had; else leave @buf. */
+static void peer_uri(int fd, char *buf, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (!getpeername(fd, (struct sockaddr *)&ss, &sl))
+		tcp_sockaddr_uri((struct sockaddr *)&ss, sl, buf, size);
+}
+
+static int gai_to_errno(int rc)
+{
+	switch (rc) {
+	case EAI_SYSTEM:
+		return errno ? -errno : -EIO;
+	case EAI_MEMORY:
+		return -ENOMEM;
+	case EAI_AGAIN:
+		return -EAGAIN;
+	default:
+		return -EADDRNOTAVAIL;
+	}
+}
+
+/*
+ * Connect a new non-blocking socket to @ai by @deadline (@timeout_ms < 0: no limit).
+ * Returns the fd, still non-blocking, or a negative errno (-ETIMEDOUT).
+ */
+static int sock_connect_inet(const struct addrinfo *ai, int timeout_ms, uint64_t deadline)
+{
+	struct pollfd pfd;
+	int fd, rc, soerr = 0;
+	socklen_t sl = sizeof(soerr);
+
+	fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+	if (fd < 0)
+		return -errno;
+	if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+		return fd;
+	if (errno != EINPROGRESS) {
+		rc = -errno;
+		goto err_fd;
+	}
+	pfd.fd = fd;
+	pfd.events = POLLOUT;
+	for (;;) {
+		rc = poll(&pfd, 1, time_left_ms(timeout_ms, deadline));
+		if (rc > 0)
+			break;
+		if (rc == 0) {
+			rc = -ETIMEDOUT;
+			goto err_fd;
+		}
+		if (errno != EINTR) {
+			rc = -errno;
+			goto err_fd;
+		}
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl)) {
+		rc = -errno;
+		goto err_fd;
+	}
+	if (soerr) {
+		rc = -soerr;
+		goto err_fd;
+	}
+	return fd;
+
+err_fd:
+	close(fd);
+	return rc;
+}
+
+static int tcp_connect(const char *addr, int timeout_ms, struct tern_conn **ret_conn,
+		       struct tern_error *err)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	uint64_t deadline = tern_now_ms() + (timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
+	struct addrinfo *res, *ai;
+	char peer[sizeof(((struct tern_conn *)0)->peer)];
+	struct tcp_addr a;
+	int ret, fd = -ENOENT;
+
+	ret = tcp_addr_parse(addr, &a, err);
+	if (ret)
+		return ret;
+	ret = getaddrinfo(a.host, a.port, &hints, &res);
+	if (ret)
+		return tern_error_set(err, gai_to_errno(ret), "connect to tcp:%s: %s", addr,
+				      gai_strerror(ret));
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = sock_connect_inet(ai, timeout_ms, deadline);
+		if (fd >= 0 || fd == -ETIMEDOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	if (fd == -ETIMEDOUT)
+		return tern_error_set(err, fd, "connect to tcp:%s: timed out after %d ms", addr,
+				      timeout_ms);
+	if (fd < 0)
+		return sys_error(err, fd, "connect to tcp:%s", addr);
+	snprintf(peer, sizeof(peer), "tcp:%s", addr);
+	peer_uri(fd, peer, sizeof(peer));
+	return conn_new(fd, peer, ret_conn, err);
+}
+
+static int unix_addr_fill(const char *path, struct sockaddr_un *sun, struct tern_error *err)
+{
+	size_t len = path ? strlen(path) : 0;
+
+	if (!len)
+		return tern_error_set(err, -EINVAL, "unix: empty socket path");
+	if (len >= sizeof(sun->sun_path))
+		return tern_error_set(err, -ENAMETOOLONG, "unix: path longer than %zu bytes: %s",
+				      sizeof(sun->sun_path) - 1, path);
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, path, len + 1);
+	return 0;
+}
+
+/*
+ * A Unix-socket connect does not complete in the background: with the
+ * listener's backlog full, a non-blocking one fails with EAGAIN at once and
+ * a blocking one waits for room, up to SO_SNDTIMEO. So connect blocking,
+ * with the timeout as SO_SNDTIMEO, and clear it afterwards.
+ */
+static int unix_connect(const char *path, int timeout_ms, struct tern_conn **ret_conn,
+			struct tern_error *err)
+{
+	struct timeval tv = {.tv_sec = 0};
+	struct sockaddr_un sun;
+	char peer[sizeof(((struct tern_conn *)0)->peer)];
+	int ret, fd;
+
+	ret = unix_addr_fill(path, &sun, err);
+	if (ret)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (timeout_ms == 0 ? SOCK_NONBLOCK : 0), 0);
+	if (fd < 0)
+		return sys_error(err, -errno, "connect to unix:%s: socket", path);
+	if (timeout_ms > 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+			goto err_errno;
+	}
+	while (connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EINPROGRESS) {
+			ret = tern_error_set(err, -ETIMEDOUT,
+					     "connect to unix:%s: timed out after %d ms "
+					     "(listener backlog full)",
+					     path, timeout_ms);
+			goto err_fd;
+		}
+		goto err_errno;
+	}
+	if (timeout_ms > 0) {
+		tv.tv_sec = 0;
+		tv.tv_usec = 0;
+		if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+			goto err_errno;
+	}
+	snprintf(peer, sizeof(peer), "unix:%s", path);
+	return conn_new(fd, peer, ret_conn, err);
+
+err_errno:
+	ret = sys_error(err, -errno, "connect to unix:%s", path);
+err_fd:
+	close(fd);
+	return ret;
+}
+
+/* ---- listeners ----------------------------------------------------------- */
+
+/*
+ * @fd: a bound, listening, non-blocking socket; consumed.
+ * @path, @st: unix only: the socket file and its identity (else NULL).
+ */
+static int listener_new(int fd, const char *path, const struct stat *st,
+			struct tern_listener **ret_listener, struct tern_error *err)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof(ss);
+	struct tcp_listener *l;
+	int ret;
+
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		close(fd);
+		return tern_error_set(err, -ENOMEM, "listen: out of memory");
+	}
+	l->base.ops = &tcp_listener_ops;
+	l->fd = fd;
+	l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->wake_fd < 0) {
+		ret = sys_error(err, -errno, "listen: eventfd");
+		goto err_free;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+		ret = sys_error(err, -errno, "listen: getsockname");
+		goto err_free;
+	}
+	l->family = ss.ss_family;
+	if (path) {
+		str_copy(l->path, sizeof(l->path), path);
+		l->dev = st->st_dev;
+		l->ino = st->st_ino;
+		snprintf(l->name, sizeof(l->name), "unix:%s", path);
+	} else {
+		tcp_sockaddr_uri((struct sockaddr *)&ss, sl, l->name, sizeof(l->name));
+	}
+	*ret_listener = &l->base;
+	return 0;
+
+err_free:
+	l->base.ops->close(&l->base);
+	return ret;
+}
+
+static int tcp_listen(const char *addr, struct tern_listener **ret_listener, struct tern_error *err)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res, *ai;
+	const char *what = "socket";
+	struct tcp_addr a;
+	int ret, fd = -1, one = 1, code = -EADDRNOTAVAIL;
+
+	ret = tcp_addr_parse(addr, &a, err);
+	if (ret)
+		return ret;
+	ret = getaddrinfo(a.host, a.port, &hints, &res);
+	if (ret)
+		return tern_error_set(err, gai_to_errno(ret), "tcp: listen on %s: %s", addr,
+				      gai_strerror(ret));
+	for (ai = res; ai; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
+		what = "socket";
+		if (fd < 0) {
+			code = -errno;
+			continue;
+		}
+		what = "setsockopt SO_REUSEADDR";
+		if (!setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one))) {
+			what = "bind";
+			if (!bind(fd, ai->ai_addr, ai->ai_addrlen)) {
+				what = "listen";
+				if (!listen(fd, TCP_LISTEN_BACKLOG))
+					break;
+			}
+		}
+		code = -errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		return sys_error(err, code, "tcp: %s %s", what, addr);
+	return listener_new(fd, NULL, NULL, ret_listener, err);
+}
+
+static int unix_listen(const char *path, struct tern_listener **ret_listener,
+		       struct tern_error *err)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	const char *what = "socket";
+	int ret, fd;
+
+	ret = unix_addr_fill(path, &sun, err);
+	if (ret)
+		return ret;
+	/* A socket file left behind by a process that died: take its place. */
+	if (!lstat(path, &st)) {
+		if (!S_ISSOCK(st.st_mode))
+			return tern_error_set(err, -EEXIST,
+					      "unix: bind %s: exists and is not a socket", path);
+		if (unlink(path) && errno != ENOENT)
+			return sys_error(err, -errno, "unix: remove stale socket %s", path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		ret = -errno;
+		goto err;
+	}
+	what = "bind";
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		ret = -errno;
+		goto err_fd;
+	}
+	what = "listen";
+	if (stat(path, &st) || listen(fd, TCP_LISTEN_BACKLOG)) {
+		ret = -errno;
+		goto err_unlink;
+	}
+	/* its close() unlinks the file; if it fails first, the file is still ours */
+	ret = listener_new(fd, path, &st, ret_listener, err);
+	if (ret)
+		unlink(path);
+	return ret;
+
+err_unlink:
+	unlink(path);
+err_fd:
+	close(fd);
+err:
+	return sys_error(err, ret, "unix: %s %s", what, path);
+}
+
+static int tcp_listener_accept(struct tern_listener *tl, int timeout_ms,
+			       struct tern_conn **ret_conn, struct tern_error *err)
+{
+	struct tcp_listener *l = (struct tcp_listener *)tl;
+	uint64_t deadline = tern_now_ms() + (timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
+	struct pollfd pfd[2] = {{.fd = l->fd, .events = POLLIN},
+				{.fd = l->wake_fd, .events = POLLIN}};
+	char peer[sizeof(((struct tern_conn *)0)->peer)];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, n;
+
+	for (;;) {
+		if (__atomic_load_n(&l->shut, __ATOMIC_ACQUIRE))
+			return tern_error_set(err, -ECANCELED, "%s: accept cancelled (shut down)",
+					      l->name);
+		n = poll(pfd, 2, time_left_ms(timeout_ms, deadline));
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return sys_error(err, -errno, "%s: accept: poll", l->name);
+		}
+		if (pfd[1].revents)
+			continue; /* shut down: reported at the top */
+		if (!n)
+			return tern_error_set(err, -ETIMEDOUT,
+					      "%s: accept: no connection within %d ms", l->name,
+					      timeout_ms);
+		sl = sizeof(ss);
+		fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
+		if (fd >= 0)
+			break;
+		/* Gone between poll() and accept(), or a signal: wait again. */
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
+		    errno == EINTR || errno == EPROTO)
+			continue;
+		return sys_error(err, -errno, "%s: accept", l->name);
+	}
+	if (l->family == AF_UNIX ||
+	    tcp_sockaddr_uri((struct sockaddr *)&ss, sl, peer, sizeof(peer)) == -EAFNOSUPPORT)
+		str_copy(peer, sizeof(peer), l->name);
+	return conn_new(fd, peer, ret_conn, err);
+}
+
+static int tcp_listener_uri(struct tern_listener *tl, char *buf, size_t len)
+{
+	struct tcp_listener *l = (struct tcp_listener *)tl;
+	int n = snprintf(buf, len, "%s", l->name);
+
+	return n >= 0 && (size_t)n < len ? 0 : -ENOSPC;
+}
+
+/* Thread-safe and idempotent: wakes every accept() for good. */
+static void tcp_listener_shutdown(struct tern_listener *tl)
+{
+	struct tcp_listener *l = (struct tcp_listener *)tl;
+	uint64_t one = 1;
+
+	if (__atomic_exchange_n(&l->shut, true, __ATOMIC_ACQ_REL))
+		return;
+	if (write(l->wake_fd, &one, sizeof(one)) < 0) {
+		/* Cannot fail on a fresh eventfd; the flag covers later calls. */
+	}
+}
+
+static void tcp_listener_close(struct tern_listener *tl)
+{
+	struct tcp_listener *l = (struct tcp_listener *)tl;
+	struct stat st;
+
+	if (!l)
+		return;
+	/* Remove the socket file only if it is still the one we bound. */
+	if (l->path[0] && !stat(l->path, &st) && st.st_dev == l->dev && st.st_ino == l->ino)
+		unlink(l->path);
+	if (l->wake_fd >= 0)
+		close(l->wake_fd);
+	if (l->fd >= 0)
+		close(l->fd);
+	free(l);
+}
+
+static const struct tern_listener_ops tcp_listener_ops = {
+    .accept = tcp_listener_accept,
+    .uri = tcp_listener_uri,
+    .shutdown = tcp_listener_shutdown,
+    .close = tcp_listener_close,
+};
+
+const struct tern_transport_ops tcp_transport_ops = {
+    .scheme = "tcp",
+    .listen = tcp_listen,
+    .connect = tcp_connect,
+};
+
+const struct tern_transport_ops unix_transport_ops = {
+    .scheme = "unix",
+    .listen = unix_listen,
+    .connect = unix_connect,
+};
