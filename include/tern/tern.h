@@ -9,7 +9,8 @@
  * (destination) to pause and resume its vCPUs.
  *
  * Unless a function says "thread-safe", call it from the thread that owns the
- * session (the one that created it).
+ * session (the one that created it). No callback runs after tern_wait() has
+ * returned a final status.
  *
  * Errors: every function returns zero (or a positive value) on success and a
  * negative errno on failure; when @err is not NULL it receives a message.
@@ -74,7 +75,9 @@ TERN_EXPORT const char *tern_status_name(enum tern_status st);
  *	the migration (the guest keeps running). Called on the migration thread.
  * @resume: source: the guest was paused for switchover but the migration
  *	failed or was cancelled, so run it again. Destination: the whole state
- *	was loaded, start the guest. Called on the migration / load thread.
+ *	was loaded and the source let go of the guest, start it; the status
+ *	turns `completed` after this returns. Called on the migration / load
+ *	thread.
  * @state_changed: optional; every transition, from the thread that made it.
  */
 struct tern_vmm_ops {
@@ -256,7 +259,9 @@ TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms);
  * @ram_transferred: page data sent (normal pages x page size).
  * @ram_remaining: dirty RAM not yet sent, as of the last sync.
  * @wire_bytes: everything written to the worker and control channels.
- * @rounds: dirty-log syncs (the first round sends all RAM).
+ * @rounds: source: dirty-log syncs (the first sends all RAM; an idle guest
+ *	takes three: the first, the one that finds nothing left, and the last
+ *	with the guest paused). Destination: rounds received (RAM_SYNC).
  * @dirty_pages_rate: pages dirtied per second, over the last round.
  * @throughput_bps: RAM bytes moved per second (pages sent, normal or zero),
  *	over the last rate window while active; over the whole run once ended.
