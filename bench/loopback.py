@@ -6,7 +6,9 @@ Scenarios (RAM size from --ram, default 1 GiB):
   random-ch1   random data, 1 channel
   random-ch2   random data, 2 channels
   random-ch4   random data, 4 channels
-  zero50-ch2   50% zero pages, 2 channels
+  zero50-ch2     50% zero pages, each page zero or not on its own, 2 channels
+  zero50run-ch2  50% zero pages in runs of 2 MiB (as a guest's free memory
+                 lies in large areas), 2 channels
 
 Runs are interleaved (A B C D A B C D ...) so that drift in the machine's
 state (page cache, THP pool, CPU frequency) spreads over every scenario
@@ -27,11 +29,12 @@ import sys
 import time
 
 SCENARIOS = [
-    # name, channels, zero-pct
-    ("random-ch1", 1, 0),
-    ("random-ch2", 2, 0),
-    ("random-ch4", 4, 0),
-    ("zero50-ch2", 2, 50),
+    # name, channels, zero-pct, zero-run (pages decided together)
+    ("random-ch1", 1, 0, 1),
+    ("random-ch2", 2, 0, 1),
+    ("random-ch4", 4, 0, 1),
+    ("zero50-ch2", 2, 50, 1),
+    ("zero50run-ch2", 2, 50, 512),
 ]
 
 METRICS = [
@@ -56,12 +59,13 @@ def read_first_line(path):
         return "?"
 
 
-def run_one(args, name, channels, zero_pct):
+def run_one(args, name, channels, zero_pct, zero_run):
     cmd = [
         args.binary,
         "--ram", args.ram,
         "--channels", str(channels),
         "--zero-pct", str(zero_pct),
+        "--zero-run", str(zero_run),
         "--transport", args.transport,
         "--fill", "random",
         "--timeout", str(args.timeout),
@@ -98,6 +102,7 @@ def run_one(args, name, channels, zero_pct):
         "scenario": name,
         "channels": channels,
         "zero_pct": zero_pct,
+        "zero_run": zero_run,
         "throughput_gbps": src["throughput_bps"] / 1e9,
         "total_ms": float(src["total_ms"]),
         "downtime_ms": float(src["downtime_ms"]),
@@ -134,7 +139,7 @@ def print_table(results, args):
 
 
 def print_ratios(results):
-    for name, channels, zero_pct in SCENARIOS:
+    for name, channels, zero_pct, zero_run in SCENARIOS:
         if not zero_pct:
             continue
         base = next((n for n, c, z in SCENARIOS if c == channels and z == 0), None)
@@ -182,16 +187,16 @@ def main():
     print()
 
     for _ in range(args.warmup):
-        for name, channels, zero_pct in SCENARIOS:
-            _, err = run_one(args, name, channels, zero_pct)
+        for name, channels, zero_pct, zero_run in SCENARIOS:
+            _, err = run_one(args, name, channels, zero_pct, zero_run)
             if err:
                 print("warm-up %-11s FAILED: %s" % (name, err), file=sys.stderr)
 
     results = {name: {"ok": [], "errors": []} for name, _, _ in SCENARIOS}
     out = open(args.json_out, "a") if args.json_out else None
     for rep in range(args.reps):
-        for name, channels, zero_pct in SCENARIOS:
-            sample, err = run_one(args, name, channels, zero_pct)
+        for name, channels, zero_pct, zero_run in SCENARIOS:
+            sample, err = run_one(args, name, channels, zero_pct, zero_run)
             if err:
                 results[name]["errors"].append(err)
                 print("rep %d %-11s FAILED: %s" % (rep + 1, name, err), file=sys.stderr)

@@ -54,6 +54,7 @@ struct lb_cfg {
 	unsigned int channels;
 	const char *transport;
 	double zero_pct;
+	uint64_t zero_run; /* pages decided together: 1 = scattered, 512 = 2 MiB runs */
 	enum lb_fill fill;
 	uint64_t dirty_rate;
 	uint64_t dirty_ws;
@@ -266,16 +267,25 @@ static void fill_page(uint8_t *page, size_t page_size, enum lb_fill fill, uint64
 	}
 }
 
-/* Fill all RAM but a pseudo-random @zero_pct of its pages. Returns the zero page count. */
+/*
+ * Fill all RAM but a pseudo-random @zero_pct of its pages, decided for runs
+ * of @zero_run pages at a time (1: each page on its own; 512: 2 MiB runs, as
+ * in a guest whose unused memory lies in large free areas). Returns the zero
+ * page count.
+ */
 static uint64_t ram_fill(uint8_t *ram, const struct lb_cfg *cfg)
 {
 	uint64_t npages = cfg->ram / cfg->page_size, zeros = 0, i;
 	uint64_t rng = cfg->seed ? cfg->seed : 0x9e3779b97f4a7c15ull;
 	uint64_t zrng = rng ^ 0x5bd1e995ull;
 	uint64_t zero_thresh = (uint64_t)(cfg->zero_pct * 100.0 + 0.5); /* per 10000 */
+	uint64_t run = cfg->zero_run ? cfg->zero_run : 1;
+	bool zero = false;
 
 	for (i = 0; i < npages; i++) {
-		if (zero_thresh && xorshift64(&zrng) % 10000 < zero_thresh) {
+		if (i % run == 0)
+			zero = zero_thresh && xorshift64(&zrng) % 10000 < zero_thresh;
+		if (zero) {
 			zeros++;
 			continue;
 		}
@@ -461,12 +471,14 @@ static void print_json(const char *side, const char *transport, const struct lb_
 	    ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
 	    ",\"dirty_rate_bps\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
 	    ",\"bandwidth_bps\":%" PRIu64 ",\"channels\":%u,\"transport\":\"%s\","
-	    "\"codec\":\"none\",\"zero_pct\":%g,\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
+	    "\"codec\":\"none\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
+	    ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
 	    side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
 	    st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms, st->verify_ms,
 	    st->wire_bytes, st->ram_transferred, st->normal_pages, st->zero_pages, st->rounds,
 	    st->dirty_pages_rate * (uint64_t)st->page_size, st->throughput_bps, st->bandwidth_bps,
-	    cfg->channels, transport, cfg->zero_pct, cfg->fill == LB_FILL_TEXT ? "text" : "random",
+	    cfg->channels, transport, cfg->zero_pct, cfg->zero_run ? cfg->zero_run : 1,
+	    cfg->fill == LB_FILL_TEXT ? "text" : "random",
 	    cfg->dirty_rate);
 	if (!side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
@@ -769,6 +781,8 @@ static void usage(FILE *f)
 		"  --channels N           worker channels, 1..%d (default 2)\n"
 		"  --transport tcp|unix   loopback transport (default tcp)\n"
 		"  --zero-pct P           percentage of pages left zero (default 0)\n"
+		"  --zero-run N           zero or not is decided for runs of N pages\n"
+		"                         (default 1: scattered; 512: 2 MiB runs)\n"
 		"  --fill random|text     page contents (default random)\n"
 		"  --dirty-rate B/s       source writer dirties this much per second (default 0)\n"
 		"  --dirty-ws SIZE        ... within the first SIZE bytes (default: all RAM)\n"
@@ -791,6 +805,7 @@ int main(int argc, char **argv)
 		OPT_CHANNELS,
 		OPT_TRANSPORT,
 		OPT_ZERO_PCT,
+		OPT_ZERO_RUN,
 		OPT_FILL,
 		OPT_DIRTY_RATE,
 		OPT_DIRTY_WS,
@@ -807,6 +822,7 @@ int main(int argc, char **argv)
 	    {"channels", required_argument, NULL, OPT_CHANNELS},
 	    {"transport", required_argument, NULL, OPT_TRANSPORT},
 	    {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
+	    {"zero-run", required_argument, NULL, OPT_ZERO_RUN},
 	    {"fill", required_argument, NULL, OPT_FILL},
 	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
 	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
@@ -852,6 +868,15 @@ int main(int argc, char **argv)
 			cfg.zero_pct = strtod(optarg, &end);
 			if (end == optarg || *end || cfg.zero_pct < 0 || cfg.zero_pct > 100)
 				die("--zero-pct: 0..100, not '%s'", optarg);
+			break;
+		}
+		case OPT_ZERO_RUN: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+
+			if (end == optarg || *end || !v || v > (1ull << 30))
+				die("--zero-run: a page count 1..2^30, not '%s'", optarg);
+			cfg.zero_run = v;
 			break;
 		}
 		case OPT_FILL:

@@ -156,19 +156,6 @@ uint64_t bitmap_count(const uint64_t *map, uint64_t nbits);
  */
 uint64_t bitmap_drain_atomic(uint64_t *dst, uint64_t *src, uint64_t nbits);
 
-/* ---- full-length fd I/O ------------------------------------------------ */
-
-/*
- * Read exactly @len bytes. Returns 0, -EPIPE at end of stream (a peer that
- * closed the connection), or another negative errno. EINTR is retried.
- */
-int fd_read_full(int fd, void *buf, size_t len);
-/* Write all of @iov (which it may modify). 0 or a negative errno. */
-int fd_writev_full(int fd, struct iovec *iov, int iovcnt);
-/* Read all of @iov (which it may modify). Like fd_read_full(). */
-int fd_readv_full(int fd, struct iovec *iov, int iovcnt);
-int fd_write_full(int fd, const void *buf, size_t len);
-
 /* ---- misc --------------------------------------------------------------- */
 
 /* 16 random bytes (getrandom). */
