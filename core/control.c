@@ -13,26 +13,26 @@
 #include "core_priv.h"
 
 static const char *const ctl_names[CTL_TYPE_MAX] = {
-	[CTL_INVALID] = "invalid",	    [CTL_HELLO] = "HELLO",
-	[CTL_HELLO_ACK] = "HELLO_ACK",	    [CTL_ERROR] = "ERROR",
-	[CTL_SECTION_FULL] = "SECTION_FULL", [CTL_RAM_SYNC] = "RAM_SYNC",
-	[CTL_EOS] = "EOS",		    [CTL_LOADED] = "LOADED",
-	[CTL_COMPLETE] = "COMPLETE",	    [CTL_COMMIT] = "COMMIT",
-	[CTL_RAM_SYNC_ACK] = "RAM_SYNC_ACK",
+    [CTL_INVALID] = "invalid",
+    [CTL_HELLO] = "HELLO",
+    [CTL_HELLO_ACK] = "HELLO_ACK",
+    [CTL_ERROR] = "ERROR",
+    [CTL_SECTION_FULL] = "SECTION_FULL",
+    [CTL_RAM_SYNC] = "RAM_SYNC",
+    [CTL_EOS] = "EOS",
+    [CTL_LOADED] = "LOADED",
+    [CTL_COMPLETE] = "COMPLETE",
+    [CTL_COMMIT] = "COMMIT",
+    [CTL_RAM_SYNC_ACK] = "RAM_SYNC_ACK",
 };
 
 /* The most payload each frame type may carry. */
 static const uint32_t ctl_max_len[CTL_TYPE_MAX] = {
-	[CTL_HELLO] = 1u << 20,
-	[CTL_HELLO_ACK] = 0,
-	[CTL_ERROR] = 4096,
-	[CTL_SECTION_FULL] = SECTION_MAX_PAYLOAD + 1024,
-	[CTL_RAM_SYNC] = 8,
-	[CTL_EOS] = 16,
-	[CTL_LOADED] = 0,
-	[CTL_COMPLETE] = 64,
-	[CTL_COMMIT] = 8,
-	[CTL_RAM_SYNC_ACK] = 8,
+    [CTL_HELLO] = 1u << 20, [CTL_HELLO_ACK] = 0,
+    [CTL_ERROR] = 4096,	    [CTL_SECTION_FULL] = SECTION_MAX_PAYLOAD + 1024,
+    [CTL_RAM_SYNC] = 8,	    [CTL_EOS] = 16,
+    [CTL_LOADED] = 0,	    [CTL_COMPLETE] = 64,
+    [CTL_COMMIT] = 8,	    [CTL_RAM_SYNC_ACK] = 8,
 };
 
 const char *ctl_type_name(uint16_t type)
@@ -241,8 +241,8 @@ int ctl_send(struct tern_conn *c, enum ctl_type type, const void *payload, size_
 {
 	uint8_t h[CTL_HDR_SIZE];
 	struct iovec iov[2] = {
-		{.iov_base = h, .iov_len = sizeof(h)},
-		{.iov_base = (void *)payload, .iov_len = len},
+	    {.iov_base = h, .iov_len = sizeof(h)},
+	    {.iov_base = (void *)payload, .iov_len = len},
 	};
 
 	if (!c)

@@ -123,16 +123,16 @@ int ram_digest_compute(struct tern_session *s, struct ram_digest *ret, struct te
 
 enum ctl_type {
 	CTL_INVALID = 0,
-	CTL_HELLO,	   /* src -> dst: session, page size, channels, caps, RAM layout */
-	CTL_HELLO_ACK,	   /* dst -> src */
-	CTL_ERROR,	   /* either way: code, message */
-	CTL_SECTION_FULL,  /* src -> dst: one device section */
-	CTL_RAM_SYNC,	   /* src -> dst: round n ended on every channel */
-	CTL_EOS,	   /* src -> dst: end of stream */
-	CTL_LOADED,	   /* dst -> src: everything loaded */
-	CTL_COMPLETE,	   /* dst -> src: final report (+ digest) */
-	CTL_COMMIT,	   /* src -> dst: the source let go; start the guest */
-	CTL_RAM_SYNC_ACK,  /* dst -> src: every page of round n has landed */
+	CTL_HELLO,	  /* src -> dst: session, page size, channels, caps, RAM layout */
+	CTL_HELLO_ACK,	  /* dst -> src */
+	CTL_ERROR,	  /* either way: code, message */
+	CTL_SECTION_FULL, /* src -> dst: one device section */
+	CTL_RAM_SYNC,	  /* src -> dst: round n ended on every channel */
+	CTL_EOS,	  /* src -> dst: end of stream */
+	CTL_LOADED,	  /* dst -> src: everything loaded */
+	CTL_COMPLETE,	  /* dst -> src: final report (+ digest) */
+	CTL_COMMIT,	  /* src -> dst: the source let go; start the guest */
+	CTL_RAM_SYNC_ACK, /* dst -> src: every page of round n has landed */
 	CTL_TYPE_MAX,
 };
 
@@ -249,8 +249,8 @@ void ratelimit_init(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, 
  * many ns to sleep to stay under @max_bps (0 = unlimited); at most one
  * window, so that a limit lowered live takes effect within a window.
  */
-uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes,
-			   uint64_t ram, uint64_t max_bps);
+uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram,
+			   uint64_t max_bps);
 /* The sender stops (sync point): close the window early if it saw enough. */
 void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram,
 		    uint64_t max_bps);
@@ -297,14 +297,14 @@ struct tern_session {
 	bool cancel;
 	bool ended; /* the migration / load thread finished its exit path */
 	bool got_ack, got_loaded, got_complete;
-	bool error_sent; /* destination: ERROR went out on the return path */
-	bool got_commit; /* destination */
-	bool committing; /* source: COMMIT is going out; cancel is too late */
+	bool error_sent;      /* destination: ERROR went out on the return path */
+	bool got_commit;      /* destination */
+	bool committing;      /* source: COMMIT is going out; cancel is too late */
 	uint64_t acked_round; /* source: last RAM_SYNC_ACK */
 	uint8_t complete_payload[64];
 	uint32_t complete_len;
-	struct tern_conn *ctl;	      /* control channel */
-	struct tern_conn *pending;    /* a connection being handshaken (dest) */
+	struct tern_conn *ctl;	   /* control channel */
+	struct tern_conn *pending; /* a connection being handshaken (dest) */
 	struct tern_listener *listener;
 	struct mf_send *mf_send;
 	struct mf_recv *mf_recv;

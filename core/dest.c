@@ -85,7 +85,7 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return ret;
-	s->start_ns = tern_now_ns();
+	__atomic_store_n(&s->start_ns, tern_now_ns(), __ATOMIC_RELAXED);
 	pthread_mutex_lock(&s->ctl_wlock);
 	sent = ctl_send_stream_hdr(ctl, CTL_RP_MAGIC);
 	pthread_mutex_unlock(&s->ctl_wlock);
@@ -115,14 +115,14 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 static int dest_join_channels(struct tern_session *s, struct tern_error *err)
 {
 	struct mf_config cfg = {
-		.page_size = s->page_size,
-		.nchannels = s->nchannels,
-		.codec = 1,
-		.blocks = s->mf_blocks,
-		.nblocks = s->nblocks,
-		.log = &s->log,
-		.on_error = mf_failed,
-		.opaque = s,
+	    .page_size = s->page_size,
+	    .nchannels = s->nchannels,
+	    .codec = 1,
+	    .blocks = s->mf_blocks,
+	    .nblocks = s->nblocks,
+	    .log = &s->log,
+	    .on_error = mf_failed,
+	    .opaque = s,
 	};
 	struct tern_listener *l;
 	struct mf_recv *r;
@@ -165,8 +165,8 @@ static int dest_join_channels(struct tern_session *s, struct tern_error *err)
 	return 0;
 }
 
-static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len,
-		       uint64_t last_round, struct tern_error *err)
+static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t last_round,
+		       struct tern_error *err)
 {
 	uint8_t complete[1 + 16 + 8] = {0};
 	struct mf_chan_stats t;
@@ -183,7 +183,8 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len,
 	if (r.bad || rd_left(&r))
 		return tern_error_set(err, -EPROTO, "EOS: malformed (%u bytes)", len);
 	if (round != last_round)
-		return tern_error_set(err, -EPROTO, "EOS after round %" PRIu64 ", last RAM_SYNC was %" PRIu64,
+		return tern_error_set(err, -EPROTO,
+				      "EOS after round %" PRIu64 ", last RAM_SYNC was %" PRIu64,
 				      round, last_round);
 	ret = mf_recv_finish(s->mf_recv, err);
 	if (ret)
@@ -283,9 +284,9 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 			source_told(s);
 			break;
 		default:
-			ret = tern_error_set(err, -EPROTO,
-					     "control channel: unexpected %s frame in round %" PRIu64,
-					     ctl_type_name(type), last_round + 1);
+			ret = tern_error_set(
+			    err, -EPROTO, "control channel: unexpected %s frame in round %" PRIu64,
+			    ctl_type_name(type), last_round + 1);
 		}
 		free(p);
 		if (ret)
@@ -306,7 +307,7 @@ void *dest_thread(void *arg)
 	if (!ret)
 		ret = dest_join_channels(s, &err);
 	if (!ret) {
-		s->setup_end_ns = tern_now_ns();
+		__atomic_store_n(&s->setup_end_ns, tern_now_ns(), __ATOMIC_RELAXED);
 		if (!session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE))
 			ret = -ECANCELED;
 	}
@@ -351,7 +352,9 @@ void *dest_thread(void *arg)
 		if (s->vmm.resume)
 			s->vmm.resume(s->vmm_opaque);
 		stats_capture_final(s);
+		pthread_mutex_lock(&s->lock);
 		s->verified = (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0;
+		pthread_mutex_unlock(&s->lock);
 		session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_COMPLETED);
 	} else {
 		enum tern_status st = session_status(s);

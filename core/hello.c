@@ -50,8 +50,8 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 		return tern_error_set(err, -EPROTO, "HELLO: page size %u, ours is %u", page,
 				      s->page_size);
 	if (!nch || nch > TERN_MAX_CHANNELS)
-		return tern_error_set(err, -EPROTO, "HELLO: %u worker channels, outside 1..%u",
-				      nch, TERN_MAX_CHANNELS);
+		return tern_error_set(err, -EPROTO, "HELLO: %u worker channels, outside 1..%u", nch,
+				      TERN_MAX_CHANNELS);
 	if (codec != TERN_CODEC_NONE)
 		return tern_error_set(err, -EPROTONOSUPPORT,
 				      "HELLO: page encoding %u is not one this destination decodes",
@@ -73,10 +73,11 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 		if (r.bad)
 			return tern_error_set(err, -EPROTO, "HELLO: RAM block %u truncated", i);
 		if (strcmp(name, b->name))
-			return tern_error_set(err, -EPROTO,
-					      "RAM layout mismatch: block %u is '%s' on the source, "
-					      "'%s' here",
-					      i, name, b->name);
+			return tern_error_set(
+			    err, -EPROTO,
+			    "RAM layout mismatch: block %u is '%s' on the source, "
+			    "'%s' here",
+			    i, name, b->name);
 		if (size != b->size)
 			return tern_error_set(err, -EPROTO,
 					      "RAM layout mismatch: block '%s' has %" PRIu64

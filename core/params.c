@@ -16,14 +16,14 @@ struct param_desc {
 };
 
 static const struct param_desc param_table[PARAM_MAX] = {
-	[PARAM_MULTIFD_CHANNELS] = {"multifd-channels", 1, TERN_MAX_CHANNELS, 2, false, ""},
-	[PARAM_MAX_BANDWIDTH] = {"max-bandwidth", 0, UINT64_MAX / 2, 0, true, " bytes/s"},
-	[PARAM_DOWNTIME_LIMIT] = {"downtime-limit", 1, 2000000, 300, true, " ms"},
-	[PARAM_CLEAR_BITMAP_SHIFT] = {"clear-bitmap-shift", 6, 31, 18, false, ""},
+    [PARAM_MULTIFD_CHANNELS] = {"multifd-channels", 1, TERN_MAX_CHANNELS, 2, false, ""},
+    [PARAM_MAX_BANDWIDTH] = {"max-bandwidth", 0, UINT64_MAX / 2, 0, true, " bytes/s"},
+    [PARAM_DOWNTIME_LIMIT] = {"downtime-limit", 1, 2000000, 300, true, " ms"},
+    [PARAM_CLEAR_BITMAP_SHIFT] = {"clear-bitmap-shift", 6, 31, 18, false, ""},
 };
 
 static const char *const cap_names[CAP_MAX] = {
-	[CAP_VERIFY_RAM] = "verify-ram",
+    [CAP_VERIFY_RAM] = "verify-ram",
 };
 
 void params_init(struct params *p)
@@ -53,8 +53,7 @@ const char *param_name(enum param_id id)
 	return id > PARAM_INVALID && id < PARAM_MAX ? param_table[id].name : "invalid";
 }
 
-int params_set(struct params *p, enum param_id id, uint64_t v, bool running,
-	       struct tern_error *err)
+int params_set(struct params *p, enum param_id id, uint64_t v, bool running, struct tern_error *err)
 {
 	const struct param_desc *d;
 
@@ -66,8 +65,8 @@ int params_set(struct params *p, enum param_id id, uint64_t v, bool running,
 				      "%s: %" PRIu64 "%s is outside %" PRIu64 "..%" PRIu64 "%s",
 				      d->name, v, d->unit, d->min, d->max, d->unit);
 	if (running && !d->live)
-		return tern_error_set(err, -EBUSY,
-				      "%s: cannot change while a migration is running", d->name);
+		return tern_error_set(err, -EBUSY, "%s: cannot change while a migration is running",
+				      d->name);
 	__atomic_store_n(&p->val[id], v, __ATOMIC_RELAXED);
 	return 0;
 }
@@ -142,8 +141,8 @@ TERN_EXPORT int tern_cap_set(struct tern_session *s, const char *name, bool on,
 	if (caps_lookup(name, &id))
 		return tern_error_set(err, -ENOENT, "unknown capability '%s'", name ? name : "");
 	if (session_running(s))
-		return tern_error_set(err, -EBUSY,
-				      "%s: cannot change while a migration is running", name);
+		return tern_error_set(err, -EBUSY, "%s: cannot change while a migration is running",
+				      name);
 	__atomic_store_n(&s->params.cap[id], on, __ATOMIC_RELAXED);
 	return 0;
 }

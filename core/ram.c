@@ -33,8 +33,10 @@ TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void
 	if (!name || !*name || strlen(name) > 255)
 		return tern_error_set(err, -EINVAL, "RAM block name must be 1..255 bytes");
 	if (!host || (uintptr_t)host % s->page_size)
-		return tern_error_set(err, -EINVAL, "RAM block '%s': host address %p not aligned "
-				      "to the %u-byte page", name, host, s->page_size);
+		return tern_error_set(err, -EINVAL,
+				      "RAM block '%s': host address %p not aligned "
+				      "to the %u-byte page",
+				      name, host, s->page_size);
 	if (!size || size % s->page_size)
 		return tern_error_set(err, -EINVAL,
 				      "RAM block '%s': size %" PRIu64
@@ -170,9 +172,9 @@ static int ram_alloc_maps(struct tern_session *s, bool source, struct tern_error
 			advise_huge(b->host, b->size);
 		}
 		s->mf_blocks[i] = (struct mf_block){
-			.host = b->host,
-			.size = b->size,
-			.touched = b->touched,
+		    .host = b->host,
+		    .size = b->size,
+		    .touched = b->touched,
 		};
 	}
 	return 0;

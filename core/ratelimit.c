@@ -32,8 +32,7 @@ void ratelimit_init(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, 
 	rl->bucket_bytes = wire_bytes;
 }
 
-static void close_window(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes,
-			 uint64_t ram)
+static void close_window(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram)
 {
 	uint64_t dt = now_ns - rl->win_start_ns;
 
@@ -63,8 +62,8 @@ static uint64_t bucket_charge(struct ratelimit *rl, uint64_t now_ns, uint64_t wi
 	return (uint64_t)(-rl->credit * 1e9 / (double)max_bps);
 }
 
-uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes,
-			   uint64_t ram, uint64_t max_bps)
+uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram,
+			   uint64_t max_bps)
 {
 	uint64_t wait;
 

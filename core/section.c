@@ -16,8 +16,8 @@
 
 #include "core_priv.h"
 
-TERN_EXPORT int tern_section_register(struct tern_session *s, const char *name,
-				      uint32_t instance, uint32_t version, uint32_t min_version,
+TERN_EXPORT int tern_section_register(struct tern_session *s, const char *name, uint32_t instance,
+				      uint32_t version, uint32_t min_version,
 				      const struct tern_section_ops *ops, void *opaque,
 				      struct tern_error *err)
 {
@@ -136,15 +136,16 @@ int sections_save_all(struct tern_session *s, struct tern_conn *ctl, uint64_t *r
 		ret = sec->ops.save(sec->opaque, &w, err);
 		if (ret) {
 			if (err && err->code)
-				tern_error_prefix(err, "saving section '%s' instance %u",
-						  sec->name, sec->instance);
+				tern_error_prefix(err, "saving section '%s' instance %u", sec->name,
+						  sec->instance);
 			else
 				tern_error_set(err, ret, "saving section '%s' instance %u failed",
 					       sec->name, sec->instance);
 			break;
 		}
 		if (w.buf.oom) {
-			ret = tern_error_set(err, -ENOMEM, "section '%s': out of memory", sec->name);
+			ret =
+			    tern_error_set(err, -ENOMEM, "section '%s': out of memory", sec->name);
 			break;
 		}
 		buf_reset(&frame);
@@ -156,7 +157,8 @@ int sections_save_all(struct tern_session *s, struct tern_conn *ctl, uint64_t *r
 		buf_put(&frame, w.buf.data, w.buf.len);
 		buf_put_u32(&frame, i);
 		if (frame.oom) {
-			ret = tern_error_set(err, -ENOMEM, "section '%s': out of memory", sec->name);
+			ret =
+			    tern_error_set(err, -ENOMEM, "section '%s': out of memory", sec->name);
 			break;
 		}
 		ret = ctl_send(ctl, CTL_SECTION_FULL, frame.data, frame.len);
@@ -229,8 +231,8 @@ int section_load(struct tern_session *s, const uint8_t *p, uint32_t len, struct 
 				      instance);
 	}
 	if (rd_left(&reader.rd))
-		return tern_error_set(err, -EPROTO,
-				      "section '%s' instance %u: loader left %zu of %u bytes unread",
-				      name, instance, rd_left(&reader.rd), plen);
+		return tern_error_set(
+		    err, -EPROTO, "section '%s' instance %u: loader left %zu of %u bytes unread",
+		    name, instance, rd_left(&reader.rd), plen);
 	return 0;
 }

@@ -83,9 +83,9 @@ static void *rp_thread(void *arg)
 			tern_error_set(&err, ret, "%s", s->peer_err.msg);
 			break;
 		default:
-			ret = tern_error_set(&err, -EPROTO,
-					     "return path: unexpected %s frame from the destination",
-					     ctl_type_name(type));
+			ret = tern_error_set(
+			    &err, -EPROTO, "return path: unexpected %s frame from the destination",
+			    ctl_type_name(type));
 		}
 		pthread_cond_broadcast(&s->cond);
 		pthread_mutex_unlock(&s->lock);
@@ -167,7 +167,8 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	ret = hello.oom ? -ENOMEM : ctl_send_stream_hdr(ctl, CTL_MAGIC);
 	if (!ret)
 		ret = ctl_send(ctl, CTL_HELLO, hello.data, hello.len);
-	s->ctl_bytes += CTL_STREAM_HDR_SIZE + CTL_HDR_SIZE + hello.len;
+	__atomic_fetch_add(&s->ctl_bytes, CTL_STREAM_HDR_SIZE + CTL_HDR_SIZE + hello.len,
+			   __ATOMIC_RELAXED);
 	buf_fini(&hello);
 	if (ret)
 		return tern_error_set(err, ret, "control channel to %s: sending HELLO: %s",
@@ -192,14 +193,14 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 		}
 	}
 	cfg = (struct mf_config){
-		.page_size = s->page_size,
-		.nchannels = s->nchannels,
-		.codec = 1,
-		.blocks = s->mf_blocks,
-		.nblocks = s->nblocks,
-		.log = &s->log,
-		.on_error = mf_failed,
-		.opaque = s,
+	    .page_size = s->page_size,
+	    .nchannels = s->nchannels,
+	    .codec = 1,
+	    .blocks = s->mf_blocks,
+	    .nblocks = s->nblocks,
+	    .log = &s->log,
+	    .on_error = mf_failed,
+	    .opaque = s,
 	};
 	memcpy(cfg.uuid, s->uuid, 16);
 	ret = mf_send_start(&cfg, conns, &mf, err);
@@ -299,7 +300,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 				}
 				if (ret) {
 					tern_error_set(err, ret, "clearing the dirty log failed");
-					tern_error_prefix(err, "block '%s' pages %" PRIu64 "..%" PRIu64,
+					tern_error_prefix(err,
+							  "block '%s' pages %" PRIu64 "..%" PRIu64,
 							  b->name, first, first + n - 1);
 					break;
 				}
@@ -315,7 +317,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 					batch->block = bi;
 					batch->round = round;
 				}
-				batch->pages[batch->npages++] = w * 64 + (uint64_t)__builtin_ctzll(v);
+				batch->pages[batch->npages++] =
+				    w * 64 + (uint64_t)__builtin_ctzll(v);
 				v &= v - 1;
 				if (batch->npages == MF_BATCH_PAGES) {
 					ret = queue_batch(s, rc, &batch);
@@ -334,7 +337,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	if (!ret) {
 		put_be64(sync, round);
 		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
-		s->ctl_bytes += CTL_HDR_SIZE + sizeof(sync);
+		__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(sync), __ATOMIC_RELAXED);
 	}
 	ratelimit_idle(&rc->rl, tern_now_ns(), wire_total(s), rc->sent_pages * s->page_size,
 		       params_get(&s->params, PARAM_MAX_BANDWIDTH));
@@ -442,8 +445,8 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 
 /* ---- switchover ----------------------------------------------------------- */
 
-static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
-		      bool *paused, struct tern_error *err)
+static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
+		      struct tern_error *err)
 {
 	bool verify = caps_get(&s->params, CAP_VERIFY_RAM);
 	struct ram_digest mine = {{0}};
@@ -469,7 +472,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	if (ret)
 		return ret;
 	ret = sections_save_all(s, s->ctl, &section_bytes, err);
-	s->ctl_bytes += section_bytes;
+	__atomic_fetch_add(&s->ctl_bytes, section_bytes, __ATOMIC_RELAXED);
 	if (ret) {
 		/* Let the last round reach the destination before our exit
 		 * path shuts the channels: its load thread waits at the
@@ -484,7 +487,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
 	if (ret)
 		return tern_error_set(err, ret, "sending EOS: %s", strerror(-ret));
-	s->ctl_bytes += CTL_HDR_SIZE + sizeof(eos);
+	__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(eos), __ATOMIC_RELAXED);
 
 	ret = wait_reply(s, &s->got_loaded, "LOADED", FINAL_REPLY_TIMEOUT_MS, err);
 	if (ret)
@@ -518,10 +521,12 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		if (h0 != mine.h[0] || h1 != mine.h[1])
 			return tern_error_set(err, -EIO,
 					      "verify-ram: RAM digest mismatch (source %016" PRIx64
-					      "%016" PRIx64 ", destination %016" PRIx64 "%016" PRIx64
-					      ")",
+					      "%016" PRIx64 ", destination %016" PRIx64
+					      "%016" PRIx64 ")",
 					      mine.h[0], mine.h[1], h0, h1);
+		pthread_mutex_lock(&s->lock);
 		s->verified = true;
+		pthread_mutex_unlock(&s->lock);
 		verify_ns = MAX(verify_ns, complete_ns - s->loaded_ns);
 	}
 
@@ -545,7 +550,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	__atomic_store_n(&s->verify_ms, verify_ns / 1000000, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->downtime_ms,
 			 (commit_ns - s->pause_ns - MIN(verify_ns, commit_ns - s->pause_ns)) /
-				 1000000,
+			     1000000,
 			 __ATOMIC_RELAXED);
 	return 0;
 }
@@ -589,7 +594,7 @@ void *source_thread(void *arg)
 	ret = src_setup(s, addr, &err);
 	if (ret)
 		goto out;
-	s->setup_end_ns = tern_now_ns();
+	__atomic_store_n(&s->setup_end_ns, tern_now_ns(), __ATOMIC_RELAXED);
 	if (!session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE)) {
 		ret = -ECANCELED;
 		goto out;
@@ -645,9 +650,9 @@ out:
 		enum tern_status st = session_status(s);
 
 		while (!status_is_final(st) &&
-		       !session_transition(s, st, st == TERN_STATUS_CANCELLING
-							  ? TERN_STATUS_CANCELLED
-							  : TERN_STATUS_FAILED))
+		       !session_transition(s, st,
+					   st == TERN_STATUS_CANCELLING ? TERN_STATUS_CANCELLED
+									: TERN_STATUS_FAILED))
 			st = session_status(s);
 	}
 	pthread_mutex_lock(&s->lock);

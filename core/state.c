@@ -12,16 +12,16 @@
 #include "core_priv.h"
 
 static const char *const status_names[TERN_STATUS_MAX] = {
-	[TERN_STATUS_INVALID] = "invalid",
-	[TERN_STATUS_NONE] = "none",
-	[TERN_STATUS_SETUP] = "setup",
-	[TERN_STATUS_ACTIVE] = "active",
-	[TERN_STATUS_PRE_SWITCHOVER] = "pre-switchover",
-	[TERN_STATUS_DEVICE] = "device",
-	[TERN_STATUS_COMPLETED] = "completed",
-	[TERN_STATUS_FAILED] = "failed",
-	[TERN_STATUS_CANCELLING] = "cancelling",
-	[TERN_STATUS_CANCELLED] = "cancelled",
+    [TERN_STATUS_INVALID] = "invalid",
+    [TERN_STATUS_NONE] = "none",
+    [TERN_STATUS_SETUP] = "setup",
+    [TERN_STATUS_ACTIVE] = "active",
+    [TERN_STATUS_PRE_SWITCHOVER] = "pre-switchover",
+    [TERN_STATUS_DEVICE] = "device",
+    [TERN_STATUS_COMPLETED] = "completed",
+    [TERN_STATUS_FAILED] = "failed",
+    [TERN_STATUS_CANCELLING] = "cancelling",
+    [TERN_STATUS_CANCELLED] = "cancelled",
 };
 
 TERN_EXPORT const char *tern_status_name(enum tern_status st)

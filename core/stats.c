@@ -73,9 +73,8 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	pages = total.normal_pages + total.zero_pages;
 	elapsed = start ? (end ? end : now) - start : 0;
 	if (status_is_final(st->status) || !s->is_source)
-		st->throughput_bps = elapsed ? (uint64_t)((double)pages * s->page_size * 1e9 /
-							  elapsed)
-					     : 0;
+		st->throughput_bps =
+		    elapsed ? (uint64_t)((double)pages * s->page_size * 1e9 / elapsed) : 0;
 	else
 		st->throughput_bps = LD(s->ram_bps);
 }

@@ -462,24 +462,23 @@ static void print_json(const char *side, const char *transport, const struct lb_
 	const char *err = extra_err && *extra_err ? extra_err : st->error;
 	int n;
 
-	n = snprintf(
-	    line, sizeof(line),
-	    "{\"side\":\"%s\",\"status\":\"%s\",\"verified\":%s,\"ram_bytes\":%" PRIu64
-	    ",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
-	    ",\"expected_downtime_ms\":%" PRIu64 ",\"verify_ms\":%" PRIu64
-	    ",\"transferred_bytes\":%" PRIu64 ",\"ram_transferred_bytes\":%" PRIu64
-	    ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
-	    ",\"dirty_rate_bps\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
-	    ",\"bandwidth_bps\":%" PRIu64 ",\"channels\":%u,\"transport\":\"%s\","
-	    "\"codec\":\"none\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
-	    ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
-	    side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
-	    st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms, st->verify_ms,
-	    st->wire_bytes, st->ram_transferred, st->normal_pages, st->zero_pages, st->rounds,
-	    st->dirty_pages_rate * (uint64_t)st->page_size, st->throughput_bps, st->bandwidth_bps,
-	    cfg->channels, transport, cfg->zero_pct, cfg->zero_run ? cfg->zero_run : 1,
-	    cfg->fill == LB_FILL_TEXT ? "text" : "random",
-	    cfg->dirty_rate);
+	n = snprintf(line, sizeof(line),
+		     "{\"side\":\"%s\",\"status\":\"%s\",\"verified\":%s,\"ram_bytes\":%" PRIu64
+		     ",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
+		     ",\"expected_downtime_ms\":%" PRIu64 ",\"verify_ms\":%" PRIu64
+		     ",\"transferred_bytes\":%" PRIu64 ",\"ram_transferred_bytes\":%" PRIu64
+		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
+		     ",\"dirty_rate_bps\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
+		     ",\"bandwidth_bps\":%" PRIu64 ",\"channels\":%u,\"transport\":\"%s\","
+		     "\"codec\":\"none\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
+		     ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
+		     side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
+		     st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms,
+		     st->verify_ms, st->wire_bytes, st->ram_transferred, st->normal_pages,
+		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
+		     st->throughput_bps, st->bandwidth_bps, cfg->channels, transport, cfg->zero_pct,
+		     cfg->zero_run ? cfg->zero_run : 1,
+		     cfg->fill == LB_FILL_TEXT ? "text" : "random", cfg->dirty_rate);
 	if (!side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
 			err = "verify-ram was requested but the RAM was not verified";

@@ -155,8 +155,7 @@ int mf_send_error(struct mf_send *s, struct tern_error *err);
 /* Cancel: shut every connection down and wake every waiter. Thread-safe. */
 void mf_send_shutdown(struct mf_send *s);
 /* Sum over channels and, when @per_chan is not NULL, each channel's figures. */
-void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total,
-		   struct mf_chan_stats *per_chan);
+void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
 /* Stop (quit flag, wake, join) and free. NULL is a no-op. */
 void mf_send_free(struct mf_send *s);
 
@@ -181,8 +180,7 @@ int mf_recv_wait_sync(struct mf_recv *r, uint64_t round, struct tern_error *err)
 int mf_recv_finish(struct mf_recv *r, struct tern_error *err);
 int mf_recv_error(struct mf_recv *r, struct tern_error *err);
 void mf_recv_shutdown(struct mf_recv *r);
-void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total,
-		   struct mf_chan_stats *per_chan);
+void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
 void mf_recv_free(struct mf_recv *r);
 
 #endif /* TERN_MULTIFD_H */

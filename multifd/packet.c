@@ -27,8 +27,7 @@ int mf_hello_check(const uint8_t buf[MF_HELLO_SIZE], const struct mf_config *cfg
 	char want[37], got[37];
 
 	if (magic != MF_HELLO_MAGIC)
-		return tern_error_set(err, -EPROTO, "worker channel hello: bad magic %#x",
-				      magic);
+		return tern_error_set(err, -EPROTO, "worker channel hello: bad magic %#x", magic);
 	if (version != MF_VERSION)
 		return tern_error_set(err, -EPROTONOSUPPORT,
 				      "worker channel hello: unknown version %u (we speak %u)",
@@ -37,8 +36,8 @@ int mf_hello_check(const uint8_t buf[MF_HELLO_SIZE], const struct mf_config *cfg
 		tern_uuid_format(cfg->uuid, want);
 		tern_uuid_format(buf + 8, got);
 		return tern_error_set(err, -EPROTO,
-				      "worker channel %u belongs to session %s, not %s", index,
-				      got, want);
+				      "worker channel %u belongs to session %s, not %s", index, got,
+				      want);
 	}
 	if (n != cfg->nchannels || index >= cfg->nchannels)
 		return tern_error_set(err, -EPROTO,
@@ -111,15 +110,15 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 	if (h->flags & MF_FLAG_SYNC) {
 		if (pages || h->payload_len)
 			return tern_error_set(err, -EPROTO,
-					      "channel %u packet %" PRIu64 ": sync packet carries %" PRIu64
+					      "channel %u packet %" PRIu64
+					      ": sync packet carries %" PRIu64
 					      " pages and %u payload bytes",
 					      chan, h->seq, pages, h->payload_len);
 		return 0;
 	}
 	if (h->flags & MF_FLAG_LAST)
-		return tern_error_set(err, -EPROTO,
-				      "channel %u packet %" PRIu64 ": LAST without SYNC", chan,
-				      h->seq);
+		return tern_error_set(
+		    err, -EPROTO, "channel %u packet %" PRIu64 ": LAST without SYNC", chan, h->seq);
 	if (h->codec != cfg->codec)
 		return tern_error_set(err, -EPROTO,
 				      "channel %u packet %" PRIu64 ": codec %u, negotiated %s",
@@ -134,9 +133,9 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 				      "channel %u packet %" PRIu64 ": RAM block %u of %u", chan,
 				      h->seq, h->block, cfg->nblocks);
 	if ((uint64_t)h->payload_len != (uint64_t)h->normal * cfg->page_size)
-		return tern_error_set(err, -EPROTO,
-				      "channel %u packet %" PRIu64 ": payload %u bytes for %u pages",
-				      chan, h->seq, h->payload_len, h->normal);
+		return tern_error_set(
+		    err, -EPROTO, "channel %u packet %" PRIu64 ": payload %u bytes for %u pages",
+		    chan, h->seq, h->payload_len, h->normal);
 	return 0;
 }
 

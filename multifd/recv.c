@@ -75,10 +75,9 @@ static void recv_fail(struct mf_recv *r, const struct tern_error *cause)
 static int io_error(struct mf_recv_chan *c, int ret, const char *what, struct tern_error *err)
 {
 	if (ret == -EPIPE)
-		return tern_error_set(err, ret,
-				      "channel %u: %s closed the connection in packet %" PRIu64
-				      " (%s)",
-				      c->index, c->conn->peer, c->seq, what);
+		return tern_error_set(
+		    err, ret, "channel %u: %s closed the connection in packet %" PRIu64 " (%s)",
+		    c->index, c->conn->peer, c->seq, what);
 	return tern_error_set(err, ret, "channel %u: reading %s of packet %" PRIu64 ": %s",
 			      c->index, what, c->seq, strerror(-ret));
 }
@@ -99,8 +98,7 @@ static bool wait_release(struct mf_recv_chan *c, uint64_t round)
 	return ok;
 }
 
-static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
-		      struct tern_error *err)
+static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, struct tern_error *err)
 {
 	const struct mf_config *cfg = &c->owner->cfg;
 	const struct mf_block *blk = &cfg->blocks[h->block];
@@ -253,7 +251,7 @@ int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_e
 	}
 	c->conn = conn;
 	pthread_mutex_unlock(&r->lock);
-	c->stats.wire_bytes = MF_HELLO_SIZE;
+	__atomic_store_n(&c->stats.wire_bytes, MF_HELLO_SIZE, __ATOMIC_RELAXED);
 	ret = -pthread_create(&c->thread, NULL, recv_worker, c);
 	if (ret)
 		return tern_error_set(err, ret, "multifd: starting channel %u: %s", index,
@@ -362,10 +360,10 @@ void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_cha
 	for (i = 0; i < r->cfg.nchannels; i++) {
 		const struct mf_chan_stats *cs = &r->chans[i].stats;
 		struct mf_chan_stats v = {
-			.wire_bytes = __atomic_load_n(&cs->wire_bytes, __ATOMIC_RELAXED),
-			.normal_pages = __atomic_load_n(&cs->normal_pages, __ATOMIC_RELAXED),
-			.zero_pages = __atomic_load_n(&cs->zero_pages, __ATOMIC_RELAXED),
-			.packets = __atomic_load_n(&cs->packets, __ATOMIC_RELAXED),
+		    .wire_bytes = __atomic_load_n(&cs->wire_bytes, __ATOMIC_RELAXED),
+		    .normal_pages = __atomic_load_n(&cs->normal_pages, __ATOMIC_RELAXED),
+		    .zero_pages = __atomic_load_n(&cs->zero_pages, __ATOMIC_RELAXED),
+		    .packets = __atomic_load_n(&cs->packets, __ATOMIC_RELAXED),
 		};
 
 		total->wire_bytes += v.wire_bytes;

@@ -91,12 +91,12 @@ static void stat_add(uint64_t *field, uint64_t v)
 static int send_sync_packet(struct mf_send_chan *c, uint64_t round, bool last)
 {
 	struct mf_packet_hdr h = {
-		.magic = MF_PACKET_MAGIC,
-		.version = MF_VERSION,
-		.flags = MF_FLAG_SYNC | (last ? MF_FLAG_LAST : 0),
-		.seq = c->seq,
-		.round = round,
-		.codec = c->owner->cfg.codec,
+	    .magic = MF_PACKET_MAGIC,
+	    .version = MF_VERSION,
+	    .flags = MF_FLAG_SYNC | (last ? MF_FLAG_LAST : 0),
+	    .seq = c->seq,
+	    .round = round,
+	    .codec = c->owner->cfg.codec,
 	};
 	int ret;
 
@@ -141,15 +141,15 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b)
 		memmove(offs + 8 * (size_t)normal, offs + 8 * (size_t)(b->npages - zero),
 			8 * (size_t)zero);
 	h = (struct mf_packet_hdr){
-		.magic = MF_PACKET_MAGIC,
-		.version = MF_VERSION,
-		.seq = c->seq,
-		.round = b->round,
-		.block = b->block,
-		.normal = normal,
-		.zero = zero,
-		.codec = cfg->codec,
-		.payload_len = normal * page,
+	    .magic = MF_PACKET_MAGIC,
+	    .version = MF_VERSION,
+	    .seq = c->seq,
+	    .round = b->round,
+	    .block = b->block,
+	    .normal = normal,
+	    .zero = zero,
+	    .codec = cfg->codec,
+	    .payload_len = normal * page,
 	};
 	mf_hdr_encode(c->hdrbuf, &h);
 	hdrlen = MF_HDR_SIZE + 8 * (size_t)b->npages;
@@ -446,10 +446,10 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
 	for (i = 0; i < s->cfg.nchannels; i++) {
 		const struct mf_chan_stats *cs = &s->chans[i].stats;
 		struct mf_chan_stats v = {
-			.wire_bytes = __atomic_load_n(&cs->wire_bytes, __ATOMIC_RELAXED),
-			.normal_pages = __atomic_load_n(&cs->normal_pages, __ATOMIC_RELAXED),
-			.zero_pages = __atomic_load_n(&cs->zero_pages, __ATOMIC_RELAXED),
-			.packets = __atomic_load_n(&cs->packets, __ATOMIC_RELAXED),
+		    .wire_bytes = __atomic_load_n(&cs->wire_bytes, __ATOMIC_RELAXED),
+		    .normal_pages = __atomic_load_n(&cs->normal_pages, __ATOMIC_RELAXED),
+		    .zero_pages = __atomic_load_n(&cs->zero_pages, __ATOMIC_RELAXED),
+		    .packets = __atomic_load_n(&cs->packets, __ATOMIC_RELAXED),
 		};
 
 		total->wire_bytes += v.wire_bytes;

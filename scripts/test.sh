@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, build, and run every suite
-# twice -- a gcc build, then clang with AddressSanitizer and
-# UndefinedBehaviorSanitizer. Exits non-zero if anything fails.
+# three times -- a gcc build (warnings are errors), clang with
+# AddressSanitizer + UndefinedBehaviorSanitizer, and clang with
+# ThreadSanitizer. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,3 +19,10 @@ echo "== clang ASan+UBSan build =="
 ninja -C build-asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs --num-processes 1 --timeout-multiplier 3
+
+echo "== clang TSan build =="
+[ -d build-tsan ] || CC=clang meson setup build-tsan -Db_sanitize=thread -Db_lundef=false \
+	-Dbuildtype=debugoptimized -Dwerror=true >/dev/null
+ninja -C build-tsan
+TSAN_OPTIONS=halt_on_error=1 meson test -C build-tsan --print-errorlogs --num-processes 1 \
+	--timeout-multiplier 3

@@ -34,10 +34,10 @@
  * "return tern_error_set(err, -EPROTO, ...)" reads as one step.
  */
 int tern_error_set(struct tern_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* Like tern_error_set(), but puts "@prefix: " before an existing message. */
 int tern_error_prefix(struct tern_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 void tern_error_clear(struct tern_error *err);
 
 /* ---- logging ----------------------------------------------------------- */
@@ -49,7 +49,7 @@ struct tern_log {
 };
 
 void tern_log_msg(const struct tern_log *log, int level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* ---- time -------------------------------------------------------------- */
 

@@ -173,8 +173,8 @@ struct tern_dirty_source_ops {
 	const char *name;
 	int (*start)(void *opaque, struct tern_error *err);
 	int (*sync)(void *opaque, struct tern_error *err);
-	int (*clear)(void *opaque, struct tern_ram_block *b, uint64_t first_page,
-		     uint64_t npages, struct tern_error *err);
+	int (*clear)(void *opaque, struct tern_ram_block *b, uint64_t first_page, uint64_t npages,
+		     struct tern_error *err);
 	void (*stop)(void *opaque);
 };
 
@@ -208,8 +208,8 @@ struct tern_section_ops {
  * tern_section_register() - add a device section, identified by
  * (@name, @instance). The destination loads versions min_version..version.
  */
-TERN_EXPORT int tern_section_register(struct tern_session *s, const char *name,
-				      uint32_t instance, uint32_t version, uint32_t min_version,
+TERN_EXPORT int tern_section_register(struct tern_session *s, const char *name, uint32_t instance,
+				      uint32_t version, uint32_t min_version,
 				      const struct tern_section_ops *ops, void *opaque,
 				      struct tern_error *err);
 
