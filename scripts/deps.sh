@@ -3,7 +3,7 @@
 # (Debian 12, as root). Quiet when everything is there already.
 set -euo pipefail
 
-pkgs=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev zlib1g-dev libzstd-dev
+pkgs=(meson ninja-build pkg-config gcc clang clang-format libclang-rt-14-dev git zlib1g-dev libzstd-dev
       libibverbs-dev librdmacm-dev libcmocka-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do

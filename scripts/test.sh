@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 
+echo "== style: clang-format =="
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+
 echo "== gcc build (werror) =="
 [ -d build ] || meson setup build -Dwerror=true >/dev/null
 ninja -C build
