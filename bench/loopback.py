@@ -125,7 +125,7 @@ def fmt_stat(values, fmt):
 def print_table(results, args):
     headers = ["scenario", "ok"] + [m[1] + " med (min..max)" for m in METRICS]
     rows = []
-    for name, _, _ in SCENARIOS:
+    for name, _, _, _ in SCENARIOS:
         samples = results[name]["ok"]
         row = [name, "%d/%d" % (len(samples), len(samples) + len(results[name]["errors"]))]
         for key, _, fmt in METRICS:
@@ -142,7 +142,7 @@ def print_ratios(results):
     for name, channels, zero_pct, zero_run in SCENARIOS:
         if not zero_pct:
             continue
-        base = next((n for n, c, z in SCENARIOS if c == channels and z == 0), None)
+        base = next((n for n, c, z, _ in SCENARIOS if c == channels and z == 0), None)
         if not base:
             continue
         a = results[name]["ok"]
@@ -192,7 +192,7 @@ def main():
             if err:
                 print("warm-up %-11s FAILED: %s" % (name, err), file=sys.stderr)
 
-    results = {name: {"ok": [], "errors": []} for name, _, _ in SCENARIOS}
+    results = {name: {"ok": [], "errors": []} for name, _, _, _ in SCENARIOS}
     out = open(args.json_out, "a") if args.json_out else None
     for rep in range(args.reps):
         for name, channels, zero_pct, zero_run in SCENARIOS:
