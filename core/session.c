@@ -168,18 +168,9 @@ TERN_EXPORT int tern_cancel(struct tern_session *s)
 
 TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms)
 {
-	struct timespec deadline;
+	struct timespec deadline = tern_deadline_ms(timeout_ms >= 0 ? (uint64_t)timeout_ms : 0);
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	if (timeout_ms >= 0) {
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-		if (deadline.tv_nsec >= 1000000000) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000;
-		}
-	}
 	pthread_mutex_lock(&s->lock);
 	while (s->started && !s->ended && ret != ETIMEDOUT) {
 		if (timeout_ms < 0)

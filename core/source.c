@@ -105,16 +105,9 @@ static void *rp_thread(void *arg)
 static int wait_reply(struct tern_session *s, bool *flag, const char *what, int timeout_ms,
 		      struct tern_error *err)
 {
-	struct timespec deadline;
+	struct timespec deadline = tern_deadline_ms((uint64_t)timeout_ms);
 	int ret = 0;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&s->lock);
 	while (!*flag && !s->err.code && !s->cancel && !ret)
 		ret = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);

@@ -120,6 +120,13 @@ struct mf_chan_stats {
 	uint64_t packets;
 };
 
+/*
+ * mf_chan_stats_add() - add a snapshot of @live (updated by its worker with
+ * relaxed atomics) to @total, and store the snapshot in @ret_one if not NULL.
+ */
+void mf_chan_stats_add(struct mf_chan_stats *total, const struct mf_chan_stats *live,
+		       struct mf_chan_stats *ret_one);
+
 /* ---- send.c ------------------------------------------------------------ */
 
 struct mf_send;

@@ -161,3 +161,21 @@ int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *
 	}
 	return 0;
 }
+
+void mf_chan_stats_add(struct mf_chan_stats *total, const struct mf_chan_stats *live,
+		       struct mf_chan_stats *ret_one)
+{
+	struct mf_chan_stats v = {
+	    .wire_bytes = __atomic_load_n(&live->wire_bytes, __ATOMIC_RELAXED),
+	    .normal_pages = __atomic_load_n(&live->normal_pages, __ATOMIC_RELAXED),
+	    .zero_pages = __atomic_load_n(&live->zero_pages, __ATOMIC_RELAXED),
+	    .packets = __atomic_load_n(&live->packets, __ATOMIC_RELAXED),
+	};
+
+	total->wire_bytes += v.wire_bytes;
+	total->normal_pages += v.normal_pages;
+	total->zero_pages += v.zero_pages;
+	total->packets += v.packets;
+	if (ret_one)
+		*ret_one = v;
+}

@@ -443,22 +443,8 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
 	uint32_t i;
 
 	memset(total, 0, sizeof(*total));
-	for (i = 0; i < s->cfg.nchannels; i++) {
-		const struct mf_chan_stats *cs = &s->chans[i].stats;
-		struct mf_chan_stats v = {
-		    .wire_bytes = __atomic_load_n(&cs->wire_bytes, __ATOMIC_RELAXED),
-		    .normal_pages = __atomic_load_n(&cs->normal_pages, __ATOMIC_RELAXED),
-		    .zero_pages = __atomic_load_n(&cs->zero_pages, __ATOMIC_RELAXED),
-		    .packets = __atomic_load_n(&cs->packets, __ATOMIC_RELAXED),
-		};
-
-		total->wire_bytes += v.wire_bytes;
-		total->normal_pages += v.normal_pages;
-		total->zero_pages += v.zero_pages;
-		total->packets += v.packets;
-		if (per_chan)
-			per_chan[i] = v;
-	}
+	for (i = 0; i < s->cfg.nchannels; i++)
+		mf_chan_stats_add(total, &s->chans[i].stats, per_chan ? &per_chan[i] : NULL);
 }
 
 void mf_send_free(struct mf_send *s)

@@ -66,6 +66,21 @@ static inline uint64_t tern_now_ms(void)
 	return tern_now_ns() / 1000000ull;
 }
 
+/* The CLOCK_REALTIME time @ms from now, for pthread_cond_timedwait(). */
+static inline struct timespec tern_deadline_ms(uint64_t ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
 /* ---- byte order (the wire is big-endian) ------------------------------ */
 
 static inline void put_be16(uint8_t *p, uint16_t v)
