@@ -133,6 +133,7 @@ enum ctl_type {
 	CTL_COMPLETE,	  /* dst -> src: final report (+ digest) */
 	CTL_COMMIT,	  /* src -> dst: the source let go; start the guest */
 	CTL_RAM_SYNC_ACK, /* dst -> src: every page of round n has landed */
+	CTL_RAM_HINT,	  /* src -> dst: the 2 MiB regions of a block that hold data */
 	CTL_TYPE_MAX,
 };
 
@@ -195,6 +196,21 @@ int hello_encode(struct tern_session *s, struct buf *b);
 /* Destination: check HELLO against our own configuration; fills s->uuid,
  * s->nchannels, s->peer_caps. */
 int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err);
+
+/* ---- region hints (hint.c) --------------------------------------------- */
+
+#define CTL_HINT_MAX (1u << 20)
+
+struct prefault;
+
+/* Source: one RAM_HINT per block, before round 1; @ret_regions: with data. */
+int hint_send(struct tern_session *s, uint64_t *ret_regions, struct tern_error *err);
+/* Destination: validate and keep one RAM_HINT. */
+int hint_receive(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err);
+/* Destination: populate the hinted regions on a thread of their own. */
+void hint_prefault_start(struct tern_session *s);
+/* Stop (flag, join) and free; safe when never started. */
+void hint_prefault_stop(struct tern_session *s);
 
 /* ---- device sections (section.c) -------------------------------------- */
 
@@ -297,10 +313,11 @@ struct tern_session {
 	bool cancel;
 	bool ended; /* the migration / load thread finished its exit path */
 	bool got_ack, got_loaded, got_complete;
-	bool error_sent;      /* destination: ERROR went out on the return path */
-	bool got_commit;      /* destination */
-	bool committing;      /* source: COMMIT is going out; cancel is too late */
-	uint64_t acked_round; /* source: last RAM_SYNC_ACK */
+	bool error_sent;	   /* destination: ERROR went out on the return path */
+	bool got_commit;	   /* destination */
+	bool committing;	   /* source: COMMIT is going out; cancel is too late */
+	uint64_t acked_round;	   /* source: last RAM_SYNC_ACK */
+	struct prefault *prefault; /* destination: load thread only */
 	uint8_t complete_payload[64];
 	uint32_t complete_len;
 	struct tern_conn *ctl;	   /* control channel */

@@ -274,6 +274,17 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 		case CTL_SECTION_FULL:
 			ret = section_load(s, p, len, err);
 			break;
+		case CTL_RAM_HINT:
+			if (last_round) {
+				ret = tern_error_set(err, -EPROTO, "RAM_HINT after round %" PRIu64,
+						     last_round);
+				break;
+			}
+			ret = hint_receive(s, p, len, err);
+			/* Blocks are hinted in order: the last one starts the work. */
+			if (!ret && len >= 4 && get_be32(p) == s->nblocks - 1)
+				hint_prefault_start(s);
+			break;
 		case CTL_EOS:
 			ret = dest_finish(s, p, len, last_round, err);
 			free(p);
@@ -327,6 +338,7 @@ void *dest_thread(void *arg)
 			tern_error_set(&err, ret, "%s", strerror(-ret));
 		session_fail(s, &err);
 	}
+	hint_prefault_stop(s);
 	pthread_mutex_lock(&s->lock);
 	r = s->mf_recv;
 	s->mf_recv = NULL;

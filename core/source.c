@@ -580,7 +580,7 @@ void *source_thread(void *arg)
 	const char *addr = strchr(s->uri, ':') + 1;
 	struct mf_send *mf;
 	struct tern_conn *ctl;
-	uint64_t round = 0;
+	uint64_t round = 0, hinted = 0;
 	bool paused = false;
 	int ret;
 
@@ -592,6 +592,10 @@ void *source_thread(void *arg)
 		ret = -ECANCELED;
 		goto out;
 	}
+	ret = hint_send(s, &hinted, &err);
+	if (ret)
+		goto out;
+	tern_log_msg(&s->log, 7, "RAM_HINT: %" PRIu64 " regions of 2 MiB hold data", hinted);
 	ratelimit_init(&rc.rl, tern_now_ns(), wire_total(s), 0);
 	ret = precopy(s, &rc, &round, &err);
 	if (ret)

@@ -675,11 +675,17 @@ static const struct {
 	const char *name;
 	uint32_t max;
 } frame_types[] = {
-    {CTL_HELLO, "HELLO", 1u << 20}, {CTL_HELLO_ACK, "HELLO_ACK", 0},
-    {CTL_ERROR, "ERROR", 4096},	    {CTL_SECTION_FULL, "SECTION_FULL", SECTION_MAX_PAYLOAD + 1024},
-    {CTL_RAM_SYNC, "RAM_SYNC", 8},  {CTL_EOS, "EOS", 16},
-    {CTL_LOADED, "LOADED", 0},	    {CTL_COMPLETE, "COMPLETE", 64},
-    {CTL_COMMIT, "COMMIT", 8},	    {CTL_RAM_SYNC_ACK, "RAM_SYNC_ACK", 8},
+    {CTL_HELLO, "HELLO", 1u << 20},
+    {CTL_HELLO_ACK, "HELLO_ACK", 0},
+    {CTL_ERROR, "ERROR", 4096},
+    {CTL_SECTION_FULL, "SECTION_FULL", SECTION_MAX_PAYLOAD + 1024},
+    {CTL_RAM_SYNC, "RAM_SYNC", 8},
+    {CTL_EOS, "EOS", 16},
+    {CTL_LOADED, "LOADED", 0},
+    {CTL_COMPLETE, "COMPLETE", 64},
+    {CTL_COMMIT, "COMMIT", 8},
+    {CTL_RAM_SYNC_ACK, "RAM_SYNC_ACK", 8},
+    {CTL_RAM_HINT, "RAM_HINT", 1u << 20},
 };
 _Static_assert(ARRAY_SIZE(frame_types) == CTL_TYPE_MAX - 1, "a frame type without a test case");
 
