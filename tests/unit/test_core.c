@@ -1092,6 +1092,105 @@ static void test_hello_roundtrip(void **state)
 	assert_true(dst->peer_caps == CAP_BIT(CAP_VERIFY_RAM));
 }
 
+/* ---- RAM_HINT -------------------------------------------------------------- */
+
+static const struct blk hint_layout[] = {{"ram", 4 * 512}}; /* four 2 MiB regions */
+
+static bool resident(const void *p, uint32_t page)
+{
+	unsigned char v = 0;
+
+	assert_int_equal(mincore((void *)p, page, &v), 0);
+	return v & 1;
+}
+
+/*
+ * Region 0 holds a random page, region 1 was never touched, region 2 was
+ * written with zeros, region 3 is zero but for its last page: the map must
+ * be 1001, the destination must populate regions 0 and 3 only.
+ */
+static void test_hint_roundtrip(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *src = session_with(f, 0, hint_layout, 1);
+	struct tern_session *dst = session_with(f, 1, hint_layout, 1);
+	const uint64_t region = 2u << 20;
+	uint8_t *sh = src->blocks[0]->host, *dh = dst->blocks[0]->host;
+	uint64_t with_data = 0;
+	uint16_t type;
+	uint32_t len;
+	int i;
+
+	memset(sh + 100 * f->page, 0x5a, f->page);
+	memset(sh + 2 * region, 0, region);
+	sh[4 * region - 1] = 1;
+	open_pair(f);
+	src->ctl = f->a;
+	assert_rc_equal(hint_send(src, &with_data, &f->err), 0);
+	src->ctl = NULL;
+	assert_true(with_data == 2);
+	assert_rc_equal(ctl_recv(f->b, "test", &type, &f->payload, &len, &f->err), 0);
+	assert_int_equal(type, CTL_RAM_HINT);
+	assert_int_equal(len, 4 + 1 + 8 + 1);
+	assert_true(get_be32(f->payload) == 0);
+	assert_int_equal(f->payload[4], 21);
+	assert_true(get_be64(f->payload + 5) == 4);
+	assert_int_equal(f->payload[13], 0x09);
+
+	assert_rc_equal(hint_receive(dst, f->payload, len, &f->err), 0);
+	hint_prefault_start(dst);
+	for (i = 0; i < 5000 && !resident(dh + 4 * region - f->page, f->page); i++)
+		usleep(1000);
+	hint_prefault_stop(dst);
+	assert_true(resident(dh, f->page));
+	assert_true(resident(dh + region - f->page, f->page));
+	assert_true(resident(dh + 4 * region - f->page, f->page));
+	assert_false(resident(dh + region, f->page));
+	assert_false(resident(dh + 3 * region - f->page, f->page));
+	/* populating never changes content */
+	for (i = 0; i < 8; i++)
+		assert_int_equal(dh[(uint64_t)i * (region / 2)], 0);
+}
+
+static void test_hint_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *dst = session_with(f, 1, hint_layout, 1);
+	uint8_t p[4 + 1 + 8 + 2];
+	struct {
+		uint32_t block;
+		uint8_t shift;
+		uint64_t regions;
+		uint32_t len;
+		const char *msg;
+	} bad[] = {
+	    {0, 21, 4, 3, "truncated"},
+	    {1, 21, 4, 14, "block 1 of 1"},
+	    {0, 20, 4, 14, "expected 4 of 2^21"},
+	    {0, 21, 5, 14, "5 regions"},
+	    {0, 21, 4, 15, "2 bitmap bytes, expected 1"},
+	};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		struct tern_error err = {0};
+
+		memset(p, 0xff, sizeof(p));
+		put_be32(p, bad[i].block);
+		p[4] = bad[i].shift;
+		put_be64(p + 5, bad[i].regions);
+		assert_rc_equal(hint_receive(dst, p, bad[i].len, &err), -EPROTO);
+		assert_str_contains(err.msg, bad[i].msg);
+	}
+	put_be32(p, 0);
+	p[4] = 21;
+	put_be64(p + 5, 4);
+	assert_rc_equal(hint_receive(dst, p, 14, &f->err), 0);
+	assert_rc_equal(hint_receive(dst, p, 14, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "sent twice");
+	hint_prefault_stop(dst); /* never started: frees the map */
+}
+
 /* Check a HELLO in f->buf against a fresh destination with layout @dl. */
 static void hello_refused(struct fixture *f, int slot, const struct blk *dl, int n, uint32_t len,
 			  int code, const char *msg)
@@ -2295,6 +2394,8 @@ int main(void)
 	    T(test_ctl_stream_hdr),
 	    T(test_ctl_error_frames),
 	    T(test_ctl_error_malformed),
+	    T(test_hint_roundtrip),
+	    T(test_hint_refused),
 	    T(test_hello_roundtrip),
 	    T(test_hello_layout_mismatch),
 	    T(test_hello_field_mismatch),
