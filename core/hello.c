@@ -86,8 +86,11 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 	}
 	if (rd_left(&r))
 		return tern_error_set(err, -EPROTO, "HELLO: %zu trailing bytes", rd_left(&r));
+	/* stats_fill() reads the channel count under the lock */
+	pthread_mutex_lock(&s->lock);
 	memcpy(s->uuid, uuid, 16);
 	s->nchannels = nch;
 	s->peer_caps = caps;
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

@@ -256,8 +256,8 @@ int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_e
 	if (ret)
 		return tern_error_set(err, ret, "multifd: starting channel %u: %s", index,
 				      strerror(-ret));
-	c->thread_started = true;
 	pthread_mutex_lock(&r->lock);
+	c->thread_started = true;
 	r->nadded++;
 	pthread_mutex_unlock(&r->lock);
 	return 0;
@@ -343,13 +343,13 @@ void mf_recv_shutdown(struct mf_recv *r)
 {
 	uint32_t i;
 
+	/* ->conn is set under the lock; shutdown(2) does not block. */
 	pthread_mutex_lock(&r->lock);
 	r->quit = true;
 	pthread_cond_broadcast(&r->cond);
-	pthread_mutex_unlock(&r->lock);
 	for (i = 0; i < r->cfg.nchannels; i++)
-		if (r->chans[i].thread_started)
-			conn_shutdown(r->chans[i].conn);
+		conn_shutdown(r->chans[i].conn);
+	pthread_mutex_unlock(&r->lock);
 }
 
 void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_chan_stats *per_chan)
