@@ -353,6 +353,9 @@ enum tern_status session_status(const struct tern_session *s);
 /* Record the first error (under ->lock) and wake everything that waits. */
 void session_fail(struct tern_session *s, const struct tern_error *err);
 bool session_cancelled(struct tern_session *s);
+/* Publish the control channel (now the session's, closed by its exit path)
+ * where cancel and failure can shut it down; -ECANCELED if a cancel came. */
+int session_set_ctl(struct tern_session *s, struct tern_conn *ctl);
 
 /* source.c / dest.c */
 void *source_thread(void *arg);

@@ -79,10 +79,7 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 	ret = accept_conn(s, -1, "source", &ctl, err);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&s->lock);
-	s->ctl = ctl;
-	ret = s->cancel ? -ECANCELED : 0;
-	pthread_mutex_unlock(&s->lock);
+	ret = session_set_ctl(s, ctl);
 	if (ret)
 		return ret;
 	__atomic_store_n(&s->start_ns, tern_now_ns(), __ATOMIC_RELAXED);

@@ -148,10 +148,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &ctl, err);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&s->lock);
-	s->ctl = ctl;
-	ret = s->cancel ? -ECANCELED : 0;
-	pthread_mutex_unlock(&s->lock);
+	ret = session_set_ctl(s, ctl);
 	if (ret)
 		return ret;
 

@@ -71,6 +71,17 @@ bool session_cancelled(struct tern_session *s)
 	return c;
 }
 
+int session_set_ctl(struct tern_session *s, struct tern_conn *ctl)
+{
+	int ret;
+
+	pthread_mutex_lock(&s->lock);
+	s->ctl = ctl;
+	ret = s->cancel ? -ECANCELED : 0;
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 /*
  * Record the first error and make every thread of the session stop waiting:
  * the data plane is shut down (blocked reads and writes return) and waiters
