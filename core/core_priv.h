@@ -356,6 +356,8 @@ bool session_cancelled(struct tern_session *s);
 /* Publish the control channel (now the session's, closed by its exit path)
  * where cancel and failure can shut it down; -ECANCELED if a cancel came. */
 int session_set_ctl(struct tern_session *s, struct tern_conn *ctl);
+/* What the handshake fixed, as the data plane's configuration. */
+struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void *opaque));
 
 /* source.c / dest.c */
 void *source_thread(void *arg);

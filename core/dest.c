@@ -111,22 +111,12 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 
 static int dest_join_channels(struct tern_session *s, struct tern_error *err)
 {
-	struct mf_config cfg = {
-	    .page_size = s->page_size,
-	    .nchannels = s->nchannels,
-	    .codec = 1,
-	    .blocks = s->mf_blocks,
-	    .nblocks = s->nblocks,
-	    .log = &s->log,
-	    .on_error = mf_failed,
-	    .opaque = s,
-	};
+	struct mf_config cfg = session_mf_config(s, mf_failed);
 	struct tern_listener *l;
 	struct mf_recv *r;
 	uint32_t i;
 	int ret;
 
-	memcpy(cfg.uuid, s->uuid, 16);
 	ret = mf_recv_new(&cfg, &r, err);
 	if (ret)
 		return ret;

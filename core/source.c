@@ -182,17 +182,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 			return ret;
 		}
 	}
-	cfg = (struct mf_config){
-	    .page_size = s->page_size,
-	    .nchannels = s->nchannels,
-	    .codec = 1,
-	    .blocks = s->mf_blocks,
-	    .nblocks = s->nblocks,
-	    .log = &s->log,
-	    .on_error = mf_failed,
-	    .opaque = s,
-	};
-	memcpy(cfg.uuid, s->uuid, 16);
+	cfg = session_mf_config(s, mf_failed);
 	ret = mf_send_start(&cfg, conns, &mf, err);
 	if (ret)
 		return ret;

@@ -9,6 +9,7 @@
  *                any state before completed -> failed | cancelling -> cancelled
  *   destination: none -> setup -> active -> completed | failed
  */
+#include "compress/compress.h"
 #include "core_priv.h"
 
 static const char *const status_names[TERN_STATUS_MAX] = {
@@ -80,6 +81,23 @@ int session_set_ctl(struct tern_session *s, struct tern_conn *ctl)
 	ret = s->cancel ? -ECANCELED : 0;
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void *opaque))
+{
+	struct mf_config cfg = {
+	    .page_size = s->page_size,
+	    .nchannels = s->nchannels,
+	    .codec = TERN_CODEC_NONE,
+	    .blocks = s->mf_blocks,
+	    .nblocks = s->nblocks,
+	    .log = &s->log,
+	    .on_error = on_error,
+	    .opaque = s,
+	};
+
+	memcpy(cfg.uuid, s->uuid, 16);
+	return cfg;
 }
 
 /*

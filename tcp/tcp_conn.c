@@ -161,9 +161,12 @@ static int conn_io_error(struct tcp_conn *tc, int code)
 	return __atomic_load_n(&tc->shut, __ATOMIC_ACQUIRE) ? -ECANCELED : code;
 }
 
-static int tcp_conn_send_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
+/*
+ * Move all of @iov: one sendmsg() or recvmsg() loop, no allocation, no lock.
+ * A peer that closed is -EPIPE; an I/O after our own shutdown is -ECANCELED.
+ */
+static int tcp_conn_xfer_iov(struct tcp_conn *tc, struct iovec *iov, int iovcnt, bool send)
 {
-	struct tcp_conn *tc = (struct tcp_conn *)c;
 	struct iov_cursor cur;
 	int ret = 0;
 
@@ -173,12 +176,13 @@ static int tcp_conn_send_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
 	while (cur.cnt) {
 		struct msghdr msg = {.msg_iov = cur.iov,
 				     .msg_iovlen = (size_t)MIN(cur.cnt, IOV_MAX)};
-		ssize_t n = sendmsg(tc->fd, &msg, MSG_NOSIGNAL);
+		ssize_t n =
+		    send ? sendmsg(tc->fd, &msg, MSG_NOSIGNAL) : recvmsg(tc->fd, &msg, MSG_WAITALL);
 
 		if (UNLIKELY(n <= 0)) {
 			if (n < 0 && errno == EINTR)
 				continue;
-			ret = conn_io_error(tc, n < 0 ? -errno : -EIO);
+			ret = conn_io_error(tc, n < 0 ? -errno : send ? -EIO : -EPIPE);
 			break;
 		}
 		iov_cursor_advance(&cur, (size_t)n);
@@ -187,30 +191,14 @@ static int tcp_conn_send_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
 	return ret;
 }
 
+static int tcp_conn_send_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
+{
+	return tcp_conn_xfer_iov((struct tcp_conn *)c, iov, iovcnt, true);
+}
+
 static int tcp_conn_recv_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
 {
-	struct tcp_conn *tc = (struct tcp_conn *)c;
-	struct iov_cursor cur;
-	int ret = 0;
-
-	if (UNLIKELY(iovcnt < 0))
-		return -EINVAL;
-	iov_cursor_init(&cur, iov, iovcnt);
-	while (cur.cnt) {
-		struct msghdr msg = {.msg_iov = cur.iov,
-				     .msg_iovlen = (size_t)MIN(cur.cnt, IOV_MAX)};
-		ssize_t n = recvmsg(tc->fd, &msg, MSG_WAITALL);
-
-		if (UNLIKELY(n <= 0)) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			ret = conn_io_error(tc, n < 0 ? -errno : -EPIPE);
-			break;
-		}
-		iov_cursor_advance(&cur, (size_t)n);
-	}
-	iov_cursor_fini(&cur);
-	return ret;
+	return tcp_conn_xfer_iov((struct tcp_conn *)c, iov, iovcnt, false);
 }
 
 static int tcp_conn_recv(struct tern_conn *c, void *buf, size_t len)
