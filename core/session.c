@@ -143,7 +143,12 @@ TERN_EXPORT int tern_cancel(struct tern_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return -EALREADY;
 	}
+	/* The reason is recorded with the flag, under one lock: a thread that
+	 * sees the flag and gives up must find this reason, not its own. */
 	s->cancel = true;
+	tern_error_set(&s->err, -ECANCELED, "migration cancelled on the %s",
+		       s->is_source ? "source" : "destination");
+	err = s->err;
 	pthread_mutex_unlock(&s->lock);
 
 	/* The source goes through cancelling; the destination simply fails. */
@@ -153,8 +158,6 @@ TERN_EXPORT int tern_cancel(struct tern_session *s)
 		       !session_transition(s, st, TERN_STATUS_CANCELLING))
 			st = session_status(s);
 	}
-	tern_error_set(&err, -ECANCELED, "migration cancelled on the %s",
-		       s->is_source ? "source" : "destination");
 	session_fail(s, &err);
 	if (s->is_source) {
 		/* The source's exit path keeps the control channel for the

@@ -632,12 +632,20 @@ out:
 		session_transition(s, TERN_STATUS_DEVICE, TERN_STATUS_COMPLETED);
 	} else {
 		enum tern_status st = session_status(s);
+		bool cancelled = session_cancelled(s);
 
-		while (!status_is_final(st) &&
-		       !session_transition(s, st,
-					   st == TERN_STATUS_CANCELLING ? TERN_STATUS_CANCELLED
-									: TERN_STATUS_FAILED))
+		/* A cancel may land while we were already on the way out,
+		 * before tern_cancel() moved the state: it still ends cancelled. */
+		while (!status_is_final(st)) {
+			enum tern_status to = TERN_STATUS_FAILED;
+
+			if (st == TERN_STATUS_CANCELLING)
+				to = TERN_STATUS_CANCELLED;
+			else if (cancelled)
+				to = TERN_STATUS_CANCELLING;
+			session_transition(s, st, to);
 			st = session_status(s);
+		}
 	}
 	pthread_mutex_lock(&s->lock);
 	s->ended = true;
