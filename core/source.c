@@ -252,6 +252,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 {
 	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
 	struct mf_batch *batch = NULL;
+	uint64_t clear_ns = 0, t0;
 	uint8_t sync[8];
 	uint32_t bi;
 	int ret = 0;
@@ -273,11 +274,13 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 				uint32_t i;
 
 				bitmap_clear_bit(b->clear_chunks, chunk);
+				t0 = tern_now_ns();
 				for (i = 0; i < s->nsources && !ret; i++) {
 					ds = &s->sources[i];
 					if (ds->ops->clear)
 						ret = ds->ops->clear(ds->opaque, b, first, n, err);
 				}
+				clear_ns += tern_now_ns() - t0;
 				if (ret) {
 					tern_error_set(err, ret, "clearing the dirty log failed");
 					tern_error_prefix(err,
@@ -312,6 +315,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	}
 	if (batch)
 		mf_send_batch_put(s->mf_send, batch);
+	__atomic_store_n(&s->dirty_clear_ns, clear_ns, __ATOMIC_RELAXED);
 	if (!ret)
 		ret = mf_send_sync(s->mf_send, round, last);
 	if (!ret) {

@@ -66,7 +66,8 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->channel_wire_bytes[i] = chan[i].wire_bytes;
 	st->rounds = LD(s->rounds);
 	st->dirty_pages_rate = LD(s->dirty_pages_rate);
-	st->dirty_sync_ms = LD(s->dirty_sync_ns) / 1000000;
+	st->dirty_sync_us = LD(s->dirty_sync_ns) / 1000;
+	st->dirty_clear_us = LD(s->dirty_clear_ns) / 1000;
 	st->bandwidth_bps = LD(s->bw_bps);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)
 		st->ram_remaining = LD(s->remaining_pages) * s->page_size;

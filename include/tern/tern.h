@@ -263,6 +263,10 @@ TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms);
  *	takes three: the first, the one that finds nothing left, and the last
  *	with the guest paused). Destination: rounds received (RAM_SYNC).
  * @dirty_pages_rate: pages dirtied per second, over the last round.
+ * @dirty_sync_us: time the last round's dirty-log sync took (every provider
+ *	plus the VMM's own marks).
+ * @dirty_clear_us: time the last finished round spent re-arming the
+ *	providers' logs, chunk by chunk (KVM_CLEAR_DIRTY_LOG).
  * @throughput_bps: RAM bytes moved per second (pages sent, normal or zero),
  *	over the last rate window while active; over the whole run once ended.
  * @verified: verify-ram was on and both digests matched.
@@ -287,7 +291,8 @@ struct tern_stats {
 	uint64_t channel_wire_bytes[TERN_MAX_CHANNELS];
 	uint64_t rounds;
 	uint64_t dirty_pages_rate;
-	uint64_t dirty_sync_ms;
+	uint64_t dirty_sync_us;
+	uint64_t dirty_clear_us;
 	uint64_t throughput_bps;
 	uint64_t bandwidth_bps;
 	char error[256];
