@@ -9,16 +9,6 @@
 
 #include "compress.h"
 
-const char *codec_name(enum tern_codec_id id)
-{
-	switch (id) {
-	case TERN_CODEC_NONE:
-		return "none";
-	default:
-		return "invalid";
-	}
-}
-
 bool page_is_zero(const void *p, size_t len)
 {
 	const uint64_t *w = p;
