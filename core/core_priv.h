@@ -26,6 +26,10 @@ enum param_id {
 	PARAM_MAX_BANDWIDTH,
 	PARAM_DOWNTIME_LIMIT,
 	PARAM_CLEAR_BITMAP_SHIFT,
+	PARAM_MULTIFD_COMPRESSION, /* a name: mf_method_by_name() */
+	PARAM_MULTIFD_ZLIB_LEVEL,
+	PARAM_MULTIFD_ZSTD_LEVEL,
+	PARAM_XBZRLE_CACHE_SIZE,
 	PARAM_MAX,
 };
 
@@ -53,6 +57,13 @@ const char *param_name(enum param_id id);
 int params_set(struct params *p, enum param_id id, uint64_t v, bool running,
 	       struct tern_error *err);
 uint64_t params_get(const struct params *p, enum param_id id);
+/* Whether @id takes a name (multifd-compression) rather than a number. */
+bool param_is_enum(enum param_id id);
+/* By name for enum parameters, a decimal number for the others. */
+int params_set_str(struct params *p, enum param_id id, const char *value, bool running,
+		   struct tern_error *err);
+/* The value as params_set_str() takes it; -ENOSPC when @len is too small. */
+int params_get_str(const struct params *p, enum param_id id, char *buf, size_t len);
 int caps_lookup(const char *name, enum cap_id *ret_id);
 bool caps_get(const struct params *p, enum cap_id id);
 uint64_t caps_bits(const struct params *p);
@@ -292,6 +303,14 @@ struct tern_session {
 	uint8_t uuid[16];
 	uint32_t nchannels;
 	uint64_t peer_caps;
+	/* page encoding, fixed at start (source) or by HELLO (destination) */
+	uint32_t method;
+	int zlib_level, zstd_level;
+	/* source: the XBZRLE page cache when the method may use it; resized by
+	 * the migration thread between rounds, its size published in
+	 * ->xbzrle_size (atomic) */
+	struct xbzrle_cache *xbzrle;
+	uint64_t xbzrle_param; /* the xbzrle-cache-size it was made with */
 	struct mf_block mf_blocks[MAX_BLOCKS];
 	const struct tern_transport_ops *tp;
 	char uri[300];
@@ -339,10 +358,13 @@ struct tern_session {
 	uint64_t ctl_bytes;
 	uint64_t bw_bps, ram_bps;
 	uint64_t queued_pages;
+	uint64_t xbzrle_size;
 	bool verified;
 	/* final data-plane figures, kept after the data plane is freed */
 	struct mf_chan_stats final_total;
 	struct mf_chan_stats final_chan[TERN_MAX_CHANNELS];
+	struct mf_codec_stats final_codec;
+	char final_reason[128];
 	bool final_stats;
 };
 
@@ -352,6 +374,8 @@ bool session_transition(struct tern_session *s, enum tern_status from, enum tern
 enum tern_status session_status(const struct tern_session *s);
 /* Record the first error (under ->lock) and wake everything that waits. */
 void session_fail(struct tern_session *s, const struct tern_error *err);
+/* Whether the session was cancelled or has failed: long waits stop early. */
+bool session_stopping(struct tern_session *s);
 bool session_cancelled(struct tern_session *s);
 /* Publish the control channel (now the session's, closed by its exit path)
  * where cancel and failure can shut it down; -ECANCELED if a cancel came. */

@@ -334,6 +334,7 @@ void *dest_thread(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	if (r) {
 		mf_recv_stats(r, &s->final_total, s->final_chan);
+		mf_recv_codec_stats(r, &s->final_codec);
 		mf_recv_free(r);
 	}
 	if (l)

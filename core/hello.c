@@ -3,14 +3,16 @@
  * The handshake. HELLO carries everything both sides must agree on before a
  * page moves:
  *
- *   uuid[16] | page_size u32 | channels u32 | codec u32 | caps u64 |
- *   nblocks u32 | nblocks x (name: u16 length + bytes | size u64)
+ *   uuid[16] | page_size u32 | channels u32 | method u32 | zlib level u32 |
+ *   zstd level u32 | caps u64 | nblocks u32 |
+ *   nblocks x (name: u16 length + bytes | size u64)
  *
  * The destination checks each field against its own configuration and
  * answers HELLO_ACK, or ERROR with the reason (another RAM layout, a page
- * size it does not use, a capability it does not know ...).
+ * size it does not use, a capability it does not know, a page encoding it
+ * cannot decode ...). The method is the source's multifd-compression: the
+ * destination follows it, provided it can decode every codec it may bring.
  */
-#include "compress/compress.h"
 #include "core_priv.h"
 
 int hello_encode(struct tern_session *s, struct buf *b)
@@ -20,7 +22,9 @@ int hello_encode(struct tern_session *s, struct buf *b)
 	buf_put(b, s->uuid, 16);
 	buf_put_u32(b, s->page_size);
 	buf_put_u32(b, s->nchannels);
-	buf_put_u32(b, TERN_CODEC_NONE);
+	buf_put_u32(b, s->method);
+	buf_put_u32(b, (uint32_t)s->zlib_level);
+	buf_put_u32(b, (uint32_t)s->zstd_level);
 	buf_put_u64(b, caps_bits(&s->params));
 	buf_put_u32(b, s->nblocks);
 	for (i = 0; i < s->nblocks; i++) {
@@ -33,15 +37,18 @@ int hello_encode(struct tern_session *s, struct buf *b)
 int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err)
 {
 	const uint8_t *uuid;
-	uint32_t page, nch, codec, nblocks, i;
+	uint32_t page, nch, method, zlib, zstd, nblocks, i;
 	uint64_t caps;
 	struct rd r;
+	int ret;
 
 	rd_init(&r, p, len);
 	uuid = rd_bytes(&r, 16);
 	page = rd_u32(&r);
 	nch = rd_u32(&r);
-	codec = rd_u32(&r);
+	method = rd_u32(&r);
+	zlib = rd_u32(&r);
+	zstd = rd_u32(&r);
 	caps = rd_u64(&r);
 	nblocks = rd_u32(&r);
 	if (r.bad)
@@ -52,10 +59,17 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 	if (!nch || nch > TERN_MAX_CHANNELS)
 		return tern_error_set(err, -EPROTO, "HELLO: %u worker channels, outside 1..%u", nch,
 				      TERN_MAX_CHANNELS);
-	if (codec != TERN_CODEC_NONE)
-		return tern_error_set(err, -EPROTONOSUPPORT,
-				      "HELLO: page encoding %u is not one this destination decodes",
-				      codec);
+	if (!mf_method_codecs(method))
+		return tern_error_set(err, -EPROTONOSUPPORT, "HELLO: unknown page encoding %u",
+				      method);
+	ret = mf_method_check(method, "HELLO", err);
+	if (ret)
+		return ret;
+	if (zlib < 1 || zlib > 9 || zstd < 1 || zstd > 20)
+		return tern_error_set(
+		    err, -EPROTO,
+		    "HELLO: zlib level %u (1..9) or zstd level %u (1..20) out of range", zlib,
+		    zstd);
 	if (caps & ~CAPS_KNOWN)
 		return tern_error_set(err, -EPROTONOSUPPORT,
 				      "HELLO: unknown capabilities %#" PRIx64, caps & ~CAPS_KNOWN);
@@ -91,6 +105,9 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 	memcpy(s->uuid, uuid, 16);
 	s->nchannels = nch;
 	s->peer_caps = caps;
+	s->method = method;
+	s->zlib_level = (int)zlib;
+	s->zstd_level = (int)zstd;
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

@@ -27,6 +27,9 @@ TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
 	s->vmm_opaque = opaque;
 	s->page_size = page > 0 ? (uint32_t)page : 4096;
 	s->status = TERN_STATUS_NONE;
+	s->method = TERN_CODEC_NONE;
+	s->zlib_level = 1;
+	s->zstd_level = 1;
 	params_init(&s->params);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->ctl_wlock, NULL);
@@ -72,7 +75,13 @@ TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct ter
 	ret = tern_uuid_generate(s->uuid);
 	if (ret)
 		return tern_error_set(err, ret, "generating the session UUID: %s", strerror(-ret));
+	/* stats_fill() reads these under the lock */
+	pthread_mutex_lock(&s->lock);
 	s->nchannels = (uint32_t)params_get(&s->params, PARAM_MULTIFD_CHANNELS);
+	s->method = (uint32_t)params_get(&s->params, PARAM_MULTIFD_COMPRESSION);
+	s->zlib_level = (int)params_get(&s->params, PARAM_MULTIFD_ZLIB_LEVEL);
+	s->zstd_level = (int)params_get(&s->params, PARAM_MULTIFD_ZSTD_LEVEL);
+	pthread_mutex_unlock(&s->lock);
 	s->start_ns = tern_now_ns();
 	s->started = true;
 	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);

@@ -182,6 +182,22 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 			return ret;
 		}
 	}
+	if (mf_method_codecs(s->method) >> TERN_CODEC_XBZRLE & 1) {
+		uint64_t size = params_get(&s->params, PARAM_XBZRLE_CACHE_SIZE);
+
+		ret = size < s->page_size ? tern_error_set(err, -ERANGE,
+							   "xbzrle-cache-size: %" PRIu64
+							   " bytes is less than one %u-byte page",
+							   size, s->page_size)
+					  : xbzrle_cache_new(size, s->page_size, &s->xbzrle, err);
+		if (ret) {
+			for (i = 0; i < s->nchannels; i++)
+				conn_close(conns[i]);
+			return ret;
+		}
+		s->xbzrle_param = size;
+		__atomic_store_n(&s->xbzrle_size, xbzrle_cache_size(s->xbzrle), __ATOMIC_RELAXED);
+	}
 	cfg = session_mf_config(s, mf_failed);
 	ret = mf_send_start(&cfg, conns, &mf, err);
 	if (ret)
@@ -209,21 +225,32 @@ static uint64_t wire_total(struct tern_session *s)
 	return t.wire_bytes;
 }
 
+/*
+ * Hold the sender back until the bytes written so far are within
+ * max-bandwidth. One sleep covers at most one rate window, and the limit is
+ * read again after each, so a change made meanwhile (or a cancel) is seen
+ * within a window; the loop goes on until the bucket is out of debt, so a
+ * 2 MiB batch on a slow limit waits as long as it must.
+ */
 static int pace(struct tern_session *s, struct round_ctx *rc)
 {
-	uint64_t max = params_get(&s->params, PARAM_MAX_BANDWIDTH);
-	uint64_t now = tern_now_ns(), wire = wire_total(s), ram = rc->sent_pages * s->page_size;
-	uint64_t sleep_ns = ratelimit_account(&rc->rl, now, wire, ram, max);
+	for (;;) {
+		uint64_t max = params_get(&s->params, PARAM_MAX_BANDWIDTH);
+		uint64_t now = tern_now_ns(), wire = wire_total(s);
+		uint64_t sleep_ns =
+		    ratelimit_account(&rc->rl, now, wire, rc->sent_pages * s->page_size, max);
+		struct timespec ts;
 
-	__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->ram_bps, rc->rl.ram_bps, __ATOMIC_RELAXED);
-	if (sleep_ns) {
-		struct timespec ts = {.tv_sec = (time_t)(sleep_ns / 1000000000ull),
-				      .tv_nsec = (long)(sleep_ns % 1000000000ull)};
-
+		__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->ram_bps, rc->rl.ram_bps, __ATOMIC_RELAXED);
+		if (!sleep_ns)
+			return 0;
+		if (session_stopping(s) || mf_send_error(s->mf_send, NULL))
+			return -ECANCELED;
+		ts.tv_sec = (time_t)(sleep_ns / 1000000000ull);
+		ts.tv_nsec = (long)(sleep_ns % 1000000000ull);
 		nanosleep(&ts, NULL);
 	}
-	return 0;
 }
 
 static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_batch **bp)
@@ -241,6 +268,47 @@ static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_b
 }
 
 /*
+ * Before round @round starts, with a method that may use XBZRLE: wait until
+ * every worker drained what it was given of the round before.
+ *
+ * The XBZRLE cache holds, per page, the version the destination will have
+ * once the packets arrive, and the destination applies packets in round
+ * order (the sync barrier). Were a page of round n still waiting to be
+ * encoded on one channel while another channel encodes its round-n+1 copy,
+ * the cache would see the versions in the wrong order: the round-n packet,
+ * applied first on the destination, would carry a delta against the
+ * round-n+1 version. Draining makes the source's encode order the
+ * destination's apply order. (With other codecs a page's bytes replace the
+ * old ones whole, and no such order matters.)
+ *
+ * It is also the one moment the cache may be resized: xbzrle-cache-size is
+ * live, and takes effect here. A size the cache refuses is logged and the
+ * old one kept (a live tweak is no reason to fail the migration).
+ */
+static int xbzrle_round_barrier(struct tern_session *s)
+{
+	uint64_t want = params_get(&s->params, PARAM_XBZRLE_CACHE_SIZE);
+	struct tern_error e2 = {0};
+	int ret;
+
+	if (!s->xbzrle)
+		return 0;
+	ret = mf_send_flush(s->mf_send);
+	if (ret || want == s->xbzrle_param)
+		return ret;
+	s->xbzrle_param = want;
+	if (want < s->page_size)
+		tern_error_set(&e2, -ERANGE, "less than one %u-byte page", s->page_size);
+	else
+		xbzrle_cache_resize(s->xbzrle, want, &e2);
+	if (e2.code)
+		tern_log_msg(&s->log, 4, "xbzrle-cache-size %" PRIu64 " not applied: %s", want,
+			     e2.msg);
+	__atomic_store_n(&s->xbzrle_size, xbzrle_cache_size(s->xbzrle), __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
  * Send every page in the blocks' send maps, then close round @round on every
  * channel and on the control channel. A word of the send map (64 pages)
  * never straddles a clear chunk (the shift is at least 6), so the chunk's
@@ -255,8 +323,9 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	uint64_t clear_ns = 0, t0;
 	uint8_t sync[8];
 	uint32_t bi;
-	int ret = 0;
+	int ret;
 
+	ret = xbzrle_round_barrier(s);
 	for (bi = 0; bi < s->nblocks && !ret; bi++) {
 		struct tern_ram_block *b = s->blocks[bi];
 		uint64_t w, nwords = BITMAP_WORDS(b->npages);
@@ -379,6 +448,11 @@ static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t
 			  uint64_t pending)
 {
 	uint64_t bw = rc->rl.bw_bps, limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
+
+	/* @pending is RAM bytes; with a codec the link moves more RAM than wire
+	 * bytes, and RAM bytes per second is the rate that empties it. */
+	if (s->method != TERN_CODEC_NONE)
+		bw = MAX(bw, rc->rl.ram_bps);
 
 	if (bw)
 		__atomic_store_n(&s->expected_downtime_ms, (uint64_t)((double)pending * 1000 / bw),
@@ -624,8 +698,12 @@ out:
 	if (mf) {
 		s->final_total = (struct mf_chan_stats){0};
 		mf_send_stats(mf, &s->final_total, s->final_chan);
+		mf_send_codec_stats(mf, &s->final_codec, s->final_reason, sizeof(s->final_reason));
 		mf_send_free(mf);
 	}
+	if (s->xbzrle)
+		xbzrle_cache_free(s->xbzrle);
+	s->xbzrle = NULL;
 	conn_close(ctl);
 	ram_sources_stop(s);
 	if (ret && paused && s->vmm.resume)

@@ -9,7 +9,6 @@
  *                any state before completed -> failed | cancelling -> cancelled
  *   destination: none -> setup -> active -> completed | failed
  */
-#include "compress/compress.h"
 #include "core_priv.h"
 
 static const char *const status_names[TERN_STATUS_MAX] = {
@@ -72,6 +71,16 @@ bool session_cancelled(struct tern_session *s)
 	return c;
 }
 
+bool session_stopping(struct tern_session *s)
+{
+	bool stop;
+
+	pthread_mutex_lock(&s->lock);
+	stop = s->cancel || s->err.code;
+	pthread_mutex_unlock(&s->lock);
+	return stop;
+}
+
 int session_set_ctl(struct tern_session *s, struct tern_conn *ctl)
 {
 	int ret;
@@ -88,7 +97,10 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 	struct mf_config cfg = {
 	    .page_size = s->page_size,
 	    .nchannels = s->nchannels,
-	    .codec = TERN_CODEC_NONE,
+	    .method = s->method,
+	    .zlib_level = s->zlib_level,
+	    .zstd_level = s->zstd_level,
+	    .xbzrle = s->xbzrle,
 	    .blocks = s->mf_blocks,
 	    .nblocks = s->nblocks,
 	    .log = &s->log,

@@ -12,6 +12,42 @@
 
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
+_Static_assert((int)TERN_STATS_CODECS == (int)TERN_CODEC_MAX &&
+		   (int)TERN_STATS_CODEC_NONE == (int)TERN_CODEC_NONE &&
+		   (int)TERN_STATS_CODEC_ZLIB == (int)TERN_CODEC_ZLIB &&
+		   (int)TERN_STATS_CODEC_ZSTD == (int)TERN_CODEC_ZSTD &&
+		   (int)TERN_STATS_CODEC_XBZRLE == (int)TERN_CODEC_XBZRLE,
+	       "struct tern_stats codec slots follow the wire ids");
+
+static double rate(uint64_t num, uint64_t den)
+{
+	return den ? (double)num / (double)den : 0;
+}
+
+static void stats_fill_codecs(struct tern_stats *st, const struct mf_codec_stats *cs)
+{
+	const struct codec_stats *x = &cs->codec[TERN_CODEC_XBZRLE];
+	uint32_t i;
+
+	for (i = TERN_CODEC_NONE; i < TERN_CODEC_MAX; i++) {
+		const struct codec_stats *c = &cs->codec[i];
+		struct tern_codec_stats *o = &st->codec[i];
+
+		o->pages = c->pages;
+		o->bytes_in = c->bytes_in;
+		o->bytes_out = c->bytes_out;
+		o->compression_rate = rate(c->bytes_in, c->bytes_out);
+		o->time_ms = c->ns / 1000000;
+		o->auto_packets = cs->auto_packets[i];
+	}
+	st->xbzrle_cache_hits = x->cache_hits;
+	st->xbzrle_cache_misses = x->cache_misses;
+	st->xbzrle_overflows = x->overflows;
+	st->xbzrle_bytes = x->delta_bytes;
+	st->xbzrle_cache_hit_rate = rate(x->cache_hits, x->cache_hits + x->cache_misses);
+	st->xbzrle_encoding_rate = rate(x->bytes_in, x->bytes_out);
+}
+
 void stats_capture_final(struct tern_session *s)
 {
 	pthread_mutex_lock(&s->lock);
@@ -22,6 +58,7 @@ void stats_capture_final(struct tern_session *s)
 void stats_fill(struct tern_session *s, struct tern_stats *st)
 {
 	struct mf_chan_stats total = {0}, chan[TERN_MAX_CHANNELS];
+	struct mf_codec_stats cs = {0};
 	uint64_t start, end, setup_end, now = tern_now_ns(), pages, elapsed;
 	uint32_t i;
 
@@ -35,13 +72,19 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 
 	pthread_mutex_lock(&s->lock);
 	st->channels = s->nchannels;
-	if (s->mf_send)
+	snprintf(st->multifd_compression, sizeof(st->multifd_compression), "%s",
+		 mf_method_name(s->method));
+	if (s->mf_send) {
 		mf_send_stats(s->mf_send, &total, chan);
-	else if (s->mf_recv)
+		mf_send_codec_stats(s->mf_send, &cs, st->auto_reason, sizeof(st->auto_reason));
+	} else if (s->mf_recv) {
 		mf_recv_stats(s->mf_recv, &total, chan);
-	else if (s->final_stats) {
+		mf_recv_codec_stats(s->mf_recv, &cs);
+	} else if (s->final_stats) {
 		total = s->final_total;
 		memcpy(chan, s->final_chan, sizeof(chan));
+		cs = s->final_codec;
+		snprintf(st->auto_reason, sizeof(st->auto_reason), "%s", s->final_reason);
 	}
 	if (s->err.code && status_is_final(st->status))
 		snprintf(st->error, sizeof(st->error), "%s", s->err.msg);
@@ -69,6 +112,9 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	st->dirty_sync_us = LD(s->dirty_sync_ns) / 1000;
 	st->dirty_clear_us = LD(s->dirty_clear_ns) / 1000;
 	st->bandwidth_bps = LD(s->bw_bps);
+	stats_fill_codecs(st, &cs);
+	if (s->is_source)
+		st->xbzrle_cache_size = LD(s->xbzrle_size);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)
 		st->ram_remaining = LD(s->remaining_pages) * s->page_size;
 	pages = total.normal_pages + total.zero_pages;

@@ -40,7 +40,7 @@
 
 #define LB_HUGE_ALIGN (2ull << 20)
 #define LB_URI_MAX 256
-#define LB_LINE_MAX 2048
+#define LB_LINE_MAX 4096
 
 enum lb_fill {
 	LB_FILL_INVALID = 0,
@@ -61,6 +61,11 @@ struct lb_cfg {
 	uint64_t downtime_limit;
 	uint64_t max_bandwidth;
 	bool verify;
+	const char *codec;     /* multifd-compression */
+	uint64_t zlib_level;   /* 0: the default */
+	uint64_t zstd_level;   /* 0: the default */
+	uint64_t xbzrle_cache; /* 0: the default */
+	size_t dirty_bytes;    /* writer rewrites this much of a page (0: all) */
 	const char *incoming;
 	const char *migrate_to;
 	unsigned int timeout_s;
@@ -81,6 +86,7 @@ struct lb_writer {
 	uint64_t rate;
 	size_t page_size;
 	enum lb_fill fill;
+	size_t dirty_bytes;
 	struct tern_ram_block *block;
 	uint64_t seed;
 	pthread_t thread;
@@ -338,7 +344,21 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		page = xorshift64(&rng) % npages;
-		fill_page(w->ram + page * w->page_size, w->page_size, w->fill, &rng);
+		if (w->dirty_bytes) {
+			/* a few bytes of the page: what XBZRLE turns into a small delta */
+			uint8_t tmp[64];
+			size_t off = xorshift64(&rng) % (w->page_size - w->dirty_bytes + 1), n;
+
+			for (n = 0; n < w->dirty_bytes; n += sizeof(tmp)) {
+				size_t k = w->dirty_bytes - n < sizeof(tmp) ? w->dirty_bytes - n
+									    : sizeof(tmp);
+
+				fill_page(tmp, sizeof(tmp), w->fill, &rng);
+				memcpy(w->ram + page * w->page_size + off + n, tmp, k);
+			}
+		} else {
+			fill_page(w->ram + page * w->page_size, w->page_size, w->fill, &rng);
+		}
 		tern_ram_mark_dirty(w->block, page * w->page_size, w->page_size);
 		done += w->page_size;
 		w->pages_written++;
@@ -458,7 +478,9 @@ static bool side_ok(const struct tern_stats *st, const struct lb_cfg *cfg)
 static void print_json(const char *side, const char *transport, const struct lb_cfg *cfg,
 		       const struct tern_stats *st, const char *extra_err)
 {
-	char line[LB_LINE_MAX], esc[600];
+	char line[LB_LINE_MAX], esc[600], reason[300];
+	static const char *const cn[TERN_STATS_CODECS] = {"", "none", "zlib", "zstd", "xbzrle"};
+	int c;
 	const char *err = extra_err && *extra_err ? extra_err : st->error;
 	int n;
 
@@ -470,15 +492,33 @@ static void print_json(const char *side, const char *transport, const struct lb_
 		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
 		     ",\"dirty_rate_bps\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
 		     ",\"bandwidth_bps\":%" PRIu64 ",\"channels\":%u,\"transport\":\"%s\","
-		     "\"codec\":\"none\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
+		     "\"codec\":\"%s\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
 		     ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
 		     side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
 		     st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms,
 		     st->verify_ms, st->wire_bytes, st->ram_transferred, st->normal_pages,
 		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
-		     st->throughput_bps, st->bandwidth_bps, cfg->channels, transport, cfg->zero_pct,
-		     cfg->zero_run ? cfg->zero_run : 1,
+		     st->throughput_bps, st->bandwidth_bps, cfg->channels, transport,
+		     st->multifd_compression[0] ? st->multifd_compression : cfg->codec,
+		     cfg->zero_pct, cfg->zero_run ? cfg->zero_run : 1,
 		     cfg->fill == LB_FILL_TEXT ? "text" : "random", cfg->dirty_rate);
+	for (c = TERN_STATS_CODEC_NONE; c < TERN_STATS_CODECS; c++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n,
+			      ",\"%s_pages\":%" PRIu64 ",\"%s_bytes_in\":%" PRIu64
+			      ",\"%s_bytes_out\":%" PRIu64 ",\"%s_rate\":%.3f,\"%s_ms\":%" PRIu64
+			      ",\"auto_%s_packets\":%" PRIu64,
+			      cn[c], st->codec[c].pages, cn[c], st->codec[c].bytes_in, cn[c],
+			      st->codec[c].bytes_out, cn[c], st->codec[c].compression_rate, cn[c],
+			      st->codec[c].time_ms, cn[c], st->codec[c].auto_packets);
+	json_escape(reason, sizeof(reason), st->auto_reason);
+	n += snprintf(line + n, sizeof(line) - (size_t)n,
+		      ",\"xbzrle_cache_size\":%" PRIu64 ",\"xbzrle_hits\":%" PRIu64
+		      ",\"xbzrle_misses\":%" PRIu64 ",\"xbzrle_overflows\":%" PRIu64
+		      ",\"xbzrle_delta_bytes\":%" PRIu64 ",\"xbzrle_hit_rate\":%.4f"
+		      ",\"xbzrle_encoding_rate\":%.3f,\"auto_reason\":\"%s\",\"dirty_bytes\":%zu",
+		      st->xbzrle_cache_size, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
+		      st->xbzrle_overflows, st->xbzrle_bytes, st->xbzrle_cache_hit_rate,
+		      st->xbzrle_encoding_rate, reason, cfg->dirty_bytes);
 	if (!side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
 			err = "verify-ram was requested but the RAM was not verified";
@@ -537,6 +577,15 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_param_set(s, "max-bandwidth", cfg->max_bandwidth, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
+	/* the destination follows what the source's HELLO says */
+	if (!ret && !strcmp(side, "src"))
+		ret = tern_param_set_str(s, "multifd-compression", cfg->codec, err);
+	if (!ret && cfg->zlib_level)
+		ret = tern_param_set(s, "multifd-zlib-level", cfg->zlib_level, err);
+	if (!ret && cfg->zstd_level)
+		ret = tern_param_set(s, "multifd-zstd-level", cfg->zstd_level, err);
+	if (!ret && cfg->xbzrle_cache)
+		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	return ret;
 }
 
@@ -647,6 +696,7 @@ static int run_source(const struct lb_cfg *cfg, const char *uri)
 		w.rate = cfg->dirty_rate;
 		w.page_size = cfg->page_size;
 		w.fill = cfg->fill;
+		w.dirty_bytes = cfg->dirty_bytes;
 		w.block = block;
 		w.seed = (cfg->seed ? cfg->seed : 0x2545f4914f6cdd1dull) ^ 0xd1b54a32d192ed03ull;
 		ret = writer_start(&w);
@@ -787,7 +837,14 @@ static void usage(FILE *f)
 		"  --dirty-ws SIZE        ... within the first SIZE bytes (default: all RAM)\n"
 		"  --downtime-limit MS    downtime-limit parameter\n"
 		"  --max-bandwidth B/s    max-bandwidth parameter (default unlimited)\n"
+		"  --dirty-bytes N        ... rewriting N bytes of a page per write, not the\n"
+		"                         whole page (default: whole pages)\n"
 		"  --verify               verify-ram capability on both sides\n"
+		"  --codec NAME           multifd-compression: none (default), zlib, zstd,\n"
+		"                         xbzrle, auto\n"
+		"  --zlib-level N         multifd-zlib-level, 1..9\n"
+		"  --zstd-level N         multifd-zstd-level, 1..20\n"
+		"  --xbzrle-cache SIZE    xbzrle-cache-size (default 64M)\n"
 		"  --incoming URI         run the destination only, listening on URI\n"
 		"  --migrate-to URI       run the source only, migrating to URI\n"
 		"  --timeout S            cancel after S seconds (default 600, 0 = never)\n"
@@ -815,6 +872,11 @@ int main(int argc, char **argv)
 		OPT_MIGRATE_TO,
 		OPT_TIMEOUT,
 		OPT_SEED,
+		OPT_CODEC,
+		OPT_ZLIB_LEVEL,
+		OPT_ZSTD_LEVEL,
+		OPT_XBZRLE_CACHE,
+		OPT_DIRTY_BYTES,
 	};
 	static const struct option longopts[] = {
 	    {"ram", required_argument, NULL, OPT_RAM},
@@ -832,6 +894,11 @@ int main(int argc, char **argv)
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"seed", required_argument, NULL, OPT_SEED},
+	    {"codec", required_argument, NULL, OPT_CODEC},
+	    {"zlib-level", required_argument, NULL, OPT_ZLIB_LEVEL},
+	    {"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
+	    {"xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE},
+	    {"dirty-bytes", required_argument, NULL, OPT_DIRTY_BYTES},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -844,6 +911,7 @@ int main(int argc, char **argv)
 	    .fill = LB_FILL_RANDOM,
 	    .timeout_s = 600,
 	    .log_level = LOG_WARNING,
+	    .codec = "none",
 	};
 	int c;
 
@@ -913,6 +981,29 @@ int main(int argc, char **argv)
 		case OPT_SEED:
 			cfg.seed = strtoull(optarg, NULL, 0);
 			break;
+		case OPT_CODEC:
+			if (strcmp(optarg, "none") && strcmp(optarg, "zlib") &&
+			    strcmp(optarg, "zstd") && strcmp(optarg, "xbzrle") &&
+			    strcmp(optarg, "auto"))
+				die("--codec: none, zlib, zstd, xbzrle or auto, not '%s'", optarg);
+			cfg.codec = optarg;
+			break;
+		case OPT_ZLIB_LEVEL:
+			cfg.zlib_level = opt_uint("--zlib-level", optarg, 9);
+			if (!cfg.zlib_level)
+				die("--zlib-level: 1..9");
+			break;
+		case OPT_ZSTD_LEVEL:
+			cfg.zstd_level = opt_uint("--zstd-level", optarg, 20);
+			if (!cfg.zstd_level)
+				die("--zstd-level: 1..20");
+			break;
+		case OPT_XBZRLE_CACHE:
+			cfg.xbzrle_cache = opt_size("--xbzrle-cache", optarg);
+			break;
+		case OPT_DIRTY_BYTES:
+			cfg.dirty_bytes = opt_uint("--dirty-bytes", optarg, 1u << 20);
+			break;
 		case 'v':
 			cfg.log_level = cfg.log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
 			break;
@@ -944,6 +1035,8 @@ int main(int argc, char **argv)
 		cfg.dirty_ws = cfg.ram;
 	if (cfg.dirty_ws < cfg.page_size && cfg.dirty_rate)
 		die("--dirty-ws: at least one page");
+	if (cfg.dirty_bytes >= cfg.page_size)
+		die("--dirty-bytes: less than a page (%zu)", cfg.page_size);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (cfg.incoming) {

@@ -10,7 +10,7 @@
  *   channel hello, once:  magic "TRNW" | version u32 | session uuid[16] |
  *                         channel index u32 | channel count u32      (32 B)
  *   then packets:         header (48 B) | offsets u64 x (normal + zero) |
- *                         payload (normal pages, page_size bytes each)
+ *                         payload (normal pages, encoded by the packet's codec)
  *
  *   header: magic "TRNP" u32 | version u16 | flags u16 | seq u64 |
  *           round u64 | block u32 | normal u32 | zero u32 | codec u32 |
@@ -20,6 +20,13 @@
  * the pages belong to; a SYNC packet (no pages) closes round @round on its
  * channel, and SYNC|LAST closes the channel. Offsets are byte offsets in the
  * block, page-aligned, normal pages first; zero pages carry no payload.
+ *
+ * codec: how the payload encodes the normal pages (enum tern_codec_id). NONE
+ * is the pages themselves, normal x page_size bytes; the others are what
+ * compress/ makes of them, at most codec_payload_max() bytes. Which codecs a
+ * channel accepts follows from the method fixed in HELLO (mf_codec_allowed()):
+ * the method's own codec, and NONE always (a packet of zero pages only, or a
+ * batch the sender chose not to encode). SYNC packets carry NONE.
  *
  * Ordering: a receiving channel that reads SYNC n waits until every channel
  * has read SYNC n (mf_recv_wait_sync(), driven by RAM_SYNC n on the control
@@ -32,8 +39,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "compress/compress.h"
 #include "util/transport.h"
 #include "util/util.h"
+
+/* Slots of per-codec arrays: indexed by codec id, 0 unused. */
+#define MF_NCODECS TERN_CODEC_MAX
 
 #define MF_HELLO_MAGIC 0x54524e57u  /* "TRNW" */
 #define MF_PACKET_MAGIC 0x54524e50u /* "TRNP" */
@@ -44,6 +55,13 @@
 #define MF_FLAG_SYNC 0x1
 #define MF_FLAG_LAST 0x2
 #define MF_FLAGS_KNOWN (MF_FLAG_SYNC | MF_FLAG_LAST)
+
+/*
+ * The page-encoding method both sides agree on in HELLO: one codec for every
+ * packet (the codec ids of compress.h), or AUTO, where the sender picks none,
+ * zstd or XBZRLE per packet.
+ */
+#define MF_METHOD_AUTO 0x10u
 
 /* Pages per packet: the default batch and the most a receiver accepts. */
 #define MF_BATCH_PAGES 512
@@ -76,7 +94,13 @@ struct mf_config {
 	uint8_t uuid[16];
 	uint32_t page_size;
 	uint32_t nchannels;
-	uint32_t codec; /* enum tern_codec_id */
+	uint32_t method; /* a codec id (enum tern_codec_id) or MF_METHOD_AUTO */
+	int zlib_level;	 /* 1..9 */
+	int zstd_level;	 /* 1..20 */
+	/* source, methods that may use XBZRLE: the session's page cache, shared
+	 * by every channel's encoder; the caller resizes it only while the
+	 * workers are drained (mf_send_flush()) */
+	struct xbzrle_cache *xbzrle;
 	const struct mf_block *blocks;
 	uint32_t nblocks;
 	const struct tern_log *log;
@@ -87,6 +111,24 @@ struct mf_config {
 };
 
 /* ---- packet.c: encoding and validation ---------------------------------- */
+
+/* "none", "zlib", "zstd", "xbzrle", "auto"; "invalid" otherwise. */
+const char *mf_method_name(uint32_t method);
+/* The method named @name, or 0. */
+uint32_t mf_method_by_name(const char *name);
+/* Bit (1 << codec id) for every codec a packet may carry under @method; 0 for
+ * an unknown method. */
+uint32_t mf_method_codecs(uint32_t method);
+/* Whether a data packet of codec @codec is acceptable under @method. */
+bool mf_codec_allowed(uint32_t method, uint32_t codec);
+/*
+ * mf_method_check() - whether this build can encode and decode every codec
+ * @method may use; -EPROTONOSUPPORT naming the first it lacks, prefixed by
+ * @who ("multifd-compression", "HELLO" ...).
+ */
+int mf_method_check(uint32_t method, const char *who, struct tern_error *err);
+/* The most payload bytes a packet of @n pages may carry under @method. */
+uint64_t mf_method_payload_max(uint32_t method, uint32_t page_size, uint32_t n);
 
 void mf_hello_encode(uint8_t buf[MF_HELLO_SIZE], const uint8_t uuid[16], uint32_t index,
 		     uint32_t nchannels);
@@ -99,8 +141,10 @@ void mf_hdr_decode(const uint8_t buf[MF_HDR_SIZE], struct mf_packet_hdr *h);
 
 /*
  * mf_hdr_check() - validate every header field before anything is read into
- * memory: magic, version, flags, reserved, codec, sequence number, round,
- * block index, page counts against MF_MAX_PAGES, payload length.
+ * memory: magic, version, flags, reserved, codec (known, and allowed by the
+ * method), sequence number, round, block index, page counts against
+ * MF_MAX_PAGES, payload length (exact for NONE, bounded by
+ * codec_payload_max() for the others).
  * @expect_seq: the next packet number on this channel.
  * @round: the round in progress on this channel (last SYNC + 1).
  */
@@ -126,6 +170,20 @@ struct mf_chan_stats {
  */
 void mf_chan_stats_add(struct mf_chan_stats *total, const struct mf_chan_stats *live,
 		       struct mf_chan_stats *ret_one);
+
+/*
+ * Per-channel codec figures, indexed by codec id: what went through each
+ * codec (compress/'s struct codec_stats, copied by the worker after each
+ * packet with relaxed atomic stores), and on the source the packets each
+ * codec carried under AUTO.
+ */
+struct mf_codec_stats {
+	struct codec_stats codec[MF_NCODECS];
+	uint64_t auto_packets[MF_NCODECS];
+};
+
+/* Add a snapshot of @live (relaxed atomic loads) to @total. */
+void mf_codec_stats_add(struct mf_codec_stats *total, const struct mf_codec_stats *live);
 
 /* ---- send.c ------------------------------------------------------------ */
 
@@ -163,6 +221,9 @@ int mf_send_error(struct mf_send *s, struct tern_error *err);
 void mf_send_shutdown(struct mf_send *s);
 /* Sum over channels and, when @per_chan is not NULL, each channel's figures. */
 void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
+/* Codec figures summed over channels; @reason (@len bytes, may be NULL): the
+ * explanation of AUTO's last choice on any channel ("" before the first). */
+void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *reason, size_t len);
 /* Stop (quit flag, wake, join) and free. NULL is a no-op. */
 void mf_send_free(struct mf_send *s);
 
@@ -188,6 +249,7 @@ int mf_recv_finish(struct mf_recv *r, struct tern_error *err);
 int mf_recv_error(struct mf_recv *r, struct tern_error *err);
 void mf_recv_shutdown(struct mf_recv *r);
 void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
+void mf_recv_codec_stats(struct mf_recv *r, struct mf_codec_stats *total);
 void mf_recv_free(struct mf_recv *r);
 
 #endif /* TERN_MULTIFD_H */

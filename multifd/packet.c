@@ -6,8 +6,68 @@
  * against what the handshake fixed, and the first bad field fails the
  * migration with a message that names the channel, the packet and the field.
  */
-#include "compress/compress.h"
 #include "multifd.h"
+
+const char *mf_method_name(uint32_t method)
+{
+	if (method == MF_METHOD_AUTO)
+		return "auto";
+	if (method > TERN_CODEC_INVALID && method < TERN_CODEC_MAX)
+		return codec_name((enum tern_codec_id)method);
+	return "invalid";
+}
+
+uint32_t mf_method_by_name(const char *name)
+{
+	if (!name)
+		return 0;
+	if (!strcmp(name, "auto"))
+		return MF_METHOD_AUTO;
+	return (uint32_t)codec_by_name(name);
+}
+
+uint32_t mf_method_codecs(uint32_t method)
+{
+	const uint32_t none = 1u << TERN_CODEC_NONE;
+
+	if (method == MF_METHOD_AUTO)
+		return none | 1u << TERN_CODEC_ZSTD | 1u << TERN_CODEC_XBZRLE;
+	if (method > TERN_CODEC_INVALID && method < TERN_CODEC_MAX)
+		return none | 1u << method;
+	return 0;
+}
+
+bool mf_codec_allowed(uint32_t method, uint32_t codec)
+{
+	return codec < 32 && (mf_method_codecs(method) >> codec & 1);
+}
+
+int mf_method_check(uint32_t method, const char *who, struct tern_error *err)
+{
+	uint32_t set = mf_method_codecs(method), id;
+
+	if (!set)
+		return tern_error_set(err, -EPROTONOSUPPORT, "%s: unknown page encoding %u", who,
+				      method);
+	for (id = TERN_CODEC_NONE; id < TERN_CODEC_MAX; id++)
+		if (set >> id & 1 && !codec_available((enum tern_codec_id)id))
+			return tern_error_set(err, -EPROTONOSUPPORT,
+					      "%s: %s needs the %s codec, which this build lacks",
+					      who, mf_method_name(method),
+					      codec_name((enum tern_codec_id)id));
+	return 0;
+}
+
+uint64_t mf_method_payload_max(uint32_t method, uint32_t page_size, uint32_t n)
+{
+	uint32_t set = mf_method_codecs(method), id;
+	uint64_t max = (uint64_t)page_size * n;
+
+	for (id = TERN_CODEC_NONE + 1; id < TERN_CODEC_MAX; id++)
+		if (set >> id & 1)
+			max = MAX(max, codec_payload_max((enum tern_codec_id)id, page_size, n));
+	return max;
+}
 
 void mf_hello_encode(uint8_t buf[MF_HELLO_SIZE], const uint8_t uuid[16], uint32_t index,
 		     uint32_t nchannels)
@@ -108,6 +168,11 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 				      ", expected %" PRIu64,
 				      chan, h->seq, h->round, round);
 	if (h->flags & MF_FLAG_SYNC) {
+		if (h->codec != TERN_CODEC_NONE)
+			return tern_error_set(err, -EPROTO,
+					      "channel %u packet %" PRIu64
+					      ": sync packet with codec %u",
+					      chan, h->seq, h->codec);
 		if (pages || h->payload_len)
 			return tern_error_set(err, -EPROTO,
 					      "channel %u packet %" PRIu64
@@ -119,10 +184,6 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 	if (h->flags & MF_FLAG_LAST)
 		return tern_error_set(
 		    err, -EPROTO, "channel %u packet %" PRIu64 ": LAST without SYNC", chan, h->seq);
-	if (h->codec != cfg->codec)
-		return tern_error_set(err, -EPROTO,
-				      "channel %u packet %" PRIu64 ": codec %u, negotiated %s",
-				      chan, h->seq, h->codec, codec_name(cfg->codec));
 	if (!pages || pages > MF_MAX_PAGES)
 		return tern_error_set(err, -EPROTO,
 				      "channel %u packet %" PRIu64 ": page count %" PRIu64
@@ -132,10 +193,41 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 		return tern_error_set(err, -EPROTO,
 				      "channel %u packet %" PRIu64 ": RAM block %u of %u", chan,
 				      h->seq, h->block, cfg->nblocks);
-	if ((uint64_t)h->payload_len != (uint64_t)h->normal * cfg->page_size)
+	if (h->codec <= TERN_CODEC_INVALID || h->codec >= TERN_CODEC_MAX)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 ": unknown codec %u", chan,
+				      h->seq, h->codec);
+	if (!mf_codec_allowed(cfg->method, h->codec))
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64
+				      ": codec %s was not negotiated (multifd-compression %s)",
+				      chan, h->seq, codec_name((enum tern_codec_id)h->codec),
+				      mf_method_name(cfg->method));
+	if (h->codec == TERN_CODEC_NONE) {
+		if ((uint64_t)h->payload_len != (uint64_t)h->normal * cfg->page_size)
+			return tern_error_set(err, -EPROTO,
+					      "channel %u packet %" PRIu64
+					      ": payload %u bytes for %u pages",
+					      chan, h->seq, h->payload_len, h->normal);
+		return 0;
+	}
+	/* An encoded payload: some pages to decode, and no more bytes than the
+	 * codec can produce for them -- checked before a byte is read. */
+	if (!h->normal)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64
+				      " (%s): no normal page, yet an encoded payload",
+				      chan, h->seq, codec_name((enum tern_codec_id)h->codec));
+	if (h->payload_len >
+	    codec_payload_max((enum tern_codec_id)h->codec, cfg->page_size, h->normal))
 		return tern_error_set(
-		    err, -EPROTO, "channel %u packet %" PRIu64 ": payload %u bytes for %u pages",
-		    chan, h->seq, h->payload_len, h->normal);
+		    err, -EPROTO,
+		    "channel %u packet %" PRIu64
+		    " (%s): payload of %u bytes for %u pages, more than the "
+		    "%" PRIu64 " the codec may produce",
+		    chan, h->seq, codec_name((enum tern_codec_id)h->codec), h->payload_len,
+		    h->normal,
+		    codec_payload_max((enum tern_codec_id)h->codec, cfg->page_size, h->normal));
 	return 0;
 }
 
@@ -178,4 +270,23 @@ void mf_chan_stats_add(struct mf_chan_stats *total, const struct mf_chan_stats *
 	total->packets += v.packets;
 	if (ret_one)
 		*ret_one = v;
+}
+
+void mf_codec_stats_add(struct mf_codec_stats *total, const struct mf_codec_stats *live)
+{
+	uint32_t i;
+
+#define LDADD(f) (total->f += __atomic_load_n(&live->f, __ATOMIC_RELAXED))
+	for (i = 0; i < MF_NCODECS; i++) {
+		LDADD(codec[i].pages);
+		LDADD(codec[i].bytes_in);
+		LDADD(codec[i].bytes_out);
+		LDADD(codec[i].ns);
+		LDADD(codec[i].cache_hits);
+		LDADD(codec[i].cache_misses);
+		LDADD(codec[i].overflows);
+		LDADD(codec[i].delta_bytes);
+		LDADD(auto_packets[i]);
+	}
+#undef LDADD
 }

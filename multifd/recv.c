@@ -10,6 +10,13 @@
  * is cleared. The "touched" bits are set atomically because neighbouring
  * pages of one bitmap word may arrive on different channels.
  *
+ * An encoded payload (any codec but NONE) cannot be read in place: its
+ * length is checked against the codec's bound before a byte is read, it is
+ * read into the channel's own buffer, and the channel's decoder for that
+ * codec (created on first use) writes the pages to their final addresses.
+ * XBZRLE deltas apply to what those pages hold, which is the version the
+ * source encoded against: the sync barrier below orders a page's rounds.
+ *
  * Sync points: a worker that reads SYNC n records it and waits until the
  * load thread, having seen RAM_SYNC n on the control channel and every
  * channel's SYNC n, releases round n. Until then it reads nothing more, so
@@ -18,7 +25,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "compress/compress.h"
 #include "multifd.h"
 
 struct mf_recv_chan {
@@ -35,8 +41,12 @@ struct mf_recv_chan {
 	uint64_t seq;
 	uint8_t *offsets;
 	struct iovec *iov;
+	uint8_t *payload; /* encoded payloads; NULL under method none */
+	uint8_t **dst;	  /* the pages a payload decodes into */
+	struct codec_dec *dec[MF_NCODECS];
 	/* written by the worker, read by anyone (atomics) */
 	struct mf_chan_stats stats;
+	struct mf_codec_stats cstats;
 };
 
 struct mf_recv {
@@ -98,6 +108,70 @@ static bool wait_release(struct mf_recv_chan *c, uint64_t round)
 	return ok;
 }
 
+static void stat_add(uint64_t *field, uint64_t v)
+{
+	__atomic_fetch_add(field, v, __ATOMIC_RELAXED);
+}
+
+static int chan_decoder(struct mf_recv_chan *c, uint32_t id, struct codec_dec **ret,
+			struct tern_error *err)
+{
+	const struct mf_config *cfg = &c->owner->cfg;
+	struct codec_config cc = {
+	    .id = (enum tern_codec_id)id,
+	    .page_size = cfg->page_size,
+	    .level = id == TERN_CODEC_ZLIB ? cfg->zlib_level : cfg->zstd_level,
+	};
+
+	if (!c->dec[id] && codec_dec_new(&cc, &c->dec[id], err))
+		return tern_error_prefix(err,
+					 "channel %u packet %" PRIu64 ": creating the %s decoder",
+					 c->index, c->seq, codec_name(cc.id));
+	*ret = c->dec[id];
+	return 0;
+}
+
+/*
+ * Read an encoded payload (its length already checked against the codec's
+ * bound by mf_hdr_check(), and the buffer sized for the largest bound of the
+ * method) and decode it into the pages at the validated offsets.
+ */
+static int land_encoded(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
+			const struct mf_block *blk, struct tern_error *err)
+{
+	const char *name = codec_name((enum tern_codec_id)h->codec);
+	struct codec_stats v = {0};
+	struct codec_dec *dec = NULL;
+	struct codec_stats *d;
+	uint32_t i;
+	int ret;
+
+	if (!c->payload)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64 " (%s): no room for an encoded "
+				      "payload",
+				      c->index, c->seq, name);
+	ret = chan_decoder(c, h->codec, &dec, err);
+	if (ret)
+		return ret;
+	ret = conn_recv(c->conn, c->payload, h->payload_len);
+	if (ret)
+		return io_error(c, ret, "payload", err);
+	for (i = 0; i < h->normal; i++)
+		c->dst[i] = blk->host + get_be64(c->offsets + 8 * (size_t)i);
+	ret = codec_decode(dec, c->payload, h->payload_len, c->dst, h->normal, err);
+	if (ret)
+		return tern_error_prefix(err, "channel %u packet %" PRIu64 " (%s)", c->index,
+					 c->seq, name);
+	codec_dec_stats(dec, &v);
+	d = &c->cstats.codec[h->codec];
+	__atomic_store_n(&d->pages, v.pages, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->bytes_in, v.bytes_in, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->bytes_out, v.bytes_out, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->ns, v.ns, __ATOMIC_RELAXED);
+	return 0;
+}
+
 static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, struct tern_error *err)
 {
 	const struct mf_config *cfg = &c->owner->cfg;
@@ -112,16 +186,25 @@ static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, str
 	if (ret)
 		return ret;
 
-	for (i = 0; i < h->normal; i++) {
-		uint64_t off = get_be64(c->offsets + 8 * (size_t)i);
+	if (h->codec == TERN_CODEC_NONE) {
+		for (i = 0; i < h->normal; i++) {
+			uint64_t off = get_be64(c->offsets + 8 * (size_t)i);
 
-		c->iov[i].iov_base = blk->host + off;
-		c->iov[i].iov_len = page;
-	}
-	if (h->normal) {
-		ret = conn_recv_iov(c->conn, c->iov, (int)h->normal);
+			c->iov[i].iov_base = blk->host + off;
+			c->iov[i].iov_len = page;
+		}
+		if (h->normal) {
+			ret = conn_recv_iov(c->conn, c->iov, (int)h->normal);
+			if (ret)
+				return io_error(c, ret, "pages", err);
+			stat_add(&c->cstats.codec[TERN_CODEC_NONE].pages, h->normal);
+			stat_add(&c->cstats.codec[TERN_CODEC_NONE].bytes_in, h->payload_len);
+			stat_add(&c->cstats.codec[TERN_CODEC_NONE].bytes_out, h->payload_len);
+		}
+	} else {
+		ret = land_encoded(c, h, blk, err);
 		if (ret)
-			return io_error(c, ret, "pages", err);
+			return ret;
 	}
 	for (i = 0; i < h->normal; i++) {
 		uint64_t pg = get_be64(c->offsets + 8 * (size_t)i) / page;
@@ -198,7 +281,11 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 {
 	struct mf_recv *r;
 	uint32_t i;
+	int rc;
 
+	rc = mf_method_check(cfg->method, "multifd", err);
+	if (rc)
+		return rc;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
@@ -217,7 +304,12 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 		c->index = i;
 		c->offsets = malloc(8 * MF_MAX_PAGES);
 		c->iov = calloc(MF_MAX_PAGES, sizeof(*c->iov));
-		if (!c->offsets || !c->iov) {
+		c->dst = calloc(MF_MAX_PAGES, sizeof(*c->dst));
+		if (cfg->method != TERN_CODEC_NONE)
+			c->payload = malloc(
+			    mf_method_payload_max(cfg->method, cfg->page_size, MF_MAX_PAGES));
+		if (!c->offsets || !c->iov || !c->dst ||
+		    (cfg->method != TERN_CODEC_NONE && !c->payload)) {
 			mf_recv_free(r);
 			return tern_error_set(err, -ENOMEM, "multifd: out of memory");
 		}
@@ -361,9 +453,18 @@ void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_cha
 		mf_chan_stats_add(total, &r->chans[i].stats, per_chan ? &per_chan[i] : NULL);
 }
 
-void mf_recv_free(struct mf_recv *r)
+void mf_recv_codec_stats(struct mf_recv *r, struct mf_codec_stats *total)
 {
 	uint32_t i;
+
+	memset(total, 0, sizeof(*total));
+	for (i = 0; i < r->cfg.nchannels; i++)
+		mf_codec_stats_add(total, &r->chans[i].cstats);
+}
+
+void mf_recv_free(struct mf_recv *r)
+{
+	uint32_t i, id;
 
 	if (!r)
 		return;
@@ -377,6 +478,11 @@ void mf_recv_free(struct mf_recv *r)
 			conn_close(c->conn);
 			free(c->offsets);
 			free(c->iov);
+			free(c->dst);
+			free(c->payload);
+			for (id = 0; id < MF_NCODECS; id++)
+				if (c->dec[id])
+					codec_dec_free(c->dec[id]);
 		}
 	}
 	free(r->chans);

@@ -12,15 +12,51 @@
  *
  * A sync request sits in the slot behind the batch queued before it, so each
  * channel writes SYNC n after all of its round-n pages.
+ *
+ * Codecs: a packet of codec NONE still goes out straight from guest RAM.
+ * Any other codec encodes the normal pages with the channel's own encoder for
+ * it (created on first use) and writes the encoder's iovecs instead. Zero
+ * pages never reach an encoder; under a method that may use XBZRLE they, and
+ * every page sent by another codec, are dropped from the shared page cache, so
+ * the cache never holds a version the destination does not have.
+ *
+ * AUTO picks a codec per packet from what the channel measured; see
+ * auto_pick().
  */
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "compress/compress.h"
+#include <stdio.h>
+
 #include "multifd.h"
 
 /* header + offsets, rounded up to the 64-byte alignment of the buffer */
 #define MF_HDRBUF_SIZE (DIV_ROUND_UP(MF_HDR_SIZE + 8 * MF_MAX_PAGES + 64, 64) * 64)
+
+/* AUTO: weight of the newest sample in the moving averages, how often a codec
+ * other than the current choice is tried, and how close (fraction) XBZRLE
+ * may come to the best and still be preferred (it seeds its cache). */
+#define MF_AUTO_ALPHA 0.25
+#define MF_AUTO_PROBE_EVERY 32
+#define MF_AUTO_XBZRLE_SLACK 0.05
+#define MF_AUTO_REASON_MAX 128
+
+/* What a channel knows of one codec: moving averages over its packets. */
+struct mf_auto_est {
+	double enc_ns_per_byte; /* encode time per raw page byte */
+	double ratio;		/* payload bytes per raw page byte */
+	double hit_rate;	/* XBZRLE: pages that had a cached version */
+	uint32_t samples;
+};
+
+struct mf_auto {
+	struct mf_auto_est est[MF_NCODECS];
+	double link_ns_per_byte; /* time a write took per wire byte */
+	bool link_known;
+	uint64_t decisions;
+	uint32_t current;
+	uint32_t probe_next;
+};
 
 struct mf_send_chan {
 	/* immutable after start */
@@ -40,8 +76,13 @@ struct mf_send_chan {
 	uint64_t seq;
 	uint8_t *hdrbuf; /* header + offsets */
 	struct iovec *iov;
+	uint32_t iov_max; /* entries of ->iov */
+	struct codec_page *pages;
+	struct codec_enc *enc[MF_NCODECS];
+	struct mf_auto autosel;
 	/* written by the worker, read by anyone (atomics) */
 	struct mf_chan_stats stats;
+	struct mf_codec_stats cstats;
 };
 
 struct mf_send {
@@ -55,6 +96,7 @@ struct mf_send {
 	bool quit;
 	bool failed;
 	struct tern_error err;
+	char auto_reason[MF_AUTO_REASON_MAX];
 	/* immutable after start */
 	uint32_t nbatches;
 	struct mf_batch *batches;
@@ -96,7 +138,7 @@ static int send_sync_packet(struct mf_send_chan *c, uint64_t round, bool last)
 	    .flags = MF_FLAG_SYNC | (last ? MF_FLAG_LAST : 0),
 	    .seq = c->seq,
 	    .round = round,
-	    .codec = c->owner->cfg.codec,
+	    .codec = TERN_CODEC_NONE,
 	};
 	int ret;
 
@@ -110,12 +152,184 @@ static int send_sync_packet(struct mf_send_chan *c, uint64_t round, bool last)
 	return 0;
 }
 
-static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b)
+static double ewma(double avg, double sample, uint32_t samples)
+{
+	return samples ? avg + MF_AUTO_ALPHA * (sample - avg) : sample;
+}
+
+/* The codecs AUTO chooses from, in the order ties go. */
+static const uint32_t auto_codecs[] = {TERN_CODEC_XBZRLE, TERN_CODEC_NONE, TERN_CODEC_ZSTD};
+
+/*
+ * auto_pick() - the codec for a batch of @raw page bytes (@hdrlen of header
+ * and offsets) under AUTO.
+ *
+ * The model: what we want most is RAM bytes moved per second. A batch sent
+ * with codec c costs encode_c = raw x (encode ns per byte of c) of this
+ * worker's CPU, and wire_c = hdrlen + raw x (ratio of c) bytes of this
+ * channel's share of the link, which drains at link_bps. Encoding one batch
+ * overlaps with sending the previous ones (the other channels keep the link
+ * busy, and this channel's socket buffer drains while it encodes), so the
+ * batch takes
+ *
+ *	t_c = max(encode_c, wire_c / link_bps)
+ *
+ * and the codec with the smallest t_c moves the most RAM per second. A fast
+ * link makes encoding the bottleneck and favours none; a slow one favours
+ * the best ratio. link_bps comes from how long this channel's writes take
+ * per byte (a write into a socket buffer with room returns at once, so the
+ * figure is optimistic until the buffer fills -- which is exactly when the
+ * link starts to matter). Encode rate and ratio are moving averages over the
+ * packets each codec carried; the XBZRLE ratio folds in its cache hit rate.
+ *
+ * Figures of a codec not in use go stale, so 1 batch in MF_AUTO_PROBE_EVERY
+ * goes to another codec, in turn; a codec with no figure yet is tried first.
+ * XBZRLE only pays on a page it sent before (its cache is seeded by its own
+ * misses and forgets pages other codecs send), so it is kept when it comes
+ * within MF_AUTO_XBZRLE_SLACK of the best: on a link-bound channel a miss
+ * costs a copy hidden under the send, and the next round's hits pay for it.
+ *
+ * @reason: set to the explanation of a model decision, left alone for a
+ * probe. Returns the codec id.
+ */
+static uint32_t auto_pick(struct mf_auto *a, uint64_t raw, uint64_t hdrlen, char *reason,
+			  size_t len, bool *ret_decided)
+{
+	double best_t = 0, t[ARRAY_SIZE(auto_codecs)], link_ns = a->link_ns_per_byte;
+	uint32_t i, best = TERN_CODEC_NONE, bi = 0;
+
+	*ret_decided = false;
+	for (i = 0; i < ARRAY_SIZE(auto_codecs); i++)
+		if (!a->est[auto_codecs[i]].samples)
+			return auto_codecs[i];
+	if (++a->decisions % MF_AUTO_PROBE_EVERY == 0) {
+		for (i = 0; i < ARRAY_SIZE(auto_codecs); i++) {
+			uint32_t id = auto_codecs[a->probe_next++ % ARRAY_SIZE(auto_codecs)];
+
+			if (id != a->current)
+				return id;
+		}
+	}
+	for (i = 0; i < ARRAY_SIZE(auto_codecs); i++) {
+		const struct mf_auto_est *e = &a->est[auto_codecs[i]];
+		double enc = e->enc_ns_per_byte * (double)raw;
+		double wire = (double)hdrlen + e->ratio * (double)raw;
+
+		t[i] = MAX(enc, wire * link_ns);
+		if (i == 0 || t[i] < best_t) {
+			best_t = t[i];
+			best = auto_codecs[i];
+			bi = i;
+		}
+	}
+	/* XBZRLE is first in auto_codecs: keep it when close enough. */
+	if (best != TERN_CODEC_XBZRLE && t[0] <= best_t * (1 + MF_AUTO_XBZRLE_SLACK)) {
+		best = TERN_CODEC_XBZRLE;
+		bi = 0;
+		best_t = t[0];
+	}
+	a->current = best;
+	*ret_decided = true;
+	{
+		const struct mf_auto_est *e = &a->est[best];
+		double enc = e->enc_ns_per_byte * (double)raw;
+		double ram_mbs = best_t > 0 ? (double)raw * 1e3 / best_t : 0;
+		double link_mbs = link_ns > 0 ? 1e3 / link_ns : 0;
+		char hits[32] = "";
+
+		if (best == TERN_CODEC_XBZRLE)
+			snprintf(hits, sizeof(hits), ", %.0f%% cache hits", e->hit_rate * 100);
+		snprintf(reason, len,
+			 "%s: %.1fx ratio%s, %s-bound at %.0f MB/s of RAM (link %.0f MB/s)",
+			 codec_name((enum tern_codec_id)best), e->ratio > 0 ? 1 / e->ratio : 0,
+			 hits, enc >= t[bi] ? "encode" : "link", ram_mbs, link_mbs);
+	}
+	return best;
+}
+
+/* Record what a packet of codec @id taught AUTO. */
+static void auto_learn(struct mf_auto *a, uint32_t id, uint64_t raw, uint64_t payload,
+		       uint64_t enc_ns, const struct codec_stats *before,
+		       const struct codec_stats *after)
+{
+	struct mf_auto_est *e = &a->est[id];
+
+	if (!raw)
+		return;
+	e->enc_ns_per_byte = ewma(e->enc_ns_per_byte, (double)enc_ns / (double)raw, e->samples);
+	e->ratio = ewma(e->ratio, (double)payload / (double)raw, e->samples);
+	if (id == TERN_CODEC_XBZRLE) {
+		uint64_t h = after->cache_hits - before->cache_hits;
+		uint64_t m = after->cache_misses - before->cache_misses;
+
+		if (h + m)
+			e->hit_rate = ewma(e->hit_rate, (double)h / (double)(h + m), e->samples);
+	}
+	e->samples++;
+}
+
+static void auto_learn_link(struct mf_auto *a, uint64_t wire, uint64_t send_ns)
+{
+	if (!wire)
+		return;
+	a->link_ns_per_byte =
+	    ewma(a->link_ns_per_byte, (double)send_ns / (double)wire, a->link_known ? 1 : 0);
+	a->link_known = true;
+}
+
+static int chan_encoder(struct mf_send_chan *c, uint32_t id, struct codec_enc **ret,
+			struct tern_error *err)
 {
 	const struct mf_config *cfg = &c->owner->cfg;
+	struct codec_config cc = {
+	    .id = (enum tern_codec_id)id,
+	    .page_size = cfg->page_size,
+	    .level = id == TERN_CODEC_ZLIB ? cfg->zlib_level : cfg->zstd_level,
+	    .cache = cfg->xbzrle,
+	};
+	int ret_code;
+
+	if (!c->enc[id]) {
+		if (id == TERN_CODEC_XBZRLE && !cfg->xbzrle)
+			return tern_error_set(err, -EINVAL,
+					      "channel %u: XBZRLE without a page cache", c->index);
+		ret_code = codec_enc_new(&cc, &c->enc[id], err);
+		if (ret_code)
+			return tern_error_prefix(err, "channel %u: creating the %s encoder",
+						 c->index, codec_name(cc.id));
+	}
+	*ret = c->enc[id];
+	return 0;
+}
+
+/* Copy encoder @id's running totals to the figures others read. */
+static void publish_codec_stats(struct mf_send_chan *c, uint32_t id, const struct codec_stats *v)
+{
+	struct codec_stats *d = &c->cstats.codec[id];
+
+	__atomic_store_n(&d->pages, v->pages, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->bytes_in, v->bytes_in, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->bytes_out, v->bytes_out, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->ns, v->ns, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->cache_hits, v->cache_hits, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->cache_misses, v->cache_misses, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->overflows, v->overflows, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->delta_bytes, v->delta_bytes, __ATOMIC_RELAXED);
+}
+
+static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
+			     struct tern_error *err)
+{
+	struct mf_send *s = c->owner;
+	const struct mf_config *cfg = &s->cfg;
 	const struct mf_block *blk = &cfg->blocks[b->block];
-	uint32_t page = cfg->page_size, i, normal = 0, zero = 0, iovcnt = 1;
+	uint32_t page = cfg->page_size, i, normal = 0, zero = 0, iovcnt = 1, codec;
 	uint8_t *offs = c->hdrbuf + MF_HDR_SIZE;
+	struct xbzrle_cache *cache = cfg->xbzrle;
+	struct codec_stats before = {0}, after = {0};
+	uint64_t payload, t0, enc_ns = 0, send_ns, key_base = (uint64_t)b->block << 40;
+	char reason[MF_AUTO_REASON_MAX];
+	bool decided = false;
 	struct mf_packet_hdr h;
 	size_t hdrlen;
 	int ret;
@@ -129,17 +343,69 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b)
 		if (page_is_zero(p, page)) {
 			zero++;
 			put_be64(offs + 8 * (size_t)(b->npages - zero), off);
+			if (cache)
+				xbzrle_cache_drop(cache, key_base | b->pages[i]);
 		} else {
 			put_be64(offs + 8 * (size_t)normal, off);
-			c->iov[iovcnt].iov_base = p;
-			c->iov[iovcnt].iov_len = page;
-			iovcnt++;
+			c->pages[normal].src = p;
+			c->pages[normal].key = key_base | b->pages[i];
 			normal++;
 		}
 	}
 	if (zero && normal < b->npages - zero)
 		memmove(offs + 8 * (size_t)normal, offs + 8 * (size_t)(b->npages - zero),
 			8 * (size_t)zero);
+	hdrlen = MF_HDR_SIZE + 8 * (size_t)b->npages;
+
+	if (!normal)
+		codec = TERN_CODEC_NONE;
+	else if (cfg->method == MF_METHOD_AUTO)
+		codec = auto_pick(&c->autosel, (uint64_t)normal * page, hdrlen, reason,
+				  sizeof(reason), &decided);
+	else
+		codec = cfg->method;
+
+	if (codec == TERN_CODEC_NONE) {
+		/* Zero copy: the pages go from guest RAM to the socket. */
+		for (i = 0; i < normal; i++) {
+			c->iov[iovcnt].iov_base = (void *)c->pages[i].src;
+			c->iov[iovcnt].iov_len = page;
+			iovcnt++;
+			if (cache)
+				xbzrle_cache_drop(cache, c->pages[i].key);
+		}
+		payload = (uint64_t)normal * page;
+	} else {
+		struct codec_enc *enc = NULL;
+		uint32_t niov = 0;
+		ssize_t n;
+
+		ret = chan_encoder(c, codec, &enc, err);
+		if (ret)
+			return ret;
+		if (codec != TERN_CODEC_XBZRLE && cache)
+			for (i = 0; i < normal; i++)
+				xbzrle_cache_drop(cache, c->pages[i].key);
+		codec_enc_stats(enc, &before);
+		t0 = tern_now_ns();
+		n = codec_encode(enc, c->pages, normal, c->iov + 1, c->iov_max - 1, &niov, err);
+		enc_ns = tern_now_ns() - t0;
+		if (n < 0)
+			return tern_error_prefix(
+			    err, "channel %u packet %" PRIu64 " (%s): encoding", c->index, c->seq,
+			    codec_name((enum tern_codec_id)codec));
+		if ((uint64_t)n > codec_payload_max((enum tern_codec_id)codec, page, normal) ||
+		    niov > c->iov_max - 1)
+			return tern_error_set(err, -EOVERFLOW,
+					      "channel %u packet %" PRIu64
+					      " (%s): encoder produced %zd bytes in %u iovecs",
+					      c->index, c->seq,
+					      codec_name((enum tern_codec_id)codec), n, niov);
+		codec_enc_stats(enc, &after);
+		publish_codec_stats(c, codec, &after);
+		payload = (uint64_t)n;
+		iovcnt += niov;
+	}
 	h = (struct mf_packet_hdr){
 	    .magic = MF_PACKET_MAGIC,
 	    .version = MF_VERSION,
@@ -148,18 +414,39 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b)
 	    .block = b->block,
 	    .normal = normal,
 	    .zero = zero,
-	    .codec = cfg->codec,
-	    .payload_len = normal * page,
+	    .codec = codec,
+	    .payload_len = (uint32_t)payload,
 	};
 	mf_hdr_encode(c->hdrbuf, &h);
-	hdrlen = MF_HDR_SIZE + 8 * (size_t)b->npages;
 	c->iov[0].iov_base = c->hdrbuf;
 	c->iov[0].iov_len = hdrlen;
+	t0 = tern_now_ns();
 	ret = conn_send_iov(c->conn, c->iov, (int)iovcnt);
+	send_ns = tern_now_ns() - t0;
 	if (ret)
-		return ret;
+		return tern_error_set(err, ret, "channel %u: sending to %s: %s", c->index,
+				      c->conn->peer, strerror(-ret));
 	c->seq++;
-	stat_add(&c->stats.wire_bytes, hdrlen + (uint64_t)normal * page);
+	if (cfg->method == MF_METHOD_AUTO) {
+		auto_learn_link(&c->autosel, hdrlen + payload, send_ns);
+		if (normal)
+			auto_learn(&c->autosel, codec, (uint64_t)normal * page, payload, enc_ns,
+				   &before, &after);
+		stat_add(&c->cstats.auto_packets[codec], 1);
+		if (decided) {
+			pthread_mutex_lock(&s->lock);
+			memcpy(s->auto_reason, reason, sizeof(reason));
+			pthread_mutex_unlock(&s->lock);
+		}
+	}
+	if (codec == TERN_CODEC_NONE && normal) {
+		struct codec_stats *d = &c->cstats.codec[TERN_CODEC_NONE];
+
+		stat_add(&d->pages, normal);
+		stat_add(&d->bytes_in, payload);
+		stat_add(&d->bytes_out, payload);
+	}
+	stat_add(&c->stats.wire_bytes, hdrlen + payload);
 	stat_add(&c->stats.normal_pages, normal);
 	stat_add(&c->stats.zero_pages, zero);
 	stat_add(&c->stats.packets, 1);
@@ -208,10 +495,14 @@ static void *send_worker(void *arg)
 		pthread_cond_broadcast(&s->free_cond);
 		pthread_mutex_unlock(&s->lock);
 
-		if (b)
-			ret = send_batch_packet(c, b);
-		else
+		if (b) {
+			ret = send_batch_packet(c, b, &err);
+		} else {
 			ret = send_sync_packet(c, round, last);
+			if (ret)
+				tern_error_set(&err, ret, "channel %u: sending to %s: %s", c->index,
+					       c->conn->peer, strerror(-ret));
+		}
 
 		pthread_mutex_lock(&s->lock);
 		if (b)
@@ -220,11 +511,8 @@ static void *send_worker(void *arg)
 		pthread_cond_broadcast(&s->free_cond);
 		pthread_mutex_unlock(&s->lock);
 
-		if (ret) {
-			tern_error_set(&err, ret, "channel %u: sending to %s: %s", c->index,
-				       c->conn->peer, strerror(-ret));
+		if (ret)
 			goto fail;
-		}
 		if (sync && last)
 			return NULL;
 	}
@@ -241,15 +529,19 @@ fail:
 int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct mf_send **ret,
 		  struct tern_error *err)
 {
+	uint32_t i, id, iov_max = MF_MAX_PAGES;
 	struct mf_send *s;
-	uint32_t i;
 	int rc;
 
-	s = calloc(1, sizeof(*s));
+	rc = mf_method_check(cfg->method, "multifd", err);
+	if (!rc && mf_method_codecs(cfg->method) >> TERN_CODEC_XBZRLE & 1 && !cfg->xbzrle)
+		rc = tern_error_set(err, -EINVAL, "multifd: %s without an XBZRLE page cache",
+				    mf_method_name(cfg->method));
+	s = rc ? NULL : calloc(1, sizeof(*s));
 	if (!s) {
 		for (i = 0; i < cfg->nchannels; i++)
 			conn_close(conns[i]);
-		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
+		return rc ? rc : tern_error_set(err, -ENOMEM, "multifd: out of memory");
 	}
 	s->cfg = *cfg;
 	pthread_mutex_init(&s->lock, NULL);
@@ -277,13 +569,21 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 		c->conn = conns[i];
 		pthread_cond_init(&c->work_cond, NULL);
 	}
+	for (id = TERN_CODEC_NONE + 1; id < TERN_CODEC_MAX; id++)
+		if (mf_method_codecs(cfg->method) >> id & 1)
+			iov_max = MAX(iov_max,
+				      codec_encode_iov_max((enum tern_codec_id)id, MF_MAX_PAGES));
 	for (i = 0; i < cfg->nchannels; i++) {
 		struct mf_send_chan *c = &s->chans[i];
 
 		/* aligned_alloc() wants the size a multiple of the alignment */
 		c->hdrbuf = aligned_alloc(64, MF_HDRBUF_SIZE);
-		c->iov = calloc(MF_MAX_PAGES + 1, sizeof(*c->iov));
-		if (!c->hdrbuf || !c->iov) {
+		c->iov_max = iov_max + 1;
+		c->iov = calloc(c->iov_max, sizeof(*c->iov));
+		c->pages = calloc(MF_MAX_PAGES, sizeof(*c->pages));
+		c->autosel.est[TERN_CODEC_NONE].ratio = 1; /* none is known without a try */
+		c->autosel.est[TERN_CODEC_NONE].samples = 1;
+		if (!c->hdrbuf || !c->iov || !c->pages) {
 			rc = tern_error_set(err, -ENOMEM, "multifd: out of memory");
 			goto err_stop;
 		}
@@ -447,9 +747,23 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
 		mf_chan_stats_add(total, &s->chans[i].stats, per_chan ? &per_chan[i] : NULL);
 }
 
-void mf_send_free(struct mf_send *s)
+void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *reason, size_t len)
 {
 	uint32_t i;
+
+	memset(total, 0, sizeof(*total));
+	for (i = 0; i < s->cfg.nchannels; i++)
+		mf_codec_stats_add(total, &s->chans[i].cstats);
+	if (reason && len) {
+		pthread_mutex_lock(&s->lock);
+		snprintf(reason, len, "%s", s->auto_reason);
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+void mf_send_free(struct mf_send *s)
+{
+	uint32_t i, id;
 
 	if (!s)
 		return;
@@ -476,6 +790,10 @@ void mf_send_free(struct mf_send *s)
 			pthread_cond_destroy(&c->work_cond);
 			free(c->hdrbuf);
 			free(c->iov);
+			free(c->pages);
+			for (id = 0; id < MF_NCODECS; id++)
+				if (c->enc[id])
+					codec_enc_free(c->enc[id]);
 		}
 	}
 	free(s->chans);

@@ -113,17 +113,48 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *   max-bandwidth        bytes/s, 0 = unlimited (default); thread-safe, live
  *   downtime-limit       ms, 1..2000000, default 300; thread-safe, live
  *   clear-bitmap-shift   6..31, default 18       (before start only)
+ *   multifd-compression  a name: none (default), zlib, zstd, xbzrle or auto
+ *                        (before start only; source side: the destination
+ *                        follows what the source's HELLO says). auto picks
+ *                        none, zstd or xbzrle per packet, whichever moves the
+ *                        most RAM per second on the measured link. Set and read
+ *                        with tern_param_set_str() / tern_param_get_str(); a
+ *                        codec this build lacks is refused.
+ *   multifd-zlib-level   1..9, default 1         (before start only)
+ *   multifd-zstd-level   1..20, default 1        (before start only)
+ *   xbzrle-cache-size    bytes, 4096..1 TiB, default 64 MiB, at least one page;
+ *                        thread-safe, live: a change takes effect at the next
+ *                        round boundary, once the workers drained (the cache
+ *                        starts empty again)
  * Capabilities (booleans):
  *   verify-ram           digest all RAM on both sides after the last page,
  *                        fail on mismatch; default off
  *
  * tern_param_set() refuses unknown names and out-of-range values with a
- * message that names the parameter and its range. Thread-safe.
+ * message that names the parameter and its range; it refuses the named
+ * parameters (multifd-compression) with a message listing their values.
+ * Thread-safe.
  */
 TERN_EXPORT int tern_param_set(struct tern_session *s, const char *name, uint64_t value,
 			       struct tern_error *err);
 TERN_EXPORT int tern_param_get(struct tern_session *s, const char *name, uint64_t *ret_value,
 			       struct tern_error *err);
+/**
+ * tern_param_set_str() - set a parameter from text: a name for
+ * multifd-compression ("zstd"), a decimal number for the others. Thread-safe.
+ * Return: 0, -ENOENT (unknown parameter), -EINVAL (unknown value, not a
+ * number), -ERANGE, -EBUSY (not while migrating), -EPROTONOSUPPORT (a codec
+ * this build lacks).
+ */
+TERN_EXPORT int tern_param_set_str(struct tern_session *s, const char *name, const char *value,
+				   struct tern_error *err);
+/**
+ * tern_param_get_str() - a parameter as text into @buf (@len bytes, NUL
+ * included): the name for multifd-compression, decimal for the others.
+ * Return: 0, -ENOENT, or -ENOSPC when @len is too small. Thread-safe.
+ */
+TERN_EXPORT int tern_param_get_str(struct tern_session *s, const char *name, char *buf, size_t len,
+				   struct tern_error *err);
 TERN_EXPORT int tern_cap_set(struct tern_session *s, const char *name, bool on,
 			     struct tern_error *err);
 TERN_EXPORT int tern_cap_get(struct tern_session *s, const char *name, bool *ret_on,
@@ -251,6 +282,38 @@ TERN_EXPORT int tern_cancel(struct tern_session *s);
  */
 TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms);
 
+/* Slots of the per-codec arrays of struct tern_stats: the codec ids of the
+ * wire (slot 0 is unused). */
+enum tern_stats_codec {
+	TERN_STATS_CODEC_INVALID = 0,
+	TERN_STATS_CODEC_NONE,
+	TERN_STATS_CODEC_ZLIB,
+	TERN_STATS_CODEC_ZSTD,
+	TERN_STATS_CODEC_XBZRLE,
+	TERN_STATS_CODECS,
+};
+
+/**
+ * struct tern_codec_stats - what went through one codec (source: encoded;
+ * destination: decoded), normal pages only (zero pages never reach a codec).
+ * @pages: normal pages.
+ * @bytes_in: their size in RAM (pages x page size).
+ * @bytes_out: the payload bytes they took on the wire.
+ * @compression_rate: @bytes_in / @bytes_out (QEMU's compression rate;
+ *	2.0 = half the bytes); 0 before any page.
+ * @time_ms: time spent encoding (source) or decoding (destination).
+ * @auto_packets: source, multifd-compression auto: packets this codec
+ *	carried (the chooser's decisions and its probes).
+ */
+struct tern_codec_stats {
+	uint64_t pages;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	double compression_rate;
+	uint64_t time_ms;
+	uint64_t auto_packets;
+};
+
 /**
  * struct tern_stats - a snapshot; fields are bytes, pages or milliseconds.
  * @expected_downtime_ms: remaining RAM over the measured bandwidth.
@@ -270,6 +333,15 @@ TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms);
  * @throughput_bps: RAM bytes moved per second (pages sent, normal or zero),
  *	over the last rate window while active; over the whole run once ended.
  * @verified: verify-ram was on and both digests matched.
+ * @multifd_compression: the page-encoding method ("none", "zstd", "auto" ...).
+ * @codec: per codec, indexed by enum tern_stats_codec.
+ * @xbzrle_*: source, methods that use XBZRLE: the cache's size, pages found
+ *	in it (hits) or not (misses, sent raw), pages whose delta did not pay
+ *	(overflows, sent raw), bytes of deltas; @xbzrle_cache_hit_rate =
+ *	hits / (hits + misses); @xbzrle_encoding_rate = page bytes / payload
+ *	bytes of the XBZRLE packets.
+ * @auto_reason: source, auto: why the last choice was made, e.g.
+ *	"zstd: 3.1x ratio, link-bound at 360 MB/s of RAM (link 117 MB/s)".
  */
 struct tern_stats {
 	enum tern_status status;
@@ -296,6 +368,16 @@ struct tern_stats {
 	uint64_t throughput_bps;
 	uint64_t bandwidth_bps;
 	char error[256];
+	char multifd_compression[16];
+	struct tern_codec_stats codec[TERN_STATS_CODECS];
+	uint64_t xbzrle_cache_size;
+	uint64_t xbzrle_cache_hits;
+	uint64_t xbzrle_cache_misses;
+	uint64_t xbzrle_overflows;
+	uint64_t xbzrle_bytes;
+	double xbzrle_cache_hit_rate;
+	double xbzrle_encoding_rate;
+	char auto_reason[128];
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

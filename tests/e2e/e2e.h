@@ -26,6 +26,11 @@ struct e2e_cfg {
 	unsigned int timeout_s;
 	unsigned int min_rounds;
 	bool verify;
+	const char *codec;	 /* multifd-compression */
+	uint64_t xbzrle_cache;	 /* 0: the default */
+	size_t dirty_bytes;	 /* writer rewrites this much of a page (0: all of it) */
+	uint64_t max_writes;	 /* writer stops after that many (0: never) */
+	bool expect_xbzrle_hits; /* assert hit rate > 50%, fewer wire bytes than none */
 	uint64_t seed;
 	int log_level;
 	size_t page_size;
@@ -91,5 +96,8 @@ void e2e_compare_sections(struct e2e_src *src, int fd, const struct e2e_report *
 /* The source's final stats against what the fill and the writer did. */
 void e2e_check_stats(struct e2e_src *src, const struct tern_stats *st,
 		     const struct e2e_fill_counts *fc, uint64_t writes);
+/* Codec figures: both sides' agree, the method's codecs carried the pages. */
+void e2e_check_codecs(struct e2e_src *src, const struct tern_stats *st,
+		      const struct tern_stats *dst);
 
 #endif /* TERN_E2E_H */

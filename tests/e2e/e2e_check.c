@@ -172,7 +172,8 @@ void e2e_check_stats(struct e2e_src *src, const struct tern_stats *st,
 		e2e_note("warning: ram_transferred %" PRIu64
 			 " != normal_pages x page size %" PRIu64,
 			 st->ram_transferred, st->normal_pages * page);
-	if (st->wire_bytes < st->ram_transferred)
+	/* a codec may well put fewer bytes on the wire than the pages hold */
+	if (!strcmp(cfg->codec, "none") && st->wire_bytes < st->ram_transferred)
 		e2e_fail(&src->failures, "wire_bytes %" PRIu64 " < ram_transferred %" PRIu64,
 			 st->wire_bytes, st->ram_transferred);
 	for (i = 0; i < cfg->channels && i < TERN_MAX_CHANNELS; i++) {
@@ -189,11 +190,119 @@ void e2e_check_stats(struct e2e_src *src, const struct tern_stats *st,
 		e2e_fail(&src->failures,
 			 "channel_wire_bytes add up to %" PRIu64 " > wire_bytes %" PRIu64, sum,
 			 st->wire_bytes);
-	if (sum < st->ram_transferred)
+	if (!strcmp(cfg->codec, "none") && sum < st->ram_transferred)
 		e2e_fail(&src->failures,
 			 "channel_wire_bytes add up to %" PRIu64 " < ram_transferred %" PRIu64
 			 ": pages on the control channel?",
 			 sum, st->ram_transferred);
 	if (cfg->verify && !st->verified)
 		e2e_fail(&src->failures, "verify-ram on but the source did not report verified");
+	/* max-bandwidth holds over the run: what the link carried fits the
+	 * limit times the time taken, plus the burst the design allows before
+	 * the limiter sees bytes (queued batches and socket buffers). */
+	if (cfg->max_bandwidth && st->total_ms) {
+		uint64_t burst = (2ull * cfg->channels + 1) * (2ull << 20) + (8ull << 20);
+		uint64_t allowed = cfg->max_bandwidth * st->total_ms / 1000 + burst;
+
+		if (st->wire_bytes > allowed)
+			e2e_fail(&src->failures,
+				 "wire_bytes %" PRIu64 " in %" PRIu64
+				 " ms exceeds max-bandwidth %" PRIu64 " B/s (allowed %" PRIu64
+				 " including the burst)",
+				 st->wire_bytes, st->total_ms, cfg->max_bandwidth, allowed);
+	}
+}
+
+static const char *const codec_names[TERN_STATS_CODECS] = {"", "none", "zlib", "zstd", "xbzrle"};
+
+/* Whether the method @m may carry pages with codec slot @c. */
+static bool codec_allowed(const char *m, int c)
+{
+	if (c == TERN_STATS_CODEC_NONE)
+		return true;
+	if (!strcmp(m, "auto"))
+		return c == TERN_STATS_CODEC_ZSTD || c == TERN_STATS_CODEC_XBZRLE;
+	return !strcmp(m, codec_names[c]);
+}
+
+void e2e_check_codecs(struct e2e_src *src, const struct tern_stats *st,
+		      const struct tern_stats *dst)
+{
+	const struct e2e_cfg *cfg = src->cfg;
+	uint64_t pages = 0, bytes_in = 0, auto_packets = 0;
+	int c;
+
+	if (strcmp(st->multifd_compression, cfg->codec))
+		e2e_fail(&src->failures, "source multifd_compression '%s', expected '%s'",
+			 st->multifd_compression, cfg->codec);
+	if (strcmp(dst->multifd_compression, cfg->codec))
+		e2e_fail(&src->failures, "destination multifd_compression '%s', expected '%s'",
+			 dst->multifd_compression, cfg->codec);
+	for (c = TERN_STATS_CODEC_NONE; c < TERN_STATS_CODECS; c++) {
+		const struct tern_codec_stats *s = &st->codec[c], *d = &dst->codec[c];
+
+		e2e_note("codec %s: %" PRIu64 " pages, %" PRIu64 " -> %" PRIu64
+			 " bytes (rate %.2f), %" PRIu64 " ms; destination %" PRIu64 " ms; auto "
+			 "packets %" PRIu64,
+			 codec_names[c], s->pages, s->bytes_in, s->bytes_out, s->compression_rate,
+			 s->time_ms, d->time_ms, s->auto_packets);
+		if (s->pages && !codec_allowed(cfg->codec, c))
+			e2e_fail(&src->failures, "codec %s carried %" PRIu64 " pages under %s",
+				 codec_names[c], s->pages, cfg->codec);
+		if (s->pages != d->pages || s->bytes_in != d->bytes_in ||
+		    s->bytes_out != d->bytes_out)
+			e2e_fail(&src->failures,
+				 "codec %s: source %" PRIu64 " pages %" PRIu64 " -> %" PRIu64
+				 " bytes, destination %" PRIu64 " pages %" PRIu64 " -> %" PRIu64,
+				 codec_names[c], s->pages, s->bytes_in, s->bytes_out, d->pages,
+				 d->bytes_in, d->bytes_out);
+		if (s->bytes_out && s->compression_rate <= 0)
+			e2e_fail(&src->failures, "codec %s: compression rate %g", codec_names[c],
+				 s->compression_rate);
+		pages += s->pages;
+		bytes_in += s->bytes_in;
+		auto_packets += s->auto_packets;
+	}
+	if (pages != st->normal_pages || bytes_in != st->ram_transferred)
+		e2e_fail(&src->failures,
+			 "the codecs carried %" PRIu64 " pages (%" PRIu64
+			 " bytes), normal_pages %" PRIu64 " (%" PRIu64 " bytes)",
+			 pages, bytes_in, st->normal_pages, st->ram_transferred);
+	for (c = TERN_STATS_CODEC_NONE; c < TERN_STATS_CODECS; c++)
+		if (!strcmp(cfg->codec, codec_names[c]) && !st->codec[c].pages)
+			e2e_fail(&src->failures, "codec %s carried no page", codec_names[c]);
+	if (!strcmp(cfg->codec, "auto")) {
+		e2e_note("auto: last choice: %s", st->auto_reason);
+		if (!auto_packets || !st->auto_reason[0])
+			e2e_fail(&src->failures, "auto: %" PRIu64 " packets chosen, reason '%s'",
+				 auto_packets, st->auto_reason);
+	} else if (auto_packets) {
+		e2e_fail(&src->failures, "auto_packets %" PRIu64 " under %s", auto_packets,
+			 cfg->codec);
+	}
+	if (strcmp(cfg->codec, "none") && strcmp(cfg->codec, "zlib") &&
+	    strcmp(cfg->codec, "zstd")) {
+		e2e_note("xbzrle: cache %" PRIu64 " bytes, %" PRIu64 " hits, %" PRIu64
+			 " misses, %" PRIu64 " overflows, %" PRIu64
+			 " delta bytes, hit rate %.3f, encoding rate %.2f",
+			 st->xbzrle_cache_size, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
+			 st->xbzrle_overflows, st->xbzrle_bytes, st->xbzrle_cache_hit_rate,
+			 st->xbzrle_encoding_rate);
+		if (!st->xbzrle_cache_size)
+			e2e_fail(&src->failures, "xbzrle_cache_size is 0 under %s", cfg->codec);
+	}
+	if (cfg->expect_xbzrle_hits) {
+		if (!(st->xbzrle_cache_hit_rate > 0.5))
+			e2e_fail(&src->failures,
+				 "XBZRLE cache hit rate %.3f (%" PRIu64 " hits, %" PRIu64
+				 " misses), expected more than 0.5",
+				 st->xbzrle_cache_hit_rate, st->xbzrle_cache_hits,
+				 st->xbzrle_cache_misses);
+		/* codec none would have put every page's bytes on the wire */
+		if (st->wire_bytes >= st->ram_transferred)
+			e2e_fail(&src->failures,
+				 "wire_bytes %" PRIu64 " not below the %" PRIu64
+				 " page bytes codec none would send",
+				 st->wire_bytes, st->ram_transferred);
+	}
 }

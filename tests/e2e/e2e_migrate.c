@@ -99,6 +99,11 @@ static int session_params(struct tern_session *s, const struct e2e_cfg *cfg, con
 		ret = tern_param_set(s, "max-bandwidth", cfg->max_bandwidth, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
+	/* the destination follows the method the source's HELLO names */
+	if (!ret && !strcmp(side, "src"))
+		ret = tern_param_set_str(s, "multifd-compression", cfg->codec, err);
+	if (!ret && cfg->xbzrle_cache)
+		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	return ret;
 }
 
@@ -332,6 +337,9 @@ static void ram_fill(uint8_t *ram, const struct e2e_cfg *cfg, struct e2e_fill_co
 	for (i = 0; i < c->pages; i++) {
 		bool zero = thresh && e2e_xorshift64(&zrng) % 10000 < thresh;
 
+		/* a partial-rewrite writer works on data pages only */
+		if (cfg->dirty_bytes && i < ws_pages)
+			zero = false;
 		if (zero) {
 			c->zero++;
 			if (i >= ws_pages)
@@ -414,6 +422,8 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child)
 		src.writer.rate = cfg->dirty_rate;
 		src.writer.page_size = cfg->page_size;
 		src.writer.zero_one_in = 4;
+		src.writer.dirty_bytes = cfg->dirty_bytes;
+		src.writer.max_writes = cfg->max_writes;
 		src.writer.block = block;
 		src.writer.seed = e2e_mix64(cfg->seed ^ 0x77777777);
 		ret = e2e_writer_start(&src.writer);
@@ -471,16 +481,18 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child)
 		e2e_compare_ram(&src, fd, ram);
 	if (st.status == TERN_STATUS_COMPLETED)
 		e2e_check_stats(&src, &st, &fc, writes);
+	if (st.status == TERN_STATUS_COMPLETED && rep.stats.status == TERN_STATUS_COMPLETED)
+		e2e_check_codecs(&src, &st, &rep.stats);
 
 out:
 	/* join the library's threads first: no callback may run after this */
 	tern_session_free(s);
 	e2e_writer_stop(&src.writer);
-	printf("e2e %s channels=%u ram=%" PRIu64 "MiB zero=%g%%: %s status=%s/%s rounds=%" PRIu64
-	       " normal=%" PRIu64 " zero=%" PRIu64 " ram_transferred=%" PRIu64 " wire=%" PRIu64
-	       " downtime=%" PRIu64 "ms total=%" PRIu64 "ms writes=%" PRIu64 " zero_writes=%" PRIu64
-	       " paused_at=%" PRIu64 " failures=%u\n",
-	       cfg->transport, cfg->channels, cfg->ram >> 20, cfg->zero_pct,
+	printf("e2e %s codec=%s channels=%u ram=%" PRIu64 "MiB zero=%g%%: %s status=%s/%s "
+	       "rounds=%" PRIu64 " normal=%" PRIu64 " zero=%" PRIu64 " ram_transferred=%" PRIu64
+	       " wire=%" PRIu64 " downtime=%" PRIu64 "ms total=%" PRIu64 "ms writes=%" PRIu64
+	       " zero_writes=%" PRIu64 " paused_at=%" PRIu64 " failures=%u\n",
+	       cfg->transport, cfg->codec, cfg->channels, cfg->ram >> 20, cfg->zero_pct,
 	       src.failures ? "FAIL" : "PASS", tern_status_name(st.status),
 	       tern_status_name(rep.magic == E2E_REPORT_MAGIC ? rep.stats.status
 							      : TERN_STATUS_INVALID),
@@ -513,6 +525,13 @@ static void usage(FILE *f, const char *prog)
 	    "  --timeout S             cancel and fail after S s (default 120)\n"
 	    "  --verify                verify-ram capability as well\n"
 	    "  --seed N                fill seed (default 1)\n"
+	    "  --codec NAME            multifd-compression: none (default), zlib, zstd, xbzrle, "
+	    "auto\n"
+	    "  --xbzrle-cache SIZE     xbzrle-cache-size\n"
+	    "  --dirty-bytes N         the writer rewrites N bytes of a page, not all of it\n"
+	    "                          (the working set then holds no zero page)\n"
+	    "  --max-writes N          the writer stops after N page writes\n"
+	    "  --expect-xbzrle-hits    assert XBZRLE hit rate > 50%% and wire bytes < page bytes\n"
 	    "  -v / -q                 library log at LOG_DEBUG / LOG_WARNING (default LOG_INFO)\n",
 	    prog);
 }
@@ -557,6 +576,11 @@ int main(int argc, char **argv)
 	    {"timeout", required_argument, NULL, 'T'},
 	    {"verify", no_argument, NULL, 'V'},
 	    {"seed", required_argument, NULL, 's'},
+	    {"codec", required_argument, NULL, 'C'},
+	    {"xbzrle-cache", required_argument, NULL, 'X'},
+	    {"dirty-bytes", required_argument, NULL, 'b'},
+	    {"max-writes", required_argument, NULL, 'W'},
+	    {"expect-xbzrle-hits", no_argument, NULL, 'H'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -574,6 +598,7 @@ int main(int argc, char **argv)
 	    .min_rounds = 3,
 	    .seed = 1,
 	    .log_level = LOG_INFO,
+	    .codec = "none",
 	};
 	int sv[2], c, ret, status = 0;
 	pid_t pid;
@@ -628,6 +653,21 @@ int main(int argc, char **argv)
 		case 's':
 			cfg.seed = opt_uint("--seed", optarg, ~0ul);
 			break;
+		case 'C':
+			cfg.codec = optarg;
+			break;
+		case 'X':
+			cfg.xbzrle_cache = opt_size("--xbzrle-cache", optarg);
+			break;
+		case 'b':
+			cfg.dirty_bytes = opt_uint("--dirty-bytes", optarg, 65536);
+			break;
+		case 'W':
+			cfg.max_writes = opt_uint("--max-writes", optarg, ~0ul);
+			break;
+		case 'H':
+			cfg.expect_xbzrle_hits = true;
+			break;
 		case 'v':
 			cfg.log_level = LOG_DEBUG;
 			break;
@@ -646,6 +686,10 @@ int main(int argc, char **argv)
 	if (!cfg.channels || !cfg.ram || cfg.ram % cfg.page_size) {
 		fprintf(stderr, "--channels >= 1, --ram a non-zero multiple of %zu\n",
 			cfg.page_size);
+		return 2;
+	}
+	if (cfg.dirty_bytes >= cfg.page_size) {
+		fprintf(stderr, "--dirty-bytes: less than a page (%zu)\n", cfg.page_size);
 		return 2;
 	}
 	if (cfg.ws > cfg.ram)

@@ -195,9 +195,14 @@ static bool writer_dirty_page(struct e2e_writer *w, uint64_t page, uint64_t r, u
 	uint8_t *p = w->ram + page * w->page_size;
 	bool zero = w->zero_one_in && (r >> 40) % w->zero_one_in == 0;
 
+	if (w->dirty_bytes)
+		zero = false;
 	if (AnnotateIgnoreWritesBegin)
 		AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
-	if (zero)
+	if (w->dirty_bytes)
+		e2e_fill_random(p + (r >> 8) % (w->page_size - w->dirty_bytes + 1), w->dirty_bytes,
+				rng);
+	else if (zero)
 		memset(p, 0, w->page_size);
 	else
 		e2e_fill_random(p, w->page_size, rng);
@@ -233,6 +238,13 @@ static void *writer_main(void *arg)
 		}
 		pthread_mutex_unlock(&w->lock);
 
+		if (w->max_writes && __atomic_load_n(&w->iter, __ATOMIC_RELAXED) >= w->max_writes) {
+			/* idle: answer pause and quit within a ms */
+			struct timespec idle = {0, 1000000};
+
+			nanosleep(&idle, NULL);
+			continue;
+		}
 		elapsed = e2e_now_ns() - t0;
 		allowed = (uint64_t)((double)w->rate * (double)elapsed / 1e9);
 		if (done + w->page_size > allowed) {

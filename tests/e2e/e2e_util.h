@@ -65,6 +65,11 @@ int e2e_read_full(int fd, void *buf, size_t len);
  * with zeros (so that pages go from data to zero), and calls
  * tern_ram_mark_dirty() after each write. pause() parks it and waits until it
  * says so; resume() lets it go on.
+ *
+ * With @dirty_bytes, a write rewrites only that many bytes at a random place
+ * of the page (and never zeroes it): the workload XBZRLE is made for. @rate
+ * still counts whole pages. With @max_writes, it stops writing after that
+ * many (the guest goes idle, so the migration converges).
  */
 struct e2e_writer {
 	/* immutable once started */
@@ -73,6 +78,8 @@ struct e2e_writer {
 	uint64_t rate;
 	size_t page_size;
 	unsigned int zero_one_in;
+	size_t dirty_bytes;
+	uint64_t max_writes;
 	struct tern_ram_block *block;
 	uint64_t seed;
 	pthread_t thread;

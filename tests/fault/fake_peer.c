@@ -100,6 +100,8 @@ int fp_hello_encode(struct buf *b, const uint8_t uuid[16], uint32_t page_size, u
 	buf_put_u32(b, page_size);
 	buf_put_u32(b, nchannels);
 	buf_put_u32(b, codec);
+	buf_put_u32(b, 1); /* zlib level */
+	buf_put_u32(b, 1); /* zstd level */
 	buf_put_u64(b, caps);
 	buf_put_u32(b, nblocks);
 	for (i = 0; i < nblocks; i++) {
@@ -120,6 +122,7 @@ void fsrc_init(struct fake_src *fs, const char *uri, uint32_t nchannels)
 	fs->ctl_fd = -1;
 	fs->page_size = (uint32_t)getpagesize();
 	fs->nchannels = nchannels;
+	fs->method = TERN_CODEC_NONE;
 	for (i = 0; i < FP_MAX_CHANNELS; i++)
 		fs->round[i] = 1;
 	if (tern_uuid_generate(fs->uuid))
@@ -166,8 +169,8 @@ int fsrc_send_hello(struct fake_src *fs, const struct fp_block *blocks, uint32_t
 	int ret;
 
 	buf_init(&b);
-	ret = fp_hello_encode(&b, fs->uuid, fs->page_size, fs->nchannels, TERN_CODEC_NONE, 0,
-			      blocks, nblocks);
+	ret = fp_hello_encode(&b, fs->uuid, fs->page_size, fs->nchannels, fs->method, 0, blocks,
+			      nblocks);
 	if (!ret)
 		ret = fsrc_send_frame(fs, CTL_HELLO, b.data, b.len);
 	buf_fini(&b);
@@ -312,6 +315,39 @@ int fsrc_send_pages(struct fake_src *fs, uint32_t chan, uint32_t block, const ui
 	iov[1] =
 	    (struct iovec){.iov_base = (void *)payload, .iov_len = (size_t)nnormal * fs->page_size};
 	ret = conn_send_iov(fs->chan[chan], iov, nnormal ? 2 : 1);
+	free(b);
+	if (!ret)
+		fs->seq[chan]++;
+	return ret;
+}
+
+int fsrc_send_encoded(struct fake_src *fs, uint32_t chan, uint32_t block, const uint64_t *offsets,
+		      uint32_t nnormal, uint32_t codec, const void *payload, uint32_t payload_len)
+{
+	struct mf_packet_hdr h = {
+	    .magic = MF_PACKET_MAGIC,
+	    .version = MF_VERSION,
+	    .seq = fs->seq[chan],
+	    .round = fs->round[chan],
+	    .block = block,
+	    .normal = nnormal,
+	    .codec = codec,
+	    .payload_len = payload_len,
+	};
+	struct iovec iov[2];
+	uint8_t *b;
+	uint32_t i;
+	int ret;
+
+	b = malloc(MF_HDR_SIZE + 8 * (size_t)nnormal);
+	if (!b)
+		return -ENOMEM;
+	mf_hdr_encode(b, &h);
+	for (i = 0; i < nnormal; i++)
+		put_be64(b + MF_HDR_SIZE + 8 * (size_t)i, offsets[i]);
+	iov[0] = (struct iovec){.iov_base = b, .iov_len = MF_HDR_SIZE + 8 * (size_t)nnormal};
+	iov[1] = (struct iovec){.iov_base = (void *)payload, .iov_len = payload_len};
+	ret = conn_send_iov(fs->chan[chan], iov, payload_len ? 2 : 1);
 	free(b);
 	if (!ret)
 		fs->seq[chan]++;

@@ -44,7 +44,8 @@ struct fp_block {
  */
 int fp_dial(const char *uri, struct tern_conn **ret_conn, int *ret_fd, struct tern_error *err);
 
-/* HELLO exactly as core/hello.c lays it out, from explicit fields. */
+/* HELLO exactly as core/hello.c lays it out, from explicit fields (@codec:
+ * the page-encoding method; both levels 1). */
 int fp_hello_encode(struct buf *b, const uint8_t uuid[16], uint32_t page_size, uint32_t nchannels,
 		    uint32_t codec, uint64_t caps, const struct fp_block *blocks, uint32_t nblocks);
 
@@ -55,6 +56,7 @@ struct fake_src {
 	uint8_t uuid[16];
 	uint32_t page_size;
 	uint32_t nchannels;
+	uint32_t method; /* HELLO's page encoding; fsrc_init() sets none */
 	struct tern_conn *ctl;
 	int ctl_fd;
 	struct tern_conn *chan[FP_MAX_CHANNELS];
@@ -99,6 +101,13 @@ int fsrc_send_pkt_hdr(struct fake_src *fs, uint32_t chan, const struct mf_packet
  */
 int fsrc_send_pages(struct fake_src *fs, uint32_t chan, uint32_t block, const uint64_t *offsets,
 		    uint32_t nnormal, uint32_t nzero, const void *payload);
+/*
+ * fsrc_send_encoded() - one packet of @nnormal pages at @offsets whose
+ * payload is @payload_len bytes of codec @codec, exactly as given (header
+ * payload_len included). Takes the channel's seq and round.
+ */
+int fsrc_send_encoded(struct fake_src *fs, uint32_t chan, uint32_t block, const uint64_t *offsets,
+		      uint32_t nnormal, uint32_t codec, const void *payload, uint32_t payload_len);
 /* SYNC (| LAST) for the channel's round; then the channel is in the next round. */
 int fsrc_send_sync(struct fake_src *fs, uint32_t chan, bool last);
 int fsrc_ram_sync(struct fake_src *fs, uint64_t round);

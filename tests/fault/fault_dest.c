@@ -537,6 +537,176 @@ static void test_ram_sync_out_of_order(void **state)
 	dcase_free(&c);
 }
 
+/* ---- 13: page encodings ---------------------------------------------------------- */
+
+/* Handshake with HELLO method @method, every channel open. */
+static void connect_method(struct dcase *c, uint32_t method)
+{
+	c->fs.method = method;
+	connect_all(c);
+}
+
+/* A HELLO method no build knows: refused before any channel is opened. */
+static void test_hello_unknown_codec(void **state)
+{
+	struct dcase c;
+
+	dcase_start(&c, false, 1);
+	c.fs.method = 9;
+	CHECK_ERR(fsrc_connect(&c.fs, &err));
+	CHECK(fsrc_send_stream_hdr(&c.fs, CTL_MAGIC, CTL_VERSION));
+	CHECK(fsrc_send_hello(&c.fs, layout, 1));
+	read_rp_hdr(&c);
+	expect_error_frame(&c, "HELLO: unknown page encoding 9");
+	dcase_finish(&c, "HELLO: unknown page encoding 9");
+	expect_ram_untouched(&c);
+	dcase_free(&c);
+}
+
+/* Method none, then a zstd packet: refused before its payload is read. */
+static void test_codec_not_negotiated(void **state)
+{
+	static const char needle[] =
+	    "channel 0 packet 0: codec zstd was not negotiated (multifd-compression none)";
+	uint64_t off = 0;
+	uint8_t payload[64] = {0x28, 0xb5, 0x2f, 0xfd};
+	struct dcase c;
+
+	dcase_start(&c, true, 1);
+	connect_method(&c, TERN_CODEC_NONE);
+	CHECK(fsrc_send_encoded(&c.fs, 0, 0, &off, 1, TERN_CODEC_ZSTD, payload, sizeof(payload)));
+	expect_error_frame(&c, needle);
+	dcase_finish(&c, needle);
+	expect_ram_untouched(&c);
+	dcase_free(&c);
+}
+
+/*
+ * A compressed payload that is garbage: the decoder refuses it and the error
+ * names channel, packet and codec. The decoder may have written part of the
+ * pages (guest RAM, which the failed migration discards) but never outside
+ * RAM: the pages are the last two of the block, before the guard page.
+ */
+static void corrupt_payload_case(uint32_t codec, const char *needle)
+{
+	uint64_t offs[2];
+	uint8_t payload[300];
+	struct dcase c;
+	uint64_t rng = 0x1234567;
+	size_t i;
+
+	if (!codec_available((enum tern_codec_id)codec))
+		skip();
+	dcase_start(&c, false, 2);
+	connect_method(&c, codec);
+	offs[0] = RAM_SIZE - 2 * (uint64_t)c.fs.page_size;
+	offs[1] = RAM_SIZE - (uint64_t)c.fs.page_size;
+	for (i = 0; i < sizeof(payload); i++) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		payload[i] = (uint8_t)rng;
+	}
+	/* a valid frame magic for zstd, so that the decoder reads on */
+	if (codec == TERN_CODEC_ZSTD)
+		memcpy(payload, "\x28\xb5\x2f\xfd", 4);
+	CHECK(fsrc_send_encoded(&c.fs, 1, 0, offs, 2, codec, payload, sizeof(payload)));
+	expect_error_frame(&c, needle);
+	dcase_finish(&c, needle);
+	dcase_free(&c);
+}
+
+static void test_zstd_corrupt(void **state)
+{
+	corrupt_payload_case(TERN_CODEC_ZSTD, "channel 1 packet 0 (zstd): ");
+}
+
+static void test_zlib_corrupt(void **state)
+{
+	corrupt_payload_case(TERN_CODEC_ZLIB, "channel 1 packet 0 (zlib): ");
+}
+
+/* payload_len over the codec's bound: refused from the header alone. */
+static void test_payload_over_bound(void **state)
+{
+	uint8_t b[MF_HDR_SIZE + 8];
+	struct mf_packet_hdr h;
+	struct dcase c;
+	char needle[160];
+	uint64_t max;
+
+	if (!codec_available(TERN_CODEC_ZSTD))
+		skip();
+	dcase_start(&c, true, 1);
+	connect_method(&c, TERN_CODEC_ZSTD);
+	max = codec_payload_max(TERN_CODEC_ZSTD, c.fs.page_size, 1);
+	h = (struct mf_packet_hdr){
+	    .magic = MF_PACKET_MAGIC,
+	    .version = MF_VERSION,
+	    .round = 1,
+	    .normal = 1,
+	    .codec = TERN_CODEC_ZSTD,
+	    .payload_len = (uint32_t)max + 1,
+	};
+	/* header and offset only: the payload never comes, and must not be waited for */
+	mf_hdr_encode(b, &h);
+	put_be64(b + MF_HDR_SIZE, 0);
+	CHECK(conn_send(c.fs.chan[0], b, sizeof(b)));
+	snprintf(
+	    needle, sizeof(needle),
+	    "channel 0 packet 0 (zstd): payload of %u bytes for 1 pages, more than the %" PRIu64
+	    " the codec may produce",
+	    (uint32_t)max + 1, max);
+	expect_error_frame(&c, needle);
+	dcase_finish(&c, needle);
+	expect_ram_untouched(&c);
+	dcase_free(&c);
+}
+
+/*
+ * An XBZRLE delta for the last page of the block whose run would end 8 bytes
+ * past it: a write there would hit the guard page. Refused before anything
+ * is written.
+ */
+static void test_xbzrle_past_page(void **state)
+{
+	uint8_t payload[3 + 3 + 1 + 10];
+	uint32_t page, skip_bytes;
+	uint64_t off;
+	struct dcase c;
+
+	dcase_start(&c, false, 1);
+	connect_method(&c, TERN_CODEC_XBZRLE);
+	page = c.fs.page_size;
+	off = RAM_SIZE - (uint64_t)page;
+	skip_bytes = page - 2; /* then 10 bytes: 8 past the page */
+	payload[0] = 1;	       /* record kind: delta */
+	put_be16(payload + 1, sizeof(payload) - 3);
+	/* pair: skip (uleb128, 3 bytes for up to 2^21), count 10, bytes */
+	payload[3] = (uint8_t)(0x80 | (skip_bytes & 0x7f));
+	payload[4] = (uint8_t)(0x80 | ((skip_bytes >> 7) & 0x7f));
+	payload[5] = (uint8_t)(skip_bytes >> 14);
+	if (!payload[5]) {
+		/* no redundant trailing zero group: two bytes do */
+		payload[4] &= 0x7f;
+		put_be16(payload + 1, sizeof(payload) - 4);
+		payload[5] = 10;
+		memset(payload + 6, 0xee, 10);
+		CHECK(fsrc_send_encoded(&c.fs, 0, 0, &off, 1, TERN_CODEC_XBZRLE, payload,
+					sizeof(payload) - 1));
+	} else {
+		payload[6] = 10;
+		memset(payload + 7, 0xee, 10);
+		CHECK(fsrc_send_encoded(&c.fs, 0, 0, &off, 1, TERN_CODEC_XBZRLE, payload,
+					sizeof(payload)));
+	}
+	expect_error_frame(&c, "channel 0 packet 0 (xbzrle): ");
+	assert_str_contains(c.peer_err.msg, "past the");
+	dcase_finish(&c, "channel 0 packet 0 (xbzrle): ");
+	expect_ram_untouched(&c);
+	dcase_free(&c);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct CMUnitTest tests[] = {
@@ -562,6 +732,12 @@ int main(int argc, char **argv)
 	    FAULT_CASE(test_hello_over_limit),
 	    FAULT_CASE(test_frame_unknown_type),
 	    FAULT_CASE(test_ram_sync_out_of_order),
+	    FAULT_CASE(test_hello_unknown_codec),
+	    FAULT_CASE(test_codec_not_negotiated),
+	    FAULT_CASE(test_zstd_corrupt),
+	    FAULT_CASE(test_zlib_corrupt),
+	    FAULT_CASE(test_payload_over_bound),
+	    FAULT_CASE(test_xbzrle_past_page),
 	};
 
 	return fault_main("fault_dest", tests, ARRAY_SIZE(tests), argc, argv);

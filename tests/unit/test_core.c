@@ -137,8 +137,12 @@ static const struct {
     {"max-bandwidth", PARAM_MAX_BANDWIDTH, 0, UINT64_MAX / 2, 0, true},
     {"downtime-limit", PARAM_DOWNTIME_LIMIT, 1, 2000000, 300, true},
     {"clear-bitmap-shift", PARAM_CLEAR_BITMAP_SHIFT, 6, 31, 18, false},
+    {"multifd-zlib-level", PARAM_MULTIFD_ZLIB_LEVEL, 1, 9, 1, false},
+    {"multifd-zstd-level", PARAM_MULTIFD_ZSTD_LEVEL, 1, 20, 1, false},
+    {"xbzrle-cache-size", PARAM_XBZRLE_CACHE_SIZE, 4096, 1ull << 40, 64ull << 20, true},
 };
-_Static_assert(ARRAY_SIZE(param_cases) == PARAM_MAX - 1, "a parameter without a test case");
+/* the numeric ones; multifd-compression (a name) has test_params_compression */
+_Static_assert(ARRAY_SIZE(param_cases) == PARAM_MAX - 2, "a parameter without a test case");
 
 static void assert_range_msg(const struct tern_error *err, const char *name, uint64_t min,
 			     uint64_t max)
@@ -308,6 +312,93 @@ static void test_params_public(void **state)
 	assert_rc_equal(tern_cap_set(s, "verify-ram", false, NULL), 0);
 	assert_rc_equal(tern_cap_get(s, "verify-ram", &on, NULL), 0);
 	assert_false(on);
+}
+
+/* multifd-compression: a name, through the _str setters only. */
+static void test_params_compression(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *s = new_session(f, 0, NULL, NULL);
+	static const char *const names[] = {"none", "zlib", "zstd", "xbzrle", "auto"};
+	char buf[16];
+	uint64_t v = 77;
+	size_t i;
+
+	assert_true(param_is_enum(PARAM_MULTIFD_COMPRESSION));
+	assert_false(param_is_enum(PARAM_MULTIFD_ZSTD_LEVEL));
+	assert_rc_equal(tern_param_get_str(s, "multifd-compression", buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "none");
+
+	/* the number setter and getter refuse it, listing the names */
+	assert_rc_equal(tern_param_set(s, "multifd-compression", 3, &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "multifd-compression");
+	assert_str_contains(f->err.msg, "none, zlib, zstd, xbzrle, auto");
+	assert_str_contains(f->err.msg, "tern_param_set_str");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_get(s, "multifd-compression", &v, &f->err), -EINVAL);
+	assert_true(v == 77);
+	tern_error_clear(&f->err);
+
+	for (i = 0; i < ARRAY_SIZE(names); i++) {
+		int rc = tern_param_set_str(s, "multifd-compression", names[i], &f->err);
+
+		if (mf_method_check(mf_method_by_name(names[i]), "x", NULL)) {
+			/* this build lacks a codec: refused, naming it */
+			assert_rc_equal(rc, -EPROTONOSUPPORT);
+			assert_str_contains(f->err.msg, "multifd-compression");
+			assert_str_contains(f->err.msg, "which this build lacks");
+			tern_error_clear(&f->err);
+			continue;
+		}
+		assert_rc_equal(rc, 0);
+		assert_rc_equal(
+		    tern_param_get_str(s, "multifd-compression", buf, sizeof(buf), NULL), 0);
+		assert_string_equal(buf, names[i]);
+	}
+	assert_rc_equal(tern_param_set_str(s, "multifd-compression", "none", NULL), 0);
+	assert_rc_equal(tern_param_set_str(s, "multifd-compression", "lz4", &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "multifd-compression: unknown value 'lz4'");
+	assert_str_contains(f->err.msg, "none, zlib, zstd, xbzrle, auto");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set_str(s, "multifd-compression", "ZSTD", NULL), -EINVAL);
+	assert_rc_equal(tern_param_set_str(s, "multifd-compression", "", NULL), -EINVAL);
+	assert_rc_equal(tern_param_set_str(s, "multifd-compression", NULL, NULL), -EINVAL);
+	assert_rc_equal(tern_param_get_str(s, "multifd-compression", buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "none");
+	/* internal ids outside the method set */
+	assert_rc_equal(params_set(&s->params, PARAM_MULTIFD_COMPRESSION, 0, false, NULL), -EINVAL);
+	assert_rc_equal(
+	    params_set(&s->params, PARAM_MULTIFD_COMPRESSION, TERN_CODEC_MAX, false, NULL),
+	    -EINVAL);
+
+	/* numbers through the text setter, checked as ever */
+	assert_rc_equal(tern_param_set_str(s, "multifd-zstd-level", "19", NULL), 0);
+	assert_rc_equal(tern_param_get(s, "multifd-zstd-level", &v, NULL), 0);
+	assert_true(v == 19);
+	assert_rc_equal(tern_param_get_str(s, "multifd-zstd-level", buf, sizeof(buf), NULL), 0);
+	assert_string_equal(buf, "19");
+	assert_rc_equal(tern_param_set_str(s, "multifd-zstd-level", "21", &f->err), -ERANGE);
+	assert_range_msg(&f->err, "multifd-zstd-level", 1, 20);
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set_str(s, "multifd-zlib-level", "9x", &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "multifd-zlib-level: '9x' is not a number");
+	assert_rc_equal(tern_param_set_str(s, "multifd-zlib-level", "-1", NULL), -EINVAL);
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set_str(s, "xbzrle-cache-size", "4095", &f->err), -ERANGE);
+	assert_range_msg(&f->err, "xbzrle-cache-size", 4096, 1ull << 40);
+	assert_rc_equal(tern_param_get_str(s, "xbzrle-cache-size", buf, 3, NULL), -ENOSPC);
+	assert_rc_equal(tern_param_set_str(s, "bogus", "1", NULL), -ENOENT);
+	assert_rc_equal(tern_param_get_str(s, "bogus", buf, sizeof(buf), NULL), -ENOENT);
+
+	/* while a migration runs: the method is fixed, the cache size is live */
+	s->started = true;
+	__atomic_store_n(&s->status, TERN_STATUS_ACTIVE, __ATOMIC_RELEASE);
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set_str(s, "multifd-compression", "none", &f->err), -EBUSY);
+	assert_str_contains(f->err.msg, "multifd-compression");
+	assert_rc_equal(tern_param_set_str(s, "xbzrle-cache-size", "1048576", NULL), 0);
+	assert_rc_equal(tern_param_set(s, "multifd-zstd-level", 3, NULL), -EBUSY);
+	__atomic_store_n(&s->status, TERN_STATUS_COMPLETED, __ATOMIC_RELEASE);
 }
 
 /* The public setters on a session whose migration runs (faked). */
@@ -1079,17 +1170,59 @@ static void test_hello_roundtrip(void **state)
 	struct tern_session *dst = session_with(f, 1, layout, 2);
 
 	/* The layout the comment in hello.c gives. */
-	assert_int_equal(f->buf.len, 16 + 4 + 4 + 4 + 8 + 4 + (2 + 6 + 8) + (2 + 3 + 8));
+	assert_int_equal(f->buf.len, 16 + 4 + 4 + 4 + 4 + 4 + 8 + 4 + (2 + 6 + 8) + (2 + 3 + 8));
 	assert_true(get_be32(f->buf.data + 16) == f->page);
 	assert_true(get_be32(f->buf.data + 20) == 4);
 	assert_true(get_be32(f->buf.data + 24) == TERN_CODEC_NONE);
-	assert_true(get_be64(f->buf.data + 28) == CAP_BIT(CAP_VERIFY_RAM));
-	assert_true(get_be32(f->buf.data + 36) == 2);
+	assert_true(get_be32(f->buf.data + 28) == 1); /* zlib level */
+	assert_true(get_be32(f->buf.data + 32) == 1); /* zstd level */
+	assert_true(get_be64(f->buf.data + 36) == CAP_BIT(CAP_VERIFY_RAM));
+	assert_true(get_be32(f->buf.data + 44) == 2);
 
 	assert_rc_equal(hello_check(dst, f->buf.data, (uint32_t)f->buf.len, &f->err), 0);
 	assert_memory_equal(dst->uuid, src->uuid, 16);
 	assert_int_equal(dst->nchannels, 4);
 	assert_true(dst->peer_caps == CAP_BIT(CAP_VERIFY_RAM));
+	assert_int_equal(dst->method, TERN_CODEC_NONE);
+}
+
+/* The method and levels travel in HELLO; the destination takes them over. */
+static void test_hello_method(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *src = hello_source(f);
+	static const uint32_t methods[] = {TERN_CODEC_ZLIB, TERN_CODEC_ZSTD, TERN_CODEC_XBZRLE,
+					   MF_METHOD_AUTO};
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(methods); i++) {
+		struct tern_session *dst;
+		int rc;
+
+		src->method = methods[i];
+		src->zlib_level = 9;
+		src->zstd_level = 20;
+		buf_reset(&f->buf);
+		assert_rc_equal(hello_encode(src, &f->buf), 0);
+		assert_true(get_be32(f->buf.data + 24) == methods[i]);
+		assert_true(get_be32(f->buf.data + 28) == 9);
+		assert_true(get_be32(f->buf.data + 32) == 20);
+		dst = session_with(f, 1, layout, 2);
+		rc = hello_check(dst, f->buf.data, (uint32_t)f->buf.len, &f->err);
+		if (mf_method_check(methods[i], "x", NULL)) {
+			/* a build without the codec refuses, naming it */
+			assert_rc_equal(rc, -EPROTONOSUPPORT);
+			assert_str_contains(f->err.msg, "which this build lacks");
+			tern_error_clear(&f->err);
+		} else {
+			assert_rc_equal(rc, 0);
+			assert_int_equal(dst->method, methods[i]);
+			assert_int_equal(dst->zlib_level, 9);
+			assert_int_equal(dst->zstd_level, 20);
+		}
+		tern_session_free(dst);
+		f->s[1] = NULL;
+	}
 }
 
 /* ---- RAM_HINT -------------------------------------------------------------- */
@@ -1245,19 +1378,30 @@ static void test_hello_field_mismatch(void **state)
 	hello_refused(f, 1, layout, 2, len, -EPROTO, msg);
 	put_be32(f->buf.data + 16, f->page);
 
-	/* codec */
+	/* page encoding method and levels */
+	snprintf(msg, sizeof(msg), "HELLO: unknown page encoding %u", TERN_CODEC_MAX);
 	put_be32(f->buf.data + 24, TERN_CODEC_MAX);
-	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "page encoding 2");
+	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, msg);
 	put_be32(f->buf.data + 24, TERN_CODEC_INVALID);
-	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "page encoding 0");
+	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "HELLO: unknown page encoding 0");
+	put_be32(f->buf.data + 24, MF_METHOD_AUTO + 1);
+	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "HELLO: unknown page encoding 17");
 	put_be32(f->buf.data + 24, TERN_CODEC_NONE);
+	put_be32(f->buf.data + 28, 10);
+	hello_refused(f, 1, layout, 2, len, -EPROTO, "zlib level 10 (1..9)");
+	put_be32(f->buf.data + 28, 0);
+	hello_refused(f, 1, layout, 2, len, -EPROTO, "zlib level 0 (1..9)");
+	put_be32(f->buf.data + 28, 1);
+	put_be32(f->buf.data + 32, 21);
+	hello_refused(f, 1, layout, 2, len, -EPROTO, "zstd level 21 (1..20)");
+	put_be32(f->buf.data + 32, 1);
 
 	/* capabilities this side does not know */
-	put_be64(f->buf.data + 28, CAP_BIT(CAP_VERIFY_RAM) | (1ull << 5));
+	put_be64(f->buf.data + 36, CAP_BIT(CAP_VERIFY_RAM) | (1ull << 5));
 	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "unknown capabilities 0x20");
-	put_be64(f->buf.data + 28, 1ull << 63);
+	put_be64(f->buf.data + 36, 1ull << 63);
 	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "unknown capabilities");
-	put_be64(f->buf.data + 28, 0);
+	put_be64(f->buf.data + 36, 0);
 
 	/* channel counts: 0 and 65 refused, 1 and 64 accepted */
 	src->nchannels = 0;
@@ -1293,10 +1437,10 @@ static void test_hello_truncated(void **state)
 	len = (uint32_t)f->buf.len;
 	hello_refused(f, 1, layout, 2, 0, -EPROTO, "HELLO: truncated (0 bytes)");
 	hello_refused(f, 1, layout, 2, 10, -EPROTO, "HELLO: truncated (10 bytes)");
-	hello_refused(f, 1, layout, 2, 39, -EPROTO, "HELLO: truncated");
-	hello_refused(f, 1, layout, 2, 40, -EPROTO, "RAM block 0 truncated");
-	hello_refused(f, 1, layout, 2, 40 + 16 - 1, -EPROTO, "RAM block 0 truncated");
-	hello_refused(f, 1, layout, 2, 40 + 16, -EPROTO, "RAM block 1 truncated");
+	hello_refused(f, 1, layout, 2, 47, -EPROTO, "HELLO: truncated");
+	hello_refused(f, 1, layout, 2, 48, -EPROTO, "RAM block 0 truncated");
+	hello_refused(f, 1, layout, 2, 48 + 16 - 1, -EPROTO, "RAM block 0 truncated");
+	hello_refused(f, 1, layout, 2, 48 + 16, -EPROTO, "RAM block 1 truncated");
 	hello_refused(f, 1, layout, 2, len - 1, -EPROTO, "RAM block 1 truncated");
 	/* every cut is refused */
 	for (cut = 0; cut < len; cut++) {
@@ -2379,6 +2523,7 @@ int main(void)
 	    T(test_params_running),
 	    T(test_params_public),
 	    T(test_params_public_running),
+	    T(test_params_compression),
 	    T(test_status_names),
 	    T(test_state_transitions),
 	    T(test_state_cas_race),
@@ -2397,6 +2542,7 @@ int main(void)
 	    T(test_hint_roundtrip),
 	    T(test_hint_refused),
 	    T(test_hello_roundtrip),
+	    T(test_hello_method),
 	    T(test_hello_layout_mismatch),
 	    T(test_hello_field_mismatch),
 	    T(test_hello_truncated),

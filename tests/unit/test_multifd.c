@@ -46,6 +46,7 @@ struct fixture {
 	int errors; /* on_error calls (atomic) */
 	uint32_t page;
 	struct tern_error err;
+	struct xbzrle_cache *cache;
 };
 
 static int fixture_setup(void **state)
@@ -77,6 +78,8 @@ static int fixture_teardown(void **state)
 
 	mf_send_free(f->snd);
 	mf_recv_free(f->rcv);
+	if (f->cache)
+		xbzrle_cache_free(f->cache);
 	close_raw(f);
 	for (i = 0; i < 4; i++)
 		bitmap_free(f->touched[i]);
@@ -175,7 +178,9 @@ static void cfg_init(struct fixture *f, struct mf_config *c, uint32_t nch,
 	memcpy(c->uuid, test_uuid, 16);
 	c->page_size = f->page;
 	c->nchannels = nch;
-	c->codec = TERN_CODEC_NONE;
+	c->method = TERN_CODEC_NONE;
+	c->zlib_level = 1;
+	c->zstd_level = 1;
 	c->blocks = blocks;
 	c->nblocks = nblocks;
 	c->on_error = on_error;
@@ -432,7 +437,7 @@ static void test_hdr_check(void **state)
 	    {"round", 5, "round 2, expected 3"},
 	    {"sync with pages", 6, "sync packet carries 5 pages"},
 	    {"last without sync", 7, "LAST without SYNC"},
-	    {"codec", 8, "codec 2, negotiated none"},
+	    {"codec", 8, "codec zlib was not negotiated (multifd-compression none)"},
 	    {"no pages", 9, "page count 0 outside 1..512"},
 	    {"too many pages", 10, "page count 513 outside 1..512"},
 	    {"overflowing counts", 11, "page count 4294967296 outside"},
@@ -460,7 +465,8 @@ static void test_hdr_check(void **state)
 				   .version = MF_VERSION,
 				   .flags = MF_FLAG_SYNC,
 				   .seq = 7,
-				   .round = 3};
+				   .round = 3,
+				   .codec = TERN_CODEC_NONE};
 	assert_rc_equal(check_hdr(f, &h), 0);
 	h.flags = MF_FLAG_SYNC | MF_FLAG_LAST;
 	assert_rc_equal(check_hdr(f, &h), 0);
@@ -538,6 +544,117 @@ static void test_hdr_check(void **state)
 				 bad[i].msg);
 		assert_str_contains(f->err.msg, "channel 2");
 	}
+}
+
+/* Methods, the codecs each allows, and the checks on encoded payloads. */
+static void test_hdr_check_codecs(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t P = f->page;
+	struct mf_block blocks[2] = {{.size = 16 * (uint64_t)P}, {.size = 16 * (uint64_t)P}};
+	struct mf_packet_hdr h;
+	struct mf_config cfg;
+	uint32_t id;
+
+	/* names and codec sets */
+	assert_string_equal(mf_method_name(TERN_CODEC_NONE), "none");
+	assert_string_equal(mf_method_name(TERN_CODEC_XBZRLE), "xbzrle");
+	assert_string_equal(mf_method_name(MF_METHOD_AUTO), "auto");
+	assert_string_equal(mf_method_name(0), "invalid");
+	assert_string_equal(mf_method_name(TERN_CODEC_MAX), "invalid");
+	assert_int_equal(mf_method_by_name("auto"), MF_METHOD_AUTO);
+	assert_int_equal(mf_method_by_name("zlib"), TERN_CODEC_ZLIB);
+	assert_int_equal(mf_method_by_name("lz4"), 0);
+	assert_int_equal(mf_method_by_name(NULL), 0);
+	assert_int_equal(mf_method_codecs(0), 0);
+	assert_int_equal(mf_method_codecs(MF_METHOD_AUTO + 1), 0);
+	assert_int_equal(mf_method_codecs(TERN_CODEC_NONE), 1u << TERN_CODEC_NONE);
+	assert_int_equal(mf_method_codecs(TERN_CODEC_ZLIB),
+			 1u << TERN_CODEC_NONE | 1u << TERN_CODEC_ZLIB);
+	assert_int_equal(mf_method_codecs(MF_METHOD_AUTO),
+			 1u << TERN_CODEC_NONE | 1u << TERN_CODEC_ZSTD | 1u << TERN_CODEC_XBZRLE);
+	assert_false(mf_codec_allowed(MF_METHOD_AUTO, TERN_CODEC_ZLIB));
+	assert_false(mf_codec_allowed(TERN_CODEC_ZSTD, TERN_CODEC_XBZRLE));
+	assert_false(mf_codec_allowed(TERN_CODEC_ZSTD, 99));
+	assert_true(mf_codec_allowed(TERN_CODEC_XBZRLE, TERN_CODEC_NONE));
+	assert_rc_equal(mf_method_check(0, "HELLO", &f->err), -EPROTONOSUPPORT);
+	assert_str_contains(f->err.msg, "HELLO: unknown page encoding 0");
+	tern_error_clear(&f->err);
+
+	cfg_init(f, &cfg, 4, blocks, 2);
+	for (id = TERN_CODEC_ZLIB; id < TERN_CODEC_MAX; id++) {
+		uint64_t max = codec_payload_max((enum tern_codec_id)id, P, 3);
+		uint32_t other;
+
+		cfg.method = id;
+		h = good_hdr(P);
+		h.codec = id;
+		/* an encoded payload of any length up to the codec's bound */
+		h.payload_len = 1;
+		assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+		h.payload_len = (uint32_t)MIN(max, UINT32_MAX);
+		assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+		if (max < UINT32_MAX) {
+			h.payload_len = (uint32_t)max + 1;
+			assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+			assert_str_contains(f->err.msg, "more than the");
+			assert_str_contains(f->err.msg, codec_name((enum tern_codec_id)id));
+			assert_str_contains(f->err.msg, "channel 2 packet 7");
+			tern_error_clear(&f->err);
+		}
+		/* no normal page: nothing to decode */
+		h.normal = 0;
+		h.payload_len = 8;
+		assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+		assert_str_contains(f->err.msg, "no normal page");
+		tern_error_clear(&f->err);
+		/* NONE is always allowed, with its exact length */
+		h = good_hdr(P);
+		assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+		h.payload_len = 2 * P;
+		assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+		tern_error_clear(&f->err);
+		/* another compressing codec is not */
+		other = id == TERN_CODEC_ZLIB ? TERN_CODEC_ZSTD : TERN_CODEC_ZLIB;
+		h = good_hdr(P);
+		h.codec = other;
+		h.payload_len = 100;
+		assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+		assert_str_contains(f->err.msg, "was not negotiated");
+		tern_error_clear(&f->err);
+	}
+
+	/* auto: none, zstd, xbzrle -- not zlib */
+	cfg.method = MF_METHOD_AUTO;
+	h = good_hdr(P);
+	h.payload_len = 100;
+	h.codec = TERN_CODEC_ZSTD;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+	h.codec = TERN_CODEC_XBZRLE;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+	h.codec = TERN_CODEC_ZLIB;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "channel 2 packet 7: codec zlib was not negotiated "
+					"(multifd-compression auto)");
+	tern_error_clear(&f->err);
+
+	/* unknown ids, and a sync packet with a codec */
+	h.codec = TERN_CODEC_MAX;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "unknown codec 5");
+	tern_error_clear(&f->err);
+	h.codec = TERN_CODEC_INVALID;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "unknown codec 0");
+	tern_error_clear(&f->err);
+	h = (struct mf_packet_hdr){.magic = MF_PACKET_MAGIC,
+				   .version = MF_VERSION,
+				   .flags = MF_FLAG_SYNC,
+				   .seq = 7,
+				   .round = 3,
+				   .codec = TERN_CODEC_ZSTD};
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "sync packet with codec 3");
 }
 
 static void test_offsets_check(void **state)
@@ -647,7 +764,46 @@ static void end_round(struct e2e *e, uint64_t round, bool last)
 		fail_msg("round %" PRIu64 ": %s", round, err.msg);
 }
 
-static void run_e2e(struct fixture *f, uint32_t nch)
+/* What went through the codecs adds up to the normal pages, on both sides. */
+static void check_codec_stats(struct fixture *f, uint32_t method, uint64_t normal)
+{
+	struct mf_codec_stats sc, rc;
+	char reason[128];
+	uint64_t spages = 0, rpages = 0, sin = 0, sout = 0, rout = 0, chosen = 0;
+	uint32_t id;
+
+	mf_send_codec_stats(f->snd, &sc, reason, sizeof(reason));
+	mf_recv_codec_stats(f->rcv, &rc);
+	for (id = 0; id < MF_NCODECS; id++) {
+		if (!mf_codec_allowed(method, id)) {
+			assert_true(sc.codec[id].pages == 0);
+			assert_true(rc.codec[id].pages == 0);
+		}
+		spages += sc.codec[id].pages;
+		rpages += rc.codec[id].pages;
+		sin += sc.codec[id].bytes_in;
+		sout += sc.codec[id].bytes_out;
+		rout += rc.codec[id].bytes_out;
+		chosen += sc.auto_packets[id];
+		assert_true(sc.codec[id].pages == rc.codec[id].pages);
+		assert_true(sc.codec[id].bytes_out == rc.codec[id].bytes_out);
+	}
+	assert_true(spages == normal);
+	assert_true(rpages == normal);
+	assert_true(sin == normal * f->page);
+	assert_true(sout == rout);
+	if (method == MF_METHOD_AUTO) {
+		assert_true(chosen > 0);
+		print_message("auto: none %" PRIu64 ", zstd %" PRIu64 ", xbzrle %" PRIu64
+			      " packets; last: %s\n",
+			      sc.auto_packets[TERN_CODEC_NONE], sc.auto_packets[TERN_CODEC_ZSTD],
+			      sc.auto_packets[TERN_CODEC_XBZRLE], reason);
+	} else {
+		assert_true(chosen == 0);
+	}
+}
+
+static void run_e2e_method(struct fixture *f, uint32_t nch, uint32_t method)
 {
 	const uint32_t P = f->page;
 	const uint64_t size0 = 8ull << 20, size1 = 16ull * P;
@@ -690,6 +846,12 @@ static void run_e2e(struct fixture *f, uint32_t nch)
 
 	cfg_init(f, &scfg, nch, sblk, 2);
 	cfg_init(f, &rcfg, nch, dblk, 2);
+	scfg.method = rcfg.method = method;
+	scfg.zstd_level = rcfg.zstd_level = 3;
+	if (mf_method_codecs(method) >> TERN_CODEC_XBZRLE & 1) {
+		assert_rc_equal(xbzrle_cache_new(8ull << 20, P, &f->cache, &f->err), 0);
+		scfg.xbzrle = f->cache;
+	}
 	conn_pairs(nch, sc, rc);
 	assert_rc_equal(mf_recv_new(&rcfg, &f->rcv, &f->err), 0);
 	assert_rc_equal(mf_send_start(&scfg, sc, &f->snd, &f->err), 0);
@@ -786,7 +948,8 @@ static void run_e2e(struct fixture *f, uint32_t nch)
 	assert_true(st.normal_pages == e.exp.normal);
 	assert_true(st.zero_pages == e.exp.zero);
 	assert_true(st.packets == e.exp.packets);
-	assert_true(st.wire_bytes == e.exp.wire + MF_HELLO_SIZE * (uint64_t)nch);
+	if (method == TERN_CODEC_NONE)
+		assert_true(st.wire_bytes == e.exp.wire + MF_HELLO_SIZE * (uint64_t)nch);
 	assert_true(rt.normal_pages == st.normal_pages);
 	assert_true(rt.zero_pages == st.zero_pages);
 	assert_true(rt.packets == st.packets);
@@ -799,6 +962,7 @@ static void run_e2e(struct fixture *f, uint32_t nch)
 		assert_true(sper[k].packets >= 3); /* at least the three syncs */
 	}
 	assert_int_equal(error_count(f), 0);
+	check_codec_stats(f, method, st.normal_pages);
 
 	free(e.ever[0]);
 	free(e.ever[1]);
@@ -806,9 +970,39 @@ static void run_e2e(struct fixture *f, uint32_t nch)
 	free(vec);
 }
 
+static void run_e2e(struct fixture *f, uint32_t nch)
+{
+	run_e2e_method(f, nch, TERN_CODEC_NONE);
+}
+
 static void test_e2e_1ch(void **state)
 {
 	run_e2e(*state, 1);
+}
+
+/* Every page-encoding method, over 1 and 3 channels. */
+static void test_e2e_codecs(void **state)
+{
+	static const uint32_t methods[] = {TERN_CODEC_ZLIB, TERN_CODEC_ZSTD, TERN_CODEC_XBZRLE,
+					   MF_METHOD_AUTO};
+	size_t i;
+	uint32_t nch;
+
+	for (i = 0; i < ARRAY_SIZE(methods); i++) {
+		if (mf_method_check(methods[i], "test", NULL)) {
+			print_message("skipping %s: not in this build\n",
+				      mf_method_name(methods[i]));
+			continue;
+		}
+		for (nch = 1; nch <= 3; nch += 2) {
+			print_message("method %s, %u channel(s)\n", mf_method_name(methods[i]),
+				      nch);
+			run_e2e_method(*state, nch, methods[i]);
+			/* a fresh fixture for the next run; cmocka tears the last down */
+			fixture_teardown(state);
+			assert_int_equal(fixture_setup(state), 0);
+		}
+	}
 }
 
 static void test_e2e_2ch(void **state)
@@ -1533,10 +1727,12 @@ int main(void)
 	    T(test_hello_layout),
 	    T(test_hello_check_refusals),
 	    T(test_hdr_check),
+	    T(test_hdr_check_codecs),
 	    T(test_offsets_check),
 	    T(test_e2e_1ch),
 	    T(test_e2e_2ch),
 	    T(test_e2e_4ch),
+	    T(test_e2e_codecs),
 	    T(test_ordering),
 	    T(test_bad_offset_after_block),
 	    T(test_bad_offset_before_block),
