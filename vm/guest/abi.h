@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ABI between tern-vm and its guest workload: the mailbox at
+ * KG_MAILBOX_GPA and the I/O ports. Included by the freestanding guest code
+ * (vm/guest/guest.c) and by the VMM, so it uses fixed-width types only.
+ *
+ * The VMM fills the parameters before the first KVM_RUN; after that only the
+ * guest writes the mailbox (its progress counters), and the VMM only reads
+ * them. The mailbox is guest RAM: it migrates with the rest, so a guest
+ * resumed on the destination carries on counting where it stopped.
+ *
+ * Each vCPU owns one struct tv_vcpu_box, on its own cache line, so vCPUs do
+ * not bounce lines between each other when they count.
+ *
+ * Ports (`out` of 32 bits from CPL 3, allowed by RFLAGS.IOPL = 3; every one
+ * exits to the VMM as KVM_EXIT_IO):
+ *   TV_PORT_FILL_DONE  value = vCPU index: this vCPU filled its slice.
+ *   TV_PORT_SLEEP      value = microseconds: the guest is ahead of its pace
+ *                      (or idle); the VMM sleeps that long, at most
+ *                      TV_SLEEP_MAX_US, before it enters the guest again.
+ *   TV_PORT_PANIC      value = a TV_PANIC_* code: the guest found the
+ *                      mailbox unusable and stops working (it keeps sleeping).
+ */
+#ifndef TERN_VM_GUEST_ABI_H
+#define TERN_VM_GUEST_ABI_H
+
+#include <stdint.h>
+
+#define TV_MAILBOX_MAGIC 0x6d766e726574ull /* "ternvm" */
+#define TV_ABI_VERSION 1u
+#define TV_MAX_VCPUS 64u
+#define TV_PAGE_SIZE 4096ull
+
+#define TV_PORT_FILL_DONE 0x510
+#define TV_PORT_SLEEP 0x511
+#define TV_PORT_PANIC 0x512
+
+#define TV_SLEEP_IDLE_US 10000u /* an idle guest's tick */
+#define TV_SLEEP_MIN_US 100u
+#define TV_SLEEP_MAX_US 10000u
+
+enum tv_fill {
+	TV_FILL_INVALID = 0,
+	TV_FILL_RANDOM,
+	TV_FILL_TEXT,
+	TV_FILL_MAX,
+};
+
+enum tv_pattern {
+	TV_PATTERN_INVALID = 0,
+	TV_PATTERN_SEQUENTIAL,
+	TV_PATTERN_RANDOM,
+	TV_PATTERN_HOT_COLD, /* 80 % of the writes go to the first 20 % of the set */
+	TV_PATTERN_MAX,
+};
+
+enum tv_panic {
+	TV_PANIC_INVALID = 0,
+	TV_PANIC_MAGIC,	 /* wrong magic or ABI version */
+	TV_PANIC_VCPU,	 /* vCPU index out of range */
+	TV_PANIC_PARAMS, /* fill kind, pattern or tsc_khz out of range */
+	TV_PANIC_SLICE,	 /* slice or working set outside RAM */
+	TV_PANIC_MAX,
+};
+
+/* One vCPU's share. 128 bytes: two cache lines, parameters and counters apart. */
+struct tv_vcpu_box {
+	/* in: written by the VMM before the first run */
+	uint64_t slice_gpa;   /* page-aligned, >= KG_WORK_GPA */
+	uint64_t slice_pages; /* pages to fill */
+	uint64_t ws_pages;    /* working set: the first ws_pages of the slice */
+	uint64_t dirty_rate;  /* bytes/s this vCPU writes; 0 = idle */
+	uint64_t seed;
+	uint64_t in_pad[3];
+	/* out: written by the guest only */
+	uint64_t progress;	/* pages written + idle ticks (sleeps) */
+	uint64_t pages_written; /* dirty phase pages */
+	uint64_t passes;	/* dirty phase: times the working set was covered */
+	uint64_t fill_done;	/* 1 once the slice is filled */
+	uint64_t out_pad[4];
+};
+
+struct tv_mailbox {
+	/* in */
+	uint64_t magic;
+	uint32_t abi_version;
+	uint32_t nvcpus;
+	uint64_t ram_size;
+	uint32_t fill;	  /* enum tv_fill */
+	uint32_t pattern; /* enum tv_pattern */
+	uint32_t zero_bp; /* pages left zero, in 1/100 % (0..10000) */
+	uint32_t tsc_khz; /* for RDTSC pacing */
+	uint64_t in_pad[4];
+	struct tv_vcpu_box vcpu[TV_MAX_VCPUS];
+};
+
+#endif /* TERN_VM_GUEST_ABI_H */

@@ -1,0 +1,791 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tern-vm: a small reference VMM. It runs a real KVM guest (vm/guest/: a
+ * workload that fills its RAM, then dirties it at a set rate) and migrates
+ * it with libtern, exactly as a third-party VMM would: public headers only.
+ *
+ *   standalone     boot, fill, watch the guest for --watch-ms, print a line;
+ *   --migrate-to   boot, fill, migrate (the guest stays paused after success,
+ *                  runs on after a failure or cancel), print a line;
+ *   --incoming     create an empty VM, listen, print the listening line,
+ *                  load RAM and vCPU state, run the guest, watch it, print.
+ *
+ * The command line and the output are a contract shared with tern-bench and
+ * the tests: see vm/README.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <tern/kvm.h>
+
+#include "tv.h"
+
+#define TV_LINE_MAX 4096
+#define TV_FINAL_GRACE_MS 30000 /* after a cancel, how long the library may take to end */
+
+static const char *prog = "tern-vm";
+static uint64_t t_start_ns;
+
+uint64_t tv_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int tv_err(struct tern_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && !err->code) {
+		err->code = code;
+		va_start(ap, fmt);
+		vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+void tv_log(const struct tv_cfg *cfg, int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level > cfg->log_level && level > LOG_WARNING)
+		return;
+	if (cfg->log_level < 0 && level > LOG_ERR)
+		return;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static void usage_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void usage_die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s --help)\n", prog);
+	exit(2);
+}
+
+/* ---- command line ---------------------------------------------------------- */
+
+/* A number with an optional K, M or G: sizes take powers of 1024, rates of 1000. */
+static uint64_t parse_scaled(const char *opt, const char *arg, bool rate)
+{
+	unsigned long long v;
+	uint64_t mul = 1;
+	char *end;
+
+	errno = 0;
+	if (arg[0] < '0' || arg[0] > '9')
+		usage_die("%s: not a number: '%s'", opt, arg);
+	v = strtoull(arg, &end, 10);
+	if (errno || end == arg)
+		usage_die("%s: not a number: '%s'", opt, arg);
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mul = rate ? 1000ull : 1ull << 10;
+		break;
+	case 'm':
+	case 'M':
+		mul = rate ? 1000000ull : 1ull << 20;
+		break;
+	case 'g':
+	case 'G':
+		mul = rate ? 1000000000ull : 1ull << 30;
+		break;
+	case '\0':
+		break;
+	default:
+		usage_die("%s: bad suffix in '%s' (K, M or G)", opt, arg);
+	}
+	if (*end && end[1])
+		usage_die("%s: bad suffix in '%s' (K, M or G)", opt, arg);
+	if (v > UINT64_MAX / mul)
+		usage_die("%s: '%s' is too large", opt, arg);
+	return (uint64_t)v * mul;
+}
+
+static uint64_t parse_uint(const char *opt, const char *arg, uint64_t min, uint64_t max)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	if (arg[0] < '0' || arg[0] > '9')
+		usage_die("%s: not a number: '%s'", opt, arg);
+	v = strtoull(arg, &end, 10);
+	if (errno || end == arg || *end || v < min || v > max)
+		usage_die("%s: '%s' is not in %" PRIu64 "..%" PRIu64, opt, arg, min, max);
+	return (uint64_t)v;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s --ram SIZE [options]\n"
+		"  --ram SIZE              guest RAM, a multiple of 2M, 4M..64G (K M G = 1024^n)\n"
+		"  --vcpus N               vCPUs, 1..%u (default 1)\n"
+		"  --fill random|text      fill data (default random)\n"
+		"  --zero-pct P            pages left zero, 0..100 (default 0)\n"
+		"  --dirty-rate BYTES/s    guest writes after the fill, all vCPUs together\n"
+		"                          (K M G = 1000^n; default 0: idle)\n"
+		"  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
+		"  --pattern P             sequential | random | hot-cold (default sequential)\n"
+		"  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
+		"  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
+		"  --channels N            multifd-channels, 1..%d (default 2)\n"
+		"  --downtime-limit MS     downtime-limit, 1..2000000 (default 300)\n"
+		"  --max-bandwidth BYTES/s max-bandwidth (default 0: unlimited)\n"
+		"  --clear-bitmap-shift N  clear-bitmap-shift, 6..31 (default 18)\n"
+		"  --verify                verify-ram capability\n"
+		"  --watch-ms MS           watch the running guest this long (default 1000)\n"
+		"  --timeout S             give up after S seconds, 0 = never (default 120)\n"
+		"  --cancel-on STATE       test hook: cancel on entering setup|active|device\n"
+		"  -v, --verbose           library log at info (twice: debug)\n"
+		"  -q, --quiet             errors only\n",
+		prog, KG_MAX_VCPUS, TERN_MAX_CHANNELS);
+}
+
+static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
+{
+	enum {
+		OPT_RAM = 256,
+		OPT_VCPUS,
+		OPT_FILL,
+		OPT_ZERO_PCT,
+		OPT_DIRTY_RATE,
+		OPT_DIRTY_WS,
+		OPT_PATTERN,
+		OPT_INCOMING,
+		OPT_MIGRATE_TO,
+		OPT_CHANNELS,
+		OPT_DOWNTIME,
+		OPT_MAX_BW,
+		OPT_CLEAR_SHIFT,
+		OPT_VERIFY,
+		OPT_WATCH_MS,
+		OPT_TIMEOUT,
+		OPT_CANCEL_ON,
+	};
+	static const struct option longopts[] = {
+	    {"ram", required_argument, NULL, OPT_RAM},
+	    {"vcpus", required_argument, NULL, OPT_VCPUS},
+	    {"fill", required_argument, NULL, OPT_FILL},
+	    {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
+	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
+	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
+	    {"pattern", required_argument, NULL, OPT_PATTERN},
+	    {"incoming", required_argument, NULL, OPT_INCOMING},
+	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
+	    {"channels", required_argument, NULL, OPT_CHANNELS},
+	    {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
+	    {"max-bandwidth", required_argument, NULL, OPT_MAX_BW},
+	    {"clear-bitmap-shift", required_argument, NULL, OPT_CLEAR_SHIFT},
+	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"cancel-on", required_argument, NULL, OPT_CANCEL_ON},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	bool have_ram = false;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_RAM:
+			cfg->ram = parse_scaled("--ram", optarg, false);
+			have_ram = true;
+			break;
+		case OPT_VCPUS:
+			cfg->vcpus = (uint32_t)parse_uint("--vcpus", optarg, 1, KG_MAX_VCPUS);
+			break;
+		case OPT_FILL:
+			if (!strcmp(optarg, "random"))
+				cfg->fill = TV_FILL_RANDOM;
+			else if (!strcmp(optarg, "text"))
+				cfg->fill = TV_FILL_TEXT;
+			else
+				usage_die("--fill: random or text, not '%s'", optarg);
+			break;
+		case OPT_ZERO_PCT: {
+			char *end;
+			double p;
+
+			errno = 0;
+			p = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !(p >= 0.0 && p <= 100.0))
+				usage_die("--zero-pct: a percentage 0..100, not '%s'", optarg);
+			cfg->zero_bp = (uint32_t)lround(p * 100.0);
+			break;
+		}
+		case OPT_DIRTY_RATE:
+			cfg->dirty_rate = parse_scaled("--dirty-rate", optarg, true);
+			break;
+		case OPT_DIRTY_WS:
+			cfg->dirty_ws = parse_scaled("--dirty-ws", optarg, false);
+			break;
+		case OPT_PATTERN:
+			if (!strcmp(optarg, "sequential"))
+				cfg->pattern = TV_PATTERN_SEQUENTIAL;
+			else if (!strcmp(optarg, "random"))
+				cfg->pattern = TV_PATTERN_RANDOM;
+			else if (!strcmp(optarg, "hot-cold"))
+				cfg->pattern = TV_PATTERN_HOT_COLD;
+			else
+				usage_die("--pattern: sequential, random or hot-cold, not '%s'",
+					  optarg);
+			break;
+		case OPT_INCOMING:
+			cfg->incoming = optarg;
+			break;
+		case OPT_MIGRATE_TO:
+			cfg->migrate_to = optarg;
+			break;
+		case OPT_CHANNELS:
+			cfg->channels =
+			    (uint32_t)parse_uint("--channels", optarg, 1, TERN_MAX_CHANNELS);
+			break;
+		case OPT_DOWNTIME:
+			cfg->downtime_limit = parse_uint("--downtime-limit", optarg, 1, 2000000);
+			break;
+		case OPT_MAX_BW:
+			cfg->max_bandwidth = parse_scaled("--max-bandwidth", optarg, true);
+			break;
+		case OPT_CLEAR_SHIFT:
+			cfg->clear_bitmap_shift =
+			    (uint32_t)parse_uint("--clear-bitmap-shift", optarg, 6, 31);
+			break;
+		case OPT_VERIFY:
+			cfg->verify = true;
+			break;
+		case OPT_WATCH_MS:
+			cfg->watch_ms = parse_uint("--watch-ms", optarg, 1, 86400000);
+			break;
+		case OPT_TIMEOUT:
+			cfg->timeout_s = parse_uint("--timeout", optarg, 0, 86400 * 7);
+			break;
+		case OPT_CANCEL_ON:
+			if (!strcmp(optarg, "setup"))
+				cfg->cancel_on = TERN_STATUS_SETUP;
+			else if (!strcmp(optarg, "active"))
+				cfg->cancel_on = TERN_STATUS_ACTIVE;
+			else if (!strcmp(optarg, "device"))
+				cfg->cancel_on = TERN_STATUS_DEVICE;
+			else
+				usage_die("--cancel-on: setup, active or device, not '%s'", optarg);
+			break;
+		case 'v':
+			cfg->log_level = cfg->log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
+			break;
+		case 'q':
+			cfg->log_level = -1;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc)
+		usage_die("unexpected argument '%s'", argv[optind]);
+	if (!have_ram)
+		usage_die("--ram is required");
+	if (cfg->ram % KG_RAM_ALIGN || cfg->ram < 2 * KG_RAM_ALIGN || cfg->ram > KG_MAX_RAM)
+		usage_die("--ram: a multiple of 2M from 4M to 64G, not %" PRIu64, cfg->ram);
+	if ((cfg->ram - KG_WORK_GPA) / TV_PAGE_SIZE < cfg->vcpus)
+		usage_die("--ram: too small for %u vCPUs", cfg->vcpus);
+	if (cfg->dirty_rate > 1000000000000ull)
+		usage_die("--dirty-rate: at most 1000G bytes/s");
+	if (cfg->incoming && cfg->migrate_to)
+		usage_die("--incoming and --migrate-to exclude each other");
+	if (cfg->cancel_on && !cfg->incoming && !cfg->migrate_to)
+		usage_die("--cancel-on needs --incoming or --migrate-to");
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+struct tv_result {
+	const char *side;
+	const char *transport;
+	struct tern_stats st;
+	bool have_st;
+	struct tern_kvm_log_stats ks;
+	bool have_ks;
+	char error[300];
+	uint64_t fill_ms;
+	uint64_t progress_at_resume;
+	uint64_t progress_after;
+	bool progress_rising;
+};
+
+static void json_escape(char *out, size_t len, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s && n + 7 < len; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)c;
+		} else if (c < 0x20) {
+			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+}
+
+static const char *jbool(bool b)
+{
+	return b ? "true" : "false";
+}
+
+static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
+{
+	const struct tern_stats *st = &r->st;
+	const char *status = r->have_st ? tern_status_name(st->status) : "none";
+	const char *err = r->error[0] ? r->error : (r->have_st ? st->error : "");
+	char line[TV_LINE_MAX], esc[700];
+	int n;
+
+	json_escape(esc, sizeof(esc), err);
+	n = snprintf(line, sizeof(line),
+		     "{\"side\":\"%s\",\"status\":\"%s\",\"error\":\"%s\",\"verified\":%s,"
+		     "\"ram_bytes\":%" PRIu64 ",\"vcpus\":%u,\"channels\":%u,\"transport\":\"%s\","
+		     "\"codec\":\"none\",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64
+		     ",\"downtime_ms\":%" PRIu64 ",\"expected_downtime_ms\":%" PRIu64
+		     ",\"transferred_bytes\":%" PRIu64 ",\"normal_pages\":%" PRIu64
+		     ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
+		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_sync_us\":%" PRIu64
+		     ",\"dirty_clear_us\":%" PRIu64
+		     ",\"kvm_manual_protect\":%s,\"kvm_initially_set\":%s,\"kvm_sync_ns\":%" PRIu64
+		     ",\"kvm_clear_ns\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
+		     ",\"fill_ms\":%" PRIu64 ",\"progress_at_resume\":%" PRIu64
+		     ",\"progress_after\":%" PRIu64 ",\"progress_rising\":%s}\n",
+		     r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
+		     r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
+		     st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms,
+		     st->wire_bytes, st->normal_pages, st->zero_pages, st->rounds,
+		     st->dirty_pages_rate * (uint64_t)st->page_size, st->dirty_sync_us,
+		     st->dirty_clear_us, jbool(r->ks.manual_protect), jbool(r->ks.initially_set),
+		     r->ks.sync_ns, r->ks.clear_ns, st->throughput_bps, r->fill_ms,
+		     r->progress_at_resume, r->progress_after, jbool(r->progress_rising));
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
+			     status);
+	fputs(line, stdout);
+	fflush(stdout);
+}
+
+static const char *uri_transport(const char *uri)
+{
+	if (!strncmp(uri, "unix:", 5))
+		return "unix";
+	if (!strncmp(uri, "rdma:", 5))
+		return "rdma";
+	return "tcp";
+}
+
+/* ---- running --------------------------------------------------------------- */
+
+/* What the VMM callbacks share with the main thread. */
+struct tv_app {
+	/* immutable */
+	const struct tv_cfg *cfg;
+	struct tv_vm *vm;
+	struct tv_ctl *ctl;
+	/* written by the callbacks, read by main after tern_wait() or under atomics */
+	bool resumed;
+	uint64_t resume_ns;
+	uint64_t progress_at_resume;
+	uint32_t pauses;
+	struct tern_error resume_err;
+};
+
+static int app_pause(void *opaque, struct tern_error *err)
+{
+	struct tv_app *a = opaque;
+
+	__atomic_add_fetch(&a->pauses, 1, __ATOMIC_RELAXED);
+	return tv_vcpus_pause(a->vm, err);
+}
+
+/* Source: the migration failed after the pause. Destination: run the guest. */
+static void app_resume(void *opaque)
+{
+	struct tv_app *a = opaque;
+
+	__atomic_store_n(&a->progress_at_resume, tv_progress(a->vm), __ATOMIC_RELAXED);
+	__atomic_store_n(&a->resume_ns, tv_now_ns(), __ATOMIC_RELAXED);
+	if (a->cfg->incoming)
+		tv_vcpus_start(a->vm, &a->resume_err);
+	else
+		tv_vcpus_resume(a->vm);
+	__atomic_store_n(&a->resumed, true, __ATOMIC_RELEASE);
+}
+
+static void app_state_changed(void *opaque, enum tern_status from, enum tern_status to)
+{
+	struct tv_app *a = opaque;
+
+	tv_log(a->cfg, LOG_DEBUG, "%s: %s -> %s", a->cfg->incoming ? "destination" : "source",
+	       tern_status_name(from), tern_status_name(to));
+	tv_ctl_state_changed(a->ctl, to);
+}
+
+static void log_to_stderr(void *opaque, int level, const char *msg)
+{
+	uint64_t t = tv_now_ns() - t_start_ns;
+
+	fprintf(stderr, "%4" PRIu64 ".%03" PRIu64 " [%s] %s\n", t / UINT64_C(1000000000),
+		t / UINT64_C(1000000) % 1000, (const char *)opaque, msg);
+}
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+/*
+ * Watch the guest until @from_ns + --watch-ms; fill the progress fields. A
+ * signal that came before (and cancelled the migration) does not shorten the
+ * watch: the guest must be seen running on. A new one does.
+ */
+static void watch(struct tv_app *a, struct tv_result *r, uint64_t from_ns, uint64_t at)
+{
+	uint64_t end = from_ns + a->cfg->watch_ms * 1000000ull;
+	unsigned int sigs = tv_ctl_signals(a->ctl);
+
+	while (tv_now_ns() < end && tv_ctl_signals(a->ctl) == sigs && !tv_vm_failed(a->vm, NULL, 0))
+		sleep_ms(10);
+	r->progress_at_resume = at;
+	r->progress_after = tv_progress(a->vm);
+	r->progress_rising = r->progress_after > at;
+}
+
+/* Boot and wait for every vCPU's fill. Return: 0, or -1 with r->error set. */
+static int boot_and_fill(struct tv_app *a, struct tv_result *r)
+{
+	struct tern_error err = {0};
+	uint64_t t0, done_ns = 0;
+
+	if (tv_vm_init(a->vm, a->cfg, true, &err) || tv_vcpus_start(a->vm, &err)) {
+		snprintf(r->error, sizeof(r->error), "%s", err.msg);
+		return -1;
+	}
+	t0 = tv_now_ns();
+	while (!tv_fill_done(a->vm, &done_ns)) {
+		if (tv_vm_failed(a->vm, r->error, sizeof(r->error)))
+			return -1;
+		if (tv_ctl_interrupted(a->ctl) || tv_ctl_timed_out(a->ctl)) {
+			snprintf(r->error, sizeof(r->error), "%s while the guest filled its RAM",
+				 tv_ctl_timed_out(a->ctl) ? "timed out" : "interrupted");
+			return -1;
+		}
+		sleep_ms(5);
+	}
+	r->fill_ms = (done_ns - t0) / 1000000ull;
+	tv_log(a->cfg, LOG_INFO, "guest filled %" PRIu64 " MiB in %" PRIu64 " ms",
+	       (uint64_t)((a->cfg->ram - KG_WORK_GPA) >> 20), r->fill_ms);
+	return 0;
+}
+
+static int run_standalone(struct tv_app *a)
+{
+	struct tv_result r = {.side = "standalone", .transport = "none"};
+	int ok = 0;
+
+	if (!boot_and_fill(a, &r)) {
+		watch(a, &r, tv_now_ns(), tv_progress(a->vm));
+		tv_vm_failed(a->vm, r.error, sizeof(r.error));
+		ok = !r.error[0] && r.progress_rising;
+		if (!r.error[0] && !ok)
+			snprintf(r.error, sizeof(r.error), "the guest made no progress");
+	}
+	tv_vm_fini(a->vm);
+	print_result(a->cfg, &r);
+	return ok ? 0 : 1;
+}
+
+static int session_setup(struct tv_app *a, struct tern_session **ret_s, const char *side,
+			 struct tern_error *err)
+{
+	static const struct tern_vmm_ops ops = {
+	    .pause = app_pause, .resume = app_resume, .state_changed = app_state_changed};
+	const struct tv_cfg *cfg = a->cfg;
+	struct tern_session *s = NULL;
+	int ret;
+
+	ret = tern_session_new(&ops, a, &s, err);
+	if (ret)
+		return ret;
+	*ret_s = s;
+	tv_ctl_set_session(a->ctl, s);
+	if (cfg->log_level >= 0)
+		tern_set_log_fn(s, log_to_stderr, (void *)side, cfg->log_level);
+	ret = tern_param_set(s, "multifd-channels", cfg->channels, err);
+	if (!ret)
+		ret = tern_param_set(s, "downtime-limit", cfg->downtime_limit, err);
+	if (!ret)
+		ret = tern_param_set(s, "max-bandwidth", cfg->max_bandwidth, err);
+	if (!ret)
+		ret = tern_param_set(s, "clear-bitmap-shift", cfg->clear_bitmap_shift, err);
+	if (!ret && cfg->verify)
+		ret = tern_cap_set(s, "verify-ram", true, err);
+	if (!ret)
+		ret = tv_sections_register(s, a->vm, err);
+	return ret;
+}
+
+/*
+ * Wait for the final status. A failed vCPU cancels the migration; after a
+ * cancel the library gets TV_FINAL_GRACE_MS to end. Return: false when it
+ * did not end (the caller must not free the session then).
+ */
+static bool wait_final(struct tv_app *a, struct tern_session *s, struct tv_result *r)
+{
+	uint64_t give_up = 0;
+	bool cancelled = false;
+
+	for (;;) {
+		enum tern_status st = tern_wait(s, 100);
+
+		if (st == TERN_STATUS_COMPLETED || st == TERN_STATUS_FAILED ||
+		    st == TERN_STATUS_CANCELLED)
+			return true;
+		if (!cancelled && tv_vm_failed(a->vm, r->error, sizeof(r->error))) {
+			tv_ctl_cancel(a->ctl);
+			cancelled = true;
+		}
+		if (!give_up &&
+		    (cancelled || tv_ctl_timed_out(a->ctl) || tv_ctl_interrupted(a->ctl)))
+			give_up = tv_now_ns() + TV_FINAL_GRACE_MS * 1000000ull;
+		if (give_up && tv_now_ns() > give_up) {
+			snprintf(r->error, sizeof(r->error),
+				 "the migration did not end %u ms after it was cancelled",
+				 TV_FINAL_GRACE_MS);
+			return false;
+		}
+	}
+}
+
+static int run_source(struct tv_app *a)
+{
+	const struct tv_cfg *cfg = a->cfg;
+	struct tv_result r = {.side = "source", .transport = uri_transport(cfg->migrate_to)};
+	struct tern_error err = {0};
+	struct tern_session *s = NULL;
+	struct tern_ram_block *block = NULL;
+	struct tern_kvm_log *log = NULL;
+	struct tern_kvm_slot slot;
+	bool ended = true, ok;
+	int ret;
+
+	if (boot_and_fill(a, &r)) {
+		tv_vm_fini(a->vm);
+		print_result(cfg, &r);
+		return 1;
+	}
+	ret = session_setup(a, &s, "src", &err);
+	if (!ret)
+		ret = tern_ram_register(s, "ram", a->vm->kg.ram, a->vm->kg.ram_size, &block, &err);
+	if (!ret) {
+		slot = (struct tern_kvm_slot){
+		    .slot = a->vm->kg.slot,
+		    .flags = 0,
+		    .guest_phys_addr = 0,
+		    .size = a->vm->kg.ram_size,
+		    .host = a->vm->kg.ram,
+		    .block = block,
+		    .block_offset = 0,
+		};
+		ret = tern_kvm_log_new(a->vm->kg.vm_fd, &slot, 1, &log, &err);
+	}
+	if (!ret)
+		ret = tern_kvm_log_attach(s, log, &err);
+	if (!ret)
+		ret = tern_migrate(s, cfg->migrate_to, &err);
+	if (ret) {
+		snprintf(r.error, sizeof(r.error), "%s", err.msg[0] ? err.msg : strerror(-ret));
+		r.have_st = s != NULL;
+		if (s)
+			tern_stats_get(s, &r.st);
+		r.st.status = TERN_STATUS_FAILED;
+	} else {
+		ended = wait_final(a, s, &r);
+		tern_stats_get(s, &r.st);
+		r.have_st = true;
+		if (tv_ctl_timed_out(a->ctl) && !r.error[0])
+			snprintf(r.error, sizeof(r.error), "timed out after %" PRIu64 " s: %s",
+				 cfg->timeout_s, r.st.error);
+	}
+	if (log) {
+		tern_kvm_log_stats(log, &r.ks);
+		r.have_ks = true;
+	}
+	tv_ctl_set_session(a->ctl, NULL);
+	if (!ended) {
+		/* the library is stuck: report and leave without joining it */
+		print_result(cfg, &r);
+		_exit(1);
+	}
+	tern_session_free(s);
+	tern_kvm_log_free(log);
+
+	ok = r.st.status == TERN_STATUS_COMPLETED && !r.error[0];
+	if (r.st.status != TERN_STATUS_COMPLETED) {
+		/* The library resumed the guest if it had paused it; make sure,
+		 * whatever happened to the pause, then watch it run on. */
+		bool was_paused = __atomic_load_n(&a->resumed, __ATOMIC_ACQUIRE);
+		uint64_t from =
+		    was_paused ? __atomic_load_n(&a->resume_ns, __ATOMIC_RELAXED) : tv_now_ns();
+		uint64_t at = was_paused ? __atomic_load_n(&a->progress_at_resume, __ATOMIC_RELAXED)
+					 : tv_progress(a->vm);
+
+		tv_vcpus_resume(a->vm);
+		watch(a, &r, from, at);
+		if (!r.error[0])
+			tv_vm_failed(a->vm, r.error, sizeof(r.error));
+	} else if (!__atomic_load_n(&a->pauses, __ATOMIC_RELAXED)) {
+		snprintf(r.error, sizeof(r.error), "completed but the guest was never paused");
+		ok = false;
+	}
+	tv_vm_fini(a->vm);
+	print_result(cfg, &r);
+	return ok ? 0 : 1;
+}
+
+static int run_destination(struct tv_app *a)
+{
+	const struct tv_cfg *cfg = a->cfg;
+	struct tv_result r = {.side = "destination", .transport = uri_transport(cfg->incoming)};
+	struct tern_error err = {0};
+	struct tern_session *s = NULL;
+	char bound[512] = "", esc[600];
+	bool ended, ok;
+	int ret;
+
+	ret = tv_vm_init(a->vm, cfg, false, &err);
+	if (!ret)
+		ret = session_setup(a, &s, "dst", &err);
+	if (!ret)
+		ret = tern_ram_register(s, "ram", a->vm->kg.ram, a->vm->kg.ram_size, NULL, &err);
+	if (!ret)
+		ret = tern_incoming(s, cfg->incoming, &err);
+	if (!ret)
+		ret = tern_incoming_uri(s, bound, sizeof(bound));
+	if (ret) {
+		snprintf(r.error, sizeof(r.error), "%s", err.msg[0] ? err.msg : strerror(-ret));
+		r.st.status = TERN_STATUS_FAILED;
+		r.have_st = true;
+		tv_ctl_set_session(a->ctl, NULL);
+		tern_session_free(s);
+		tv_vm_fini(a->vm);
+		print_result(cfg, &r);
+		return 1;
+	}
+	json_escape(esc, sizeof(esc), bound);
+	printf("{\"event\":\"listening\",\"uri\":\"%s\"}\n", esc);
+	fflush(stdout);
+
+	ended = wait_final(a, s, &r);
+	tern_stats_get(s, &r.st);
+	r.have_st = true;
+	if (tv_ctl_timed_out(a->ctl) && !r.error[0])
+		snprintf(r.error, sizeof(r.error), "timed out after %" PRIu64 " s: %s",
+			 cfg->timeout_s, r.st.error);
+	tv_ctl_set_session(a->ctl, NULL);
+	if (!ended) {
+		print_result(cfg, &r);
+		_exit(1);
+	}
+	tern_session_free(s);
+
+	if (r.st.status == TERN_STATUS_COMPLETED) {
+		if (!__atomic_load_n(&a->resumed, __ATOMIC_ACQUIRE))
+			snprintf(r.error, sizeof(r.error), "completed without a resume callback");
+		else if (a->resume_err.code)
+			snprintf(r.error, sizeof(r.error), "%s", a->resume_err.msg);
+		else
+			watch(a, &r, __atomic_load_n(&a->resume_ns, __ATOMIC_RELAXED),
+			      __atomic_load_n(&a->progress_at_resume, __ATOMIC_RELAXED));
+		if (!r.error[0])
+			tv_vm_failed(a->vm, r.error, sizeof(r.error));
+		if (!r.error[0] && !r.progress_rising)
+			snprintf(r.error, sizeof(r.error),
+				 "the guest made no progress in %" PRIu64 " ms after resume",
+				 cfg->watch_ms);
+	}
+	ok = r.st.status == TERN_STATUS_COMPLETED && !r.error[0] && r.progress_rising;
+	tv_vm_fini(a->vm);
+	print_result(cfg, &r);
+	return ok ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct tv_cfg cfg = {
+	    .vcpus = 1,
+	    .fill = TV_FILL_RANDOM,
+	    .dirty_ws = 64ull << 20,
+	    .pattern = TV_PATTERN_SEQUENTIAL,
+	    .channels = 2,
+	    .downtime_limit = 300,
+	    .clear_bitmap_shift = 18,
+	    .watch_ms = 1000,
+	    .timeout_s = 120,
+	    .log_level = LOG_WARNING,
+	};
+	struct tern_error err = {0};
+	static struct tv_vm vm; /* large: keep it off the stack */
+	struct tv_app app = {0};
+	int ret;
+
+	t_start_ns = tv_now_ns();
+	parse_args(argc, argv, &cfg);
+	signal(SIGPIPE, SIG_IGN);
+	app.cfg = &cfg;
+	app.vm = &vm;
+	if (tv_ctl_start(&cfg, &app.ctl, &err)) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return 1;
+	}
+	if (cfg.incoming)
+		ret = run_destination(&app);
+	else if (cfg.migrate_to)
+		ret = run_source(&app);
+	else
+		ret = run_standalone(&app);
+	tv_ctl_stop(app.ctl);
+	return ret;
+}

@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tern-vm internals: the configuration, the VM with its vCPU threads, the
+ * device sections and the control thread. Public libtern API only.
+ */
+#ifndef TERN_VM_TV_H
+#define TERN_VM_TV_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tern/tern.h>
+
+#include "guest/abi.h"
+#include "kvm_guest.h"
+
+struct tv_cfg {
+	uint64_t ram;
+	uint32_t vcpus;
+	enum tv_fill fill;
+	uint32_t zero_bp; /* --zero-pct in 1/100 % */
+	uint64_t dirty_rate;
+	uint64_t dirty_ws;
+	enum tv_pattern pattern;
+	const char *incoming;
+	const char *migrate_to;
+	uint32_t channels;
+	uint64_t downtime_limit;
+	uint64_t max_bandwidth;
+	uint32_t clear_bitmap_shift;
+	bool verify;
+	uint64_t watch_ms;
+	uint64_t timeout_s;
+	enum tern_status cancel_on; /* TERN_STATUS_INVALID: none */
+	int log_level;		    /* library log level; -1: none */
+};
+
+struct tv_vm;
+
+struct tv_vcpu {
+	/* immutable after tv_vm_init() */
+	struct tv_vm *vm;
+	uint32_t idx;
+	/* set by the thread that starts it (main, or libtern's load thread on a
+	 * destination), under vm->lock; read under it, or after the session ended */
+	pthread_t thread;
+	bool started;
+	/* protected by vm->lock */
+	bool fill_reported;
+};
+
+struct tv_vm {
+	/* immutable after tv_vm_init() */
+	struct kg_vm kg;
+	const struct tv_cfg *cfg;
+	struct tv_mailbox *mb;
+	uint32_t xsave_len; /* 0: KVM_GET_FPU instead of XSAVE */
+	bool xsave2;	    /* KVM_GET_XSAVE2 (KVM_CAP_XSAVE2 > 4096) */
+	bool has_xcrs;
+	/* stop_req mirrors pause_req || quit for the vCPU threads' lock-free check */
+	bool stop_req;
+	/* protected by ->lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool pause_req;
+	bool quit;
+	uint32_t nstarted;
+	uint32_t nparked; /* parked or ended */
+	uint32_t nfill_done;
+	uint64_t fill_done_ns;
+	char fatal[256]; /* first vCPU failure; "" while none */
+	struct tv_vcpu vcpu[KG_MAX_VCPUS];
+};
+
+/* tern-vm.c */
+uint64_t tv_now_ns(void);
+int tv_err(struct tern_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void tv_log(const struct tv_cfg *cfg, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* tv_vcpu.c: the VM and its vCPU threads */
+int tv_vm_init(struct tv_vm *vm, const struct tv_cfg *cfg, bool source, struct tern_error *err);
+void tv_vm_fini(struct tv_vm *vm);
+int tv_vcpus_start(struct tv_vm *vm, struct tern_error *err);
+int tv_vcpus_pause(struct tv_vm *vm, struct tern_error *err);
+void tv_vcpus_resume(struct tv_vm *vm);
+void tv_vcpus_stop(struct tv_vm *vm);
+bool tv_vm_failed(struct tv_vm *vm, char *buf, size_t len);
+bool tv_fill_done(struct tv_vm *vm, uint64_t *ret_ns);
+uint64_t tv_progress(struct tv_vm *vm);
+
+/* tv_cpu_state.c: the "vm" and "cpu" device sections */
+int tv_sections_register(struct tern_session *s, struct tv_vm *vm, struct tern_error *err);
+
+/* tv_ctl.c: signals, --timeout and --cancel-on, on a thread of their own */
+struct tv_ctl;
+int tv_ctl_start(const struct tv_cfg *cfg, struct tv_ctl **ret_ctl, struct tern_error *err);
+void tv_ctl_set_session(struct tv_ctl *c, struct tern_session *s);
+void tv_ctl_state_changed(struct tv_ctl *c, enum tern_status to);
+void tv_ctl_cancel(struct tv_ctl *c);
+bool tv_ctl_interrupted(struct tv_ctl *c);
+unsigned int tv_ctl_signals(struct tv_ctl *c);
+bool tv_ctl_timed_out(struct tv_ctl *c);
+void tv_ctl_stop(struct tv_ctl *c);
+
+#endif /* TERN_VM_TV_H */
