@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc clang clang-format libclang-rt-14-dev git zlib1g-dev libzstd-dev
-      libibverbs-dev librdmacm-dev libcmocka-dev python3)
+      libjson-c-dev libibverbs-dev librdmacm-dev libcmocka-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

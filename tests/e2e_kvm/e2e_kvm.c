@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End-to-end and fault tests with real KVM guests: pairs of tern-vm
+ * processes (the reference VMM), driven directly or through tern-bench, and
+ * judged on their final JSON lines (see the tern-vm contract).
+ *
+ *   e2e_kvm --vm TERN_VM --bench TERN_BENCH CASE [ARGS]
+ *
+ *   migrate TRANSPORT CHANNELS   512 MiB guest dirtying 64 MiB at 100 MB/s,
+ *                                through `tern-bench --json`: completed,
+ *                                verified, >= 2 rounds, destination guest
+ *                                running (its progress rises).
+ *   ram-mismatch                 destination with half the RAM: refused at the
+ *                                handshake, the source guest keeps running.
+ *   dest-killed                  destination SIGKILLed mid-migration (a slow
+ *                                link): the source fails with a message, its
+ *                                guest keeps running.
+ *   cancel STATE                 source --cancel-on setup|active|device: the
+ *                                source ends cancelled with its guest running;
+ *                                the destination ends failed, never resumed.
+ *
+ * Slow hosts (KVM nested in QEMU/TCG: scripts/kvm-in-qemu/run-suite.sh):
+ *   TERN_KVM_TEST_RAM=SIZE          the guest RAM the figures above are for
+ *                                   (default 512M; a multiple of 4M, 8M..64G,
+ *                                   K M G = 1024^n). Working sets, dirty rates,
+ *                                   the bandwidth cap and the RSS growth that
+ *                                   means "pages are landing" scale with it.
+ *   TERN_KVM_TEST_TIMEOUT_SCALE=X   multiplies every deadline (default 1).
+ *
+ * Without a usable /dev/kvm every case exits 77 (meson: SKIP). The tests
+ * assert outcomes, never times; the deadlines only bound a hang.
+ */
+#include "bench_proc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NS_PER_S 1000000000ull
+#define EXIT_SKIP 77
+/* The guest size every figure below is written for (TERN_KVM_TEST_RAM scales them). */
+#define BASE_RAM (512ull << 20)
+/* Bounds a hang; the meson timeout is larger still (at TERN_KVM_TEST_TIMEOUT_SCALE 1). */
+#define PAIR_DEADLINE_S 300
+/* tern-vm's own timeout for its migration. */
+#define VM_TIMEOUT_S 240
+/* How long a destination may outlive its source before we SIGTERM it. */
+#define DEST_GRACE_S 30
+
+static const char *vm_path;
+static const char *bench_path;
+static int failures;
+static uint64_t test_ram = BASE_RAM; /* TERN_KVM_TEST_RAM */
+static double time_scale = 1;	     /* TERN_KVM_TEST_TIMEOUT_SCALE */
+static char vm_timeout[24];	     /* VM_TIMEOUT_S scaled, for --timeout */
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
+			fprintf(stderr, __VA_ARGS__);                                              \
+			fputc('\n', stderr);                                                       \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "e2e_kvm: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+/* ---- scaling for slow hosts ------------------------------------------------------ */
+
+static void read_env(void)
+{
+	const char *r = getenv("TERN_KVM_TEST_RAM");
+	const char *t = getenv("TERN_KVM_TEST_TIMEOUT_SCALE");
+	char *end;
+
+	if (r && *r) {
+		unsigned long long v;
+		unsigned int shift = 0;
+
+		errno = 0;
+		v = strtoull(r, &end, 10);
+		if (*end == 'K' || *end == 'k')
+			shift = 10;
+		else if (*end == 'M' || *end == 'm')
+			shift = 20;
+		else if (*end == 'G' || *end == 'g')
+			shift = 30;
+		if (shift)
+			end++;
+		if (errno || end == r || *end || v > (64ull << 30) >> shift)
+			die("TERN_KVM_TEST_RAM: not a size: '%s'", r);
+		test_ram = (uint64_t)v << shift;
+		/* Half of it (the mismatched and the cancel guests) must still be a tern-vm size.
+		 */
+		if (test_ram % (4u << 20) || test_ram < (8u << 20))
+			die("TERN_KVM_TEST_RAM: want a multiple of 4M, 8M..64G, not '%s'", r);
+	}
+	if (t && *t) {
+		errno = 0;
+		time_scale = strtod(t, &end);
+		if (errno || end == t || *end || !isfinite(time_scale) || time_scale <= 0 ||
+		    time_scale > 100)
+			die("TERN_KVM_TEST_TIMEOUT_SCALE: want a number in (0, 100], not '%s'", t);
+	}
+	/* Rounded up, and never 0 (tern-vm reads 0 as "no timeout"). */
+	snprintf(vm_timeout, sizeof(vm_timeout), "%u",
+		 (unsigned int)(VM_TIMEOUT_S * time_scale + 0.999));
+}
+
+/* A size or rate written for a BASE_RAM guest, scaled to test_ram; sizes stay whole pages. */
+static uint64_t scaled(uint64_t at_base, bool pages)
+{
+	uint64_t v = (uint64_t)((double)at_base * (double)test_ram / (double)BASE_RAM);
+
+	if (pages)
+		v = v / 4096 ? v / 4096 * 4096 : 4096;
+	return v ? v : 1;
+}
+
+/* scaled() as a decimal string for a tern-vm or tern-bench argument; s holds 24 bytes. */
+static const char *scaled_arg(char *s, uint64_t at_base, bool pages)
+{
+	snprintf(s, 24, "%" PRIu64, scaled(at_base, pages));
+	return s;
+}
+
+static uint64_t deadline_in(unsigned int seconds)
+{
+	return bench_now_ns() + (uint64_t)(seconds * time_scale * NS_PER_S);
+}
+
+/* ---- JSON fields ---------------------------------------------------------------- */
+
+static const char *jstr(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
+		return json_object_get_string(v);
+	return NULL;
+}
+
+/* -1 when missing or not a bool. */
+static int jbool(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean))
+		return json_object_get_boolean(v);
+	return -1;
+}
+
+/* -1 when missing or not a number >= 0. */
+static double jnum(json_object *o, const char *key)
+{
+	json_object *v;
+	double d;
+
+	if (!o || !json_object_object_get_ex(o, key, &v))
+		return -1;
+	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
+		return -1;
+	d = json_object_get_double(v);
+	return d >= 0 ? d : -1;
+}
+
+static bool streq(const char *a, const char *b)
+{
+	return a && b && !strcmp(a, b);
+}
+
+static json_object *last_object(struct bench_proc *p, bool skip_first)
+{
+	char *line = bench_proc_last_object(p, skip_first);
+	json_object *o = NULL;
+
+	if (line) {
+		fprintf(stderr, "%s: %s\n", p->name, line);
+		o = json_tokener_parse(line);
+		if (o && !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	free(line);
+	return o;
+}
+
+/* ---- a pair of tern-vm ----------------------------------------------------------------- */
+
+struct pair_cfg {
+	const char *src_ram;
+	const char *dst_ram;
+	const char *transport;
+	const char *channels;
+	const char *const *src_extra; /* NULL-terminated */
+	bool kill_dest_mid;	      /* SIGKILL the destination once pages land */
+};
+
+struct pair {
+	struct bench_proc src, dst;
+	json_object *sj, *dj; /* final lines */
+	int src_code, dst_code;
+	bool dst_termed; /* we had to SIGTERM the destination */
+	bool dst_killed_mid;
+	char sock[96];
+};
+
+static void argv_add(char **v, unsigned int *n, const char *s)
+{
+	if (*n + 2 > 48)
+		die("too many arguments");
+	v[(*n)++] = (char *)s;
+	v[*n] = NULL;
+}
+
+/*
+ * Wait until the destination's RSS grew by an eighth of the guest (pages are
+ * landing), then 1 s more (scaled with the deadlines).
+ */
+static void kill_dest_mid(struct pair *p, uint64_t deadline)
+{
+	struct bench_proc *const both[2] = {&p->src, &p->dst};
+	uint64_t base = bench_proc_rss(&p->dst), rss = base;
+	uint64_t grow = scaled(64u << 20, true);
+	uint64_t until;
+
+	while (bench_now_ns() < deadline && bench_proc_running(&p->dst) &&
+	       bench_proc_running(&p->src)) {
+		bench_proc_pump(both, 2, bench_now_ns() + 20 * 1000000u);
+		rss = bench_proc_rss(&p->dst);
+		if (rss >= base + grow)
+			break;
+	}
+	fprintf(stderr, "e2e_kvm: destination RSS %llu KiB -> %llu KiB (kill at +%llu KiB)\n",
+		(unsigned long long)(base >> 10), (unsigned long long)(rss >> 10),
+		(unsigned long long)(grow >> 10));
+	CHECK(rss >= base + grow, "the migration never started landing pages");
+	until = deadline_in(1);
+	bench_proc_pump(both, 2, until < deadline ? until : deadline);
+	CHECK(bench_proc_running(&p->dst), "the destination ended before it could be killed");
+	CHECK(bench_proc_running(&p->src), "the source ended before the destination was killed");
+	fprintf(stderr, "e2e_kvm: SIGKILL to the destination (pid %d)\n", (int)p->dst.pid);
+	bench_proc_signal(&p->dst, SIGKILL);
+	p->dst_killed_mid = true;
+}
+
+static void run_pair(const struct pair_cfg *c, struct pair *p)
+{
+	struct bench_proc *const both[2] = {&p->src, &p->dst};
+	uint64_t deadline = deadline_in(PAIR_DEADLINE_S);
+	char *dv[48], *sv[48], uri[256];
+	const char *listen = "tcp:127.0.0.1:0";
+	unsigned int dn = 0, sn = 0, i;
+	uint64_t src_end = 0;
+	json_object *ev;
+	char *line;
+	int ret;
+
+	memset(p, 0, sizeof(*p));
+	p->src.out_fd = p->dst.out_fd = -1;
+	if (!strcmp(c->transport, "unix")) {
+		snprintf(p->sock, sizeof(p->sock), "unix:/tmp/tern-e2e-kvm-%d.sock", (int)getpid());
+		unlink(p->sock + 5);
+		listen = p->sock;
+	}
+
+	argv_add(dv, &dn, vm_path);
+	argv_add(dv, &dn, "--ram");
+	argv_add(dv, &dn, c->dst_ram);
+	argv_add(dv, &dn, "--channels");
+	argv_add(dv, &dn, c->channels);
+	argv_add(dv, &dn, "--timeout");
+	argv_add(dv, &dn, vm_timeout);
+	argv_add(dv, &dn, "--incoming");
+	argv_add(dv, &dn, listen);
+	ret = bench_proc_spawn(&p->dst, "destination", dv);
+	if (ret)
+		die("cannot start %s: %s", vm_path, strerror(-ret));
+	line = bench_proc_first_line(&p->dst, deadline);
+	if (!line)
+		die("the destination printed no listening line");
+	fprintf(stderr, "destination: %s\n", line);
+	ev = json_tokener_parse(line);
+	if (!streq(jstr(ev, "event"), "listening") || !jstr(ev, "uri") ||
+	    strncmp(jstr(ev, "uri"), c->transport, strlen(c->transport)))
+		die("the destination's first line is not a listening event: %s", line);
+	snprintf(uri, sizeof(uri), "%s", jstr(ev, "uri"));
+	json_object_put(ev);
+	free(line);
+
+	argv_add(sv, &sn, vm_path);
+	argv_add(sv, &sn, "--ram");
+	argv_add(sv, &sn, c->src_ram);
+	argv_add(sv, &sn, "--channels");
+	argv_add(sv, &sn, c->channels);
+	argv_add(sv, &sn, "--timeout");
+	argv_add(sv, &sn, vm_timeout);
+	argv_add(sv, &sn, "--migrate-to");
+	argv_add(sv, &sn, uri);
+	for (i = 0; c->src_extra && c->src_extra[i]; i++)
+		argv_add(sv, &sn, c->src_extra[i]);
+	ret = bench_proc_spawn(&p->src, "source", sv);
+	if (ret)
+		die("cannot start %s: %s", vm_path, strerror(-ret));
+
+	if (c->kill_dest_mid)
+		kill_dest_mid(p, deadline);
+
+	/* The source first; then the destination gets a grace, then SIGTERM (it cancels). */
+	while (!bench_proc_pump(both, 2, bench_now_ns() + NS_PER_S)) {
+		uint64_t now = bench_now_ns();
+
+		if (now >= deadline) {
+			CHECK(0, "still running %.0f s after the start: killed",
+			      PAIR_DEADLINE_S * time_scale);
+			break;
+		}
+		if (bench_proc_running(&p->src))
+			continue;
+		if (!src_end)
+			src_end = now;
+		if (!p->dst_termed &&
+		    now >= src_end + (uint64_t)(DEST_GRACE_S * time_scale * NS_PER_S)) {
+			fprintf(stderr,
+				"e2e_kvm: destination still running %.0f s after the source: "
+				"SIGTERM\n",
+				DEST_GRACE_S * time_scale);
+			bench_proc_signal(&p->dst, SIGTERM);
+			p->dst_termed = true;
+		}
+	}
+	p->sj = last_object(&p->src, false);
+	p->dj = last_object(&p->dst, true);
+	bench_proc_fini(&p->src);
+	bench_proc_fini(&p->dst);
+	p->src_code = bench_proc_exit_code(&p->src);
+	p->dst_code = bench_proc_exit_code(&p->dst);
+	if (p->sock[0])
+		unlink(p->sock + 5);
+}
+
+static void pair_fini(struct pair *p)
+{
+	json_object_put(p->sj);
+	json_object_put(p->dj);
+}
+
+/* What every failed or cancelled migration owes: the source guest runs on. */
+static void expect_source_guest_running(const struct pair *p)
+{
+	CHECK(p->sj, "no final line from the source");
+	CHECK(streq(jstr(p->sj, "side"), "source"), "side: %s", jstr(p->sj, "side"));
+	CHECK(jbool(p->sj, "progress_rising") == 1,
+	      "the source guest did not keep running: progress %.0f -> %.0f",
+	      jnum(p->sj, "progress_at_resume"), jnum(p->sj, "progress_after"));
+	CHECK(p->src_code > 0, "source exit code %d, want non-zero (not completed)", p->src_code);
+}
+
+/* The destination guest must never have run: no data may be lost on either side. */
+static void expect_dest_never_resumed(const struct pair *p, bool allow_cancelled)
+{
+	const char *st = jstr(p->dj, "status");
+
+	CHECK(p->dj, "no final line from the destination");
+	CHECK(streq(st, "failed") || (allow_cancelled && streq(st, "cancelled")),
+	      "destination status %s, want failed", st ? st : "(none)");
+	CHECK(jnum(p->dj, "progress_at_resume") == 0, "destination progress_at_resume %.0f",
+	      jnum(p->dj, "progress_at_resume"));
+	CHECK(jnum(p->dj, "progress_after") == 0, "destination progress_after %.0f",
+	      jnum(p->dj, "progress_after"));
+	CHECK(jbool(p->dj, "progress_rising") == 0, "destination progress_rising %d",
+	      jbool(p->dj, "progress_rising"));
+	CHECK(p->dst_code > 0, "destination exit code %d, want non-zero", p->dst_code);
+}
+
+/* ---- cases ----------------------------------------------------------------------------- */
+
+static void case_migrate(const char *transport, const char *channels)
+{
+	char ram[24], rate[24], ws[24];
+	char *argv[] = {(char *)bench_path,
+			"--json",
+			"--vm",
+			(char *)vm_path,
+			"--ram",
+			(char *)scaled_arg(ram, BASE_RAM, true),
+			"--dirty-rate",
+			(char *)scaled_arg(rate, 100000000, false),
+			"--dirty-ws",
+			(char *)scaled_arg(ws, 64u << 20, true),
+			"--channels",
+			(char *)channels,
+			"--transport",
+			(char *)transport,
+			"--verify",
+			"--timeout",
+			vm_timeout,
+			NULL};
+	struct bench_proc b;
+	struct bench_proc *const one[1] = {&b};
+	json_object *r;
+	int ret, code;
+
+	ret = bench_proc_spawn(&b, "tern-bench", argv);
+	if (ret)
+		die("cannot start %s: %s", bench_path, strerror(-ret));
+	/* tern-bench bounds its own run (timeout + 30 s); this only catches a hung tern-bench. */
+	CHECK(bench_proc_pump(one, 1, deadline_in(PAIR_DEADLINE_S + 60)),
+	      "tern-bench still running: killed");
+	r = last_object(&b, false);
+	bench_proc_fini(&b);
+	code = bench_proc_exit_code(&b);
+
+	CHECK(r, "no JSON line from tern-bench");
+	CHECK(code == 0, "tern-bench exit code %d", code);
+	CHECK(jbool(r, "ok") == 1, "run not ok");
+	CHECK(streq(jstr(r, "status"), "completed"), "status %s (%s)", jstr(r, "status"),
+	      jstr(r, "error"));
+	CHECK(jbool(r, "verified") == 1, "verified %d", jbool(r, "verified"));
+	CHECK(jnum(r, "rounds") >= 2, "rounds %.0f: the guest dirtied memory throughout, want >= 2",
+	      jnum(r, "rounds"));
+	CHECK(streq(jstr(r, "dest_status"), "completed"), "destination status %s (%s)",
+	      jstr(r, "dest_status"), jstr(r, "dest_error"));
+	CHECK(jbool(r, "progress_rising") == 1, "the guest does not run on the destination");
+	CHECK(jnum(r, "channels") == atoi(channels), "channels %.0f", jnum(r, "channels"));
+	CHECK(streq(jstr(r, "transport"), transport), "transport %s", jstr(r, "transport"));
+	CHECK(jnum(r, "ram_bytes") == (double)test_ram, "ram_bytes %.0f, want %" PRIu64,
+	      jnum(r, "ram_bytes"), test_ram);
+	CHECK(jnum(r, "normal_pages") > 0, "normal_pages %.0f", jnum(r, "normal_pages"));
+	json_object_put(r);
+}
+
+/* Where a pair's guest dirties 32 MiB at 50 MB/s (at BASE_RAM). */
+static char dirty_rate[24], dirty_ws[24];
+
+static void case_ram_mismatch(void)
+{
+	const char *const dirty_args[] = {"--dirty-rate", dirty_rate, "--dirty-ws", dirty_ws, NULL};
+	char src_ram[24], dst_ram[24];
+	struct pair_cfg c = {.src_ram = scaled_arg(src_ram, BASE_RAM, true),
+			     .dst_ram = scaled_arg(dst_ram, BASE_RAM / 2, true),
+			     .transport = "tcp",
+			     .channels = "2",
+			     .src_extra = dirty_args};
+	struct pair p;
+	const char *err;
+
+	run_pair(&c, &p);
+	expect_source_guest_running(&p);
+	CHECK(streq(jstr(p.sj, "status"), "failed"), "source status %s", jstr(p.sj, "status"));
+	err = jstr(p.sj, "error");
+	CHECK(err && (strcasestr(err, "layout") || strcasestr(err, "size")),
+	      "the source's error does not mention the RAM layout or size: %s", err);
+	expect_dest_never_resumed(&p, p.dst_termed);
+	pair_fini(&p);
+}
+
+static void case_dest_killed(void)
+{
+	char bw[24], rate[24], ram[24];
+	const char *const extra[] = {"--max-bandwidth",
+				     scaled_arg(bw, 50000000, false),
+				     "--dirty-rate",
+				     scaled_arg(rate, 20000000, false),
+				     "--dirty-ws",
+				     dirty_ws,
+				     NULL};
+	struct pair_cfg c = {.src_ram = scaled_arg(ram, BASE_RAM, true),
+			     .dst_ram = ram,
+			     .transport = "tcp",
+			     .channels = "2",
+			     .src_extra = extra,
+			     .kill_dest_mid = true};
+	struct pair p;
+	const char *err;
+
+	run_pair(&c, &p);
+	CHECK(p.dst_killed_mid, "the destination was not killed mid-migration");
+	expect_source_guest_running(&p);
+	CHECK(streq(jstr(p.sj, "status"), "failed"), "source status %s", jstr(p.sj, "status"));
+	err = jstr(p.sj, "error");
+	CHECK(err && *err, "the source failed without a message");
+	pair_fini(&p);
+}
+
+static void case_cancel(const char *state)
+{
+	const char *extra[] = {"--cancel-on", state, "--dirty-rate", dirty_rate, "--dirty-ws",
+			       dirty_ws,      NULL};
+	char ram[24];
+	struct pair_cfg c = {.src_ram = scaled_arg(ram, BASE_RAM / 2, true),
+			     .dst_ram = ram,
+			     .transport = "tcp",
+			     .channels = "2",
+			     .src_extra = extra};
+	struct pair p;
+
+	if (strcmp(state, "setup") && strcmp(state, "active") && strcmp(state, "device"))
+		die("cancel: unknown state '%s'", state);
+	run_pair(&c, &p);
+	expect_source_guest_running(&p);
+	CHECK(streq(jstr(p.sj, "status"), "cancelled"), "source status %s (%s)",
+	      jstr(p.sj, "status"), jstr(p.sj, "error"));
+	/*
+	 * Cancelled in setup, the source may not have connected yet: then the
+	 * destination waits until we SIGTERM it, which cancels its side.
+	 */
+	expect_dest_never_resumed(&p, p.dst_termed);
+	pair_fini(&p);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: e2e_kvm --vm TERN_VM --bench TERN_BENCH "
+			"migrate TRANSPORT CHANNELS | ram-mismatch | dest-killed | cancel STATE\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *what;
+	int i = 1, fd;
+
+	while (i + 1 < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "--vm"))
+			vm_path = argv[i + 1];
+		else if (!strcmp(argv[i], "--bench"))
+			bench_path = argv[i + 1];
+		else
+			usage();
+		i += 2;
+	}
+	if (!vm_path || !bench_path || i >= argc)
+		usage();
+	what = argv[i++];
+	read_env();
+	scaled_arg(dirty_rate, 50000000, false);
+	scaled_arg(dirty_ws, 32u << 20, true);
+	if (test_ram != BASE_RAM || time_scale != 1)
+		fprintf(stderr, "e2e_kvm: guest RAM %" PRIu64 " MiB, deadlines x %g\n",
+			test_ram >> 20, time_scale);
+
+	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		printf("SKIP: /dev/kvm: %s (these tests run real KVM guests)\n", strerror(errno));
+		return EXIT_SKIP;
+	}
+	close(fd);
+	if (access(vm_path, X_OK))
+		die("%s: %s", vm_path, strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+
+	if (!strcmp(what, "migrate") && i + 2 == argc)
+		case_migrate(argv[i], argv[i + 1]);
+	else if (!strcmp(what, "ram-mismatch") && i == argc)
+		case_ram_mismatch();
+	else if (!strcmp(what, "dest-killed") && i == argc)
+		case_dest_killed();
+	else if (!strcmp(what, "cancel") && i + 1 == argc)
+		case_cancel(argv[i]);
+	else
+		usage();
+
+	if (failures) {
+		fprintf(stderr, "e2e_kvm %s: %d check(s) failed\n", what, failures);
+		return 1;
+	}
+	printf("e2e_kvm %s: ok\n", what);
+	return 0;
+}
