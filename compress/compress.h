@@ -73,7 +73,8 @@ int xbzrle_cache_new(uint64_t bytes, uint32_t page_size, struct xbzrle_cache **r
  * caller quiesces its workers first, e.g. at a round boundary). */
 int xbzrle_cache_resize(struct xbzrle_cache *c, uint64_t bytes, struct tern_error *err);
 /* Forget the version of @key (a page that went out as a zero page).
- * Thread-safe, never blocks. */
+ * Thread-safe; waits only while another thread holds @key's slot, which is
+ * for one page's work at most. */
 void xbzrle_cache_drop(struct xbzrle_cache *c, uint64_t key);
 uint64_t xbzrle_cache_size(const struct xbzrle_cache *c);
 void xbzrle_cache_free(struct xbzrle_cache *c);

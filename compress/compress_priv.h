@@ -73,6 +73,19 @@ static inline uint32_t codec_run_dst(uint8_t *const *dst, uint32_t i, uint32_t n
 	return j - i;
 }
 
+/*
+ * Guest RAM changes under the encoder: the guest keeps running. In C that is
+ * a data race, so the compiler may assume it does not happen and read a
+ * guest page again where the code reads it once and then uses its copy --
+ * clang turns "copy the page into the payload, then the payload into the
+ * XBZRLE cache" into two copies from guest RAM, and the cache then holds a
+ * version that was never sent. Where the bytes read must be used as read,
+ * this compiler barrier between the read and the reuse stops that: past it,
+ * the compiler must assume any memory (guest RAM included) changed, so only
+ * the copy holds what was read. It costs no instruction.
+ */
+#define guest_read_fence() __asm__ __volatile__("" ::: "memory")
+
 extern const struct codec_ops codec_none_ops;
 extern const struct codec_ops codec_xbzrle_ops;
 #ifdef TERN_HAVE_ZLIB

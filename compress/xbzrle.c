@@ -131,7 +131,9 @@ static inline size_t varint_put(uint8_t *p, uint64_t v)
 /*
  * Append one changed run: its count, then its @n bytes from @cur. With
  * @old, also write the bytes to @old, taken from @out (what is sent), not
- * from @cur again, which the guest may have changed in between.
+ * from @cur again, which the guest may have changed in between (the fence
+ * keeps the compiler from reading @cur again instead: see
+ * guest_read_fence()).
  */
 static inline size_t put_changed(uint8_t *out, size_t o, size_t out_max, const uint8_t *cur,
 				 uint8_t *old, size_t n)
@@ -147,9 +149,11 @@ static inline size_t put_changed(uint8_t *out, size_t o, size_t out_max, const u
 	} else {
 		memcpy(p, cur, n);
 	}
-	if (old)
+	if (old) {
+		guest_read_fence();
 		for (i = 0; i < n; i++)
 			old[i] = p[i];
+	}
 	return (size_t)(p - out) + n;
 }
 

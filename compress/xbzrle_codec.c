@@ -36,7 +36,8 @@
  * encoder compared it is left out or carried half-way; either way the page
  * is dirty again and goes out next round against what both sides hold.)
  * So a hit costs one compare of two pages plus a write of the changed
- * bytes, and a miss two copies.
+ * bytes, and a miss two copies. Both must read guest RAM once and reuse
+ * what they read, which the compiler is free to undo (guest_read_fence()).
  *
  * Payload of an XBZRLE packet: one record per page, in packet order, and
  * nothing after the last:
@@ -50,6 +51,7 @@
  * which holds the version the delta was made against. page_size is at most
  * 64 KiB, so a delta's length fits 16 bits.
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -193,11 +195,19 @@ static inline void slot_unlock(struct xbzrle_slot *s)
 void xbzrle_cache_drop(struct xbzrle_cache *c, uint64_t key)
 {
 	struct xbzrle_slot *s = &c->slots[cache_index(c, key)];
+	unsigned int spins = 0;
 
-	/* Held by an encoder: it is working on another key (never ours at the
-	 * same time, see the top comment) and will leave its own key there. */
-	if (!slot_trylock(s))
-		return;
+	/*
+	 * Wait for the slot, however it is held: an encoder holding it works
+	 * on another key and leaves its own there, but another channel's drop
+	 * of another key leaves ours valid -- and a drop that gave up then
+	 * would leave the cache a version the destination no longer has (its
+	 * page went out zero or under another codec). A holder keeps a slot
+	 * for one page at most, so the wait is short.
+	 */
+	while (!slot_trylock(s))
+		if (++spins % 64 == 0)
+			sched_yield();
 	if (s->valid && s->key == key)
 		s->valid = 0;
 	slot_unlock(s);
@@ -273,6 +283,8 @@ static ssize_t xb_encode(struct codec_enc *e, const struct codec_page *pages, ui
 			memcpy(rec + 1, pages[i].src, ps);
 			o += 1 + ps;
 			if (locked) {
+				/* from the payload, never guest RAM again */
+				guest_read_fence();
 				memcpy(cached, rec + 1, ps);
 				s->key = pages[i].key;
 				s->valid = 1;
