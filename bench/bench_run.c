@@ -161,7 +161,7 @@ static void args_source(struct argv_buf *a, const struct bench_opts *o, const ch
 	arg_u64(a, "--downtime-limit", sc->downtime_limit);
 	arg_u64(a, "--max-bandwidth", sc->max_bandwidth);
 	arg_u64(a, "--clear-bitmap-shift", sc->clear_bitmap_shift);
-	/* tern-vm has no --codec yet: "none" is its only behaviour, so it is not passed. */
+	/* "none" is tern-vm's default: not passed, so older binaries still run. */
 	if (strcmp(sc->codec, "none")) {
 		arg(a, "--codec");
 		arg(a, sc->codec);

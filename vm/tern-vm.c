@@ -142,29 +142,34 @@ static uint64_t parse_uint(const char *opt, const char *arg, uint64_t min, uint6
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage: %s --ram SIZE [options]\n"
-		"  --ram SIZE              guest RAM, a multiple of 2M, 4M..64G (K M G = 1024^n)\n"
-		"  --vcpus N               vCPUs, 1..%u (default 1)\n"
-		"  --fill random|text      fill data (default random)\n"
-		"  --zero-pct P            pages left zero, 0..100 (default 0)\n"
-		"  --dirty-rate BYTES/s    guest writes after the fill, all vCPUs together\n"
-		"                          (K M G = 1000^n; default 0: idle)\n"
-		"  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
-		"  --pattern P             sequential | random | hot-cold (default sequential)\n"
-		"  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
-		"  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
-		"  --channels N            multifd-channels, 1..%d (default 2)\n"
-		"  --downtime-limit MS     downtime-limit, 1..2000000 (default 300)\n"
-		"  --max-bandwidth BYTES/s max-bandwidth (default 0: unlimited)\n"
-		"  --clear-bitmap-shift N  clear-bitmap-shift, 6..31 (default 18)\n"
-		"  --verify                verify-ram capability\n"
-		"  --watch-ms MS           watch the running guest this long (default 1000)\n"
-		"  --timeout S             give up after S seconds, 0 = never (default 120)\n"
-		"  --cancel-on STATE       test hook: cancel on entering setup|active|device\n"
-		"  -v, --verbose           library log at info (twice: debug)\n"
-		"  -q, --quiet             errors only\n",
-		prog, KG_MAX_VCPUS, TERN_MAX_CHANNELS);
+	fprintf(
+	    f,
+	    "usage: %s --ram SIZE [options]\n"
+	    "  --ram SIZE              guest RAM, a multiple of 2M, 4M..64G (K M G = 1024^n)\n"
+	    "  --vcpus N               vCPUs, 1..%u (default 1)\n"
+	    "  --fill random|text      fill data (default random)\n"
+	    "  --zero-pct P            pages left zero, 0..100 (default 0)\n"
+	    "  --dirty-rate BYTES/s    guest writes after the fill, all vCPUs together\n"
+	    "                          (K M G = 1000^n; default 0: idle)\n"
+	    "  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
+	    "  --pattern P             sequential | random | hot-cold (default sequential)\n"
+	    "  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
+	    "  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
+	    "  --channels N            multifd-channels, 1..%d (default 2)\n"
+	    "  --downtime-limit MS     downtime-limit, 1..2000000 (default 300)\n"
+	    "  --max-bandwidth BYTES/s max-bandwidth (default 0: unlimited)\n"
+	    "  --clear-bitmap-shift N  clear-bitmap-shift, 6..31 (default 18)\n"
+	    "  --codec NAME            multifd-compression: none zlib zstd xbzrle auto\n"
+	    "                          (source; the destination follows; default none)\n"
+	    "  --codec-level N         multifd-zstd-level (1..20) or multifd-zlib-level (1..9)\n"
+	    "  --xbzrle-cache SIZE     xbzrle-cache-size (default 64M)\n"
+	    "  --verify                verify-ram capability\n"
+	    "  --watch-ms MS           watch the running guest this long (default 1000)\n"
+	    "  --timeout S             give up after S seconds, 0 = never (default 120)\n"
+	    "  --cancel-on STATE       test hook: cancel on entering setup|active|device\n"
+	    "  -v, --verbose           library log at info (twice: debug)\n"
+	    "  -q, --quiet             errors only\n",
+	    prog, KG_MAX_VCPUS, TERN_MAX_CHANNELS);
 }
 
 static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
@@ -183,6 +188,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_DOWNTIME,
 		OPT_MAX_BW,
 		OPT_CLEAR_SHIFT,
+		OPT_CODEC,
+		OPT_CODEC_LEVEL,
+		OPT_XBZRLE_CACHE,
 		OPT_VERIFY,
 		OPT_WATCH_MS,
 		OPT_TIMEOUT,
@@ -202,6 +210,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
 	    {"max-bandwidth", required_argument, NULL, OPT_MAX_BW},
 	    {"clear-bitmap-shift", required_argument, NULL, OPT_CLEAR_SHIFT},
+	    {"codec", required_argument, NULL, OPT_CODEC},
+	    {"codec-level", required_argument, NULL, OPT_CODEC_LEVEL},
+	    {"xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -278,6 +289,16 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		case OPT_CLEAR_SHIFT:
 			cfg->clear_bitmap_shift =
 			    (uint32_t)parse_uint("--clear-bitmap-shift", optarg, 6, 31);
+			break;
+		case OPT_CODEC:
+			/* the library validates the name and says which it knows */
+			cfg->codec = optarg;
+			break;
+		case OPT_CODEC_LEVEL:
+			cfg->codec_level = parse_uint("--codec-level", optarg, 1, 20);
+			break;
+		case OPT_XBZRLE_CACHE:
+			cfg->xbzrle_cache = parse_scaled("--xbzrle-cache", optarg, false);
 			break;
 		case OPT_VERIFY:
 			cfg->verify = true;
@@ -380,10 +401,12 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 	n = snprintf(line, sizeof(line),
 		     "{\"side\":\"%s\",\"status\":\"%s\",\"error\":\"%s\",\"verified\":%s,"
 		     "\"ram_bytes\":%" PRIu64 ",\"vcpus\":%u,\"channels\":%u,\"transport\":\"%s\","
-		     "\"codec\":\"none\",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64
-		     ",\"downtime_ms\":%" PRIu64 ",\"expected_downtime_ms\":%" PRIu64
-		     ",\"transferred_bytes\":%" PRIu64 ",\"normal_pages\":%" PRIu64
-		     ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
+		     "\"codec\":\"%s\",\"xbzrle_cache_hits\":%" PRIu64
+		     ",\"xbzrle_cache_misses\":%" PRIu64 ",\"xbzrle_overflows\":%" PRIu64
+		     ",\"xbzrle_cache_hit_rate\":%.4f,\"ram_transferred\":%" PRIu64
+		     ",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
+		     ",\"expected_downtime_ms\":%" PRIu64 ",\"transferred_bytes\":%" PRIu64
+		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
 		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_sync_us\":%" PRIu64
 		     ",\"dirty_clear_us\":%" PRIu64
 		     ",\"kvm_manual_protect\":%s,\"kvm_initially_set\":%s,\"kvm_sync_ns\":%" PRIu64
@@ -392,12 +415,16 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     ",\"progress_after\":%" PRIu64 ",\"progress_rising\":%s}\n",
 		     r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
 		     r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
-		     st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms,
-		     st->wire_bytes, st->normal_pages, st->zero_pages, st->rounds,
-		     st->dirty_pages_rate * (uint64_t)st->page_size, st->dirty_sync_us,
-		     st->dirty_clear_us, jbool(r->ks.manual_protect), jbool(r->ks.initially_set),
-		     r->ks.sync_ns, r->ks.clear_ns, st->throughput_bps, r->fill_ms,
-		     r->progress_at_resume, r->progress_after, jbool(r->progress_rising));
+		     r->have_st && st->multifd_compression[0] ? st->multifd_compression
+							      : (cfg->codec ? cfg->codec : "none"),
+		     st->xbzrle_cache_hits, st->xbzrle_cache_misses, st->xbzrle_overflows,
+		     st->xbzrle_cache_hit_rate, st->ram_transferred, st->total_ms, st->setup_ms,
+		     st->downtime_ms, st->expected_downtime_ms, st->wire_bytes, st->normal_pages,
+		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
+		     st->dirty_sync_us, st->dirty_clear_us, jbool(r->ks.manual_protect),
+		     jbool(r->ks.initially_set), r->ks.sync_ns, r->ks.clear_ns, st->throughput_bps,
+		     r->fill_ms, r->progress_at_resume, r->progress_after,
+		     jbool(r->progress_rising));
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
 			     status);
@@ -560,6 +587,14 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_param_set(s, "max-bandwidth", cfg->max_bandwidth, err);
 	if (!ret)
 		ret = tern_param_set(s, "clear-bitmap-shift", cfg->clear_bitmap_shift, err);
+	if (!ret && cfg->codec)
+		ret = tern_param_set_str(s, "multifd-compression", cfg->codec, err);
+	if (!ret && cfg->codec_level && cfg->codec && !strcmp(cfg->codec, "zlib"))
+		ret = tern_param_set(s, "multifd-zlib-level", cfg->codec_level, err);
+	else if (!ret && cfg->codec_level)
+		ret = tern_param_set(s, "multifd-zstd-level", cfg->codec_level, err);
+	if (!ret && cfg->xbzrle_cache)
+		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
 	if (!ret)

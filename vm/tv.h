@@ -29,6 +29,9 @@ struct tv_cfg {
 	uint64_t downtime_limit;
 	uint64_t max_bandwidth;
 	uint32_t clear_bitmap_shift;
+	const char *codec;     /* multifd-compression (source; the destination follows) */
+	uint64_t codec_level;  /* multifd-zstd-level / multifd-zlib-level; 0: default */
+	uint64_t xbzrle_cache; /* xbzrle-cache-size; 0: default */
 	bool verify;
 	uint64_t watch_ms;
 	uint64_t timeout_s;
