@@ -18,9 +18,10 @@ struct bench_scenario {
 	uint64_t ram; /* bytes */
 	unsigned int vcpus;
 	unsigned int channels;
-	const char *transport;	     /* "tcp" | "unix" */
-	uint64_t dirty_rate;	     /* bytes/s, 0 = idle after the fill */
-	uint64_t dirty_ws;	     /* bytes */
+	const char *transport; /* "tcp" | "unix" */
+	uint64_t dirty_rate;   /* bytes/s, 0 = idle after the fill */
+	uint64_t dirty_ws;
+	uint64_t dirty_pages; /* the guest stops dirtying after so many; 0 = never */ /* bytes */
 	const char *pattern;	     /* sequential | random | hot-cold */
 	unsigned int zero_pct;	     /* 0..100 */
 	const char *fill;	     /* random | text */

@@ -214,6 +214,11 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	copy_key(j, "codec", r->src, "codec");
 	for (i = 0; i < FIG_MAX; i++)
 		copy_key(j, bench_fig_names[i], r->src, bench_fig_names[i]);
+	copy_key(j, "xbzrle_cache_hits", r->src, "xbzrle_cache_hits");
+	copy_key(j, "xbzrle_cache_misses", r->src, "xbzrle_cache_misses");
+	copy_key(j, "xbzrle_overflows", r->src, "xbzrle_overflows");
+	copy_key(j, "xbzrle_cache_hit_rate", r->src, "xbzrle_cache_hit_rate");
+	copy_key(j, "ram_transferred", r->src, "ram_transferred");
 	copy_key(j, "kvm_manual_protect", r->src, "kvm_manual_protect");
 	copy_key(j, "kvm_initially_set", r->src, "kvm_initially_set");
 	copy_key(j, "source_progress_rising", r->src, "progress_rising");

@@ -156,6 +156,8 @@ static void args_source(struct argv_buf *a, const struct bench_opts *o, const ch
 	arg_u64(a, "--zero-pct", sc->zero_pct);
 	arg_u64(a, "--dirty-rate", sc->dirty_rate);
 	arg_u64(a, "--dirty-ws", sc->dirty_ws);
+	if (sc->dirty_pages)
+		arg_u64(a, "--dirty-pages", sc->dirty_pages);
 	arg(a, "--pattern");
 	arg(a, sc->pattern);
 	arg_u64(a, "--downtime-limit", sc->downtime_limit);

@@ -50,6 +50,7 @@ static void usage(FILE *f)
 	    "  --dirty-rate RATE       bytes/s the guest keeps writing (K M G = 10^3 10^6\n"
 	    "                          10^9; default 50M; 0 = idle after the fill)\n"
 	    "  --dirty-ws SIZE         working set it writes to (default 64M)\n"
+	    "  --dirty-pages N         the guest stops dirtying after N page writes\n"
 	    "  --pattern P             sequential|random|hot-cold (default sequential)\n"
 	    "migration:\n"
 	    "  --channels N            worker channels (default 2)\n"
@@ -182,6 +183,7 @@ enum {
 	OPT_TRANSPORT,
 	OPT_DIRTY_RATE,
 	OPT_DIRTY_WS,
+	OPT_DIRTY_PAGES,
 	OPT_PATTERN,
 	OPT_ZERO_PCT,
 	OPT_FILL,
@@ -206,6 +208,7 @@ static const struct option long_opts[] = {
     {"transport", required_argument, NULL, OPT_TRANSPORT},
     {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
     {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
+    {"dirty-pages", required_argument, NULL, OPT_DIRTY_PAGES},
     {"pattern", required_argument, NULL, OPT_PATTERN},
     {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
     {"fill", required_argument, NULL, OPT_FILL},
@@ -279,6 +282,9 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o)
 			break;
 		case OPT_DIRTY_WS:
 			o->sc.dirty_ws = opt_bytes("--dirty-ws", optarg, true);
+			break;
+		case OPT_DIRTY_PAGES:
+			o->sc.dirty_pages = opt_bytes("--dirty-pages", optarg, false);
 			break;
 		case OPT_PATTERN:
 			o->sc.pattern = opt_word("--pattern", optarg, patterns);

@@ -152,6 +152,7 @@ static void usage(FILE *f)
 	    "  --dirty-rate BYTES/s    guest writes after the fill, all vCPUs together\n"
 	    "                          (K M G = 1000^n; default 0: idle)\n"
 	    "  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
+	    "  --dirty-pages N         stop dirtying after N page writes (default 0: never)\n"
 	    "  --pattern P             sequential | random | hot-cold (default sequential)\n"
 	    "  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
 	    "  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
@@ -181,6 +182,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_ZERO_PCT,
 		OPT_DIRTY_RATE,
 		OPT_DIRTY_WS,
+		OPT_DIRTY_PAGES,
 		OPT_PATTERN,
 		OPT_INCOMING,
 		OPT_MIGRATE_TO,
@@ -203,6 +205,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
 	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
 	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
+	    {"dirty-pages", required_argument, NULL, OPT_DIRTY_PAGES},
 	    {"pattern", required_argument, NULL, OPT_PATTERN},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -258,6 +261,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_DIRTY_WS:
 			cfg->dirty_ws = parse_scaled("--dirty-ws", optarg, false);
+			break;
+		case OPT_DIRTY_PAGES:
+			cfg->dirty_pages = parse_uint("--dirty-pages", optarg, 0, UINT64_MAX / 2);
 			break;
 		case OPT_PATTERN:
 			if (!strcmp(optarg, "sequential"))

@@ -22,6 +22,7 @@ struct tv_cfg {
 	uint32_t zero_bp; /* --zero-pct in 1/100 % */
 	uint64_t dirty_rate;
 	uint64_t dirty_ws;
+	uint64_t dirty_pages; /* the guest stops dirtying after so many pages; 0 = never */
 	enum tv_pattern pattern;
 	const char *incoming;
 	const char *migrate_to;

@@ -293,6 +293,9 @@ static void mailbox_setup(struct tv_vm *vm)
 		b->ws_pages = ws < b->slice_pages ? ws : b->slice_pages;
 		/* the last vCPU takes the remainder, so the total is exact */
 		b->dirty_rate = last ? cfg->dirty_rate - rate * i : rate;
+		b->dirty_pages_max = cfg->dirty_pages / cfg->vcpus;
+		if (cfg->dirty_pages && !b->dirty_pages_max)
+			b->dirty_pages_max = 1;
 		b->seed = TV_FILL_SEED ^ ((uint64_t)(i + 1) * 0xd1b54a32d192ed03ull);
 	}
 }

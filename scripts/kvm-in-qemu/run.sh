@@ -15,6 +15,8 @@
 #   KVMQ_TREE     a directory whose contents are laid over the guest's / as they are
 #                 (same relative paths: TREE/usr/lib/x.so becomes /usr/lib/x.so)
 #   KVMQ_SMP      guest vCPUs (default 1; QEMU runs them on host threads)
+#   KVMQ_MONITOR  path of a Unix socket for the QEMU monitor (to look into a hung guest:
+#                 e.g. `info registers -a` sent to it with socat or python)
 # Prints the guest console to stdout. Exit code: the binary's, or 125 if the
 # guest never reported one (boot failure, timeout, crash).
 set -euo pipefail
@@ -46,11 +48,13 @@ cat "$DIR/base.cpio.gz" "$WORK/test.cpio.gz" >"$WORK/initrd"
 KERNEL=$DIR/vmlinuz
 [ -f "$DIR/vmlinux" ] && KERNEL=$DIR/vmlinux # PVH entry: no BIOS boot or decompression
 BIOS=()
+MON=()
+[ -z "${KVMQ_MONITOR:-}" ] || MON=(-monitor "unix:$KVMQ_MONITOR,server=on,wait=off")
 [ -f /usr/share/qemu/qboot.rom ] && BIOS=(-bios /usr/share/qemu/qboot.rom) # faster than SeaBIOS
 
 set +e
 timeout --foreground -k 5 "${KVMQ_TIMEOUT:-600}" \
-	qemu-system-x86_64 "${BIOS[@]}" -accel tcg -cpu "${KVMQ_CPU:-max}" -m "${KVMQ_MEM:-1G}" -smp "${KVMQ_SMP:-1}" \
+	qemu-system-x86_64 "${BIOS[@]}" "${MON[@]}" -accel tcg -cpu "${KVMQ_CPU:-max}" -m "${KVMQ_MEM:-1G}" -smp "${KVMQ_SMP:-1}" \
 	-nodefaults -no-user-config -display none -serial stdio -no-reboot \
 	-kernel "$KERNEL" -initrd "$WORK/initrd" \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 ${KVMQ_APPEND:-}" </dev/null |

@@ -71,7 +71,8 @@ struct tv_vcpu_box {
 	uint64_t ws_pages;    /* working set: the first ws_pages of the slice */
 	uint64_t dirty_rate;  /* bytes/s this vCPU writes; 0 = idle */
 	uint64_t seed;
-	uint64_t in_pad[3];
+	uint64_t dirty_pages_max; /* dirty phase ends (idle) after so many pages; 0 = never */
+	uint64_t in_pad[2];
 	/* out: written by the guest only */
 	uint64_t progress;	/* pages written + idle ticks (sleeps) */
 	uint64_t pages_written; /* dirty phase pages */

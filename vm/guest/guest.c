@@ -238,7 +238,8 @@ dirty_loop(const struct tv_mailbox *mb, struct tv_vcpu_box *box, uint64_t *rng)
 	for (;;) {
 		uint64_t now, us, allowed, n, i;
 
-		if (!rate || !pk.ws) {
+		if (!rate || !pk.ws ||
+		    (box->dirty_pages_max && box->pages_written >= box->dirty_pages_max)) {
 			sleep_us(box, TV_SLEEP_IDLE_US);
 			continue;
 		}
