@@ -355,6 +355,7 @@ struct tern_session {
 	uint64_t start_ns, setup_end_ns, end_ns, pause_ns, loaded_ns;
 	uint64_t downtime_ms, verify_ms, expected_downtime_ms;
 	uint64_t rounds, dirty_pages_rate, dirty_sync_ns, dirty_clear_ns, remaining_pages;
+	uint64_t sync_reported; /* migration thread: pages the current sync reported */
 	uint64_t ctl_bytes;
 	uint64_t bw_bps, ram_bps;
 	uint64_t queued_pages;

@@ -130,6 +130,7 @@ TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
 
 		if (w == npages / 64)
 			word &= (npages % 64) ? ~0ull >> (64 - npages % 64) : 0;
+		s->sync_reported += (uint64_t)__builtin_popcountll(word);
 		while (word) {
 			i = first_page + w * 64 + (uint64_t)__builtin_ctzll(word);
 			word &= word - 1;
@@ -212,12 +213,19 @@ int ram_prepare_dest(struct tern_session *s, struct tern_error *err)
 	return ram_alloc_maps(s, false, err);
 }
 
+/*
+ * One dirty-log sync. *@ret_new: pages the providers and the VMM's own marks
+ * reported as written since the last sync -- including pages still waiting
+ * to be sent, which were dirtied again all the same: that is the guest's
+ * dirty rate, not the growth of what is pending.
+ */
 int ram_sync(struct tern_session *s, uint64_t *ret_new, struct tern_error *err)
 {
-	uint64_t before = ram_pending_pages(s), n = 0;
+	uint64_t n = 0;
 	uint32_t i;
 	int ret;
 
+	s->sync_reported = 0;
 	for (i = 0; i < s->nsources; i++) {
 		struct dirty_source *ds = &s->sources[i];
 
@@ -228,13 +236,13 @@ int ram_sync(struct tern_session *s, uint64_t *ret_new, struct tern_error *err)
 						 ds->ops->name ? ds->ops->name : "?");
 		}
 	}
+	*ret_new = s->sync_reported;
 	for (i = 0; i < s->nblocks; i++) {
 		struct tern_ram_block *b = s->blocks[i];
 
-		bitmap_drain_atomic(b->send, b->dirty, b->npages);
+		*ret_new += bitmap_drain_atomic(b->send, b->dirty, b->npages);
 		n += bitmap_count(b->send, b->npages);
 	}
-	*ret_new = n > before ? n - before : 0;
 	__atomic_store_n(&s->remaining_pages, n, __ATOMIC_RELAXED);
 	return 0;
 }

@@ -109,7 +109,7 @@ uint64_t bitmap_drain_atomic(uint64_t *dst, uint64_t *src, uint64_t nbits)
 		if (!__atomic_load_n(&src[w], __ATOMIC_RELAXED))
 			continue;
 		v = __atomic_exchange_n(&src[w], 0, __ATOMIC_ACQ_REL);
-		n += (uint64_t)__builtin_popcountll(v & ~dst[w]);
+		n += (uint64_t)__builtin_popcountll(v);
 		dst[w] |= v;
 	}
 	return n;

@@ -167,7 +167,8 @@ uint64_t bitmap_count(const uint64_t *map, uint64_t nbits);
 /*
  * Move every set bit of @src into @dst (dst |= src; src = 0), word by word
  * with an atomic exchange on @src: a bit set concurrently lands in one of the
- * two, never lost. Returns the number of bits moved.
+ * two, never lost. Returns the number of bits taken from @src (whether or
+ * not @dst had them already).
  */
 uint64_t bitmap_drain_atomic(uint64_t *dst, uint64_t *src, uint64_t nbits);
 
