@@ -192,38 +192,41 @@ static const uint32_t auto_codecs[] = {TERN_CODEC_XBZRLE, TERN_CODEC_NONE, TERN_
  * @reason: set to the explanation of a model decision, left alone for a
  * probe. Returns the codec id.
  */
-static uint32_t auto_pick(struct mf_auto *a, uint64_t raw, uint64_t hdrlen, char *reason,
-			  size_t len, bool *ret_decided)
+static uint32_t auto_pick(struct mf_auto *a, uint64_t round, uint64_t raw, uint64_t hdrlen,
+			  char *reason, size_t len, bool *ret_decided)
 {
 	double best_t = 0, t[ARRAY_SIZE(auto_codecs)], link_ns = a->link_ns_per_byte;
 	uint32_t i, best = TERN_CODEC_NONE, bi = 0;
+	/* The first round sends every page once: XBZRLE could only miss and
+	 * copy, so it joins from the second round on (QEMU's "bulk stage"). */
+	uint32_t first = round <= 1 ? 1 : 0;
 
 	*ret_decided = false;
-	for (i = 0; i < ARRAY_SIZE(auto_codecs); i++)
+	for (i = first; i < ARRAY_SIZE(auto_codecs); i++)
 		if (!a->est[auto_codecs[i]].samples)
 			return auto_codecs[i];
 	if (++a->decisions % MF_AUTO_PROBE_EVERY == 0) {
 		for (i = 0; i < ARRAY_SIZE(auto_codecs); i++) {
 			uint32_t id = auto_codecs[a->probe_next++ % ARRAY_SIZE(auto_codecs)];
 
-			if (id != a->current)
+			if (id != a->current && !(first && id == TERN_CODEC_XBZRLE))
 				return id;
 		}
 	}
-	for (i = 0; i < ARRAY_SIZE(auto_codecs); i++) {
+	for (i = first; i < ARRAY_SIZE(auto_codecs); i++) {
 		const struct mf_auto_est *e = &a->est[auto_codecs[i]];
 		double enc = e->enc_ns_per_byte * (double)raw;
 		double wire = (double)hdrlen + e->ratio * (double)raw;
 
 		t[i] = MAX(enc, wire * link_ns);
-		if (i == 0 || t[i] < best_t) {
+		if (i == first || t[i] < best_t) {
 			best_t = t[i];
 			best = auto_codecs[i];
 			bi = i;
 		}
 	}
 	/* XBZRLE is first in auto_codecs: keep it when close enough. */
-	if (best != TERN_CODEC_XBZRLE && t[0] <= best_t * (1 + MF_AUTO_XBZRLE_SLACK)) {
+	if (!first && best != TERN_CODEC_XBZRLE && t[0] <= best_t * (1 + MF_AUTO_XBZRLE_SLACK)) {
 		best = TERN_CODEC_XBZRLE;
 		bi = 0;
 		best_t = t[0];
@@ -268,12 +271,31 @@ static void auto_learn(struct mf_auto *a, uint32_t id, uint64_t raw, uint64_t pa
 	e->samples++;
 }
 
-static void auto_learn_link(struct mf_auto *a, uint64_t wire, uint64_t send_ns)
+/*
+ * What the link carries for this channel. Where the transport knows (TCP:
+ * the kernel's delivery rate), that: a write's duration only shows how fast
+ * the socket buffer had room, which on a slow link behind a fast encoder is
+ * far above what the link carries. A sample the sender limited (it had
+ * nothing queued) only says the link carries at least that much, so it may
+ * raise the estimate, never lower it. Otherwise the write's own pace.
+ */
+static void auto_learn_link(struct mf_auto *a, struct tern_conn *conn, uint64_t wire,
+			    uint64_t send_ns)
 {
+	bool app_limited = false;
+	uint64_t rate = conn->ops->delivery_rate ? conn->ops->delivery_rate(conn, &app_limited) : 0;
+	double ns;
+
 	if (!wire)
 		return;
-	a->link_ns_per_byte =
-	    ewma(a->link_ns_per_byte, (double)send_ns / (double)wire, a->link_known ? 1 : 0);
+	if (!rate) {
+		ns = (double)send_ns / (double)wire;
+	} else {
+		ns = 1e9 / (double)rate;
+		if (app_limited && a->link_known && ns > a->link_ns_per_byte)
+			return;
+	}
+	a->link_ns_per_byte = ewma(a->link_ns_per_byte, ns, a->link_known ? 1 : 0);
 	a->link_known = true;
 }
 
@@ -360,7 +382,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	if (!normal)
 		codec = TERN_CODEC_NONE;
 	else if (cfg->method == MF_METHOD_AUTO)
-		codec = auto_pick(&c->autosel, (uint64_t)normal * page, hdrlen, reason,
+		codec = auto_pick(&c->autosel, b->round, (uint64_t)normal * page, hdrlen, reason,
 				  sizeof(reason), &decided);
 	else
 		codec = cfg->method;
@@ -428,7 +450,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 				      c->conn->peer, strerror(-ret));
 	c->seq++;
 	if (cfg->method == MF_METHOD_AUTO) {
-		auto_learn_link(&c->autosel, hdrlen + payload, send_ns);
+		auto_learn_link(&c->autosel, c->conn, hdrlen + payload, send_ns);
 		if (normal)
 			auto_learn(&c->autosel, codec, (uint64_t)normal * page, payload, enc_ns,
 				   &before, &after);

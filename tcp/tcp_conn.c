@@ -41,6 +41,7 @@
 
 #include "util/util.h"
 #include "tcp.h"
+#include "tcp_rate.h"
 
 #define TCP_LISTEN_BACKLOG 128
 #define TCP_UNIX_SOCKBUF (4 << 20)
@@ -229,12 +230,18 @@ static void tcp_conn_close(struct tern_conn *c)
 	free(tc);
 }
 
+static uint64_t tcp_conn_delivery_rate(struct tern_conn *c, bool *app_limited)
+{
+	return tcp_fd_delivery_rate(((struct tcp_conn *)c)->fd, app_limited);
+}
+
 static const struct tern_conn_ops tcp_conn_ops = {
     .send_iov = tcp_conn_send_iov,
     .recv = tcp_conn_recv,
     .recv_iov = tcp_conn_recv_iov,
     .shutdown = tcp_conn_shutdown,
     .close = tcp_conn_close,
+    .delivery_rate = tcp_conn_delivery_rate,
 };
 
 /* ---- data connections ---------------------------------------------------- */

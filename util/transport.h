@@ -28,6 +28,10 @@ struct tern_conn_ops {
 	int (*recv_iov)(struct tern_conn *c, struct iovec *iov, int iovcnt);
 	void (*shutdown)(struct tern_conn *c);
 	void (*close)(struct tern_conn *c);
+	/* Optional: bytes/s the path delivered recently as the kernel measured
+	 * it (0: unknown); *app_limited when the sender, not the path, set the
+	 * pace of that sample. */
+	uint64_t (*delivery_rate)(struct tern_conn *c, bool *app_limited);
 };
 
 /* Every transport's connection starts with this. */
