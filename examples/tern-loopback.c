@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include <tern/tern.h>
+#include "common/json_out.h"
 
 #define LB_HUGE_ALIGN (2ull << 20)
 #define LB_URI_MAX 256
@@ -449,26 +450,6 @@ static void emit_line(const char *line)
  * has printed and exited, so that the destination's line always comes first.
  */
 static char *deferred_line;
-
-static size_t json_escape(char *out, size_t len, const char *s)
-{
-	size_t n = 0;
-
-	for (; *s && n + 7 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)c;
-		} else if (c < 0x20) {
-			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
-		} else {
-			out[n++] = (char)c;
-		}
-	}
-	out[n] = '\0';
-	return n;
-}
 
 static bool side_ok(const struct tern_stats *st, const struct lb_cfg *cfg)
 {

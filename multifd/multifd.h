@@ -155,6 +155,9 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *blk,
 		     uint32_t page_size, uint32_t chan, uint64_t seq, struct tern_error *err);
 
+/* The settings of codec @id's encoder or decoder on a channel of @cfg. */
+struct codec_config mf_codec_config(const struct mf_config *cfg, uint32_t id);
+
 /* ---- per-channel figures ----------------------------------------------- */
 
 struct mf_chan_stats {

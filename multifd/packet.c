@@ -290,3 +290,13 @@ void mf_codec_stats_add(struct mf_codec_stats *total, const struct mf_codec_stat
 	}
 #undef LDADD
 }
+
+struct codec_config mf_codec_config(const struct mf_config *cfg, uint32_t id)
+{
+	return (struct codec_config){
+	    .id = (enum tern_codec_id)id,
+	    .page_size = cfg->page_size,
+	    .level = id == TERN_CODEC_ZLIB ? cfg->zlib_level : cfg->zstd_level,
+	    .cache = cfg->xbzrle, /* decoders ignore it */
+	};
+}

@@ -116,12 +116,7 @@ static void stat_add(uint64_t *field, uint64_t v)
 static int chan_decoder(struct mf_recv_chan *c, uint32_t id, struct codec_dec **ret,
 			struct tern_error *err)
 {
-	const struct mf_config *cfg = &c->owner->cfg;
-	struct codec_config cc = {
-	    .id = (enum tern_codec_id)id,
-	    .page_size = cfg->page_size,
-	    .level = id == TERN_CODEC_ZLIB ? cfg->zlib_level : cfg->zstd_level,
-	};
+	struct codec_config cc = mf_codec_config(&c->owner->cfg, id);
 
 	if (!c->dec[id] && codec_dec_new(&cc, &c->dec[id], err))
 		return tern_error_prefix(err,

@@ -303,12 +303,7 @@ static int chan_encoder(struct mf_send_chan *c, uint32_t id, struct codec_enc **
 			struct tern_error *err)
 {
 	const struct mf_config *cfg = &c->owner->cfg;
-	struct codec_config cc = {
-	    .id = (enum tern_codec_id)id,
-	    .page_size = cfg->page_size,
-	    .level = id == TERN_CODEC_ZLIB ? cfg->zlib_level : cfg->zstd_level,
-	    .cache = cfg->xbzrle,
-	};
+	struct codec_config cc = mf_codec_config(cfg, id);
 	int ret_code;
 
 	if (!c->enc[id]) {

@@ -32,7 +32,7 @@ else
 	scripts/kvm-in-qemu/run-suite.sh build >/tmp/tern-kvmq.log 2>&1
 	rc=$?
 	set -e
-	grep -E '^KVMQ-CASE|KVMQ: ' /tmp/tern-kvmq.log || true
+	grep -E '^KVMQ-CASE|KVMQ: ' /tmp/tern-kvmq.log | awk '!seen[$0]++' || true
 	if [ "$rc" = 125 ]; then
 		tail -30 /tmp/tern-kvmq.log
 		echo "SKIPPED: the QEMU/TCG VM gave no result (see above); real KVM suites not run"

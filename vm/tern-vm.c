@@ -29,6 +29,7 @@
 #include <tern/kvm.h>
 
 #include "tv.h"
+#include "common/json_out.h"
 
 #define TV_LINE_MAX 4096
 #define TV_FINAL_GRACE_MS 30000 /* after a cancel, how long the library may take to end */
@@ -370,25 +371,6 @@ struct tv_result {
 	uint64_t progress_after;
 	bool progress_rising;
 };
-
-static void json_escape(char *out, size_t len, const char *s)
-{
-	size_t n = 0;
-
-	for (; *s && n + 7 < len; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '"' || c == '\\') {
-			out[n++] = '\\';
-			out[n++] = (char)c;
-		} else if (c < 0x20) {
-			n += (size_t)snprintf(out + n, len - n, "\\u%04x", c);
-		} else {
-			out[n++] = (char)c;
-		}
-	}
-	out[n] = '\0';
-}
 
 static const char *jbool(bool b)
 {
