@@ -26,7 +26,10 @@ BIN=$1; shift
 DIR=${KVMQ_DIR:-/tmp/kvmq/appliance}
 # The appliance (packages, kernel .deb) not being buildable here says nothing
 # about the code under test: "no result" (125), like a guest that never boots.
-if ! { [ -f "$DIR/vmlinuz" ] && [ -f "$DIR/base.cpio.gz" ]; }; then
+# Rebuilt too when /init or the builder changed since (the kernel is kept).
+if ! { [ -f "$DIR/vmlinuz" ] && [ -f "$DIR/base.cpio.gz" ] &&
+	[ "$DIR/base.cpio.gz" -nt "$HERE/init" ] &&
+	[ "$DIR/base.cpio.gz" -nt "$HERE/build-initramfs.sh" ]; }; then
 	"$HERE/build-initramfs.sh" "$DIR" >&2 || {
 		echo "kvm-in-qemu: building the appliance in $DIR failed" >&2
 		exit 125
