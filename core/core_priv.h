@@ -367,6 +367,13 @@ struct tern_session {
 	struct mf_codec_stats final_codec;
 	char final_reason[128];
 	bool final_stats;
+
+	/* the management server (mgmt.c): ->mgmt is written under ->mgmt_lock
+	 * and read with atomic loads; a notifier holds ->mgmt_lock while it
+	 * posts, so tern_mgmt_close() cannot free the server under it. Lock
+	 * order: ->lock, then ->mgmt_lock, then the server's own queue lock. */
+	pthread_mutex_t mgmt_lock;
+	struct mgmt_server *mgmt;
 };
 
 /* state.c */

@@ -34,6 +34,7 @@ TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->ctl_wlock, NULL);
 	pthread_cond_init(&s->cond, NULL);
+	pthread_mutex_init(&s->mgmt_lock, NULL);
 	*ret_session = s;
 	return 0;
 }
@@ -206,6 +207,8 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 
 	if (!s)
 		return;
+	/* First: no request may start, cancel or query what is torn down. */
+	tern_mgmt_close(s);
 	if (s->thread_started) {
 		tern_cancel(s);
 		pthread_join(s->thread, NULL);
@@ -218,5 +221,6 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->ctl_wlock);
 	pthread_mutex_destroy(&s->lock);
+	pthread_mutex_destroy(&s->mgmt_lock);
 	free(s);
 }

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "core_priv.h"
+#include "mgmt.h"
 #include "tcp/tcp.h"
 
 #define HANDSHAKE_TIMEOUT_MS 30000
@@ -421,7 +422,8 @@ static int sync_dirty(struct tern_session *s, uint64_t *last_sync_ns, struct ter
 				 __ATOMIC_RELAXED);
 	*last_sync_ns = t0;
 	__atomic_store_n(&s->dirty_sync_ns, t1 - t0, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&s->rounds, 1, __ATOMIC_RELAXED);
+	/* the management server's "round" event: a no-op without a server */
+	mgmt_notify_round(s, __atomic_add_fetch(&s->rounds, 1, __ATOMIC_RELAXED), newly);
 	return 0;
 }
 

@@ -383,6 +383,33 @@ struct tern_stats {
 /** tern_stats_get() - thread-safe snapshot. */
 TERN_EXPORT int tern_stats_get(struct tern_session *s, struct tern_stats *ret_stats);
 
+/**
+ * tern_mgmt_listen() - serve the management protocol (docs/MGMT.md: JSON,
+ * one request and one reply per line) on a Unix stream socket at @path.
+ *
+ * The socket is created with mode 0600, so only this user may connect. A
+ * socket file nobody listens on is replaced; any other file at @path, or a
+ * socket with a live server behind it, is refused. Several clients may be
+ * connected at once. Requests run on the server's own thread, which calls
+ * the public entry points on the owner's behalf (query, set, caps, cancel,
+ * migrate, incoming): while a server runs, the owner thread must not call
+ * tern_migrate() or tern_incoming() itself at the same time as a client may.
+ * Subscribed clients receive state and round events; the migration thread
+ * never waits for a slow client (its events are dropped and counted).
+ *
+ * Return: 0, -EBUSY (this session serves already), -EEXIST (@path is not a
+ * socket), -EADDRINUSE (a server listens at @path), -ENAMETOOLONG, or the
+ * errno of a failed socket call.
+ */
+TERN_EXPORT int tern_mgmt_listen(struct tern_session *s, const char *path, struct tern_error *err);
+
+/**
+ * tern_mgmt_close() - stop the management server: disconnect every client,
+ * join the server thread, remove the socket file. No-op when none runs.
+ * tern_session_free() calls it. Call it from the owner thread.
+ */
+TERN_EXPORT void tern_mgmt_close(struct tern_session *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,741 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for the management server (core/mgmt.c): every command and
+ * every error, the socket's mode, stale and foreign files at its path, two
+ * clients at once, events on a real loopback migration, and teardown by
+ * tern_session_free() without leaked fds or threads.
+ *
+ * The test thread is the only one that asserts. Replies are read with a
+ * generous poll timeout that only guards against a hang; nothing is timed.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "tests/cmocka_compat.h"
+#include "core/mgmt.h"
+#include "tern/tern.h"
+
+#define NPAGES 16
+#define HANG_GUARD_MS 30000
+#define MAX_EVENTS 256
+
+struct client {
+	int fd;
+	char buf[1 << 17];
+	size_t len;
+	char *events[MAX_EVENTS]; /* event lines read while waiting for a reply */
+	int nevents;
+};
+
+struct fixture {
+	struct tern_session *s, *peer;
+	void *ram, *peer_ram;
+	size_t ram_len;
+	char path[108], path2[108];
+	struct client *c[2];
+};
+
+static int count_dir(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static struct tern_session *new_session(void **ret_ram, size_t len)
+{
+	struct tern_error err = {0};
+	struct tern_session *s = NULL;
+	void *ram;
+
+	assert_rc_equal(tern_session_new(NULL, NULL, &s, &err), 0);
+	ram = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(ram != MAP_FAILED);
+	assert_rc_equal(tern_ram_register(s, "ram", ram, len, NULL, &err), 0);
+	*ret_ram = ram;
+	return s;
+}
+
+static int setup(void **state)
+{
+	static int seq;
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct tern_error err = {0};
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (!f)
+		return -1;
+	f->ram_len = (size_t)(page > 0 ? page : 4096) * NPAGES;
+	snprintf(f->path, sizeof(f->path), "/tmp/tern-mgmt-%d-%d.sock", (int)getpid(), ++seq);
+	snprintf(f->path2, sizeof(f->path2), "/tmp/tern-mgmt-%d-%d.sock", (int)getpid(), ++seq);
+	unlink(f->path);
+	unlink(f->path2);
+	f->s = new_session(&f->ram, f->ram_len);
+	if (tern_mgmt_listen(f->s, f->path, &err)) {
+		fprintf(stderr, "tern_mgmt_listen: %s\n", err.msg);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static void client_close(struct client *c)
+{
+	int i;
+
+	if (!c)
+		return;
+	close(c->fd);
+	for (i = 0; i < c->nevents; i++)
+		free(c->events[i]);
+	free(c);
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	client_close(f->c[0]);
+	client_close(f->c[1]);
+	tern_session_free(f->s);
+	tern_session_free(f->peer);
+	munmap(f->ram, f->ram_len);
+	if (f->peer_ram)
+		munmap(f->peer_ram, f->ram_len);
+	unlink(f->path);
+	unlink(f->path2);
+	free(f);
+	return 0;
+}
+
+static struct client *client_open(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct client *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c->fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_int_equal(connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	return c;
+}
+
+static void client_send(struct client *c, const char *data, size_t len)
+{
+	while (len) {
+		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+
+		assert_true(n > 0);
+		data += n;
+		len -= (size_t)n;
+	}
+}
+
+/* The next line (malloc'ed, without its newline), or NULL at EOF. */
+static char *client_line(struct client *c)
+{
+	for (;;) {
+		char *nl = memchr(c->buf, '\n', c->len);
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		ssize_t n;
+
+		if (nl) {
+			size_t l = (size_t)(nl - c->buf);
+			char *line = strndup(c->buf, l);
+
+			memmove(c->buf, nl + 1, c->len - l - 1);
+			c->len -= l + 1;
+			return line;
+		}
+		assert_int_equal(poll(&p, 1, HANG_GUARD_MS), 1);
+		assert_true(c->len < sizeof(c->buf));
+		n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+		assert_true(n >= 0);
+		if (n == 0)
+			return NULL;
+		c->len += (size_t)n;
+	}
+}
+
+static struct json_object *parse(const char *line)
+{
+	struct json_object *o = json_tokener_parse(line);
+
+	assert_non_null(o);
+	assert_true(json_object_is_type(o, json_type_object));
+	return o;
+}
+
+/* Send @req (a newline is added) and return the reply; events are kept. */
+static struct json_object *request(struct client *c, const char *req)
+{
+	for (client_send(c, req, strlen(req)), client_send(c, "\n", 1);;) {
+		char *line = client_line(c);
+		struct json_object *o;
+
+		assert_non_null(line);
+		o = parse(line);
+		if (!json_object_object_get_ex(o, "event", NULL)) {
+			free(line);
+			return o;
+		}
+		json_object_put(o);
+		assert_true(c->nevents < MAX_EVENTS);
+		c->events[c->nevents++] = line;
+	}
+}
+
+static const char *get_str(struct json_object *o, const char *path)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, path, &v));
+	return json_object_get_string(v);
+}
+
+static struct json_object *get(struct json_object *o, const char *key)
+{
+	struct json_object *v = NULL;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		fail_msg("no '%s' in %s", key, json_object_to_json_string(o));
+	return v;
+}
+
+static void expect_ok(struct json_object *r)
+{
+	if (!json_object_get_boolean(get(r, "ok")))
+		fail_msg("expected ok: %s", json_object_to_json_string(r));
+}
+
+/* An error reply whose message contains @needle; consumes @r. */
+static void expect_error(struct json_object *r, const char *needle)
+{
+	const char *msg;
+
+	if (json_object_get_boolean(get(r, "ok")))
+		fail_msg("expected an error: %s", json_object_to_json_string(r));
+	msg = get_str(r, "error");
+	if (!strstr(msg, needle))
+		fail_msg("error '%s' does not mention '%s'", msg, needle);
+	json_object_put(r);
+}
+
+/* Wait for an event of @type whose "to" is @to (NULL: any); consumes it. */
+static struct json_object *wait_event(struct client *c, const char *type, const char *to)
+{
+	int i;
+
+	for (i = 0;; i++) {
+		struct json_object *o;
+		char *line;
+
+		if (i < c->nevents) {
+			line = c->events[i];
+		} else {
+			line = client_line(c);
+			assert_non_null(line);
+			assert_true(c->nevents < MAX_EVENTS);
+			c->events[c->nevents++] = line;
+		}
+		o = parse(line);
+		if (json_object_object_get_ex(o, "event", NULL) &&
+		    !strcmp(get_str(o, "event"), type) && (!to || !strcmp(get_str(o, "to"), to))) {
+			free(line);
+			memmove(&c->events[i], &c->events[i + 1],
+				(size_t)(c->nevents - i - 1) * sizeof(c->events[0]));
+			c->nevents--;
+			return o;
+		}
+		json_object_put(o);
+	}
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static void test_query(void **state)
+{
+	static const char *const keys[] = {"status",
+					   "is_source",
+					   "verified",
+					   "channels",
+					   "page_size",
+					   "setup_ms",
+					   "total_ms",
+					   "downtime_ms",
+					   "expected_downtime_ms",
+					   "verify_ms",
+					   "ram_total",
+					   "ram_transferred",
+					   "ram_remaining",
+					   "normal_pages",
+					   "zero_pages",
+					   "wire_bytes",
+					   "channel_wire_bytes",
+					   "rounds",
+					   "dirty_pages_rate",
+					   "dirty_sync_us",
+					   "dirty_clear_us",
+					   "throughput_bps",
+					   "bandwidth_bps",
+					   "error",
+					   "multifd_compression",
+					   "codec",
+					   "xbzrle_cache_size",
+					   "xbzrle_cache_hits",
+					   "xbzrle_cache_misses",
+					   "xbzrle_overflows",
+					   "xbzrle_bytes",
+					   "xbzrle_cache_hit_rate",
+					   "xbzrle_encoding_rate",
+					   "auto_reason"};
+	struct fixture *f = *state;
+	struct json_object *r, *ret, *zstd;
+	size_t i;
+
+	f->c[0] = client_open(f->path);
+	r = request(f->c[0], "{\"cmd\":\"query\",\"id\":7}");
+	expect_ok(r);
+	assert_int_equal(json_object_get_int(get(r, "id")), 7);
+	ret = get(r, "return");
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		get(ret, keys[i]);
+	assert_string_equal(get_str(ret, "status"), "none");
+	assert_int_equal(json_object_get_uint64(get(ret, "ram_total")), f->ram_len);
+	zstd = get(get(ret, "codec"), "zstd");
+	get(zstd, "pages");
+	get(zstd, "compression_rate");
+	json_object_put(r);
+}
+
+static void test_set(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r, *ret;
+	uint64_t v = 0;
+	char name[32];
+
+	f->c[0] = client_open(f->path);
+	r = request(f->c[0], "{\"cmd\":\"set\",\"name\":\"max-bandwidth\",\"value\":123}");
+	expect_ok(r);
+	ret = get(r, "return");
+	assert_string_equal(get_str(ret, "name"), "max-bandwidth");
+	assert_int_equal(json_object_get_uint64(get(ret, "old")), 0);
+	assert_int_equal(json_object_get_uint64(get(ret, "new")), 123);
+	json_object_put(r);
+	assert_rc_equal(tern_param_get(f->s, "max-bandwidth", &v, &err), 0);
+	assert_int_equal(v, 123);
+
+	r = request(f->c[0],
+		    "{\"cmd\":\"set\",\"name\":\"multifd-compression\",\"value\":\"xbzrle\"}");
+	expect_ok(r);
+	ret = get(r, "return");
+	assert_string_equal(get_str(ret, "old"), "none");
+	assert_string_equal(get_str(ret, "new"), "xbzrle");
+	json_object_put(r);
+	assert_rc_equal(tern_param_get_str(f->s, "multifd-compression", name, sizeof(name), &err),
+			0);
+	assert_string_equal(name, "xbzrle");
+}
+
+static void test_set_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct client *c;
+
+	f->c[0] = c = client_open(f->path);
+	expect_error(request(c, "{\"cmd\":\"set\",\"value\":1}"), "'name'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":5,\"value\":1}"), "'name'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"max-bandwidth\"}"), "'value'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"nope\",\"value\":1}"), "nope");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"max-bandwidth\",\"value\":\"1\"}"),
+		     "'value'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"max-bandwidth\",\"value\":1.5}"),
+		     "'value'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"max-bandwidth\",\"value\":true}"),
+		     "'value'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"max-bandwidth\",\"value\":-1}"),
+		     "'value'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"multifd-compression\",\"value\":3}"),
+		     "'value'");
+	expect_error(
+	    request(c, "{\"cmd\":\"set\",\"name\":\"multifd-compression\",\"value\":\"lz77\"}"),
+	    "multifd-compression");
+	/* out of range: the message names the parameter */
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"downtime-limit\",\"value\":0}"),
+		     "downtime-limit");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"multifd-channels\",\"value\":65}"),
+		     "multifd-channels");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"downtime-limit\","
+				"\"value\":18446744073709551615}"),
+		     "downtime-limit");
+}
+
+static void test_caps(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r, *ret;
+	struct client *c;
+	bool on = false;
+
+	f->c[0] = c = client_open(f->path);
+	r = request(c, "{\"cmd\":\"caps\",\"name\":\"verify-ram\",\"on\":true}");
+	expect_ok(r);
+	ret = get(r, "return");
+	assert_false(json_object_get_boolean(get(ret, "old")));
+	assert_true(json_object_get_boolean(get(ret, "new")));
+	json_object_put(r);
+	assert_rc_equal(tern_cap_get(f->s, "verify-ram", &on, &err), 0);
+	assert_true(on);
+
+	expect_error(request(c, "{\"cmd\":\"caps\",\"on\":true}"), "'name'");
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":\"verify-ram\"}"), "'on'");
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":\"verify-ram\",\"on\":1}"), "'on'");
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":\"teleport\",\"on\":true}"),
+		     "teleport");
+}
+
+static void test_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r;
+	struct client *c;
+
+	f->c[0] = c = client_open(f->path);
+	expect_error(request(c, "{\"cmd\":"), "malformed JSON");
+	expect_error(request(c, "not json"), "malformed JSON");
+	expect_error(request(c, "{\"cmd\":\"query\"} x"), "malformed JSON");
+	expect_error(request(c, "[1,2]"), "object");
+	expect_error(request(c, "{}"), "'cmd'");
+	expect_error(request(c, "{\"cmd\":42}"), "'cmd'");
+	expect_error(request(c, "{\"cmd\":\"reboot\"}"), "reboot");
+	expect_error(request(c, "{\"cmd\":\"continue\"}"), "pre-switchover is not enabled");
+	expect_error(request(c, "{\"cmd\":\"cancel\"}"), "no migration");
+	expect_error(request(c, "{\"cmd\":\"migrate\"}"), "'uri'");
+	expect_error(request(c, "{\"cmd\":\"incoming\",\"uri\":[]}"), "'uri'");
+	expect_error(request(c, "{\"cmd\":\"incoming\",\"uri\":\"carrier-pigeon:x\"}"), "'uri'");
+	/* the connection goes on */
+	r = request(c, "{\"cmd\":\"query\"}");
+	expect_ok(r);
+	json_object_put(r);
+}
+
+static void test_long_lines(void **state)
+{
+	struct fixture *f = *state;
+	size_t big = 60000, huge = 70000;
+	struct json_object *r;
+	struct client *c;
+	char *req;
+
+	/* Under the limit: fine. */
+	f->c[0] = c = client_open(f->path);
+	req = malloc(huge + 1);
+	assert_non_null(req);
+	snprintf(req, huge, "{\"cmd\":\"query\",\"pad\":\"");
+	memset(req + strlen(req), 'a', big - 2 - strlen(req));
+	memcpy(req + big - 2, "\"}", 3);
+	r = request(c, req);
+	expect_ok(r);
+	json_object_put(r);
+
+	/* Over it: refused, and the connection closed. */
+	memset(req, 'a', huge);
+	client_send(c, req, huge);
+	free(req);
+	req = client_line(c);
+	assert_non_null(req);
+	expect_error(parse(req), "longer than 65536");
+	free(req);
+	assert_null(client_line(c));
+
+	/* The server goes on. */
+	f->c[1] = client_open(f->path);
+	r = request(f->c[1], "{\"cmd\":\"query\"}");
+	expect_ok(r);
+	json_object_put(r);
+}
+
+/* ---- the socket ------------------------------------------------------------ */
+
+static void test_socket_file(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct tern_session *other;
+	struct tern_error err = {0};
+	void *ram;
+	struct stat st;
+	int fd;
+
+	assert_int_equal(lstat(f->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+
+	assert_rc_equal(tern_mgmt_listen(f->s, f->path2, &err), -EBUSY);
+
+	other = new_session(&ram, f->ram_len);
+	/* a live server */
+	memset(&err, 0, sizeof(err));
+	assert_rc_equal(tern_mgmt_listen(other, f->path, &err), -EADDRINUSE);
+	/* not a socket */
+	fd = open(f->path2, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	memset(&err, 0, sizeof(err));
+	assert_rc_equal(tern_mgmt_listen(other, f->path2, &err), -EEXIST);
+	assert_non_null(strstr(err.msg, "not a socket"));
+	unlink(f->path2);
+	/* a stale socket is replaced */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path2);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	assert_rc_equal(tern_mgmt_listen(other, f->path2, &err), 0);
+	assert_int_equal(lstat(f->path2, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	tern_mgmt_close(other);
+	assert_int_equal(lstat(f->path2, &st), -1);
+	tern_mgmt_close(other); /* twice: a no-op */
+	tern_session_free(other);
+	munmap(ram, f->ram_len);
+}
+
+static void test_two_clients(void **state)
+{
+	const char *set = "{\"cmd\":\"set\",\"name\":\"downtime-limit\",\"value\":500}\n";
+	const char *query = "{\"cmd\":\"query\"}\n";
+	struct fixture *f = *state;
+	struct json_object *r;
+	char *line;
+
+	f->c[0] = client_open(f->path);
+	f->c[1] = client_open(f->path);
+	/* Both requests are in flight before either reply is read. */
+	client_send(f->c[0], set, strlen(set));
+	client_send(f->c[1], query, strlen(query));
+	line = client_line(f->c[1]);
+	assert_non_null(line);
+	r = parse(line);
+	free(line);
+	expect_ok(r);
+	json_object_put(r);
+	r = request(f->c[1], "{\"cmd\":\"query\"}");
+	expect_ok(r);
+	json_object_put(r);
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	/* the first reply on c[0] was the set's */
+	assert_true(json_object_object_get_ex(get(r, "return"), "name", NULL));
+	assert_int_equal(json_object_get_uint64(get(get(r, "return"), "new")), 500);
+	json_object_put(r);
+	line = client_line(f->c[0]);
+	assert_non_null(line);
+	r = parse(line);
+	free(line);
+	assert_string_equal(get_str(get(r, "return"), "status"), "none");
+	json_object_put(r);
+}
+
+/* ---- events ------------------------------------------------------------------ */
+
+static void test_subscribe_cancel(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r, *ev;
+	char req[200], uri[128];
+
+	f->c[0] = client_open(f->path);
+	f->c[1] = client_open(f->path);
+	r = request(f->c[0], "{\"cmd\":\"subscribe\"}");
+	expect_ok(r);
+	json_object_put(r);
+
+	r = request(f->c[1], "{\"cmd\":\"incoming\",\"uri\":\"tcp:127.0.0.1:0\"}");
+	expect_ok(r);
+	snprintf(uri, sizeof(uri), "%s", get_str(get(r, "return"), "uri"));
+	assert_non_null(strstr(uri, "tcp:127.0.0.1:"));
+	json_object_put(r);
+	ev = wait_event(f->c[0], "state", "setup");
+	assert_string_equal(get_str(ev, "from"), "none");
+	json_object_put(ev);
+
+	/* A second start is refused with a reason. */
+	snprintf(req, sizeof(req), "{\"cmd\":\"incoming\",\"uri\":\"%s\"}", uri);
+	expect_error(request(f->c[1], req), "'uri'");
+
+	expect_ok(r = request(f->c[1], "{\"cmd\":\"cancel\"}"));
+	json_object_put(r);
+	ev = wait_event(f->c[0], "state", "failed");
+	json_object_put(ev);
+	assert_int_equal(tern_wait(f->s, -1), TERN_STATUS_FAILED);
+	/* the subscriber still answers requests */
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_string_equal(get_str(get(r, "return"), "status"), "failed");
+	json_object_put(r);
+}
+
+/* A whole loopback migration started through the socket: state and round
+ * events on the source's server, state events on the destination's. */
+static void test_migrate_events(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r, *ev;
+	char req[200], uri[128];
+
+	f->peer = new_session(&f->peer_ram, f->ram_len);
+	memset(f->ram, 0x5a, f->ram_len / 2);
+	assert_rc_equal(tern_mgmt_listen(f->peer, f->path2, &err), 0);
+	f->c[0] = client_open(f->path);
+	f->c[1] = client_open(f->path2);
+	json_object_put(request(f->c[0], "{\"cmd\":\"subscribe\"}"));
+	json_object_put(request(f->c[1], "{\"cmd\":\"subscribe\"}"));
+
+	r = request(f->c[1], "{\"cmd\":\"incoming\",\"uri\":\"tcp:127.0.0.1:0\"}");
+	expect_ok(r);
+	snprintf(uri, sizeof(uri), "%s", get_str(get(r, "return"), "uri"));
+	json_object_put(r);
+	snprintf(req, sizeof(req), "{\"cmd\":\"migrate\",\"uri\":\"%s\"}", uri);
+	r = request(f->c[0], req);
+	expect_ok(r);
+	json_object_put(r);
+
+	json_object_put(wait_event(f->c[0], "state", "setup"));
+	json_object_put(wait_event(f->c[0], "state", "active"));
+	ev = wait_event(f->c[0], "round", NULL);
+	assert_int_equal(json_object_get_uint64(get(ev, "round")), 1);
+	/* round 1 sends all RAM, whatever the log reported */
+	get(ev, "dirty_pages");
+	get(ev, "dirty_pages_rate");
+	assert_int_equal(json_object_get_uint64(get(ev, "ram_remaining")), f->ram_len);
+	json_object_put(ev);
+	json_object_put(wait_event(f->c[0], "state", "device"));
+	json_object_put(wait_event(f->c[0], "state", "completed"));
+	json_object_put(wait_event(f->c[1], "state", "completed"));
+	assert_int_equal(tern_wait(f->s, -1), TERN_STATUS_COMPLETED);
+	assert_int_equal(tern_wait(f->peer, -1), TERN_STATUS_COMPLETED);
+	assert_memory_equal(f->ram, f->peer_ram, f->ram_len);
+
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_string_equal(get_str(get(r, "return"), "status"), "completed");
+	assert_true(json_object_get_uint64(get(get(r, "return"), "rounds")) >= 2);
+	json_object_put(r);
+	expect_error(request(f->c[0], "{\"cmd\":\"cancel\"}"), "no migration");
+}
+
+/* A subscriber that does not read: the notifier never waits, the events that
+ * do not fit are dropped, and the count it is told adds up. */
+static void test_slow_subscriber(void **state)
+{
+	enum { N = 20000 };
+	struct fixture *f = *state;
+	uint64_t got = 0, dropped = 0;
+	struct json_object *r;
+	char *line;
+	int i;
+
+	f->c[0] = client_open(f->path);
+	r = request(f->c[0], "{\"cmd\":\"subscribe\"}");
+	expect_ok(r);
+	json_object_put(r);
+	/* Far more than the queue, the server's output bound and the socket
+	 * buffer hold together; posted from this thread, which must not block. */
+	for (i = 0; i < N; i++)
+		mgmt_notify_state(f->s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE);
+
+	/* Every event arrives or is counted as dropped: read until they add up
+	 * (a lost one would hang here, and the read's guard fails the test). */
+	while (got + dropped < N) {
+		line = client_line(f->c[0]);
+		assert_non_null(line);
+		r = parse(line);
+		free(line);
+		if (!strcmp(get_str(r, "event"), "dropped"))
+			dropped += json_object_get_uint64(get(r, "count"));
+		else if (!strcmp(get_str(r, "event"), "state"))
+			got++;
+		else
+			fail_msg("unexpected event %s", json_object_to_json_string(r));
+		json_object_put(r);
+	}
+	assert_true(dropped > 0);
+	/* Nothing more: the next line is the reply. */
+	client_send(f->c[0], "{\"cmd\":\"query\"}\n", 16);
+	line = client_line(f->c[0]);
+	assert_non_null(line);
+	r = parse(line);
+	free(line);
+	expect_ok(r);
+	json_object_put(r);
+}
+
+/* ---- teardown ------------------------------------------------------------------ */
+
+static void test_free_stops_server(void **state)
+{
+	struct fixture *f = *state;
+	int fds, threads;
+	struct tern_error err = {0};
+	struct tern_session *s;
+	struct client *c;
+	struct stat st;
+	void *ram;
+
+	fds = count_dir("/proc/self/fd");
+	threads = count_dir("/proc/self/task");
+	s = new_session(&ram, f->ram_len);
+	assert_rc_equal(tern_mgmt_listen(s, f->path2, &err), 0);
+	c = client_open(f->path2);
+	json_object_put(request(c, "{\"cmd\":\"subscribe\"}"));
+	assert_true(count_dir("/proc/self/task") > threads);
+
+	tern_session_free(s);
+	assert_null(client_line(c)); /* the server hung up */
+	client_close(c);
+	assert_int_equal(lstat(f->path2, &st), -1);
+	munmap(ram, f->ram_len);
+	assert_int_equal(count_dir("/proc/self/fd"), fds);
+	assert_int_equal(count_dir("/proc/self/task"), threads);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_query, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_set, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_set_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_two_clients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subscribe_cancel, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_subscriber, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_free_stops_server, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
