@@ -38,6 +38,9 @@
  * may come to the best and still be preferred (it seeds its cache). */
 #define MF_AUTO_ALPHA 0.25
 #define MF_AUTO_PROBE_EVERY 32
+/* ... backing off to this while the choice holds: a probe of a slow codec on
+ * a fast link stalls its channel for a packet. */
+#define MF_AUTO_PROBE_MAX 256
 #define MF_AUTO_XBZRLE_SLACK 0.05
 #define MF_AUTO_REASON_MAX 128
 
@@ -51,9 +54,11 @@ struct mf_auto_est {
 
 struct mf_auto {
 	struct mf_auto_est est[MF_NCODECS];
-	double link_ns_per_byte; /* time a write took per wire byte */
+	double link_ns_per_byte; /* ns the link takes per wire byte (auto_learn_link) */
 	bool link_known;
 	uint64_t decisions;
+	uint64_t probe_at;    /* the decision that probes next */
+	uint32_t probe_every; /* MF_AUTO_PROBE_EVERY, doubling while the choice holds */
 	uint32_t current;
 	uint32_t probe_next;
 };
@@ -176,13 +181,12 @@ static const uint32_t auto_codecs[] = {TERN_CODEC_XBZRLE, TERN_CODEC_NONE, TERN_
  *
  * and the codec with the smallest t_c moves the most RAM per second. A fast
  * link makes encoding the bottleneck and favours none; a slow one favours
- * the best ratio. link_bps comes from how long this channel's writes take
- * per byte (a write into a socket buffer with room returns at once, so the
- * figure is optimistic until the buffer fills -- which is exactly when the
- * link starts to matter). Encode rate and ratio are moving averages over the
- * packets each codec carried; the XBZRLE ratio folds in its cache hit rate.
+ * the best ratio. link_bps is what TCP measured the channel's path
+ * delivering (auto_learn_link()), or else how long its writes take. Encode rate and ratio are
+ *moving averages over the packets each codec carried; the XBZRLE ratio folds in its cache hit rate.
  *
  * Figures of a codec not in use go stale, so 1 batch in MF_AUTO_PROBE_EVERY
+ * (backing off to 1 in MF_AUTO_PROBE_MAX while the choice holds)
  * goes to another codec, in turn; a codec with no figure yet is tried first.
  * XBZRLE only pays on a page it sent before (its cache is seeded by its own
  * misses and forgets pages other codecs send), so it is kept when it comes
@@ -205,7 +209,14 @@ static uint32_t auto_pick(struct mf_auto *a, uint64_t round, uint64_t raw, uint6
 	for (i = first; i < ARRAY_SIZE(auto_codecs); i++)
 		if (!a->est[auto_codecs[i]].samples)
 			return auto_codecs[i];
-	if (++a->decisions % MF_AUTO_PROBE_EVERY == 0) {
+	if (!a->probe_every)
+		a->probe_every = MF_AUTO_PROBE_EVERY;
+	if (++a->decisions >= a->probe_at) {
+		/* Every probe that leaves the choice as it was doubles the
+		 * interval (up to MF_AUTO_PROBE_MAX); a change resets it below. */
+		a->probe_at = a->decisions + a->probe_every;
+		if (a->probe_every < MF_AUTO_PROBE_MAX)
+			a->probe_every *= 2;
 		for (i = 0; i < ARRAY_SIZE(auto_codecs); i++) {
 			uint32_t id = auto_codecs[a->probe_next++ % ARRAY_SIZE(auto_codecs)];
 
@@ -230,6 +241,10 @@ static uint32_t auto_pick(struct mf_auto *a, uint64_t round, uint64_t raw, uint6
 		best = TERN_CODEC_XBZRLE;
 		bi = 0;
 		best_t = t[0];
+	}
+	if (best != a->current) {
+		a->probe_every = MF_AUTO_PROBE_EVERY;
+		a->probe_at = a->decisions + a->probe_every;
 	}
 	a->current = best;
 	*ret_decided = true;
