@@ -14,6 +14,14 @@
 
 #include "compress_priv.h"
 
+/*
+ * The largest window a stream may use, both ways: 8 MiB. The decoder refuses
+ * frames that ask for more, so a hostile source cannot make each channel's
+ * decoder allocate zstd's default maximum (128 MiB); the encoder caps its own
+ * window to match.
+ */
+#define ZS_WINDOW_LOG_MAX 23
+
 static ssize_t zs_encode(struct codec_enc *e, const struct codec_page *pages, uint32_t n,
 			 struct iovec *iov, uint32_t *ret_niov, struct tern_error *err)
 {
@@ -61,6 +69,10 @@ static int zs_enc_init(struct codec_enc *e, struct tern_error *err)
 	if (!cctx)
 		return tern_error_set(err, -ENOMEM, "zstd: no memory for a stream");
 	r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+	/* zstd's tables give levels up to 19 windows of at most 2^23 for a
+	 * stream; the ultra levels ask for more */
+	if (!ZSTD_isError(r) && level >= 18)
+		r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, ZS_WINDOW_LOG_MAX);
 	if (ZSTD_isError(r)) {
 		ZSTD_freeCCtx(cctx);
 		return tern_error_set(err, -EINVAL, "zstd: level %d: %s", level,
@@ -126,9 +138,17 @@ static int zs_decode(struct codec_dec *d, const uint8_t *payload, size_t len, ui
 
 static int zs_dec_init(struct codec_dec *d, struct tern_error *err)
 {
+	size_t r;
+
 	d->state = ZSTD_createDCtx();
 	if (!d->state)
 		return tern_error_set(err, -ENOMEM, "zstd: no memory for a stream");
+	r = ZSTD_DCtx_setParameter(d->state, ZSTD_d_windowLogMax, ZS_WINDOW_LOG_MAX);
+	if (ZSTD_isError(r)) {
+		ZSTD_freeDCtx(d->state);
+		d->state = NULL;
+		return tern_error_set(err, -EINVAL, "zstd: window limit: %s", ZSTD_getErrorName(r));
+	}
 	return 0;
 }
 

@@ -17,6 +17,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#ifdef TERN_HAVE_ZSTD
+#include <zstd.h>
+#endif
+
 #include "tests/cmocka_compat.h"
 #include "compress/compress.h"
 
@@ -270,6 +274,45 @@ static void test_roundtrip_zstd(void **state)
 static void test_roundtrip_zstd19(void **state)
 {
 	roundtrip(state, TERN_CODEC_ZSTD, 19);
+}
+
+/* An ultra level: the encoder caps its window where the decoder's limit is. */
+static void test_roundtrip_zstd20(void **state)
+{
+	roundtrip(state, TERN_CODEC_ZSTD, 20);
+}
+
+/*
+ * A frame that asks for a 128 MiB window (what zstd allows by default) is
+ * refused before the decoder allocates it: a hostile source must not make
+ * every channel's decoder take that much memory.
+ */
+static void test_zstd_window_refused(void **state)
+{
+#ifdef TERN_HAVE_ZSTD
+	struct codec_config cfg = {.id = TERN_CODEC_ZSTD, .page_size = PS};
+	struct tern_error err = {0};
+	static uint8_t page[PS], frame[PS + 512], out[PS];
+	uint8_t *dst[1] = {out};
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+	ZSTD_outBuffer o = {frame, sizeof(frame), 0};
+	ZSTD_inBuffer in = {page, sizeof(page), 0};
+	struct codec_dec *dec;
+
+	(void)state;
+	memset(page, 'x', sizeof(page));
+	assert_non_null(cctx);
+	assert_false(ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_windowLog, 27)));
+	assert_false(ZSTD_isError(ZSTD_compressStream2(cctx, &o, &in, ZSTD_e_flush)));
+	ZSTD_freeCCtx(cctx);
+	assert_int_equal(codec_dec_new(&cfg, &dec, &err), 0);
+	assert_true(codec_decode(dec, frame, o.pos, dst, 1, &err) < 0);
+	assert_non_null(strstr(err.msg, "zstd"));
+	codec_dec_free(dec);
+#else
+	(void)state;
+	skip();
+#endif
 }
 
 static void test_roundtrip_xbzrle(void **state)
@@ -1062,6 +1105,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_roundtrip_none, fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_zlib, fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_zlib9, fixture_setup, fixture_teardown),
+	    cmocka_unit_test_setup_teardown(test_roundtrip_zstd20, fixture_setup, fixture_teardown),
+	    cmocka_unit_test(test_zstd_window_refused),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_zstd, fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_zstd19, fixture_setup, fixture_teardown),
 	    cmocka_unit_test_setup_teardown(test_roundtrip_xbzrle, fixture_setup, fixture_teardown),
