@@ -174,6 +174,25 @@ static void usage(FILE *f)
 	    prog, KG_MAX_VCPUS, TERN_MAX_CHANNELS);
 }
 
+/* The value of the word @arg among @words (NULL-terminated), or a usage error. */
+static int pick_word(const char *opt, const char *arg, const char *const *words, const int *values,
+		     const char *accepted)
+{
+	unsigned int i;
+
+	for (i = 0; words[i]; i++)
+		if (!strcmp(arg, words[i]))
+			return values[i];
+	usage_die("%s: %s, not '%s'", opt, accepted, arg);
+}
+
+static const char *const fill_words[] = {"random", "text", NULL};
+static const int fill_values[] = {TV_FILL_RANDOM, TV_FILL_TEXT};
+static const char *const pattern_words[] = {"sequential", "random", "hot-cold", NULL};
+static const int pattern_values[] = {TV_PATTERN_SEQUENTIAL, TV_PATTERN_RANDOM, TV_PATTERN_HOT_COLD};
+static const char *const cancel_words[] = {"setup", "active", "device", NULL};
+static const int cancel_values[] = {TERN_STATUS_SETUP, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE};
+
 static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 {
 	enum {
@@ -239,12 +258,8 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			cfg->vcpus = (uint32_t)parse_uint("--vcpus", optarg, 1, KG_MAX_VCPUS);
 			break;
 		case OPT_FILL:
-			if (!strcmp(optarg, "random"))
-				cfg->fill = TV_FILL_RANDOM;
-			else if (!strcmp(optarg, "text"))
-				cfg->fill = TV_FILL_TEXT;
-			else
-				usage_die("--fill: random or text, not '%s'", optarg);
+			cfg->fill = (enum tv_fill)pick_word("--fill", optarg, fill_words,
+							    fill_values, "random or text");
 			break;
 		case OPT_ZERO_PCT: {
 			char *end;
@@ -267,15 +282,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			cfg->dirty_pages = parse_uint("--dirty-pages", optarg, 0, UINT64_MAX / 2);
 			break;
 		case OPT_PATTERN:
-			if (!strcmp(optarg, "sequential"))
-				cfg->pattern = TV_PATTERN_SEQUENTIAL;
-			else if (!strcmp(optarg, "random"))
-				cfg->pattern = TV_PATTERN_RANDOM;
-			else if (!strcmp(optarg, "hot-cold"))
-				cfg->pattern = TV_PATTERN_HOT_COLD;
-			else
-				usage_die("--pattern: sequential, random or hot-cold, not '%s'",
-					  optarg);
+			cfg->pattern = (enum tv_pattern)pick_word("--pattern", optarg,
+								  pattern_words, pattern_values,
+								  "sequential, random or hot-cold");
 			break;
 		case OPT_INCOMING:
 			cfg->incoming = optarg;
@@ -317,14 +326,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			cfg->timeout_s = parse_uint("--timeout", optarg, 0, 86400 * 7);
 			break;
 		case OPT_CANCEL_ON:
-			if (!strcmp(optarg, "setup"))
-				cfg->cancel_on = TERN_STATUS_SETUP;
-			else if (!strcmp(optarg, "active"))
-				cfg->cancel_on = TERN_STATUS_ACTIVE;
-			else if (!strcmp(optarg, "device"))
-				cfg->cancel_on = TERN_STATUS_DEVICE;
-			else
-				usage_die("--cancel-on: setup, active or device, not '%s'", optarg);
+			cfg->cancel_on =
+			    (enum tern_status)pick_word("--cancel-on", optarg, cancel_words,
+							cancel_values, "setup, active or device");
 			break;
 		case 'v':
 			cfg->log_level = cfg->log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
