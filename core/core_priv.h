@@ -30,18 +30,32 @@ enum param_id {
 	PARAM_MULTIFD_ZLIB_LEVEL,
 	PARAM_MULTIFD_ZSTD_LEVEL,
 	PARAM_XBZRLE_CACHE_SIZE,
+	PARAM_CPU_THROTTLE_INITIAL,
+	PARAM_CPU_THROTTLE_INCREMENT,
+	PARAM_MAX_CPU_THROTTLE,
+	PARAM_MIGRATION_TIMEOUT,
+	PARAM_MIGRATION_TIMEOUT_POLICY, /* a name: enum timeout_policy */
 	PARAM_MAX,
 };
 
 enum cap_id {
 	CAP_INVALID = 0,
 	CAP_VERIFY_RAM,
+	CAP_AUTO_CONVERGE,
+	CAP_PAUSE_BEFORE_SWITCHOVER,
 	CAP_MAX,
 };
 
-/* Capability bits as they travel in HELLO. */
+enum timeout_policy {
+	TIMEOUT_POLICY_CANCEL = 0,
+	TIMEOUT_POLICY_FORCE,
+};
+
+/* Capability bits as they travel in HELLO: only those the destination acts
+ * on; the others steer the source alone. */
 #define CAP_BIT(c) ((uint64_t)1 << ((c)-1))
 #define CAPS_KNOWN (CAP_BIT(CAP_VERIFY_RAM))
+#define CAPS_WIRE CAPS_KNOWN
 
 struct params {
 	/* every field is read and written with __atomic builtins: the
@@ -65,6 +79,7 @@ int params_set_str(struct params *p, enum param_id id, const char *value, bool r
 /* The value as params_set_str() takes it; -ENOSPC when @len is too small. */
 int params_get_str(const struct params *p, enum param_id id, char *buf, size_t len);
 int caps_lookup(const char *name, enum cap_id *ret_id);
+const char *cap_name(enum cap_id id);
 bool caps_get(const struct params *p, enum cap_id id);
 uint64_t caps_bits(const struct params *p);
 
@@ -145,6 +160,7 @@ enum ctl_type {
 	CTL_COMMIT,	  /* src -> dst: the source let go; start the guest */
 	CTL_RAM_SYNC_ACK, /* dst -> src: every page of round n has landed */
 	CTL_RAM_HINT,	  /* src -> dst: the 2 MiB regions of a block that hold data */
+	CTL_RESUMED,	  /* dst -> src, after COMMIT: the guest runs; resume's cost */
 	CTL_TYPE_MAX,
 };
 
@@ -245,6 +261,9 @@ struct tern_section_reader {
 	struct rd rd;
 };
 
+/* Source: about the bytes the sections will take on the control channel
+ * (their size hooks, frames included); the guest runs meanwhile. */
+uint64_t sections_size_estimate(struct tern_session *s);
 /* Source: save every section and send one SECTION_FULL frame each. */
 int sections_save_all(struct tern_session *s, struct tern_conn *ctl, uint64_t *ret_bytes,
 		      struct tern_error *err);
@@ -283,6 +302,26 @@ void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, 
 		    uint64_t max_bps);
 
 /* ---- the session (session.c, source.c, dest.c) ------------------------ */
+
+/* The downtime's parts, as struct tern_stats shows them (downtime_*_us). */
+enum dt_part {
+	DT_PAUSE = 0,
+	DT_WAIT,
+	DT_SYNC,
+	DT_RAM,
+	DT_DEVICE,
+	DT_RESUME,
+	DT_PARTS,
+};
+
+/* The estimate's parts (expected_*_us). */
+enum dt_est_part {
+	EST_SYNC = 0,
+	EST_RAM,
+	EST_DEVICE,
+	EST_RESUME,
+	DT_EST_PARTS,
+};
 
 struct tern_session {
 	/* immutable after creation */
@@ -331,10 +370,12 @@ struct tern_session {
 	struct tern_error peer_err; /* the peer's ERROR, which explains ours */
 	bool cancel;
 	bool ended; /* the migration / load thread finished its exit path */
-	bool got_ack, got_loaded, got_complete;
+	bool got_ack, got_loaded, got_complete, got_resumed;
+	bool rp_ended;		   /* source: the return-path thread is on its way out */
 	bool error_sent;	   /* destination: ERROR went out on the return path */
 	bool got_commit;	   /* destination */
 	bool committing;	   /* source: COMMIT is going out; cancel is too late */
+	bool continue_req;	   /* source: tern_continue() in pre-switchover */
 	uint64_t acked_round;	   /* source: last RAM_SYNC_ACK */
 	struct prefault *prefault; /* destination: load thread only */
 	uint8_t complete_payload[64];
@@ -361,6 +402,17 @@ struct tern_session {
 	uint64_t queued_pages;
 	uint64_t xbzrle_size;
 	bool verified;
+	/* source: the round being sent (pages at its sync; queued_pages when it
+	 * began), auto-converge's throttle, and the downtime estimate's parts */
+	uint64_t round_pages, round_queued0;
+	uint32_t throttle_pct;
+	uint64_t exp_us[DT_EST_PARTS];
+	uint64_t dt_us[DT_PARTS]; /* the measured downtime's parts */
+	uint64_t rtt_ns;	  /* source: HELLO -> HELLO_ACK */
+	/* under ->lock: what the destination reported of its own time */
+	uint64_t peer_sections_ns, peer_resume_ns;
+	/* destination, load thread: time spent loading sections */
+	uint64_t sections_load_ns;
 	/* final data-plane figures, kept after the data plane is freed */
 	struct mf_chan_stats final_total;
 	struct mf_chan_stats final_chan[TERN_MAX_CHANNELS];

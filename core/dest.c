@@ -155,7 +155,7 @@ static int dest_join_channels(struct tern_session *s, struct tern_error *err)
 static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t last_round,
 		       struct tern_error *err)
 {
-	uint8_t complete[1 + 16 + 8] = {0};
+	uint8_t complete[1 + 16 + 8] = {0}, loaded[8];
 	struct mf_chan_stats t;
 	uint64_t round, pages;
 	uint16_t type;
@@ -182,7 +182,8 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 				      "EOS: the source sent %" PRIu64 " pages, %" PRIu64 " arrived",
 				      pages, t.normal_pages + t.zero_pages);
 	s->loaded_ns = tern_now_ns();
-	ret = rp_send(s, CTL_LOADED, NULL, 0);
+	put_be64(loaded, s->sections_load_ns);
+	ret = rp_send(s, CTL_LOADED, loaded, sizeof(loaded));
 	if (ret)
 		return tern_error_set(err, ret, "sending LOADED: %s", strerror(-ret));
 	if (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) {
@@ -258,9 +259,13 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 			}
 			break;
 		}
-		case CTL_SECTION_FULL:
+		case CTL_SECTION_FULL: {
+			uint64_t t0 = tern_now_ns();
+
 			ret = section_load(s, p, len, err);
+			s->sections_load_ns += tern_now_ns() - t0;
 			break;
+		}
 		case CTL_RAM_HINT:
 			if (last_round) {
 				ret = tern_error_set(err, -EPROTO, "RAM_HINT after round %" PRIu64,
@@ -339,6 +344,18 @@ void *dest_thread(void *arg)
 	}
 	if (l)
 		l->ops->close(l);
+	if (!ret) {
+		/* The source let go (COMMIT): start the guest, then tell the
+		 * source what that cost, the last part of its downtime. Its
+		 * going away meanwhile changes nothing here. */
+		uint64_t t0 = tern_now_ns();
+		uint8_t resumed[8];
+
+		if (s->vmm.resume)
+			s->vmm.resume(s->vmm_opaque);
+		put_be64(resumed, tern_now_ns() - t0);
+		rp_send(s, CTL_RESUMED, resumed, sizeof(resumed));
+	}
 	pthread_mutex_lock(&s->ctl_wlock);
 	pthread_mutex_lock(&s->lock);
 	ctl = s->ctl;
@@ -349,8 +366,6 @@ void *dest_thread(void *arg)
 
 	__atomic_store_n(&s->end_ns, tern_now_ns(), __ATOMIC_RELAXED);
 	if (!ret) {
-		if (s->vmm.resume)
-			s->vmm.resume(s->vmm_opaque);
 		stats_capture_final(s);
 		pthread_mutex_lock(&s->lock);
 		s->verified = (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0;

@@ -25,7 +25,7 @@ int hello_encode(struct tern_session *s, struct buf *b)
 	buf_put_u32(b, s->method);
 	buf_put_u32(b, (uint32_t)s->zlib_level);
 	buf_put_u32(b, (uint32_t)s->zstd_level);
-	buf_put_u64(b, caps_bits(&s->params));
+	buf_put_u64(b, caps_bits(&s->params) & CAPS_WIRE);
 	buf_put_u32(b, s->nblocks);
 	for (i = 0; i < s->nblocks; i++) {
 		buf_put_str(b, s->blocks[i]->name);

@@ -148,10 +148,10 @@ void mgmt_notify_round(struct tern_session *s, uint64_t round, uint64_t dirty_pa
 		     "{\"event\":\"round\",\"round\":%" PRIu64 ",\"dirty_pages\":%" PRIu64
 		     ",\"dirty_pages_rate\":%" PRIu64 ",\"dirty_sync_us\":%" PRIu64
 		     ",\"ram_remaining\":%" PRIu64 ",\"bandwidth_bps\":%" PRIu64
-		     ",\"expected_downtime_ms\":%" PRIu64 "}\n",
+		     ",\"expected_downtime_ms\":%" PRIu64 ",\"cpu_throttle_percent\":%u}\n",
 		     round, dirty_pages, LD(s->dirty_pages_rate), LD(s->dirty_sync_ns) / 1000,
 		     LD(s->remaining_pages) * s->page_size, LD(s->bw_bps),
-		     LD(s->expected_downtime_ms));
+		     LD(s->expected_downtime_ms), LD(s->throttle_pct));
 	if (n > 0 && (size_t)n < sizeof(line))
 		mgmt_post(s, line, (size_t)n);
 }

@@ -119,6 +119,19 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	add_u64(o, "dirty_clear_us", st->dirty_clear_us);
 	add_u64(o, "throughput_bps", st->throughput_bps);
 	add_u64(o, "bandwidth_bps", st->bandwidth_bps);
+	add_u64(o, "round_bytes", st->round_bytes);
+	add_u64(o, "round_sent_bytes", st->round_sent_bytes);
+	add_u64(o, "cpu_throttle_percent", st->cpu_throttle_percent);
+	add_u64(o, "expected_sync_us", st->expected_sync_us);
+	add_u64(o, "expected_ram_us", st->expected_ram_us);
+	add_u64(o, "expected_device_us", st->expected_device_us);
+	add_u64(o, "expected_resume_us", st->expected_resume_us);
+	add_u64(o, "downtime_pause_us", st->downtime_pause_us);
+	add_u64(o, "downtime_wait_us", st->downtime_wait_us);
+	add_u64(o, "downtime_sync_us", st->downtime_sync_us);
+	add_u64(o, "downtime_ram_us", st->downtime_ram_us);
+	add_u64(o, "downtime_device_us", st->downtime_device_us);
+	add_u64(o, "downtime_resume_us", st->downtime_resume_us);
 	json_object_object_add(o, "error", json_object_new_string(st->error));
 	json_object_object_add(o, "multifd_compression",
 			       json_object_new_string(st->multifd_compression));
@@ -243,6 +256,36 @@ static struct json_object *cmd_set(struct tern_session *s, struct json_object *r
 	return reply_ok(id, ret);
 }
 
+/* `params`: every parameter, by name. */
+static struct json_object *cmd_params(struct tern_session *s, struct json_object *id)
+{
+	struct json_object *ret = json_object_new_object();
+	int i;
+
+	if (!ret)
+		return NULL;
+	for (i = PARAM_INVALID + 1; i < PARAM_MAX; i++)
+		json_object_object_add(
+		    ret, param_name((enum param_id)i),
+		    param_json(s, param_name((enum param_id)i), (enum param_id)i));
+	return reply_ok(id, ret);
+}
+
+/* `caps` without a name: every capability, on or off. */
+static struct json_object *caps_list(struct tern_session *s, struct json_object *id)
+{
+	struct json_object *ret = json_object_new_object();
+	int i;
+
+	if (!ret)
+		return NULL;
+	for (i = CAP_INVALID + 1; i < CAP_MAX; i++)
+		json_object_object_add(
+		    ret, cap_name((enum cap_id)i),
+		    json_object_new_boolean(caps_get(&s->params, (enum cap_id)i)));
+	return reply_ok(id, ret);
+}
+
 static struct json_object *cmd_caps(struct tern_session *s, struct json_object *req,
 				    struct json_object *id)
 {
@@ -251,6 +294,9 @@ static struct json_object *cmd_caps(struct tern_session *s, struct json_object *
 	bool old = false;
 	const char *name;
 
+	if (!json_object_object_get_ex(req, "name", NULL) &&
+	    !json_object_object_get_ex(req, "on", NULL))
+		return caps_list(s, id);
 	name = req_string(req, id, "caps", "name", &reply);
 	if (!name)
 		return reply;
@@ -283,8 +329,11 @@ static struct json_object *cmd_cancel(struct tern_session *s, struct json_object
 static struct json_object *cmd_continue(struct tern_session *s, struct json_object *req,
 					struct json_object *id)
 {
-	/* Nothing ever waits in pre-switchover until that capability exists. */
-	return reply_err(id, "continue: pre-switchover is not enabled");
+	struct tern_error err = {0};
+
+	if (tern_continue(s, &err))
+		return reply_err(id, "%s", err.msg);
+	return reply_ok(id, NULL);
 }
 
 static struct json_object *cmd_start(struct tern_session *s, struct json_object *req,
@@ -362,6 +411,8 @@ static struct json_object *handle_request(struct tern_session *s, const char *li
 		reply = cmd_query(s, req, id);
 	else if (!strcmp(cmd, "set"))
 		reply = cmd_set(s, req, id);
+	else if (!strcmp(cmd, "params"))
+		reply = cmd_params(s, id);
 	else if (!strcmp(cmd, "caps"))
 		reply = cmd_caps(s, req, id);
 	else if (!strcmp(cmd, "cancel"))

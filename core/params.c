@@ -15,32 +15,87 @@
 
 #include "core_priv.h"
 
+/* A parameter that takes a name: its values and their names. */
+struct param_names {
+	uint32_t (*by_name)(const char *name); /* 0 when unknown */
+	const char *(*name)(uint32_t v);
+	bool (*valid)(uint32_t v);
+	const char *list; /* for messages */
+};
+
 struct param_desc {
 	const char *name;
 	uint64_t min, max, def;
 	bool live; /* may change during a migration */
 	const char *unit;
-	bool is_enum; /* a name: the values of mf_method_by_name() */
+	const struct param_names *names; /* set: the parameter takes a name */
 };
 
 #define METHOD_NAMES "none, zlib, zstd, xbzrle, auto"
+
+static bool method_valid(uint32_t v)
+{
+	return mf_method_codecs(v) != 0;
+}
+
+static const struct param_names method_names = {mf_method_by_name, mf_method_name, method_valid,
+						METHOD_NAMES};
+
+static const char *const policy_names[] = {
+    [TIMEOUT_POLICY_CANCEL] = "cancel",
+    [TIMEOUT_POLICY_FORCE] = "force",
+};
+
+/* Names map to value + 1 so that 0 can say "unknown", as for methods. */
+static uint32_t policy_by_name(const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < ARRAY_SIZE(policy_names); i++)
+		if (name && !strcmp(name, policy_names[i]))
+			return i + 1;
+	return 0;
+}
+
+static const char *policy_name(uint32_t v)
+{
+	return v >= 1 && v <= ARRAY_SIZE(policy_names) ? policy_names[v - 1] : "invalid";
+}
+
+static bool policy_valid(uint32_t v)
+{
+	return v >= 1 && v <= ARRAY_SIZE(policy_names);
+}
+
+static const struct param_names timeout_policy_names = {policy_by_name, policy_name, policy_valid,
+							"cancel, force"};
 
 static const struct param_desc param_table[PARAM_MAX] = {
     [PARAM_MULTIFD_CHANNELS] = {"multifd-channels", 1, TERN_MAX_CHANNELS, 2, false, ""},
     [PARAM_MAX_BANDWIDTH] = {"max-bandwidth", 0, UINT64_MAX / 2, 0, true, " bytes/s"},
     [PARAM_DOWNTIME_LIMIT] = {"downtime-limit", 1, 2000000, 300, true, " ms"},
     [PARAM_CLEAR_BITMAP_SHIFT] = {"clear-bitmap-shift", 6, 31, 18, false, ""},
-    [PARAM_MULTIFD_COMPRESSION] = {"multifd-compression", 0, 0, TERN_CODEC_NONE, false, "", true},
+    [PARAM_MULTIFD_COMPRESSION] = {"multifd-compression", 0, 0, TERN_CODEC_NONE, false, "",
+				   &method_names},
     [PARAM_MULTIFD_ZLIB_LEVEL] = {"multifd-zlib-level", 1, 9, 1, false, ""},
     [PARAM_MULTIFD_ZSTD_LEVEL] = {"multifd-zstd-level", 1, 20, 1, false, ""},
     /* at least one page of the smallest page size; the source also checks
      * its own page size when it starts */
     [PARAM_XBZRLE_CACHE_SIZE] = {"xbzrle-cache-size", 4096, 1ull << 40, 64ull << 20, true,
 				 " bytes"},
+    [PARAM_CPU_THROTTLE_INITIAL] = {"cpu-throttle-initial", 1, 99, 20, true, "%"},
+    [PARAM_CPU_THROTTLE_INCREMENT] = {"cpu-throttle-increment", 1, 99, 10, true, "%"},
+    [PARAM_MAX_CPU_THROTTLE] = {"max-cpu-throttle", 1, 99, 99, true, "%"},
+    [PARAM_MIGRATION_TIMEOUT] = {"migration-timeout", 0, 31536000, 0, true, " s"},
+    /* stored as enum timeout_policy + 1 (see policy_by_name) */
+    [PARAM_MIGRATION_TIMEOUT_POLICY] = {"migration-timeout-policy", 0, 0, TIMEOUT_POLICY_CANCEL + 1,
+					true, "", &timeout_policy_names},
 };
 
 static const char *const cap_names[CAP_MAX] = {
     [CAP_VERIFY_RAM] = "verify-ram",
+    [CAP_AUTO_CONVERGE] = "auto-converge",
+    [CAP_PAUSE_BEFORE_SWITCHOVER] = "pause-before-switchover",
 };
 
 void params_init(struct params *p)
@@ -77,14 +132,15 @@ int params_set(struct params *p, enum param_id id, uint64_t v, bool running, str
 	if (id <= PARAM_INVALID || id >= PARAM_MAX)
 		return tern_error_set(err, -EINVAL, "unknown parameter id %d", (int)id);
 	d = &param_table[id];
-	if (d->is_enum) {
-		int ret;
+	if (d->names) {
+		int ret = 0;
 
-		if (!mf_method_codecs((uint32_t)v) || v > UINT32_MAX)
+		if (v > UINT32_MAX || !d->names->valid((uint32_t)v))
 			return tern_error_set(err, -EINVAL,
 					      "%s: unknown value %" PRIu64 " (one of %s)", d->name,
-					      v, METHOD_NAMES);
-		ret = mf_method_check((uint32_t)v, d->name, err);
+					      v, d->names->list);
+		if (d->names == &method_names)
+			ret = mf_method_check((uint32_t)v, d->name, err);
 		if (ret)
 			return ret;
 	} else if (v < d->min || v > d->max)
@@ -105,7 +161,7 @@ uint64_t params_get(const struct params *p, enum param_id id)
 
 bool param_is_enum(enum param_id id)
 {
-	return id > PARAM_INVALID && id < PARAM_MAX && param_table[id].is_enum;
+	return id > PARAM_INVALID && id < PARAM_MAX && param_table[id].names;
 }
 
 int params_set_str(struct params *p, enum param_id id, const char *value, bool running,
@@ -120,12 +176,12 @@ int params_set_str(struct params *p, enum param_id id, const char *value, bool r
 	d = &param_table[id];
 	if (!value)
 		value = "";
-	if (d->is_enum) {
-		uint32_t m = mf_method_by_name(value);
+	if (d->names) {
+		uint32_t m = d->names->by_name(value);
 
 		if (!m)
 			return tern_error_set(err, -EINVAL, "%s: unknown value '%s' (one of %s)",
-					      d->name, value, METHOD_NAMES);
+					      d->name, value, d->names->list);
 		return params_set(p, id, m, running, err);
 	}
 	errno = 0;
@@ -143,8 +199,8 @@ int params_get_str(const struct params *p, enum param_id id, char *buf, size_t l
 	if (id <= PARAM_INVALID || id >= PARAM_MAX)
 		return -EINVAL;
 	v = params_get(p, id);
-	if (param_table[id].is_enum)
-		n = snprintf(buf, len, "%s", mf_method_name((uint32_t)v));
+	if (param_table[id].names)
+		n = snprintf(buf, len, "%s", param_table[id].names->name((uint32_t)v));
 	else
 		n = snprintf(buf, len, "%" PRIu64, v);
 	return n < 0 || (size_t)n >= len ? -ENOSPC : 0;
@@ -161,6 +217,11 @@ int caps_lookup(const char *name, enum cap_id *ret_id)
 		}
 	}
 	return -ENOENT;
+}
+
+const char *cap_name(enum cap_id id)
+{
+	return id > CAP_INVALID && id < CAP_MAX ? cap_names[id] : "invalid";
 }
 
 bool caps_get(const struct params *p, enum cap_id id)
@@ -196,7 +257,7 @@ TERN_EXPORT int tern_param_set(struct tern_session *s, const char *name, uint64_
 	if (param_is_enum(id))
 		return tern_error_set(err, -EINVAL,
 				      "%s takes a name (%s): set it with tern_param_set_str()",
-				      name, METHOD_NAMES);
+				      name, param_table[id].names->list);
 	return params_set(&s->params, id, value, session_running(s), err);
 }
 
@@ -235,7 +296,7 @@ TERN_EXPORT int tern_param_get(struct tern_session *s, const char *name, uint64_
 	if (param_is_enum(id))
 		return tern_error_set(err, -EINVAL,
 				      "%s is a name (%s): read it with tern_param_get_str()", name,
-				      METHOD_NAMES);
+				      param_table[id].names->list);
 	*ret_value = params_get(&s->params, id);
 	return 0;
 }

@@ -118,6 +118,21 @@ TERN_EXPORT size_t tern_section_remaining(const struct tern_section_reader *r)
 	return rd_left(&r->rd);
 }
 
+uint64_t sections_size_estimate(struct tern_session *s)
+{
+	uint64_t bytes = 0;
+	uint32_t i;
+
+	for (i = 0; i < s->nsections; i++) {
+		const struct section *sec = s->sections[i];
+		size_t n = sec->ops.size ? sec->ops.size(sec->opaque) : 0;
+
+		/* the frame around the payload: as sections_save_all() builds it */
+		bytes += CTL_HDR_SIZE + 5 * 4 + strlen(sec->name) + MIN(n, SECTION_MAX_PAYLOAD);
+	}
+	return bytes;
+}
+
 int sections_save_all(struct tern_session *s, struct tern_conn *ctl, uint64_t *ret_bytes,
 		      struct tern_error *err)
 {

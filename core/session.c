@@ -179,6 +179,27 @@ TERN_EXPORT int tern_cancel(struct tern_session *s)
 	return 0;
 }
 
+TERN_EXPORT int tern_continue(struct tern_session *s, struct tern_error *err)
+{
+	enum tern_status st;
+	int ret = 0;
+
+	if (!caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER))
+		return tern_error_set(err, -EINVAL, "continue: pause-before-switchover is off");
+	pthread_mutex_lock(&s->lock);
+	st = session_status(s);
+	if (!s->is_source || st != TERN_STATUS_PRE_SWITCHOVER) {
+		ret = tern_error_set(err, -EAGAIN,
+				     "continue: the migration is %s, not pre-switchover",
+				     tern_status_name(st));
+	} else {
+		s->continue_req = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms)
 {
 	struct timespec deadline = tern_deadline_ms(timeout_ms >= 0 ? (uint64_t)timeout_ms : 0);

@@ -34,6 +34,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define FINAL_REPLY_TIMEOUT_MS 600000
 #define RP_GRACE_MS 1000
+#define RESUMED_WAIT_MS 5000
 
 /* ---- return path --------------------------------------------------------- */
 
@@ -57,8 +58,28 @@ static void *rp_thread(void *arg)
 			s->got_ack = true;
 			break;
 		case CTL_LOADED:
+			if (len != 8) {
+				ret = tern_error_set(&err, -EPROTO,
+						     "return path: LOADED of %u bytes, not 8", len);
+				break;
+			}
+			s->peer_sections_ns = get_be64(p);
 			s->got_loaded = true;
 			s->loaded_ns = tern_now_ns();
+			break;
+		case CTL_RESUMED:
+			if (!s->got_complete) {
+				ret = tern_error_set(&err, -EPROTO,
+						     "return path: RESUMED before COMPLETE");
+				break;
+			}
+			/* after COMMIT: the guest runs there whatever this says */
+			if (len == 8)
+				s->peer_resume_ns = get_be64(p);
+			else
+				tern_log_msg(&s->log, 4, "return path: RESUMED of %u bytes ignored",
+					     len);
+			s->got_resumed = len == 8;
 			break;
 		case CTL_COMPLETE:
 			memcpy(s->complete_payload, p, len);
@@ -96,6 +117,8 @@ static void *rp_thread(void *arg)
 	/* After COMPLETE the destination closing its end is the normal end. */
 	if (s->got_complete && !s->peer_err.code)
 		ret = 0;
+	s->rp_ended = true;
+	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		session_fail(s, &err);
@@ -125,6 +148,25 @@ static int wait_reply(struct tern_session *s, bool *flag, const char *what, int 
 	return ret;
 }
 
+/*
+ * After COMMIT: wait a little for the destination's RESUMED, which says what
+ * its resume callback cost (the last part of the downtime). The migration is
+ * complete either way; without it, that part is missing from the figures.
+ */
+static void wait_resumed(struct tern_session *s)
+{
+	struct timespec deadline = tern_deadline_ms(RESUMED_WAIT_MS);
+	int ret = 0;
+
+	pthread_mutex_lock(&s->lock);
+	while (!s->got_resumed && !s->rp_ended && !ret)
+		ret = pthread_cond_timedwait(&s->cond, &s->lock, &deadline);
+	if (!s->got_resumed)
+		tern_log_msg(&s->log, 5,
+			     "no RESUMED from the destination: its resume time is not counted");
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* ---- setup --------------------------------------------------------------- */
 
 static void mf_failed(void *opaque)
@@ -143,6 +185,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	struct mf_config cfg;
 	struct mf_send *mf;
 	struct buf hello;
+	uint64_t t0;
 	uint32_t i;
 	int ret;
 
@@ -170,9 +213,13 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 		return tern_error_set(err, ret, "starting the return-path thread: %s",
 				      strerror(-ret));
 	s->rp_started = true;
+	t0 = tern_now_ns();
 	ret = wait_reply(s, &s->got_ack, "HELLO_ACK", HANDSHAKE_TIMEOUT_MS, err);
 	if (ret)
 		return ret;
+	/* one control-channel round trip (and the destination's checks): what
+	 * each request-and-answer of the switchover will cost at least */
+	s->rtt_ns = tern_now_ns() - t0;
 
 	for (i = 0; i < s->nchannels; i++) {
 		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &conns[i], err);
@@ -216,7 +263,40 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 struct round_ctx {
 	struct ratelimit rl;
 	uint64_t sent_pages; /* queued to the workers, normal or zero */
+	/* why the round being sent may end early (ROUND_CUT) */
+	uint64_t limit_ms;    /* downtime-limit when the round began */
+	uint64_t deadline_ns; /* migration-timeout, 0: none */
+	bool cut;	      /* the last round ended early */
 };
+
+/* From pace() and queue_batch(): stop queueing this round's pages. */
+#define ROUND_CUT 1
+
+/* The migration-timeout deadline (0: none), read again each time: live. */
+static uint64_t timeout_deadline(struct tern_session *s)
+{
+	uint64_t t = params_get(&s->params, PARAM_MIGRATION_TIMEOUT);
+
+	return t ? s->start_ns + t * 1000000000ull : 0;
+}
+
+/*
+ * Whether the round being sent should end now: downtime-limit changed (so
+ * the switchover rule must be applied again, with what remains, at once) or
+ * migration-timeout passed. The pages not queued stay in the send maps and
+ * go in the next round.
+ */
+static bool round_must_end(struct tern_session *s, struct round_ctx *rc, uint64_t now)
+{
+	uint64_t dl;
+
+	if (!rc->limit_ms)
+		return false; /* switchover: the last round is never cut */
+	if (params_get(&s->params, PARAM_DOWNTIME_LIMIT) != rc->limit_ms)
+		return true;
+	dl = timeout_deadline(s);
+	return dl && now >= dl;
+}
 
 static uint64_t wire_total(struct tern_session *s)
 {
@@ -231,7 +311,9 @@ static uint64_t wire_total(struct tern_session *s)
  * max-bandwidth. One sleep covers at most one rate window, and the limit is
  * read again after each, so a change made meanwhile (or a cancel) is seen
  * within a window; the loop goes on until the bucket is out of debt, so a
- * 2 MiB batch on a slow limit waits as long as it must.
+ * 2 MiB batch on a slow limit waits as long as it must. Return: 0,
+ * ROUND_CUT when the round should end now (round_must_end()), or a negative
+ * errno.
  */
 static int pace(struct tern_session *s, struct round_ctx *rc)
 {
@@ -244,6 +326,8 @@ static int pace(struct tern_session *s, struct round_ctx *rc)
 
 		__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->ram_bps, rc->rl.ram_bps, __ATOMIC_RELAXED);
+		if (round_must_end(s, rc, now))
+			return ROUND_CUT;
 		if (!sleep_ns)
 			return 0;
 		if (session_stopping(s) || mf_send_error(s->mf_send, NULL))
@@ -327,6 +411,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	int ret;
 
 	ret = xbzrle_round_barrier(s);
+	__atomic_store_n(&s->round_queued0, rc->sent_pages, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->round_pages, ram_pending_pages(s), __ATOMIC_RELAXED);
 	for (bi = 0; bi < s->nblocks && !ret; bi++) {
 		struct tern_ram_block *b = s->blocks[bi];
 		uint64_t w, nwords = BITMAP_WORDS(b->npages);
@@ -379,12 +465,23 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 						break;
 				}
 			}
+			/* cut short: the word's pages not queued wait for the next round */
+			if (ret == ROUND_CUT)
+				b->send[w] |= v;
 		}
 		if (!ret && batch)
 			ret = queue_batch(s, rc, &batch);
 	}
 	if (batch)
 		mf_send_batch_put(s->mf_send, batch);
+	rc->cut = ret == ROUND_CUT;
+	if (rc->cut) {
+		ret = 0;
+		tern_log_msg(&s->log, 6, "round %" PRIu64 " ended early: %s", round,
+			     params_get(&s->params, PARAM_DOWNTIME_LIMIT) != rc->limit_ms
+				 ? "downtime-limit changed"
+				 : "migration-timeout reached");
+	}
 	__atomic_store_n(&s->dirty_clear_ns, clear_ns, __ATOMIC_RELAXED);
 	if (!ret)
 		ret = mf_send_sync(s->mf_send, round, last);
@@ -445,25 +542,116 @@ static int wait_acked(struct tern_session *s, uint64_t round, struct tern_error 
 	return ret;
 }
 
-/* Whether @pending bytes fit in what the link moves in downtime-limit. */
-static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t round,
-			  uint64_t pending)
+/*
+ * The downtime the switchover would cost now, in parts (enum dt_est_part):
+ *   sync    the final dirty-log sync: as long as the last one took;
+ *   ram     @pending bytes of RAM at the rate the link empties it;
+ *   device  the sections' bytes (their size hooks) at the link's rate, plus
+ *           one control round trip (EOS -> LOADED);
+ *   resume  one more round trip (COMPLETE -> COMMIT) and one for the
+ *           destination's RESUMED. The pause and resume callbacks cannot be
+ *           measured before they run without stopping the guest; they are
+ *           measured at switchover (downtime_pause_us, downtime_resume_us).
+ * The round trip is the HELLO handshake's, measured at setup.
+ */
+static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, uint64_t pending)
 {
-	uint64_t bw = rc->rl.bw_bps, limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
+	uint64_t bw = rc->rl.bw_bps, rtt_us = s->rtt_ns / 1000, part[DT_EST_PARTS], sum = 0;
+	uint32_t i;
 
 	/* @pending is RAM bytes; with a codec the link moves more RAM than wire
 	 * bytes, and RAM bytes per second is the rate that empties it. */
 	if (s->method != TERN_CODEC_NONE)
 		bw = MAX(bw, rc->rl.ram_bps);
+	part[EST_SYNC] = __atomic_load_n(&s->dirty_sync_ns, __ATOMIC_RELAXED) / 1000;
+	part[EST_RAM] = bw ? (uint64_t)((double)pending * 1e6 / bw) : (pending ? UINT32_MAX : 0);
+	part[EST_DEVICE] =
+	    (bw ? (uint64_t)((double)sections_size_estimate(s) * 1e6 / bw) : 0) + rtt_us;
+	part[EST_RESUME] = 2 * rtt_us;
+	for (i = 0; i < DT_EST_PARTS; i++) {
+		__atomic_store_n(&s->exp_us[i], part[i], __ATOMIC_RELAXED);
+		sum += part[i];
+	}
+	__atomic_store_n(&s->expected_downtime_ms, sum / 1000, __ATOMIC_RELAXED);
+	return sum;
+}
 
-	if (bw)
-		__atomic_store_n(&s->expected_downtime_ms, (uint64_t)((double)pending * 1000 / bw),
-				 __ATOMIC_RELAXED);
+/*
+ * Whether the switchover fits downtime-limit now. Nothing pending always
+ * fits: waiting cannot make the fixed costs smaller.
+ */
+static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+			  uint64_t pending)
+{
+	uint64_t limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
+	uint64_t est_us = estimate_downtime_us(s, rc, pending);
+
 	tern_log_msg(&s->log, 7,
 		     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
-		     " B/s, threshold %" PRIu64,
-		     round, pending, bw, (uint64_t)((double)bw * limit_ms / 1000));
-	return round > 1 && (!pending || (bw && pending <= (double)bw * limit_ms / 1000));
+		     " B/s, expected downtime %" PRIu64 " us, limit %" PRIu64 " ms",
+		     round, pending, rc->rl.bw_bps, est_us, limit_ms);
+	return round > 1 && (!pending || est_us <= limit_ms * 1000);
+}
+
+/* Tell the VMM the throttle (auto-converge); 0 lifts it. */
+static void throttle_set(struct tern_session *s, uint32_t pct)
+{
+	if (pct == __atomic_load_n(&s->throttle_pct, __ATOMIC_RELAXED))
+		return;
+	__atomic_store_n(&s->throttle_pct, pct, __ATOMIC_RELAXED);
+	tern_log_msg(&s->log, 6, "auto-converge: vCPU throttle %u%%", pct);
+	if (s->vmm.throttle)
+		s->vmm.throttle(s->vmm_opaque, pct);
+}
+
+/*
+ * auto-converge: a round that was sent whole and still left at least 90% of
+ * what it started with to send again did not converge: the guest dirties
+ * about as fast as the link carries. Throttle its vCPUs (first
+ * cpu-throttle-initial, then cpu-throttle-increment more per such round, up
+ * to max-cpu-throttle), so each round leaves less.
+ */
+static void auto_converge(struct tern_session *s, uint64_t prev_pending, uint64_t pending)
+{
+	uint64_t pct = __atomic_load_n(&s->throttle_pct, __ATOMIC_RELAXED);
+	uint64_t max = params_get(&s->params, PARAM_MAX_CPU_THROTTLE);
+
+	if (!caps_get(&s->params, CAP_AUTO_CONVERGE) || !prev_pending ||
+	    (double)pending < (double)prev_pending * 0.9)
+		return;
+	pct = pct ? pct + params_get(&s->params, PARAM_CPU_THROTTLE_INCREMENT)
+		  : params_get(&s->params, PARAM_CPU_THROTTLE_INITIAL);
+	throttle_set(s, (uint32_t)MIN(pct, max));
+}
+
+/*
+ * migration-timeout passed before the switchover. Policy force: switch over
+ * now (return 0). Policy cancel: end the migration `cancelled`, the guest
+ * running on here, and tell the destination why.
+ */
+static int timeout_reached(struct tern_session *s, uint64_t pending, struct tern_error *err)
+{
+	uint64_t t = params_get(&s->params, PARAM_MIGRATION_TIMEOUT);
+	struct tern_conn *ctl;
+
+	if (params_get(&s->params, PARAM_MIGRATION_TIMEOUT_POLICY) == TIMEOUT_POLICY_FORCE + 1) {
+		tern_log_msg(&s->log, 4,
+			     "migration-timeout of %" PRIu64 " s reached with %" PRIu64
+			     " bytes pending: switching over anyway (policy force)",
+			     t, pending);
+		return 0;
+	}
+	tern_error_set(err, -ECANCELED,
+		       "migration-timeout of %" PRIu64 " s reached with %" PRIu64
+		       " bytes still to send (policy cancel)",
+		       t, pending);
+	pthread_mutex_lock(&s->lock);
+	tern_error_set(&s->err, err->code, "%s", err->msg);
+	s->cancel = true;
+	ctl = s->ctl;
+	pthread_mutex_unlock(&s->lock);
+	ctl_send_error(ctl, err->code, err->msg);
+	return -ECANCELED;
 }
 
 /*
@@ -478,7 +666,7 @@ static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t
 static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		   struct tern_error *err)
 {
-	uint64_t round = 0, last_sync_ns = 0;
+	uint64_t round = 0, last_sync_ns = 0, pending, prev_pending = 0, dl;
 	int ret;
 
 	for (;;) {
@@ -486,51 +674,131 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 		ret = sync_dirty(s, &last_sync_ns, err);
 		if (ret)
 			return ret;
-		if (fits_downtime(s, rc, round, ram_pending_pages(s) * s->page_size)) {
+		pending = ram_pending_pages(s) * s->page_size;
+		if (fits_downtime(s, rc, round, pending)) {
 			ret = wait_acked(s, round - 1, err);
 			if (!ret)
 				ret = sync_dirty(s, &last_sync_ns, err);
 			if (ret)
 				return ret;
-			if (fits_downtime(s, rc, round, ram_pending_pages(s) * s->page_size))
+			pending = ram_pending_pages(s) * s->page_size;
+			if (fits_downtime(s, rc, round, pending))
 				break;
 		}
+		dl = timeout_deadline(s);
+		if (dl && tern_now_ns() >= dl) {
+			ret = timeout_reached(s, pending, err);
+			if (ret)
+				return ret;
+			break;
+		}
+		/* a round cut short says nothing about convergence */
+		if (round > 1 && !rc->cut)
+			auto_converge(s, prev_pending, pending);
+		prev_pending = pending;
+		rc->limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
 		ret = send_round(s, rc, round, false, err);
 		if (ret)
 			return ret;
 	}
+	rc->limit_ms = 0; /* the switchover's round is never cut */
 	*ret_round = round;
 	return 0;
 }
 
 /* ---- switchover ----------------------------------------------------------- */
 
+/*
+ * pause-before-switchover: with the guest paused, wait in pre-switchover
+ * until tern_continue() (or a cancel, or a failure).
+ */
+static int pre_switchover(struct tern_session *s, struct tern_error *err)
+{
+	int ret = 0;
+
+	if (!caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER))
+		return 0;
+	if (!session_transition(s, TERN_STATUS_DEVICE, TERN_STATUS_PRE_SWITCHOVER))
+		return -ECANCELED;
+	tern_log_msg(&s->log, 6, "pre-switchover: the guest is paused; waiting for continue");
+	pthread_mutex_lock(&s->lock);
+	while (!s->continue_req && !s->cancel && !s->err.code)
+		pthread_cond_wait(&s->cond, &s->lock);
+	if (s->cancel)
+		ret = -ECANCELED;
+	else if (s->err.code)
+		ret = tern_error_set(err, s->err.code, "%s", s->err.msg);
+	pthread_mutex_unlock(&s->lock);
+	if (!ret && !session_transition(s, TERN_STATUS_PRE_SWITCHOVER, TERN_STATUS_DEVICE))
+		ret = -ECANCELED;
+	return ret;
+}
+
+/* The measured downtime's parts, from the source's clock and what the
+ * destination reported of its own (sections loaded, resume). */
+struct downtime_marks {
+	uint64_t pause, paused, waited, synced, ram_queued, eos, loaded, commit, verify;
+};
+
+static void downtime_publish(struct tern_session *s, const struct downtime_marks *m)
+{
+	uint64_t part[DT_PARTS], peer_sec, peer_resume, fin, sum = 0;
+	uint32_t i;
+
+	pthread_mutex_lock(&s->lock);
+	peer_sec = s->peer_sections_ns;
+	peer_resume = s->got_resumed ? s->peer_resume_ns : 0;
+	pthread_mutex_unlock(&s->lock);
+	/* EOS -> LOADED: the rest of the RAM landing, then the sections loading */
+	peer_sec = MIN(peer_sec, m->loaded - m->eos);
+	fin = m->commit - m->loaded - MIN(m->verify, m->commit - m->loaded);
+	part[DT_PAUSE] = m->paused - m->pause;
+	part[DT_WAIT] = m->waited - m->paused;
+	part[DT_SYNC] = m->synced - m->waited;
+	part[DT_RAM] = (m->ram_queued - m->synced) + (m->loaded - m->eos - peer_sec);
+	part[DT_DEVICE] = (m->eos - m->ram_queued) + peer_sec;
+	part[DT_RESUME] = fin + peer_resume;
+	for (i = 0; i < DT_PARTS; i++) {
+		__atomic_store_n(&s->dt_us[i], part[i] / 1000, __ATOMIC_RELAXED);
+		sum += part[i];
+	}
+	__atomic_store_n(&s->downtime_ms, sum / 1000000, __ATOMIC_RELAXED);
+}
+
 static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
 		      struct tern_error *err)
 {
 	bool verify = caps_get(&s->params, CAP_VERIFY_RAM);
 	struct ram_digest mine = {{0}};
-	uint64_t section_bytes = 0, complete_ns = 0, commit_ns, last_sync_ns = 0, verify_ns = 0;
+	struct downtime_marks m = {0};
+	uint64_t section_bytes = 0, complete_ns = 0, last_sync_ns = 0, verify_ns = 0;
 	uint8_t eos[16], commit[8] = {1};
 	int ret;
 
 	if (!session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE))
 		return -ECANCELED;
-	s->pause_ns = tern_now_ns();
+	m.pause = s->pause_ns = tern_now_ns();
 	ret = s->vmm.pause ? s->vmm.pause(s->vmm_opaque, err) : 0;
 	if (ret) {
 		tern_error_set(err, ret, "the VMM failed to pause the guest");
 		return ret;
 	}
 	*paused = true;
+	m.paused = tern_now_ns();
+	ret = pre_switchover(s, err);
+	if (ret)
+		return ret;
+	m.waited = tern_now_ns();
 
 	/* What was dirtied since the last sync, then the pages still pending. */
 	ret = sync_dirty(s, &last_sync_ns, err);
 	if (ret)
 		return ret;
+	m.synced = tern_now_ns();
 	ret = send_round(s, rc, round, true, err);
 	if (ret)
 		return ret;
+	m.ram_queued = tern_now_ns();
 	ret = sections_save_all(s, s->ctl, &section_bytes, err);
 	__atomic_fetch_add(&s->ctl_bytes, section_bytes, __ATOMIC_RELAXED);
 	if (ret) {
@@ -547,11 +815,15 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
 	if (ret)
 		return tern_error_set(err, ret, "sending EOS: %s", strerror(-ret));
+	m.eos = tern_now_ns();
 	__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(eos), __ATOMIC_RELAXED);
 
 	ret = wait_reply(s, &s->got_loaded, "LOADED", FINAL_REPLY_TIMEOUT_MS, err);
 	if (ret)
 		return ret;
+	pthread_mutex_lock(&s->lock);
+	m.loaded = s->loaded_ns;
+	pthread_mutex_unlock(&s->lock);
 	if (verify) {
 		uint64_t t0 = tern_now_ns();
 
@@ -606,12 +878,11 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		pthread_mutex_unlock(&s->lock);
 		return tern_error_set(err, ret, "sending COMMIT: %s", strerror(-ret));
 	}
-	commit_ns = tern_now_ns();
+	m.commit = tern_now_ns();
+	m.verify = verify_ns;
 	__atomic_store_n(&s->verify_ms, verify_ns / 1000000, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->downtime_ms,
-			 (commit_ns - s->pause_ns - MIN(verify_ns, commit_ns - s->pause_ns)) /
-			     1000000,
-			 __ATOMIC_RELAXED);
+	wait_resumed(s);
+	downtime_publish(s, &m);
 	return 0;
 }
 
@@ -708,6 +979,7 @@ out:
 	s->xbzrle = NULL;
 	conn_close(ctl);
 	ram_sources_stop(s);
+	throttle_set(s, 0);
 	if (ret && paused && s->vmm.resume)
 		s->vmm.resume(s->vmm_opaque);
 	__atomic_store_n(&s->end_ns, tern_now_ns(), __ATOMIC_RELAXED);

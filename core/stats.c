@@ -117,6 +117,23 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->xbzrle_cache_size = LD(s->xbzrle_size);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)
 		st->ram_remaining = LD(s->remaining_pages) * s->page_size;
+	if (s->is_source) {
+		uint64_t rp = LD(s->round_pages), sent = LD(s->queued_pages) - LD(s->round_queued0);
+
+		st->round_bytes = rp * s->page_size;
+		st->round_sent_bytes = MIN(sent, rp) * s->page_size;
+		st->cpu_throttle_percent = LD(s->throttle_pct);
+		st->expected_sync_us = LD(s->exp_us[EST_SYNC]);
+		st->expected_ram_us = LD(s->exp_us[EST_RAM]);
+		st->expected_device_us = LD(s->exp_us[EST_DEVICE]);
+		st->expected_resume_us = LD(s->exp_us[EST_RESUME]);
+		st->downtime_pause_us = LD(s->dt_us[DT_PAUSE]);
+		st->downtime_wait_us = LD(s->dt_us[DT_WAIT]);
+		st->downtime_sync_us = LD(s->dt_us[DT_SYNC]);
+		st->downtime_ram_us = LD(s->dt_us[DT_RAM]);
+		st->downtime_device_us = LD(s->dt_us[DT_DEVICE]);
+		st->downtime_resume_us = LD(s->dt_us[DT_RESUME]);
+	}
 	pages = total.normal_pages + total.zero_pages;
 	elapsed = start ? (end ? end : now) - start : 0;
 	if (status_is_final(st->status) || !s->is_source)

@@ -79,11 +79,18 @@ TERN_EXPORT const char *tern_status_name(enum tern_status st);
  *	turns `completed` after this returns. Called on the migration / load
  *	thread.
  * @state_changed: optional; every transition, from the thread that made it.
+ * @throttle: optional, source, auto-converge: keep every vCPU out of the
+ *	guest for @percent % of its time (0: run freely again), so that the guest
+ *	dirties memory more slowly. Called on the migration thread when a round
+ *	did not shrink what remains; once it was called with a non-zero value it
+ *	is called with 0 when the migration ends, whatever the outcome. Time the
+ *	guest loses this way must not be made up afterwards.
  */
 struct tern_vmm_ops {
 	int (*pause)(void *opaque, struct tern_error *err);
 	void (*resume)(void *opaque);
 	void (*state_changed)(void *opaque, enum tern_status from, enum tern_status to);
+	void (*throttle)(void *opaque, unsigned int percent);
 };
 
 /**
@@ -126,9 +133,29 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        thread-safe, live: a change takes effect at the next
  *                        round boundary, once the workers drained (the cache
  *                        starts empty again)
- * Capabilities (booleans):
+ *   cpu-throttle-initial    %, 1..99, default 20; live  (auto-converge)
+ *   cpu-throttle-increment  %, 1..99, default 10; live  (auto-converge)
+ *   max-cpu-throttle        %, 1..99, default 99; live  (auto-converge)
+ *   migration-timeout    seconds from tern_migrate(), 0..31536000, 0 = none
+ *                        (default); live. Reached before switchover, the
+ *                        policy applies.
+ *   migration-timeout-policy  a name: cancel (default: the migration ends
+ *                        `cancelled`, the source guest runs on) or force
+ *                        (switch over now, accepting a longer downtime);
+ *                        live; set with tern_param_set_str()
+ * Capabilities (booleans, before start only):
  *   verify-ram           digest all RAM on both sides after the last page,
  *                        fail on mismatch; default off
+ *   auto-converge        when a round does not shrink what remains, throttle
+ *                        the vCPUs through tern_vmm_ops.throttle:
+ *                        cpu-throttle-initial, then + cpu-throttle-increment
+ *                        per such round, up to max-cpu-throttle
+ *   pause-before-switchover  with the guest paused for switchover, wait in
+ *                        `pre-switchover` until tern_continue() (or a cancel)
+ *
+ * downtime-limit and max-bandwidth changed during a migration take effect
+ * within one rate window (100 ms): a changed downtime-limit ends the round
+ * being sent so that the switchover rule is applied again at once.
  *
  * tern_param_set() refuses unknown names and out-of-range values with a
  * message that names the parameter and its range; it refuses the named
@@ -228,11 +255,15 @@ TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
  * @load: destination: read it back with tern_section_get*(); @version is the
  *	one the source saved (between the registered min_version and version).
  *	Every byte must be consumed, or the load fails.
+ * @size: optional: about how many bytes @save would write now. Called on
+ *	the migration thread while the guest runs, once per round, so that the
+ *	switchover decision counts the device state in the downtime.
  */
 struct tern_section_ops {
 	int (*save)(void *opaque, struct tern_section_writer *w, struct tern_error *err);
 	int (*load)(void *opaque, struct tern_section_reader *r, uint32_t version,
 		    struct tern_error *err);
+	size_t (*size)(void *opaque);
 };
 
 /**
@@ -275,6 +306,14 @@ TERN_EXPORT int tern_incoming_uri(struct tern_session *s, char *buf, size_t len)
  * never started. Return: 0, or -EALREADY when the migration already ended.
  */
 TERN_EXPORT int tern_cancel(struct tern_session *s);
+
+/**
+ * tern_continue() - thread-safe. With pause-before-switchover, leave
+ * `pre-switchover` and finish the migration. Return: 0, or -EINVAL when the
+ * capability is off, -EAGAIN when the migration is not (yet) in
+ * pre-switchover (with a message saying which state it is in).
+ */
+TERN_EXPORT int tern_continue(struct tern_session *s, struct tern_error *err);
 
 /**
  * tern_wait() - thread-safe. Wait up to @timeout_ms (-1: forever) for the
@@ -342,6 +381,23 @@ struct tern_codec_stats {
  *	bytes of the XBZRLE packets.
  * @auto_reason: source, auto: why the last choice was made, e.g.
  *	"zstd: 3.1x ratio, link-bound at 360 MB/s of RAM (link 117 MB/s)".
+ * @round_bytes: source: RAM the current round has to send (as of its sync).
+ * @round_sent_bytes: source: of those, how much was queued to the channels
+ *	so far (so round_sent_bytes * 100 / round_bytes is the round's progress).
+ * @cpu_throttle_percent: source, auto-converge: the throttle asked of the
+ *	VMM now (0 once the migration ended).
+ * @expected_*_us: source: the parts of @expected_downtime_ms, as of the
+ *	last round: the final dirty-log sync (the last round's sync time), the
+ *	pending RAM over the measured rate, the device sections (their
+ *	size hooks' bytes over the rate, plus one control-channel round trip),
+ *	and pausing and resuming (pause and resume callbacks as measured by a
+ *	rehearsal at setup, plus a round trip).
+ * @downtime_*_us: source, once completed: the parts of @downtime_ms as
+ *	measured: pause (the pause callback), wait (in pre-switchover until
+ *	continue), sync (the final dirty-log sync), ram (the last pages, until
+ *	the destination had them all), device (saving sections on the source
+ *	and loading them on the destination), resume (the final handshake and
+ *	the destination's resume callback). They add up to the downtime.
  */
 struct tern_stats {
 	enum tern_status status;
@@ -378,6 +434,19 @@ struct tern_stats {
 	double xbzrle_cache_hit_rate;
 	double xbzrle_encoding_rate;
 	char auto_reason[128];
+	uint64_t round_bytes;
+	uint64_t round_sent_bytes;
+	uint32_t cpu_throttle_percent;
+	uint64_t expected_sync_us;
+	uint64_t expected_ram_us;
+	uint64_t expected_device_us;
+	uint64_t expected_resume_us;
+	uint64_t downtime_pause_us;
+	uint64_t downtime_wait_us;
+	uint64_t downtime_sync_us;
+	uint64_t downtime_ram_us;
+	uint64_t downtime_device_us;
+	uint64_t downtime_resume_us;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

@@ -140,9 +140,14 @@ static const struct {
     {"multifd-zlib-level", PARAM_MULTIFD_ZLIB_LEVEL, 1, 9, 1, false},
     {"multifd-zstd-level", PARAM_MULTIFD_ZSTD_LEVEL, 1, 20, 1, false},
     {"xbzrle-cache-size", PARAM_XBZRLE_CACHE_SIZE, 4096, 1ull << 40, 64ull << 20, true},
+    {"cpu-throttle-initial", PARAM_CPU_THROTTLE_INITIAL, 1, 99, 20, true},
+    {"cpu-throttle-increment", PARAM_CPU_THROTTLE_INCREMENT, 1, 99, 10, true},
+    {"max-cpu-throttle", PARAM_MAX_CPU_THROTTLE, 1, 99, 99, true},
+    {"migration-timeout", PARAM_MIGRATION_TIMEOUT, 0, 31536000, 0, true},
 };
-/* the numeric ones; multifd-compression (a name) has test_params_compression */
-_Static_assert(ARRAY_SIZE(param_cases) == PARAM_MAX - 2, "a parameter without a test case");
+/* the numeric ones; multifd-compression and migration-timeout-policy (names)
+ * have test_params_compression and test_params_timeout_policy */
+_Static_assert(ARRAY_SIZE(param_cases) == PARAM_MAX - 3, "a parameter without a test case");
 
 static void assert_range_msg(const struct tern_error *err, const char *name, uint64_t min,
 			     uint64_t max)
@@ -315,6 +320,34 @@ static void test_params_public(void **state)
 }
 
 /* multifd-compression: a name, through the _str setters only. */
+static void test_params_timeout_policy(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *s = new_session(f, 0, NULL, NULL);
+	uint64_t v = 77;
+	char buf[16];
+
+	assert_true(param_is_enum(PARAM_MIGRATION_TIMEOUT_POLICY));
+	assert_rc_equal(tern_param_get_str(s, "migration-timeout-policy", buf, sizeof(buf), NULL),
+			0);
+	assert_string_equal(buf, "cancel");
+	assert_rc_equal(tern_param_set_str(s, "migration-timeout-policy", "force", NULL), 0);
+	assert_rc_equal(tern_param_get_str(s, "migration-timeout-policy", buf, sizeof(buf), NULL),
+			0);
+	assert_string_equal(buf, "force");
+	assert_rc_equal(tern_param_set_str(s, "migration-timeout-policy", "later", &f->err),
+			-EINVAL);
+	assert_str_contains(f->err.msg, "migration-timeout-policy");
+	assert_str_contains(f->err.msg, "cancel, force");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set(s, "migration-timeout-policy", 1, &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "tern_param_set_str");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_get(s, "migration-timeout-policy", &v, NULL), -EINVAL);
+	assert_true(v == 77);
+	assert_string_equal(buf, "force"); /* unchanged by the refusals */
+}
+
 static void test_params_compression(void **state)
 {
 	struct fixture *f = *state;
@@ -772,11 +805,12 @@ static const struct {
     {CTL_SECTION_FULL, "SECTION_FULL", SECTION_MAX_PAYLOAD + 1024},
     {CTL_RAM_SYNC, "RAM_SYNC", 8},
     {CTL_EOS, "EOS", 16},
-    {CTL_LOADED, "LOADED", 0},
+    {CTL_LOADED, "LOADED", 8},
     {CTL_COMPLETE, "COMPLETE", 64},
     {CTL_COMMIT, "COMMIT", 8},
     {CTL_RAM_SYNC_ACK, "RAM_SYNC_ACK", 8},
     {CTL_RAM_HINT, "RAM_HINT", 1u << 20},
+    {CTL_RESUMED, "RESUMED", 8},
 };
 _Static_assert(ARRAY_SIZE(frame_types) == CTL_TYPE_MAX - 1, "a frame type without a test case");
 
@@ -2525,6 +2559,7 @@ int main(void)
 	    T(test_params_public),
 	    T(test_params_public_running),
 	    T(test_params_compression),
+	    T(test_params_timeout_policy),
 	    T(test_status_names),
 	    T(test_state_transitions),
 	    T(test_state_cas_race),
