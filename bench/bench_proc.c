@@ -39,81 +39,134 @@ uint64_t bench_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int bench_proc_spawn(struct bench_proc *p, const char *name, char *const argv[])
+static int proc_spawn(struct bench_proc *p, const char *name, char *const argv[], bool err)
 {
 	posix_spawn_file_actions_t fa;
-	int fds[2];
+	int fds[2], efds[2] = {-1, -1};
 	int ret;
 
 	memset(p, 0, sizeof(*p));
 	p->name = name;
-	p->out_fd = -1;
+	p->out_fd = p->err_fd = -1;
 	p->out_cap = 4096;
 	p->out = malloc(p->out_cap);
 	if (!p->out)
 		return -ENOMEM;
 	p->out[0] = '\0';
+	if (err) {
+		p->err_cap = 4096;
+		p->err = malloc(p->err_cap);
+		if (!p->err)
+			return -ENOMEM;
+		p->err[0] = '\0';
+	}
 	/*
 	 * Both ends close on exec: the child gets only its dup2()ed copy on
-	 * fd 1, so a second child never holds the first one's pipe open.
+	 * fd 1 (and 2), so a second child never holds the first one's pipe open.
 	 */
 	if (pipe2(fds, O_CLOEXEC))
 		return -errno;
+	if (err && pipe2(efds, O_CLOEXEC)) {
+		ret = -errno;
+		close(fds[0]);
+		close(fds[1]);
+		return ret;
+	}
 	ret = posix_spawn_file_actions_init(&fa);
 	if (ret) {
 		close(fds[0]);
 		close(fds[1]);
+		if (err) {
+			close(efds[0]);
+			close(efds[1]);
+		}
 		return -ret;
 	}
 	ret = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO);
+	if (!ret && err)
+		ret = posix_spawn_file_actions_adddup2(&fa, efds[1], STDERR_FILENO);
 	if (!ret)
 		ret = posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	close(fds[1]);
+	if (err)
+		close(efds[1]);
 	if (ret) {
 		p->pid = 0;
 		close(fds[0]);
+		if (err)
+			close(efds[0]);
 		return -ret;
 	}
 	p->out_fd = fds[0];
+	p->err_fd = efds[0];
 	p->start_ns = bench_now_ns();
 	return 0;
 }
 
-/* Read what is there; close at EOF. */
-static void proc_drain(struct bench_proc *p)
+int bench_proc_spawn(struct bench_proc *p, const char *name, char *const argv[])
+{
+	return proc_spawn(p, name, argv, false);
+}
+
+int bench_proc_spawn_err(struct bench_proc *p, const char *name, char *const argv[])
+{
+	return proc_spawn(p, name, argv, true);
+}
+
+/* Copy the whole lines of ->err not copied yet to our stderr (all of it at EOF). */
+static void proc_tee(struct bench_proc *p, bool eof)
+{
+	while (p->err_teed < p->err_len) {
+		const char *line = p->err + p->err_teed;
+		const char *nl = strchr(line, '\n');
+		size_t n = nl ? (size_t)(nl - line) + 1 : strlen(line);
+		bool skip;
+
+		if (!nl && !eof)
+			return;
+		skip = p->tee_skip && memmem(line, n, p->tee_skip, strlen(p->tee_skip));
+		if (!skip && write(STDERR_FILENO, line, n) < 0) {
+			/* our stderr is gone: nothing to tell anyone */
+		}
+		p->err_teed += n;
+	}
+}
+
+/* Read what is there into @out (stdout or stderr); close at EOF. */
+static void proc_drain(int *fd, char **out, size_t *out_len, size_t *out_cap)
 {
 	char buf[4096];
 	ssize_t n;
 
 	for (;;) {
-		n = read(p->out_fd, buf, sizeof(buf));
+		n = read(*fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			if (n < 0 && errno == EAGAIN)
 				return;
-			close(p->out_fd);
-			p->out_fd = -1;
+			close(*fd);
+			*fd = -1;
 			return;
 		}
-		if (p->out_len + (size_t)n + 1 > p->out_cap && p->out_cap < PROC_OUT_MAX) {
-			size_t cap = p->out_cap;
+		if (*out_len + (size_t)n + 1 > *out_cap && *out_cap < PROC_OUT_MAX) {
+			size_t cap = *out_cap;
 			char *o;
 
-			while (cap < p->out_len + (size_t)n + 1 && cap < PROC_OUT_MAX)
+			while (cap < *out_len + (size_t)n + 1 && cap < PROC_OUT_MAX)
 				cap *= 2;
-			o = realloc(p->out, cap);
+			o = realloc(*out, cap);
 			if (o) {
-				p->out = o;
-				p->out_cap = cap;
+				*out = o;
+				*out_cap = cap;
 			}
 		}
-		if (p->out_len + (size_t)n + 1 > p->out_cap)
-			n = (ssize_t)(p->out_cap - 1 - p->out_len);
-		memcpy(p->out + p->out_len, buf, (size_t)n);
-		p->out_len += (size_t)n;
-		p->out[p->out_len] = '\0';
+		if (*out_len + (size_t)n + 1 > *out_cap)
+			n = (ssize_t)(*out_cap - 1 - *out_len);
+		memcpy(*out + *out_len, buf, (size_t)n);
+		*out_len += (size_t)n;
+		(*out)[*out_len] = '\0';
 		/* One read per poll round: poll() said there is data, not how much. */
 		return;
 	}
@@ -136,16 +189,26 @@ static void proc_reap(struct bench_proc *p)
 	}
 }
 
+/*
+ * ->err_fd counts only with ->err: callers that zero a struct bench_proc and
+ * set ->out_fd = -1 before they spawn (or never spawn) leave ->err_fd at 0.
+ */
+static int proc_err_fd(const struct bench_proc *p)
+{
+	return p->err ? p->err_fd : -1;
+}
+
 static bool proc_done(const struct bench_proc *p)
 {
-	return !p->pid || (p->reaped && p->out_fd < 0);
+	return !p->pid || (p->reaped && p->out_fd < 0 && proc_err_fd(p) < 0);
 }
 
 bool bench_proc_pump(struct bench_proc *const procs[], size_t n, uint64_t until_ns)
 {
 	for (;;) {
-		struct pollfd pfd[8];
-		struct bench_proc *who[8];
+		struct pollfd pfd[16];
+		struct bench_proc *who[16];
+		bool is_err[16];
 		size_t i, npfd = 0;
 		bool all = true;
 		uint64_t now;
@@ -157,9 +220,16 @@ bool bench_proc_pump(struct bench_proc *const procs[], size_t n, uint64_t until_
 			proc_reap(procs[i]);
 			if (!proc_done(procs[i]))
 				all = false;
-			if (procs[i]->out_fd >= 0 && npfd < 8) {
+			if (procs[i]->out_fd >= 0 && npfd < 16) {
 				pfd[npfd].fd = procs[i]->out_fd;
 				pfd[npfd].events = POLLIN;
+				is_err[npfd] = false;
+				who[npfd++] = procs[i];
+			}
+			if (proc_err_fd(procs[i]) >= 0 && npfd < 16) {
+				pfd[npfd].fd = procs[i]->err_fd;
+				pfd[npfd].events = POLLIN;
+				is_err[npfd] = true;
 				who[npfd++] = procs[i];
 			}
 		}
@@ -176,9 +246,18 @@ bool bench_proc_pump(struct bench_proc *const procs[], size_t n, uint64_t until_
 				return false;
 			continue;
 		}
-		for (i = 0; i < npfd; i++)
-			if (pfd[i].revents)
-				proc_drain(who[i]);
+		for (i = 0; i < npfd; i++) {
+			struct bench_proc *w = who[i];
+
+			if (!pfd[i].revents)
+				continue;
+			if (is_err[i]) {
+				proc_drain(&w->err_fd, &w->err, &w->err_len, &w->err_cap);
+				proc_tee(w, w->err_fd < 0);
+			} else {
+				proc_drain(&w->out_fd, &w->out, &w->out_len, &w->out_cap);
+			}
+		}
 	}
 }
 
@@ -194,6 +273,34 @@ char *bench_proc_first_line(struct bench_proc *p, uint64_t deadline_ns)
 		if (p->out_fd < 0 || bench_now_ns() >= deadline_ns)
 			return NULL;
 		/* Pump in short slices so a line is seen as soon as it arrives. */
+		{
+			uint64_t until = bench_now_ns() + 10 * 1000000u;
+
+			if (until > deadline_ns)
+				until = deadline_ns;
+			bench_proc_pump(one, 1, until);
+		}
+	}
+}
+
+char *bench_proc_find_line(struct bench_proc *p, bool on_stderr, const char *needle,
+			   uint64_t deadline_ns)
+{
+	struct bench_proc *one[1] = {p};
+
+	for (;;) {
+		const char *buf = on_stderr ? p->err : p->out, *line = buf, *nl;
+		int fd = on_stderr ? proc_err_fd(p) : p->out_fd;
+
+		while (line && (nl = strchr(line, '\n'))) {
+			const char *hit = strstr(line, needle);
+
+			if (hit && hit < nl)
+				return strndup(line, (size_t)(nl - line));
+			line = nl + 1;
+		}
+		if (!buf || fd < 0 || bench_now_ns() >= deadline_ns)
+			return NULL;
 		{
 			uint64_t until = bench_now_ns() + 10 * 1000000u;
 
@@ -293,8 +400,11 @@ void bench_proc_fini(struct bench_proc *p)
 	}
 	if (p->out_fd >= 0)
 		close(p->out_fd);
-	p->out_fd = -1;
+	if (proc_err_fd(p) >= 0)
+		close(p->err_fd);
+	p->out_fd = p->err_fd = -1;
 	free(p->out);
-	p->out = NULL;
-	p->out_len = p->out_cap = 0;
+	free(p->err);
+	p->out = p->err = NULL;
+	p->out_len = p->out_cap = p->err_len = p->err_cap = 0;
 }

@@ -20,7 +20,13 @@ struct bench_proc {
 	char *out;	  /* everything it printed on stdout, NUL-terminated */
 	size_t out_len;
 	size_t out_cap;
-	int wstatus; /* valid once reaped */
+	int err_fd; /* read end of its stderr with bench_proc_spawn_err(), else -1 */
+	char *err;  /* what it printed on stderr (also copied to ours), NUL-terminated */
+	size_t err_len;
+	size_t err_cap;
+	size_t err_teed;      /* how much of ->err went to our stderr: whole lines only */
+	const char *tee_skip; /* a line containing this is kept but not copied; NULL: none */
+	int wstatus;	      /* valid once reaped */
 	bool reaped;
 	bool killed; /* we sent it SIGKILL */
 	uint64_t start_ns;
@@ -31,11 +37,28 @@ struct bench_proc {
 uint64_t bench_now_ns(void);
 
 /*
- * Start @argv[0] with @argv; its stdout goes to a pipe this process reads,
- * its stderr and stdin are ours. Returns 0 or a negative errno; @p is zeroed
- * first, so bench_proc_fini() is safe after a failure.
+ * Start @argv[0] (a path: no PATH search) with @argv; its stdout goes to a
+ * pipe this process reads, its stderr and stdin are ours. Returns 0 or a negative errno; @p is
+ * zeroed first, so bench_proc_fini() is safe after a failure.
  */
 int bench_proc_spawn(struct bench_proc *p, const char *name, char *const argv[]);
+
+/*
+ * As bench_proc_spawn(), and its stderr goes to a pipe too: kept in ->err
+ * and copied to our stderr line by line as it arrives, so a person still
+ * sees it (but for lines containing ->tee_skip, which the caller may set
+ * after the spawn).
+ */
+int bench_proc_spawn_err(struct bench_proc *p, const char *name, char *const argv[]);
+
+/*
+ * Wait until @p printed a whole line containing @needle on stderr
+ * (@on_stderr, with bench_proc_spawn_err()) or stdout, until it exited or
+ * closed that stream, or until @deadline_ns. Returns a malloc()ed copy of the
+ * line without its '\n' (caller frees), or NULL.
+ */
+char *bench_proc_find_line(struct bench_proc *p, bool on_stderr, const char *needle,
+			   uint64_t deadline_ns);
 
 /*
  * Wait until @p printed a whole first line, exited, or @deadline_ns passed.

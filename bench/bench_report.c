@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * tern-bench's output: the scenario, a line for a person or a JSON object per
- * run, and with several reps the median, min and max of every figure.
+ * tern-bench's output while it runs: the plan (guest, matrix, what is fixed
+ * and what varies), then per run a line for a person and a JSON record (the
+ * line of the results file).
  *
- * Every figure is the source tern-vm's own (the library's stats); the
- * destination contributes its status and whether its guest kept making
- * progress after resume. The destination's memory is always fresh anonymous
- * memory (tern-vm never pre-touches it), and the output says so: landing
- * pages there costs page faults that a pre-touched run would hide.
+ * Every figure in a record is the source program's own (the library's
+ * stats), copied under the same name; a field the program did not report is
+ * null, so a record from an older tern-vm or tern-loopback still reads. The
+ * destination contributes its status (and, with tern-vm, whether its guest
+ * kept making progress after resume). The destination's memory is always
+ * fresh anonymous memory (neither program pre-touches it), and the output
+ * says so: landing pages there costs page faults a pre-touched run would hide.
  */
 #include "bench.h"
 
@@ -17,6 +20,48 @@
 #include <string.h>
 
 #define DEST_MEMORY "fresh (not pre-touched)"
+
+/* The source's figures copied into every record and summarised per scenario. */
+const char *const bench_fig_names[] = {
+    "total_ms",
+    "setup_ms",
+    "downtime_ms",
+    "expected_downtime_ms",
+    "transferred_bytes",
+    "normal_pages",
+    "zero_pages",
+    "rounds",
+    "dirty_rate_bps",
+    "throughput_bps",
+    "bandwidth_bps",
+    "verify_ms",
+    "dirty_sync_us",
+    "dirty_clear_us",
+    "kvm_sync_ns",
+    "kvm_clear_ns",
+    "fill_ms",
+    /* the library's newer stats: null until the programs print them */
+    "round_bytes",
+    "round_sent_bytes",
+    "cpu_throttle_percent",
+    "expected_sync_us",
+    "expected_ram_us",
+    "expected_device_us",
+    "expected_resume_us",
+    "downtime_pause_us",
+    "downtime_wait_us",
+    "downtime_sync_us",
+    "downtime_ram_us",
+    "downtime_device_us",
+    "downtime_resume_us",
+};
+const unsigned int bench_fig_count = sizeof(bench_fig_names) / sizeof(bench_fig_names[0]);
+
+/* Other fields of the source's line worth a column in the results file. */
+static const char *const src_extra[] = {
+    "xbzrle_cache_hits", "xbzrle_cache_misses", "xbzrle_overflows",  "xbzrle_cache_hit_rate",
+    "ram_transferred",	 "kvm_manual_protect",	"kvm_initially_set", "auto_reason",
+};
 
 void bench_fmt_size(uint64_t bytes, char *buf, size_t len)
 {
@@ -46,59 +91,56 @@ void bench_fmt_rate(uint64_t bps, char *buf, size_t len)
 		snprintf(buf, len, "%llu B/s", (unsigned long long)bps);
 }
 
-/* ---- the scenario ------------------------------------------------------------ */
-
-void bench_print_scenario(const struct bench_opts *o, FILE *f)
+const char *bench_guest_name(enum bench_guest g)
 {
-	const struct bench_scenario *sc = &o->sc;
-	char ram[32], ws[32], rate[32], bw[32];
-
-	bench_fmt_size(sc->ram, ram, sizeof(ram));
-	bench_fmt_size(sc->dirty_ws, ws, sizeof(ws));
-	bench_fmt_rate(sc->dirty_rate, rate, sizeof(rate));
-	if (sc->max_bandwidth)
-		bench_fmt_rate(sc->max_bandwidth, bw, sizeof(bw));
-	else
-		snprintf(bw, sizeof(bw), "unlimited");
-	fprintf(f, "tern-bench: %s guest, %u vCPU%s, fill %s, %u%% zero pages, ", ram, sc->vcpus,
-		sc->vcpus == 1 ? "" : "s", sc->fill, sc->zero_pct);
-	if (sc->dirty_rate)
-		fprintf(f, "dirtying a %s working set at %s (%s)", ws, rate, sc->pattern);
-	else
-		fprintf(f, "idle after the fill");
-	fprintf(f,
-		"; %u channel%s over %s, codec %s, downtime-limit %u ms, max-bandwidth %s, "
-		"clear-bitmap-shift %u, verify %s; %u rep%s\n",
-		sc->channels, sc->channels == 1 ? "" : "s", sc->transport, sc->codec,
-		sc->downtime_limit, bw, sc->clear_bitmap_shift, sc->verify ? "on" : "off", o->reps,
-		o->reps == 1 ? "" : "s");
-	fprintf(f, "tern-bench: destination memory is %s, as it always is with tern-vm\n",
-		DEST_MEMORY);
+	return g == GUEST_KVM ? "kvm" : "process";
 }
 
-json_object *bench_scenario_json(const struct bench_opts *o)
-{
-	const struct bench_scenario *sc = &o->sc;
-	json_object *j = json_object_new_object();
+/* ---- the plan ---------------------------------------------------------------- */
 
-	json_object_object_add(j, "ram_bytes", json_object_new_uint64(sc->ram));
-	json_object_object_add(j, "vcpus", json_object_new_int64(sc->vcpus));
-	json_object_object_add(j, "channels", json_object_new_int64(sc->channels));
-	json_object_object_add(j, "transport", json_object_new_string(sc->transport));
-	json_object_object_add(j, "codec", json_object_new_string(sc->codec));
-	json_object_object_add(j, "fill", json_object_new_string(sc->fill));
-	json_object_object_add(j, "zero_pct", json_object_new_int64(sc->zero_pct));
-	json_object_object_add(j, "dirty_rate_bps", json_object_new_uint64(sc->dirty_rate));
-	json_object_object_add(j, "dirty_ws_bytes", json_object_new_uint64(sc->dirty_ws));
-	json_object_object_add(j, "pattern", json_object_new_string(sc->pattern));
-	json_object_object_add(j, "downtime_limit_ms", json_object_new_int64(sc->downtime_limit));
-	json_object_object_add(j, "max_bandwidth_bps", json_object_new_uint64(sc->max_bandwidth));
-	json_object_object_add(j, "clear_bitmap_shift",
-			       json_object_new_int64(sc->clear_bitmap_shift));
-	json_object_object_add(j, "verify", json_object_new_boolean(sc->verify));
-	json_object_object_add(j, "reps", json_object_new_int64(o->reps));
-	json_object_object_add(j, "dest_memory", json_object_new_string(DEST_MEMORY));
-	return j;
+void bench_print_plan(const struct bench_opts *o, FILE *f)
+{
+	char bw[32];
+	unsigned int a, i;
+	bool any = false;
+
+	fprintf(
+	    f,
+	    "tern-bench: guest %s (%s on both sides: %s); %u scenario%s x %u rep%s = %u runs%s\n",
+	    bench_guest_name(o->guest), o->guest == GUEST_KVM ? "tern-vm" : "tern-loopback",
+	    o->prog, o->n_sc, o->n_sc == 1 ? "" : "s", o->reps, o->reps == 1 ? "" : "s",
+	    o->n_sc * o->reps, o->n_sc > 1 && o->reps > 1 ? ", interleaved (A B A B ...)" : "");
+	fprintf(f, "tern-bench: fixed:");
+	for (a = 0; a < AX_MAX; a++) {
+		if (o->ax[a].n != 1 || (o->guest == GUEST_PROCESS && bench_axes[a].kvm_only))
+			continue;
+		fprintf(f, " %s=%s", bench_axes[a].name, o->ax[a].v[0].text);
+	}
+	if (o->max_bandwidth)
+		bench_fmt_rate(o->max_bandwidth, bw, sizeof(bw));
+	else
+		snprintf(bw, sizeof(bw), "unlimited");
+	fprintf(f, "; max-bandwidth %s, verify %s, zero-pct %u (fill=zero: %u), timeout %u s", bw,
+		o->verify ? "on" : "off", o->zero_pct, ZERO_HEAVY_PCT, o->timeout_s);
+	if (o->migration_timeout_set)
+		fprintf(f, ", migration-timeout %u s", o->migration_timeout_s);
+	if (o->timeout_policy)
+		fprintf(f, ", timeout-policy %s", o->timeout_policy);
+	if (o->guest == GUEST_KVM)
+		fprintf(f, ", clear-bitmap-shift %u", o->clear_bitmap_shift);
+	fputc('\n', f);
+	for (a = 0; a < AX_MAX; a++) {
+		if (o->ax[a].n < 2)
+			continue;
+		fprintf(f, "%s %s=", any ? "," : "tern-bench: varying:", bench_axes[a].name);
+		for (i = 0; i < o->ax[a].n; i++)
+			fprintf(f, "%s%s", i ? "," : "", o->ax[a].v[i].text);
+		any = true;
+	}
+	if (any)
+		fputc('\n', f);
+	fprintf(f, "tern-bench: destination memory is %s, as it always is with %s\n", DEST_MEMORY,
+		o->guest == GUEST_KVM ? "tern-vm" : "tern-loopback");
 }
 
 /* ---- one run ----------------------------------------------------------------- */
@@ -110,14 +152,16 @@ static const char *run_status(const struct bench_run *r)
 	return r->timed_out ? "timeout" : "no-report";
 }
 
-static void fmt_ms(const struct bench_run *r, enum bench_fig f, char *buf, size_t len)
+static void fmt_ms(json_object *src, const char *key, char *buf, size_t len)
 {
-	if (!r->have_fig[f])
+	double v;
+
+	if (!bench_json_num(src, key, &v))
 		snprintf(buf, len, "? ms");
-	else if (r->fig[f] < 100)
-		snprintf(buf, len, "%.1f ms", r->fig[f]);
+	else if (v < 100)
+		snprintf(buf, len, "%.1f ms", v);
 	else
-		snprintf(buf, len, "%.0f ms", r->fig[f]);
+		snprintf(buf, len, "%.0f ms", v);
 }
 
 void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE *f)
@@ -127,19 +171,24 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 	bool verified = false, rising = false;
 	bool have_verified = bench_json_bool(r->src, "verified", &verified);
 	bool have_rising = bench_json_bool(r->dst, "progress_rising", &rising);
-	char total[32], setup[32], down[32], exp[32], rate[32];
-	double chans;
+	char total[32], setup[32], down[32], exp[32], rate[32], thr[32];
+	double v;
 
-	fmt_ms(r, FIG_TOTAL_MS, total, sizeof(total));
-	fmt_ms(r, FIG_SETUP_MS, setup, sizeof(setup));
-	fmt_ms(r, FIG_DOWNTIME_MS, down, sizeof(down));
-	fmt_ms(r, FIG_EXPECTED_DOWNTIME_MS, exp, sizeof(exp));
-	if (r->have_fig[FIG_DIRTY_RATE_BPS])
-		bench_fmt_rate((uint64_t)r->fig[FIG_DIRTY_RATE_BPS], rate, sizeof(rate));
+	fmt_ms(r->src, "total_ms", total, sizeof(total));
+	fmt_ms(r->src, "setup_ms", setup, sizeof(setup));
+	fmt_ms(r->src, "downtime_ms", down, sizeof(down));
+	fmt_ms(r->src, "expected_downtime_ms", exp, sizeof(exp));
+	if (bench_json_num(r->src, "dirty_rate_bps", &v))
+		bench_fmt_rate((uint64_t)v, rate, sizeof(rate));
 	else
 		snprintf(rate, sizeof(rate), "?");
 
-	fprintf(f, "run %u/%u %s: %s", r->index, o->reps, r->ok ? "OK" : "FAIL", run_status(r));
+	fprintf(f, "run %u/%u", r->seq, o->n_sc * o->reps);
+	if (o->n_sc > 1)
+		fprintf(f, " [%s]", r->sc->label);
+	if (o->reps > 1)
+		fprintf(f, " rep %u/%u", r->rep, o->reps);
+	fprintf(f, " %s: %s", r->ok ? "OK" : "FAIL", run_status(r));
 	if (*err)
 		fprintf(f, " (%s)", err);
 	if (!r->src) {
@@ -155,28 +204,34 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 		return;
 	}
 	fprintf(f, ", %s",
-		!o->sc.verify	 ? "verify off"
+		!o->verify	 ? "verify off"
 		: !have_verified ? "verified ?"
 		: verified	 ? "verified"
 				 : "NOT verified");
-	if (r->have_fig[FIG_THROUGHPUT_BPS])
-		fprintf(f, ", %.2f GB/s", r->fig[FIG_THROUGHPUT_BPS] / 1e9);
+	if (bench_json_num(r->src, "throughput_bps", &v)) {
+		bench_fmt_rate((uint64_t)v, thr, sizeof(thr));
+		fprintf(f, ", %s", thr);
+	}
 	fprintf(f, "; total %s (setup %s, downtime %s vs %s expected)", total, setup, down, exp);
-	if (r->have_fig[FIG_ROUNDS])
-		fprintf(f, "; %.0f rounds", r->fig[FIG_ROUNDS]);
-	if (r->have_fig[FIG_TRANSFERRED_BYTES])
-		fprintf(f, "; %.3f GB on the wire", r->fig[FIG_TRANSFERRED_BYTES] / 1e9);
+	if (bench_json_num(r->src, "rounds", &v))
+		fprintf(f, "; %.0f rounds", v);
+	if (bench_json_num(r->src, "transferred_bytes", &v))
+		fprintf(f, "; %.3f GB on the wire", v / 1e9);
 	fprintf(f, "; dirty rate %s", rate);
-	if (bench_json_num(r->src, "channels", &chans))
-		fprintf(f, "; %.0f channels", chans);
+	if (bench_json_num(r->src, "cpu_throttle_percent", &v) && v > 0)
+		fprintf(f, "; throttle %.0f%%", v);
+	if (bench_json_num(r->src, "channels", &v))
+		fprintf(f, "; %.0f channels", v);
 	else
 		fprintf(f, "; ? channels");
-	fprintf(f, " over %s, codec %s", bench_json_str(r->src, "transport", "?"),
+	fprintf(f, " over %s%s%s, codec %s", bench_json_str(r->src, "transport", "?"),
+		r->sc->link ? " on a shaped link at " : "", r->sc->link ? r->sc->link->rate : "",
 		bench_json_str(r->src, "codec", "?"));
 	fprintf(f, "; destination %s", bench_json_str(r->dst, "status", "no report"));
 	if (*derr)
 		fprintf(f, " (%s)", derr);
-	fprintf(f, ", progress %s", !have_rising ? "?" : rising ? "rising" : "NOT rising");
+	if (o->guest == GUEST_KVM)
+		fprintf(f, ", progress %s", !have_rising ? "?" : rising ? "rising" : "NOT rising");
 	if (!r->ok)
 		fprintf(f, "; source %s, destination %s", r->src_exit, r->dst_exit);
 	if (r->problem[0])
@@ -185,7 +240,7 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 	fflush(f);
 }
 
-/* Copy @key from @from into @to, or null when the child did not report it. */
+/* Copy @key from @from into @to, or null when the program did not report it. */
 static void copy_key(json_object *to, const char *as, json_object *from, const char *key)
 {
 	json_object *v = NULL;
@@ -196,13 +251,58 @@ static void copy_key(json_object *to, const char *as, json_object *from, const c
 		json_object_object_add(to, as, NULL);
 }
 
-json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *r)
+/* Every knob of the run, axes and single values alike. */
+static json_object *settings_json(const struct bench_opts *o, const struct bench_scenario *sc)
 {
 	json_object *j = json_object_new_object();
+	unsigned int a;
+
+	for (a = 0; a < AX_MAX; a++)
+		json_object_object_add(j, bench_axes[a].json, bench_axis_json(a, &sc->v[a]));
+	json_object_object_add(j, "zero_pct",
+			       json_object_new_int64(bench_fill_zero_pct(o, &sc->v[AX_FILL])));
+	json_object_object_add(j, "max_bandwidth_bps", json_object_new_uint64(o->max_bandwidth));
+	json_object_object_add(j, "verify", json_object_new_boolean(o->verify));
+	json_object_object_add(j, "timeout_s", json_object_new_int64(o->timeout_s));
+	json_object_object_add(
+	    j, "migration_timeout_s",
+	    o->migration_timeout_set ? json_object_new_int64(o->migration_timeout_s) : NULL);
+	json_object_object_add(j, "timeout_policy",
+			       o->timeout_policy ? json_object_new_string(o->timeout_policy)
+						 : NULL);
+	if (o->guest == GUEST_KVM) {
+		json_object_object_add(j, "clear_bitmap_shift",
+				       json_object_new_int64(o->clear_bitmap_shift));
+		json_object_object_add(j, "dirty_pages", json_object_new_uint64(o->dirty_pages));
+		json_object_object_add(j, "watch_ms",
+				       o->watch_ms ? json_object_new_int64(o->watch_ms) : NULL);
+	}
+	if (sc->link) {
+		json_object_object_add(j, "link_bps", json_object_new_uint64(sc->link->rate_bps));
+		json_object_object_add(j, "tbf_burst", json_object_new_string(sc->link->burst));
+		json_object_object_add(j, "tbf_latency", json_object_new_string(sc->link->latency));
+	}
+	json_object_object_add(j, "reps", json_object_new_int64(o->reps));
+	json_object_object_add(j, "dest_memory", json_object_new_string(DEST_MEMORY));
+	return j;
+}
+
+json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *r)
+{
+	const struct bench_scenario *sc = r->sc;
+	json_object *j = json_object_new_object(), *axes = json_object_new_object();
 	unsigned int i;
 
-	json_object_object_add(j, "run", json_object_new_int64(r->index));
+	json_object_object_add(j, "seq", json_object_new_int64(r->seq));
+	json_object_object_add(j, "runs", json_object_new_int64(o->n_sc * o->reps));
+	json_object_object_add(j, "rep", json_object_new_int64(r->rep));
 	json_object_object_add(j, "reps", json_object_new_int64(o->reps));
+	json_object_object_add(j, "scenario_index", json_object_new_int64(sc->index));
+	json_object_object_add(j, "scenario_label", json_object_new_string(sc->label));
+	json_object_object_add(j, "guest", json_object_new_string(bench_guest_name(o->guest)));
+	for (i = 0; i < AX_MAX; i++)
+		json_object_object_add(axes, bench_axes[i].json, bench_axis_json(i, &sc->v[i]));
+	json_object_object_add(j, "axes", axes);
 	json_object_object_add(j, "ok", json_object_new_boolean(r->ok));
 	json_object_object_add(j, "status", json_object_new_string(run_status(r)));
 	copy_key(j, "error", r->src, "error");
@@ -212,15 +312,10 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	copy_key(j, "channels", r->src, "channels");
 	copy_key(j, "transport", r->src, "transport");
 	copy_key(j, "codec", r->src, "codec");
-	for (i = 0; i < FIG_MAX; i++)
+	for (i = 0; i < bench_fig_count; i++)
 		copy_key(j, bench_fig_names[i], r->src, bench_fig_names[i]);
-	copy_key(j, "xbzrle_cache_hits", r->src, "xbzrle_cache_hits");
-	copy_key(j, "xbzrle_cache_misses", r->src, "xbzrle_cache_misses");
-	copy_key(j, "xbzrle_overflows", r->src, "xbzrle_overflows");
-	copy_key(j, "xbzrle_cache_hit_rate", r->src, "xbzrle_cache_hit_rate");
-	copy_key(j, "ram_transferred", r->src, "ram_transferred");
-	copy_key(j, "kvm_manual_protect", r->src, "kvm_manual_protect");
-	copy_key(j, "kvm_initially_set", r->src, "kvm_initially_set");
+	for (i = 0; i < sizeof(src_extra) / sizeof(src_extra[0]); i++)
+		copy_key(j, src_extra[i], r->src, src_extra[i]);
 	copy_key(j, "source_progress_rising", r->src, "progress_rising");
 	copy_key(j, "dest_status", r->dst, "status");
 	copy_key(j, "dest_error", r->dst, "error");
@@ -232,137 +327,12 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	json_object_object_add(j, "source_exit", json_object_new_string(r->src_exit));
 	json_object_object_add(j, "dest_exit", json_object_new_string(r->dst_exit));
 	json_object_object_add(j, "timed_out", json_object_new_boolean(r->timed_out));
+	json_object_object_add(j, "interrupted", json_object_new_boolean(r->interrupted));
 	json_object_object_add(j, "problem", json_object_new_string(r->problem));
-	json_object_object_add(j, "scenario", bench_scenario_json(o));
-	return j;
-}
-
-/* ---- summary over reps ------------------------------------------------------------ */
-
-struct fig_stat {
-	unsigned int n;
-	double median, min, max;
-};
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Over the runs that completed: a failed run's figures describe another migration. */
-static void fig_stats(const struct bench_run *runs, unsigned int n, enum bench_fig f,
-		      struct fig_stat *st)
-{
-	double *v = calloc(n ? n : 1, sizeof(*v));
-	unsigned int i, k = 0;
-
-	memset(st, 0, sizeof(*st));
-	if (!v)
-		return;
-	for (i = 0; i < n; i++)
-		if (runs[i].have_fig[f] && !strcmp(run_status(&runs[i]), "completed"))
-			v[k++] = runs[i].fig[f];
-	if (k) {
-		qsort(v, k, sizeof(*v), cmp_double);
-		st->n = k;
-		st->min = v[0];
-		st->max = v[k - 1];
-		st->median = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
-	}
-	free(v);
-}
-
-static unsigned int count(const struct bench_run *runs, unsigned int n, bool ok_only)
-{
-	unsigned int i, c = 0;
-
-	for (i = 0; i < n; i++)
-		if (ok_only ? runs[i].ok : !strcmp(run_status(&runs[i]), "completed"))
-			c++;
-	return c;
-}
-
-/* Integral values print as integers: 3 rounds, not 3.0. */
-static json_object *num_json(double v)
-{
-	if (v == floor(v) && fabs(v) < 9007199254740992.0)
-		return json_object_new_int64((int64_t)v);
-	return json_object_new_double(v);
-}
-
-void bench_print_summary(const struct bench_opts *o, const struct bench_run *runs, unsigned int n,
-			 FILE *f)
-{
-	static const struct {
-		enum bench_fig fig;
-		const char *label;
-		double scale;
-		const char *unit;
-		const char *fmt;
-	} show[] = {
-	    {FIG_THROUGHPUT_BPS, "throughput", 1e9, "GB/s", "%.2f"},
-	    {FIG_TOTAL_MS, "total", 1, "ms", "%.0f"},
-	    {FIG_SETUP_MS, "setup", 1, "ms", "%.1f"},
-	    {FIG_DOWNTIME_MS, "downtime", 1, "ms", "%.1f"},
-	    {FIG_EXPECTED_DOWNTIME_MS, "expected downtime", 1, "ms", "%.1f"},
-	    {FIG_ROUNDS, "rounds", 1, "", "%.1f"},
-	    {FIG_TRANSFERRED_BYTES, "wire", 1e9, "GB", "%.3f"},
-	    {FIG_DIRTY_RATE_BPS, "dirty rate", 1e6, "MB/s", "%.1f"},
-	    {FIG_FILL_MS, "fill", 1, "ms", "%.0f"},
-	};
-	bool first = true;
-	unsigned int i;
-
-	fprintf(f,
-		"summary: %u runs, %u completed, %u ok; median (min..max) over completed runs:", n,
-		count(runs, n, false), count(runs, n, true));
-	for (i = 0; i < sizeof(show) / sizeof(show[0]); i++) {
-		struct fig_stat st;
-
-		fig_stats(runs, n, show[i].fig, &st);
-		if (!st.n)
-			continue;
-		fprintf(f, "%s %s ", first ? "" : ",", show[i].label);
-		first = false;
-		fprintf(f, show[i].fmt, st.median / show[i].scale);
-		fputs(" (", f);
-		fprintf(f, show[i].fmt, st.min / show[i].scale);
-		fputs("..", f);
-		fprintf(f, show[i].fmt, st.max / show[i].scale);
-		fprintf(f, ")%s%s", *show[i].unit ? " " : "", show[i].unit);
-	}
-	fputc('\n', f);
-	fflush(f);
-}
-
-json_object *bench_summary_json(const struct bench_opts *o, const struct bench_run *runs,
-				unsigned int n)
-{
-	json_object *j = json_object_new_object();
-	unsigned int i;
-
-	json_object_object_add(j, "summary", json_object_new_boolean(true));
-	json_object_object_add(j, "runs", json_object_new_int64(n));
-	json_object_object_add(j, "completed", json_object_new_int64(count(runs, n, false)));
-	json_object_object_add(j, "ok", json_object_new_int64(count(runs, n, true)));
-	for (i = 0; i < FIG_MAX; i++) {
-		struct fig_stat st;
-		json_object *s;
-
-		fig_stats(runs, n, i, &st);
-		if (!st.n) {
-			json_object_object_add(j, bench_fig_names[i], NULL);
-			continue;
-		}
-		s = json_object_new_object();
-		json_object_object_add(s, "median", num_json(st.median));
-		json_object_object_add(s, "min", num_json(st.min));
-		json_object_object_add(s, "max", num_json(st.max));
-		json_object_object_add(s, "n", json_object_new_int64(st.n));
-		json_object_object_add(j, bench_fig_names[i], s);
-	}
-	json_object_object_add(j, "scenario", bench_scenario_json(o));
+	json_object_object_add(j, "wall_ms", json_object_new_double(round(r->wall_ms * 10) / 10));
+	json_object_object_add(j, "scenario", settings_json(o, sc));
+	/* both lines as the programs printed them: every field, even those named above */
+	json_object_object_add(j, "source_report", r->src ? json_object_get(r->src) : NULL);
+	json_object_object_add(j, "dest_report", r->dst ? json_object_get(r->dst) : NULL);
 	return j;
 }

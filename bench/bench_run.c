@@ -1,24 +1,29 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One tern-bench run: a destination tern-vm, then a source tern-vm, both
- * waited for under one deadline, and their final JSON lines read back.
+ * One tern-bench run: a destination, then a source, both waited for under
+ * one deadline, and their final JSON lines read back. The two sides are
+ * tern-vm processes (--guest kvm: real KVM guests) or tern-loopback processes
+ * (--guest process: anonymous memory dirtied by a writer thread); on a shaped
+ * link each runs in its network namespace (`ip netns exec NS prog ...`).
  *
  * The order of events, and who may hang where:
  *
- *   1. destination: `tern-vm --incoming tcp:127.0.0.1:0` (or a fresh unix
- *      path). Its first stdout line names the address it really listens on.
- *      It may die first (no /dev/kvm, bad option): we report its exit, and
- *      its own message is on our stderr.
- *   2. source: `tern-vm --migrate-to <that address>` with the scenario.
- *   3. both run to their end. Each tern-vm has its own --timeout and gives up
- *      cleanly. If the source is gone and the destination still waits (the
- *      source died before it connected), the destination gets SIGTERM (which
- *      cancels its side) after its watch window plus a grace, then SIGKILL.
- *      At the hard deadline both are killed and the run is reported as a
- *      timeout.
+ *   1. destination: `--incoming tcp:127.0.0.1:0` (the link's address on a
+ *      shaped link, or a fresh unix path). It names the address it really
+ *      listens on: tern-vm as its first stdout line
+ *      ({"event":"listening","uri":...}), tern-loopback on stderr
+ *      ("tern-loopback: listening on URI"). It may die first (no /dev/kvm,
+ *      bad option): we report its exit, and its own message is on our stderr.
+ *   2. source: `--migrate-to <that address>` with the scenario.
+ *   3. both run to their end. Each program has its own --timeout and gives
+ *      up cleanly. If the source is gone and the destination still waits
+ *      (the source died before it connected), the destination gets SIGTERM
+ *      after a grace (plus tern-vm's watch window), then SIGKILL. At the hard
+ *      deadline both are killed and the run is reported as a timeout.
  *
- * Nothing here measures time: every figure comes from tern-vm's lines (the
- * library's stats); tern-bench only copies and summarises them.
+ * Nothing here measures the migration: every figure comes from the
+ * programs' lines (the library's stats). The wall clock of the whole run is
+ * kept as a sanity field only.
  */
 #include "bench.h"
 #include "bench_proc.h"
@@ -32,28 +37,14 @@
 #include <unistd.h>
 
 #define NS_PER_S 1000000000ull
-/* How long the destination may outlive the source before SIGTERM, beyond its watch window. */
+/* How long the destination may outlive the source before SIGTERM (beyond tern-vm's watch). */
 #define DEST_GRACE_S 20
 /* From SIGTERM to SIGKILL. */
 #define TERM_GRACE_S 5
-
-const char *const bench_fig_names[FIG_MAX] = {
-    [FIG_TOTAL_MS] = "total_ms",
-    [FIG_SETUP_MS] = "setup_ms",
-    [FIG_DOWNTIME_MS] = "downtime_ms",
-    [FIG_EXPECTED_DOWNTIME_MS] = "expected_downtime_ms",
-    [FIG_TRANSFERRED_BYTES] = "transferred_bytes",
-    [FIG_NORMAL_PAGES] = "normal_pages",
-    [FIG_ZERO_PAGES] = "zero_pages",
-    [FIG_ROUNDS] = "rounds",
-    [FIG_DIRTY_RATE_BPS] = "dirty_rate_bps",
-    [FIG_THROUGHPUT_BPS] = "throughput_bps",
-    [FIG_DIRTY_SYNC_US] = "dirty_sync_us",
-    [FIG_DIRTY_CLEAR_US] = "dirty_clear_us",
-    [FIG_KVM_SYNC_NS] = "kvm_sync_ns",
-    [FIG_KVM_CLEAR_NS] = "kvm_clear_ns",
-    [FIG_FILL_MS] = "fill_ms",
-};
+/* tern-loopback's destination: its --timeout beyond the source's. */
+#define DEST_EXTRA_S 30
+/* tern-vm watches its guest this long after a resume by default. */
+#define TV_WATCH_MS 1000
 
 volatile sig_atomic_t bench_interrupted;
 
@@ -98,9 +89,9 @@ bool bench_json_num(json_object *o, const char *key, double *ret)
 /* ---- argv ------------------------------------------------------------------ */
 
 struct argv_buf {
-	char *v[64];
+	char *v[128];
 	unsigned int n;
-	char store[2048];
+	char store[8192];
 	size_t used;
 };
 
@@ -108,7 +99,7 @@ static void arg(struct argv_buf *a, const char *s)
 {
 	size_t len = strlen(s) + 1;
 
-	/* 64 slots and 2 KiB hold the longest command line below with room to spare. */
+	/* 128 slots and 8 KiB hold the longest command line below with room to spare. */
 	if (a->n + 2 > sizeof(a->v) / sizeof(a->v[0]) || a->used + len > sizeof(a->store))
 		abort();
 	memcpy(a->store + a->used, s, len);
@@ -126,48 +117,130 @@ static void arg_u64(struct argv_buf *a, const char *opt, uint64_t v)
 	arg(a, buf);
 }
 
-/* What both sides need: the guest's shape, the channel count, verify, time limits. */
-static void args_common(struct argv_buf *a, const struct bench_opts *o)
+static void arg2(struct argv_buf *a, const char *opt, const char *v)
 {
-	const struct bench_scenario *sc = &o->sc;
-
-	arg(a, o->vm);
-	arg_u64(a, "--ram", sc->ram);
-	arg_u64(a, "--vcpus", sc->vcpus);
-	arg_u64(a, "--channels", sc->channels);
-	if (sc->verify)
-		arg(a, "--verify");
-	arg_u64(a, "--timeout", o->timeout_s);
-	if (sc->watch_ms)
-		arg_u64(a, "--watch-ms", sc->watch_ms);
-	if (o->verbosity)
-		arg(a, o->verbosity);
+	arg(a, opt);
+	arg(a, v);
 }
 
-static void args_source(struct argv_buf *a, const struct bench_opts *o, const char *uri)
+/*
+ * The program, in the link's namespace for @side on a shaped link:
+ * `ip netns exec NS prog`. ip execs the program (no fork), so its pid is
+ * the program's and our signals reach it directly.
+ */
+static void args_prog(struct argv_buf *a, const struct bench_opts *o,
+		      const struct bench_scenario *sc, bool source)
 {
-	const struct bench_scenario *sc = &o->sc;
-
-	args_common(a, o);
-	arg(a, "--migrate-to");
-	arg(a, uri);
-	arg(a, "--fill");
-	arg(a, sc->fill);
-	arg_u64(a, "--zero-pct", sc->zero_pct);
-	arg_u64(a, "--dirty-rate", sc->dirty_rate);
-	arg_u64(a, "--dirty-ws", sc->dirty_ws);
-	if (sc->dirty_pages)
-		arg_u64(a, "--dirty-pages", sc->dirty_pages);
-	arg(a, "--pattern");
-	arg(a, sc->pattern);
-	arg_u64(a, "--downtime-limit", sc->downtime_limit);
-	arg_u64(a, "--max-bandwidth", sc->max_bandwidth);
-	arg_u64(a, "--clear-bitmap-shift", sc->clear_bitmap_shift);
-	/* "none" is tern-vm's default: not passed, so older binaries still run. */
-	if (strcmp(sc->codec, "none")) {
-		arg(a, "--codec");
-		arg(a, sc->codec);
+	if (sc->link) {
+		arg(a, sc->link->ip);
+		arg2(a, "netns", "exec");
+		arg(a, source ? sc->link->ns_src : sc->link->ns_dst);
 	}
+	arg(a, o->prog);
+}
+
+/* --mgmt: the source serves at PATH, the destination at PATH.dst. */
+static void args_mgmt(struct argv_buf *a, const struct bench_opts *o, bool source)
+{
+	char path[4096];
+
+	if (!o->mgmt)
+		return;
+	snprintf(path, sizeof(path), "%s%s", o->mgmt, source ? "" : ".dst");
+	arg2(a, "--mgmt", path);
+}
+
+/* The library's source-side knobs, passed only when set so that older binaries still run. */
+static void args_source_knobs(struct argv_buf *a, const struct bench_opts *o,
+			      const struct bench_scenario *sc)
+{
+	arg_u64(a, "--downtime-limit", sc->v[AX_DOWNTIME].num);
+	if (o->max_bandwidth)
+		arg_u64(a, "--max-bandwidth", o->max_bandwidth);
+	/* "none" is both programs' default: not passed, so older binaries still run. */
+	if (strcmp(sc->v[AX_CODEC].text, "none"))
+		arg2(a, "--codec", sc->v[AX_CODEC].text);
+	if (sc->v[AX_AUTO_CONVERGE].num)
+		arg(a, "--auto-converge");
+	if (o->migration_timeout_set)
+		arg_u64(a, "--migration-timeout", o->migration_timeout_s);
+	if (o->timeout_policy)
+		arg2(a, "--timeout-policy", o->timeout_policy);
+}
+
+/*
+ * tern-vm: both sides get the guest's shape, the channel count, verify and
+ * the time limits; the source the whole scenario.
+ */
+static void args_kvm(struct argv_buf *a, const struct bench_opts *o,
+		     const struct bench_scenario *sc, bool source, const char *uri)
+{
+	args_prog(a, o, sc, source);
+	arg_u64(a, "--ram", sc->v[AX_RAM].num);
+	arg_u64(a, "--vcpus", sc->v[AX_VCPUS].num);
+	arg_u64(a, "--channels", sc->v[AX_CHANNELS].num);
+	if (o->verify)
+		arg(a, "--verify");
+	arg_u64(a, "--timeout", o->timeout_s);
+	if (o->watch_ms)
+		arg_u64(a, "--watch-ms", o->watch_ms);
+	if (o->verbosity)
+		arg(a, o->verbosity);
+	args_mgmt(a, o, source);
+	if (!source) {
+		arg2(a, "--incoming", uri);
+		return;
+	}
+	arg2(a, "--migrate-to", uri);
+	arg2(a, "--fill", bench_fill_word(&sc->v[AX_FILL]));
+	arg_u64(a, "--zero-pct", bench_fill_zero_pct(o, &sc->v[AX_FILL]));
+	arg_u64(a, "--dirty-rate", sc->v[AX_DIRTY_RATE].num);
+	arg_u64(a, "--dirty-ws", sc->v[AX_DIRTY_WS].num);
+	if (o->dirty_pages)
+		arg_u64(a, "--dirty-pages", o->dirty_pages);
+	arg2(a, "--pattern", sc->v[AX_PATTERN].text);
+	arg_u64(a, "--clear-bitmap-shift", o->clear_bitmap_shift);
+	args_source_knobs(a, o, sc);
+}
+
+/*
+ * tern-loopback: anonymous memory and a writer thread instead of a guest.
+ * No vCPUs, pattern, dirty-pages or clear-bitmap-shift (tern-bench said so
+ * at the start). The destination's clock starts before the source's fill:
+ * it gets 30 s more, so that the source's --timeout decides.
+ */
+static void args_process(struct argv_buf *a, const struct bench_opts *o,
+			 const struct bench_scenario *sc, bool source, const char *uri)
+{
+	args_prog(a, o, sc, source);
+	arg_u64(a, "--ram", sc->v[AX_RAM].num);
+	arg_u64(a, "--channels", sc->v[AX_CHANNELS].num);
+	if (o->verify)
+		arg(a, "--verify");
+	arg_u64(a, "--timeout", o->timeout_s + (source ? 0 : DEST_EXTRA_S));
+	if (o->verbosity)
+		arg(a, o->verbosity);
+	args_mgmt(a, o, source);
+	if (!source) {
+		arg2(a, "--incoming", uri);
+		return;
+	}
+	arg2(a, "--migrate-to", uri);
+	arg2(a, "--fill", bench_fill_word(&sc->v[AX_FILL]));
+	arg_u64(a, "--zero-pct", bench_fill_zero_pct(o, &sc->v[AX_FILL]));
+	arg_u64(a, "--dirty-rate", sc->v[AX_DIRTY_RATE].num);
+	if (sc->v[AX_DIRTY_WS].num)
+		arg_u64(a, "--dirty-ws", sc->v[AX_DIRTY_WS].num);
+	args_source_knobs(a, o, sc);
+}
+
+static void args_side(struct argv_buf *a, const struct bench_opts *o,
+		      const struct bench_scenario *sc, bool source, const char *uri)
+{
+	if (o->guest == GUEST_KVM)
+		args_kvm(a, o, sc, source, uri);
+	else
+		args_process(a, o, sc, source, uri);
 }
 
 /* ---- the run --------------------------------------------------------------- */
@@ -189,25 +262,40 @@ static void problem(struct bench_run *r, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The destination's first line: {"event":"listening","uri":"tcp:127.0.0.1:41234"}. */
+/* @u is a URI of @transport with something after "transport:". */
+static int take_uri(const char *u, const char *transport, char *uri, size_t len)
+{
+	size_t tlen = strlen(transport);
+
+	if (strlen(u) >= len || strncmp(u, transport, tlen) || u[tlen] != ':' || !u[tlen + 1])
+		return -EPROTO;
+	memcpy(uri, u, strlen(u) + 1);
+	return 0;
+}
+
+/* tern-vm's first line: {"event":"listening","uri":"tcp:127.0.0.1:41234"}. */
 static int parse_listening(const char *line, const char *transport, char *uri, size_t len)
 {
 	json_object *o = json_tokener_parse(line);
-	const char *ev, *u;
-	size_t tlen = strlen(transport);
 	int ret = -EPROTO;
 
 	if (!o)
 		return -EPROTO;
-	ev = bench_json_str(o, "event", "");
-	u = bench_json_str(o, "uri", "");
-	if (!strcmp(ev, "listening") && strlen(u) < len && !strncmp(u, transport, tlen) &&
-	    u[tlen] == ':' && u[tlen + 1]) {
-		memcpy(uri, u, strlen(u) + 1);
-		ret = 0;
-	}
+	if (!strcmp(bench_json_str(o, "event", ""), "listening"))
+		ret = take_uri(bench_json_str(o, "uri", ""), transport, uri, len);
 	json_object_put(o);
 	return ret;
+}
+
+/* tern-loopback's stderr line: "tern-loopback: listening on tcp:127.0.0.1:41234". */
+static int parse_listening_err(const char *line, const char *transport, char *uri, size_t len)
+{
+	const char *at = strstr(line, "listening on ");
+
+	if (!at)
+		return -EPROTO;
+	at += strlen("listening on ");
+	return take_uri(at, transport, uri, len);
 }
 
 /*
@@ -216,7 +304,7 @@ static int parse_listening(const char *line, const char *transport, char *uri, s
  */
 static bool early_report(struct bench_proc *dst, const char *line, struct bench_run *r)
 {
-	json_object *o = json_tokener_parse(line);
+	json_object *o = line ? json_tokener_parse(line) : NULL;
 
 	if (!o || !json_object_is_type(o, json_type_object) ||
 	    strcmp(bench_json_str(o, "side", ""), "destination")) {
@@ -258,7 +346,9 @@ static void wait_both(const struct bench_opts *o, struct bench_proc *src, struct
 {
 	struct bench_proc *const both[2] = {src, dst};
 	/* tern-vm watches its guest this long after a resume, before its final line. */
-	uint64_t watch = (uint64_t)(o->sc.watch_ms ? o->sc.watch_ms : 1000) * 1000000u;
+	uint64_t watch = o->guest == GUEST_KVM
+			     ? (uint64_t)(o->watch_ms ? o->watch_ms : TV_WATCH_MS) * 1000000u
+			     : 0;
 	uint64_t dest_grace = watch + DEST_GRACE_S * NS_PER_S;
 	uint64_t term_at = 0, kill_at = 0;
 	bool term_sent = false;
@@ -311,29 +401,26 @@ static void wait_both(const struct bench_opts *o, struct bench_proc *src, struct
 	}
 }
 
-static bool src_fig(json_object *src, enum bench_fig f, double *v)
-{
-	return bench_json_num(src, bench_fig_names[f], v);
-}
-
-/* The verdict: completed, verified when asked, the guest running on the destination. */
+/*
+ * The verdict: both completed, verified when asked, and with a KVM guest the
+ * guest kept running on the destination (tern-loopback has no guest to
+ * watch: its destination's completed means its resume callback ran).
+ */
 static void judge(const struct bench_opts *o, struct bench_run *r)
 {
 	const char *st = bench_json_str(r->src, "status", "");
 	const char *dst_st = bench_json_str(r->dst, "status", "");
 	bool verified = false, rising = false;
-	unsigned int i;
 
-	for (i = 0; i < FIG_MAX; i++)
-		r->have_fig[i] = src_fig(r->src, i, &r->fig[i]);
 	bench_json_bool(r->src, "verified", &verified);
 	bench_json_bool(r->dst, "progress_rising", &rising);
 
 	r->ok = r->src && r->dst && !r->timed_out && !strcmp(st, "completed") &&
-		!strcmp(dst_st, "completed") && (!o->sc.verify || verified) && rising;
+		!strcmp(dst_st, "completed") && (!o->verify || verified) &&
+		(o->guest != GUEST_KVM || rising);
 	if (!r->ok)
 		return;
-	/* The contract ties the exit codes to the lines: a mismatch is a tern-vm bug. */
+	/* The contract ties the exit codes to the lines: a mismatch is a program bug. */
 	if (r->src_code != 0) {
 		problem(r, "the source reported completed but ended with %s", r->src_exit);
 		r->ok = false;
@@ -344,80 +431,123 @@ static void judge(const struct bench_opts *o, struct bench_run *r)
 	}
 }
 
-void bench_run_one(const struct bench_opts *o, unsigned int index, struct bench_run *r)
+/* Start the destination and learn its address; false (with a problem noted) if it failed. */
+static bool start_destination(const struct bench_opts *o, const struct bench_scenario *sc,
+			      struct bench_proc *dst, const char *listen_uri, uint64_t deadline,
+			      char *uri, size_t len, struct bench_run *r)
 {
-	struct bench_proc src = {0}, dst = {0};
-	struct argv_buf dargs = {0}, sargs = {0};
-	char listen_uri[128], uri[256], sock[96] = "";
-	uint64_t deadline;
+	const char *transport = sc->v[AX_TRANSPORT].text;
+	struct argv_buf args = {0};
+	bool kvm = o->guest == GUEST_KVM;
 	char *line;
 	int ret;
 
+	args_side(&args, o, sc, false, listen_uri);
+	ret = kvm ? bench_proc_spawn(dst, "destination", args.v)
+		  : bench_proc_spawn_err(dst, "destination", args.v);
+	if (ret) {
+		problem(r, "cannot start %s: %s", args.v[0], strerror(-ret));
+		return false;
+	}
+	/* tern-bench reads it; a person need not see it every run */
+	dst->tee_skip = "listening on ";
+	line = kvm ? bench_proc_first_line(dst, deadline)
+		   : bench_proc_find_line(dst, true, "listening on ", deadline);
+	if (line) {
+		ret = kvm ? parse_listening(line, transport, uri, len)
+			  : parse_listening_err(line, transport, uri, len);
+		if (!ret) {
+			free(line);
+			return true;
+		}
+	}
+	if (!kvm) {
+		/* tern-loopback's early failure line is on stdout, not where we looked */
+		char *obj;
+		bool early;
+
+		if (!line)
+			bench_proc_pump((struct bench_proc *const[]){dst}, 1,
+					bench_now_ns() + NS_PER_S);
+		obj = bench_proc_last_object(dst, false);
+		early = early_report(dst, obj, r);
+		free(obj);
+		if (early) {
+			free(line);
+			return false;
+		}
+	} else if (line && early_report(dst, line, r)) {
+		free(line);
+		return false;
+	}
+	if (!line) {
+		bench_proc_pump((struct bench_proc *const[]){dst}, 1, bench_now_ns() + NS_PER_S);
+		bench_proc_describe(dst, r->dst_exit, sizeof(r->dst_exit));
+		r->timed_out = bench_proc_running(dst);
+		problem(r, "the destination did not say where it listens (%s)", r->dst_exit);
+	} else {
+		problem(r, "the destination's listening line is not about a %s address: %.120s",
+			transport, line);
+	}
+	free(line);
+	return false;
+}
+
+void bench_run_one(const struct bench_opts *o, const struct bench_scenario *sc, unsigned int seq,
+		   unsigned int rep, struct bench_run *r)
+{
+	struct bench_proc src = {0}, dst = {0};
+	struct argv_buf sargs = {0};
+	char listen_uri[128], uri[256], sock[96] = "";
+	uint64_t start = bench_now_ns(), deadline;
+	int ret;
+
 	memset(r, 0, sizeof(*r));
-	r->index = index;
+	r->sc = sc;
+	r->seq = seq;
+	r->rep = rep;
 	r->src_code = r->dst_code = -1;
 	src.out_fd = dst.out_fd = -1;
 	snprintf(r->src_exit, sizeof(r->src_exit), "not started");
 	snprintf(r->dst_exit, sizeof(r->dst_exit), "not started");
-	deadline = bench_now_ns() + (uint64_t)o->kill_after_s * NS_PER_S;
+	deadline = start + (uint64_t)o->kill_after_s * NS_PER_S;
 
-	if (!strcmp(o->sc.transport, "unix")) {
-		snprintf(sock, sizeof(sock), "/tmp/tern-bench-%d-%u.sock", (int)getpid(), index);
+	if (!strcmp(sc->v[AX_TRANSPORT].text, "unix")) {
+		snprintf(sock, sizeof(sock), "/tmp/tern-bench-%d-%u.sock", (int)getpid(), seq);
 		unlink(sock);
 		snprintf(listen_uri, sizeof(listen_uri), "unix:%s", sock);
 	} else {
-		snprintf(listen_uri, sizeof(listen_uri), "tcp:127.0.0.1:0");
+		snprintf(listen_uri, sizeof(listen_uri), "tcp:%s:0",
+			 sc->link ? sc->link->addr_dst : "127.0.0.1");
 	}
 
-	args_common(&dargs, o);
-	arg(&dargs, "--incoming");
-	arg(&dargs, listen_uri);
-	ret = bench_proc_spawn(&dst, "destination", dargs.v);
-	if (ret) {
-		problem(r, "cannot start %s: %s", o->vm, strerror(-ret));
+	if (!start_destination(o, sc, &dst, listen_uri, deadline, uri, sizeof(uri), r))
 		goto out;
-	}
-	line = bench_proc_first_line(&dst, deadline);
-	if (!line) {
-		bench_proc_pump((struct bench_proc *const[]){&dst}, 1, bench_now_ns() + NS_PER_S);
-		bench_proc_describe(&dst, r->dst_exit, sizeof(r->dst_exit));
-		r->timed_out = bench_proc_running(&dst);
-		problem(r, "the destination printed no listening line (%s)", r->dst_exit);
-		goto out;
-	}
-	ret = parse_listening(line, o->sc.transport, uri, sizeof(uri));
-	if (ret && early_report(&dst, line, r)) {
-		free(line);
-		goto out;
-	}
-	if (ret)
-		problem(r,
-			"the destination's first line is not {\"event\":\"listening\",\"uri\":"
-			"\"%s:...\"}: %.120s",
-			o->sc.transport, line);
-	free(line);
-	if (ret)
-		goto out;
-
 	if (bench_interrupted) {
 		r->interrupted = true;
 		problem(r, "interrupted before the source started");
 		goto out;
 	}
-	args_source(&sargs, o, uri);
+	args_side(&sargs, o, sc, true, uri);
 	ret = bench_proc_spawn(&src, "source", sargs.v);
 	if (ret) {
-		problem(r, "cannot start %s: %s", o->vm, strerror(-ret));
+		problem(r, "cannot start %s: %s", sargs.v[0], strerror(-ret));
 		goto out;
 	}
 	wait_both(o, &src, &dst, deadline, r);
 	/* After a timeout one side may still have reported: keep what there is. */
 	r->src = final_line(&src, false, "source", r);
-	r->dst = final_line(&dst, true, "destination", r);
+	/* tern-vm's first line is the listening event */
+	r->dst = final_line(&dst, o->guest == GUEST_KVM, "destination", r);
 out:
 	/* A process still running here is killed by fini: describe it first. */
 	if (bench_proc_running(&src) || bench_proc_running(&dst))
 		problem(r, "killed what was still running");
+	if (bench_interrupted && !r->interrupted) {
+		/* a Ctrl-C reaches the whole process group: both may be gone already */
+		r->interrupted = true;
+		problem(r, "interrupted");
+	}
 	bench_proc_fini(&src);
 	bench_proc_fini(&dst);
 	if (src.pid)
@@ -428,6 +558,7 @@ out:
 	r->dst_code = dst.pid ? bench_proc_exit_code(&dst) : -1;
 	if (sock[0])
 		unlink(sock);
+	r->wall_ms = (double)(bench_now_ns() - start) / 1e6;
 	judge(o, r);
 }
 
