@@ -267,6 +267,7 @@ struct round_ctx {
 	uint64_t limit_ms;    /* downtime-limit when the round began */
 	uint64_t deadline_ns; /* migration-timeout, 0: none */
 	bool cut;	      /* the last round ended early */
+	bool final;	      /* switchover: the guest is paused */
 };
 
 /* From pace() and queue_batch(): stop queueing this round's pages. */
@@ -317,6 +318,10 @@ static uint64_t wire_total(struct tern_session *s)
  */
 static int pace(struct tern_session *s, struct round_ctx *rc)
 {
+	/* With the guest paused, every millisecond is downtime: the last round
+	 * goes as fast as the link allows, as in QEMU's completion stage. */
+	if (rc->final)
+		return 0;
 	for (;;) {
 		uint64_t max = params_get(&s->params, PARAM_MAX_BANDWIDTH);
 		uint64_t now = tern_now_ns(), wire = wire_total(s);
@@ -563,8 +568,10 @@ static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *r
 	 * bytes, and RAM bytes per second is the rate that empties it. */
 	if (s->method != TERN_CODEC_NONE)
 		bw = MAX(bw, rc->rl.ram_bps);
+	if (!bw && pending)
+		return UINT64_MAX; /* no rate measured yet: no estimate either */
 	part[EST_SYNC] = __atomic_load_n(&s->dirty_sync_ns, __ATOMIC_RELAXED) / 1000;
-	part[EST_RAM] = bw ? (uint64_t)((double)pending * 1e6 / bw) : (pending ? UINT32_MAX : 0);
+	part[EST_RAM] = bw ? (uint64_t)((double)pending * 1e6 / bw) : 0;
 	part[EST_DEVICE] =
 	    (bw ? (uint64_t)((double)sections_size_estimate(s) * 1e6 / bw) : 0) + rtt_us;
 	part[EST_RESUME] = 2 * rtt_us;
@@ -590,7 +597,7 @@ static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t
 		     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
 		     " B/s, expected downtime %" PRIu64 " us, limit %" PRIu64 " ms",
 		     round, pending, rc->rl.bw_bps, est_us, limit_ms);
-	return round > 1 && (!pending || est_us <= limit_ms * 1000);
+	return round > 1 && (!pending || (est_us != UINT64_MAX && est_us <= limit_ms * 1000));
 }
 
 /* Tell the VMM the throttle (auto-converge); 0 lifts it. */
@@ -702,6 +709,7 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 			return ret;
 	}
 	rc->limit_ms = 0; /* the switchover's round is never cut */
+	rc->final = true;
 	*ret_round = round;
 	return 0;
 }
