@@ -14,6 +14,17 @@
  * --incoming URI and --migrate-to URI run one side only, for two hosts or
  * two terminals.
  *
+ * Management sockets (docs/MGMT.md): --mgmt PATH serves the side this
+ * process runs itself: the source in the two-process mode and with
+ * --migrate-to, the destination with --incoming. --mgmt-dest PATH serves the
+ * forked destination of the two-process mode. Each server starts once its
+ * side's tern_migrate() / tern_incoming() returned (a destination's before
+ * it hands its URI over), so no client's migrate or incoming races ours.
+ *
+ * Auto-converge throttles the writer thread: at p % it writes in the first
+ * (100 - p) % of every 100 ms and sleeps through the rest, and its pacing
+ * does not count the time it slept, so it does not catch up afterwards.
+ *
  * The destination allocates fresh memory and never touches it: landing
  * pages into untouched memory fast is part of what is measured. Only the
  * library decides how that memory is advised.
@@ -40,6 +51,7 @@
 #include "common/json_out.h"
 
 #define LB_HUGE_ALIGN (2ull << 20)
+#define LB_THROTTLE_PERIOD_NS 100000000ull /* 100 ms */
 #define LB_URI_MAX 256
 #define LB_LINE_MAX 4096
 
@@ -73,12 +85,25 @@ struct lb_cfg {
 	int log_level;
 	uint64_t seed;
 	size_t page_size;
+	const char *mgmt;      /* this process's side (the source when both run) */
+	const char *mgmt_dest; /* the forked destination's */
+	/* source only; 0 / NULL: the library's default */
+	bool auto_converge;
+	bool pause_before_switchover;
+	uint64_t throttle_initial;
+	uint64_t throttle_increment;
+	uint64_t max_throttle;
+	uint64_t migration_timeout; /* s */
+	const char *timeout_policy;
 };
 
 /*
  * The source's writer thread: dirties random pages of the first @ws bytes at
  * @rate bytes/s, calling tern_ram_mark_dirty() after each write. pause()
- * parks it (and waits until it says so), resume() lets it go again.
+ * parks it (and waits until it says so), resume() lets it go again;
+ * throttle() makes it sleep a share of each 100 ms. Its per-page path takes
+ * no lock: it reads pause_req, quit and the throttle with atomics, and takes
+ * the lock only when one of the first two is set.
  */
 struct lb_writer {
 	/* immutable once started */
@@ -92,7 +117,8 @@ struct lb_writer {
 	uint64_t seed;
 	pthread_t thread;
 	bool started;
-	/* protected by ->lock */
+	/* protected by ->lock (pause_req and quit: written under it with
+	 * atomics, also read with atomics without it) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool pause_req;
@@ -100,8 +126,12 @@ struct lb_writer {
 	bool quit;
 	unsigned int pauses;
 	unsigned int resumes;
+	/* atomics: set by the throttle callback (migration thread) */
+	unsigned int throttle_pct;
+	unsigned int throttle_max;
 	/* writer thread only; read after join */
 	uint64_t pages_written;
+	uint64_t held_ns; /* slept for the throttle */
 };
 
 struct lb_dest_ctx {
@@ -308,26 +338,57 @@ static void *writer_main(void *arg)
 	struct lb_writer *w = arg;
 	uint64_t npages = w->ws / w->page_size;
 	uint64_t rng = w->seed | 1;
-	uint64_t t0 = now_ns(), done = 0;
+	uint64_t t0 = now_ns(), done = 0, period0 = 0;
 
 	for (;;) {
 		uint64_t allowed, elapsed, page;
+		unsigned int pct;
 
-		pthread_mutex_lock(&w->lock);
-		if (w->pause_req && !w->quit) {
-			w->parked = true;
-			pthread_cond_broadcast(&w->cond);
-			while (w->pause_req && !w->quit)
-				pthread_cond_wait(&w->cond, &w->lock);
-			w->parked = false;
-			t0 = now_ns();
-			done = 0;
-		}
-		if (w->quit) {
+		if (__atomic_load_n(&w->pause_req, __ATOMIC_ACQUIRE) ||
+		    __atomic_load_n(&w->quit, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_lock(&w->lock);
+			if (w->pause_req && !w->quit) {
+				w->parked = true;
+				pthread_cond_broadcast(&w->cond);
+				while (w->pause_req && !w->quit)
+					pthread_cond_wait(&w->cond, &w->lock);
+				w->parked = false;
+				t0 = now_ns();
+				done = 0;
+				period0 = 0;
+			}
+			if (w->quit) {
+				pthread_mutex_unlock(&w->lock);
+				break;
+			}
 			pthread_mutex_unlock(&w->lock);
-			break;
 		}
-		pthread_mutex_unlock(&w->lock);
+
+		pct = __atomic_load_n(&w->throttle_pct, __ATOMIC_RELAXED);
+		if (pct) {
+			uint64_t now = now_ns(), off_at, slept;
+
+			if (!period0)
+				period0 = now; /* a new throttle starts with writing */
+			else if (now - period0 >= LB_THROTTLE_PERIOD_NS)
+				period0 +=
+				    (now - period0) / LB_THROTTLE_PERIOD_NS * LB_THROTTLE_PERIOD_NS;
+			off_at = period0 + LB_THROTTLE_PERIOD_NS * (100 - pct) / 100;
+			if (now >= off_at) {
+				/* held: sleep to the period's end, 1 ms at a time to
+				 * answer a pause; the pace does not count it */
+				uint64_t nap = period0 + LB_THROTTLE_PERIOD_NS - now;
+				struct timespec ts = {0, nap < 1000000 ? (long)nap : 1000000};
+
+				nanosleep(&ts, NULL);
+				slept = now_ns() - now;
+				t0 += slept;
+				w->held_ns += slept;
+				continue;
+			}
+		} else {
+			period0 = 0;
+		}
 
 		elapsed = now_ns() - t0;
 		allowed = (uint64_t)((double)w->rate * (double)elapsed / 1e9);
@@ -384,7 +445,7 @@ static void writer_stop(struct lb_writer *w)
 {
 	if (w->started) {
 		pthread_mutex_lock(&w->lock);
-		w->quit = true;
+		__atomic_store_n(&w->quit, true, __ATOMIC_RELEASE);
 		pthread_cond_broadcast(&w->cond);
 		pthread_mutex_unlock(&w->lock);
 		pthread_join(w->thread, NULL);
@@ -400,7 +461,7 @@ static int src_pause(void *opaque, struct tern_error *err)
 
 	pthread_mutex_lock(&w->lock);
 	w->pauses++;
-	w->pause_req = true;
+	__atomic_store_n(&w->pause_req, true, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&w->cond);
 	while (w->started && !w->parked && !w->quit)
 		pthread_cond_wait(&w->cond, &w->lock);
@@ -414,9 +475,21 @@ static void src_resume(void *opaque)
 
 	pthread_mutex_lock(&w->lock);
 	w->resumes++;
-	w->pause_req = false;
+	__atomic_store_n(&w->pause_req, false, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&w->cond);
 	pthread_mutex_unlock(&w->lock);
+}
+
+/* Auto-converge, on the migration thread: the writer reads it lock-free. */
+static void src_throttle(void *opaque, unsigned int percent)
+{
+	struct lb_writer *w = opaque;
+
+	if (percent > 99)
+		percent = 99;
+	__atomic_store_n(&w->throttle_pct, percent, __ATOMIC_RELAXED);
+	if (percent > __atomic_load_n(&w->throttle_max, __ATOMIC_RELAXED))
+		__atomic_store_n(&w->throttle_max, percent, __ATOMIC_RELAXED);
 }
 
 static void dst_resume(void *opaque)
@@ -456,8 +529,10 @@ static bool side_ok(const struct tern_stats *st, const struct lb_cfg *cfg)
 	return st->status == TERN_STATUS_COMPLETED && (!cfg->verify || st->verified);
 }
 
+/* @w: the source's writer (its throttle figures), NULL on the destination. */
 static void print_json(const char *side, const char *transport, const struct lb_cfg *cfg,
-		       const struct tern_stats *st, const char *extra_err)
+		       const struct tern_stats *st, const struct lb_writer *w,
+		       const char *extra_err)
 {
 	char line[LB_LINE_MAX], esc[600], reason[300];
 	static const char *const cn[TERN_STATS_CODECS] = {"", "none", "zlib", "zstd", "xbzrle"};
@@ -500,6 +575,21 @@ static void print_json(const char *side, const char *transport, const struct lb_
 		      st->xbzrle_cache_size, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
 		      st->xbzrle_overflows, st->xbzrle_bytes, st->xbzrle_cache_hit_rate,
 		      st->xbzrle_encoding_rate, reason, cfg->dirty_bytes);
+	n +=
+	    snprintf(line + n, sizeof(line) - (size_t)n,
+		     ",\"round_bytes\":%" PRIu64 ",\"round_sent_bytes\":%" PRIu64
+		     ",\"cpu_throttle_percent\":%u,\"expected_sync_us\":%" PRIu64
+		     ",\"expected_ram_us\":%" PRIu64 ",\"expected_device_us\":%" PRIu64
+		     ",\"expected_resume_us\":%" PRIu64 ",\"downtime_pause_us\":%" PRIu64
+		     ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
+		     ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
+		     ",\"downtime_resume_us\":%" PRIu64
+		     ",\"throttle_max_percent\":%u,\"throttle_held_ms\":%" PRIu64,
+		     st->round_bytes, st->round_sent_bytes, st->cpu_throttle_percent,
+		     st->expected_sync_us, st->expected_ram_us, st->expected_device_us,
+		     st->expected_resume_us, st->downtime_pause_us, st->downtime_wait_us,
+		     st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
+		     st->downtime_resume_us, w ? w->throttle_max : 0, w ? w->held_ns / 1000000 : 0);
 	if (!side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
 			err = "verify-ram was requested but the RAM was not verified";
@@ -567,6 +657,22 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_param_set(s, "multifd-zstd-level", cfg->zstd_level, err);
 	if (!ret && cfg->xbzrle_cache)
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
+	if (strcmp(side, "src"))
+		return ret;
+	if (!ret && cfg->auto_converge)
+		ret = tern_cap_set(s, "auto-converge", true, err);
+	if (!ret && cfg->pause_before_switchover)
+		ret = tern_cap_set(s, "pause-before-switchover", true, err);
+	if (!ret && cfg->throttle_initial)
+		ret = tern_param_set(s, "cpu-throttle-initial", cfg->throttle_initial, err);
+	if (!ret && cfg->throttle_increment)
+		ret = tern_param_set(s, "cpu-throttle-increment", cfg->throttle_increment, err);
+	if (!ret && cfg->max_throttle)
+		ret = tern_param_set(s, "max-cpu-throttle", cfg->max_throttle, err);
+	if (!ret && cfg->migration_timeout)
+		ret = tern_param_set(s, "migration-timeout", cfg->migration_timeout, err);
+	if (!ret && cfg->timeout_policy)
+		ret = tern_param_set_str(s, "migration-timeout-policy", cfg->timeout_policy, err);
 	return ret;
 }
 
@@ -581,9 +687,9 @@ static const char *uri_transport(const char *uri)
 
 /*
  * The destination. @uri_fd: where to send the bound URI (-1: print it on
- * stderr). Returns the exit status.
+ * stderr); @mgmt: its management socket, or NULL. Returns the exit status.
  */
-static int run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd)
+static int run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd, const char *mgmt)
 {
 	static const struct tern_vmm_ops ops = {.resume = dst_resume};
 	struct lb_dest_ctx ctx = {0};
@@ -609,13 +715,15 @@ static int run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd
 		ret = tern_incoming(s, uri, &err);
 	if (!ret)
 		ret = tern_incoming_uri(s, bound, sizeof(bound));
+	if (!ret && mgmt)
+		ret = tern_mgmt_listen(s, mgmt, &err);
 	if (ret < 0) {
 		if (!err.code)
 			snprintf(err.msg, sizeof(err.msg), "destination setup: %s", strerror(-ret));
 		if (uri_fd >= 0)
 			close(uri_fd);
 		st.status = TERN_STATUS_FAILED;
-		print_json("destination", uri_transport(uri), cfg, &st, err.msg);
+		print_json("destination", uri_transport(uri), cfg, &st, NULL, err.msg);
 		tern_session_free(s);
 		return 1;
 	}
@@ -636,7 +744,7 @@ static int run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd
 	else if (st.status == TERN_STATUS_COMPLETED &&
 		 !__atomic_load_n(&ctx.resumed, __ATOMIC_ACQUIRE))
 		msg = "completed but the resume callback was not called";
-	print_json("destination", uri_transport(bound), cfg, &st, msg);
+	print_json("destination", uri_transport(bound), cfg, &st, NULL, msg);
 	tern_session_free(s);
 	if (!strncmp(bound, "unix:", 5))
 		unlink(bound + 5);
@@ -646,12 +754,14 @@ static int run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd
 
 static int run_source(const struct lb_cfg *cfg, const char *uri)
 {
-	static const struct tern_vmm_ops ops = {.pause = src_pause, .resume = src_resume};
+	static const struct tern_vmm_ops ops = {
+	    .pause = src_pause, .resume = src_resume, .throttle = src_throttle};
 	struct lb_writer w = {0};
 	struct tern_error err = {0};
 	struct tern_stats st = {0};
 	struct tern_session *s = NULL;
 	struct tern_ram_block *block = NULL;
+	char mgmt_err[sizeof(err.msg) + 16] = "";
 	bool timed_out = false;
 	const char *msg = NULL;
 	uint8_t *ram;
@@ -686,11 +796,16 @@ static int run_source(const struct lb_cfg *cfg, const char *uri)
 	}
 	if (!ret)
 		ret = tern_migrate(s, uri, &err);
+	if (!ret && cfg->mgmt && tern_mgmt_listen(s, cfg->mgmt, &err)) {
+		/* running already: cancel it, and say why */
+		snprintf(mgmt_err, sizeof(mgmt_err), "--mgmt: %s", err.msg);
+		tern_cancel(s);
+	}
 	if (ret < 0) {
 		if (!err.msg[0])
 			snprintf(err.msg, sizeof(err.msg), "source setup: %s", strerror(-ret));
 		st.status = TERN_STATUS_FAILED;
-		print_json("source", uri_transport(uri), cfg, &st, err.msg);
+		print_json("source", uri_transport(uri), cfg, &st, NULL, err.msg);
 		tern_session_free(s);
 		writer_stop(&w);
 		return 1;
@@ -701,13 +816,17 @@ static int run_source(const struct lb_cfg *cfg, const char *uri)
 	/* join the library's threads first: no callback may run after this */
 	tern_session_free(s);
 	writer_stop(&w);
-	if (timed_out)
+	if (mgmt_err[0])
+		msg = mgmt_err;
+	else if (timed_out)
 		msg = "timed out";
 	else if (st.status == TERN_STATUS_COMPLETED && w.pauses == 0)
 		msg = "completed but the pause callback was not called";
-	else if (st.status == TERN_STATUS_COMPLETED && w.resumes)
+	else if (st.status == TERN_STATUS_COMPLETED && w.pauses <= w.resumes)
+		/* the library rehearses a pause and a resume at setup: the last
+		 * pause, for switchover, must have no resume after it */
 		msg = "completed but the source guest was resumed";
-	print_json("source", uri_transport(uri), cfg, &st, msg);
+	print_json("source", uri_transport(uri), cfg, &st, &w, msg);
 	if (cfg->log_level >= LOG_INFO && cfg->dirty_rate)
 		fprintf(stderr, "%s: writer dirtied %" PRIu64 " pages\n", prog, w.pages_written);
 	munmap(ram, cfg->ram);
@@ -771,7 +890,7 @@ static int run_both(const struct lb_cfg *cfg)
 		} else {
 			snprintf(listen_uri, sizeof(listen_uri), "tcp:127.0.0.1:0");
 		}
-		_exit(run_destination(cfg, listen_uri, fds[1]));
+		_exit(run_destination(cfg, listen_uri, fds[1], cfg->mgmt_dest));
 	}
 	close(fds[1]);
 	while (got < sizeof(uri)) {
@@ -830,6 +949,17 @@ static void usage(FILE *f)
 		"  --migrate-to URI       run the source only, migrating to URI\n"
 		"  --timeout S            cancel after S seconds (default 600, 0 = never)\n"
 		"  --seed N               fill seed\n"
+		"  --mgmt PATH            management socket of this process's side (the\n"
+		"                         source, or the destination with --incoming)\n"
+		"  --mgmt-dest PATH       management socket of the forked destination\n"
+		"  --auto-converge        source: auto-converge (throttles the writer)\n"
+		"  --cpu-throttle-initial P    source: cpu-throttle-initial, 1..99\n"
+		"  --cpu-throttle-increment P  source: cpu-throttle-increment, 1..99\n"
+		"  --max-cpu-throttle P   source: max-cpu-throttle, 1..99\n"
+		"  --migration-timeout S  source: migration-timeout, 0..31536000 s\n"
+		"  --timeout-policy P     source: migration-timeout-policy, cancel | force\n"
+		"  --pause-before-switchover  source: wait in pre-switchover until\n"
+		"                         `continue` on the source's --mgmt socket\n"
 		"  -v, --verbose          library log at LOG_INFO (twice: LOG_DEBUG)\n"
 		"  -q, --quiet            no library log at all\n",
 		prog, TERN_MAX_CHANNELS);
@@ -858,6 +988,15 @@ int main(int argc, char **argv)
 		OPT_ZSTD_LEVEL,
 		OPT_XBZRLE_CACHE,
 		OPT_DIRTY_BYTES,
+		OPT_MGMT,
+		OPT_MGMT_DEST,
+		OPT_AUTO_CONVERGE,
+		OPT_THROTTLE_INITIAL,
+		OPT_THROTTLE_INCREMENT,
+		OPT_MAX_THROTTLE,
+		OPT_MIGRATION_TIMEOUT,
+		OPT_TIMEOUT_POLICY,
+		OPT_PAUSE_BEFORE_SWITCHOVER,
 	};
 	static const struct option longopts[] = {
 	    {"ram", required_argument, NULL, OPT_RAM},
@@ -880,6 +1019,15 @@ int main(int argc, char **argv)
 	    {"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
 	    {"xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE},
 	    {"dirty-bytes", required_argument, NULL, OPT_DIRTY_BYTES},
+	    {"mgmt", required_argument, NULL, OPT_MGMT},
+	    {"mgmt-dest", required_argument, NULL, OPT_MGMT_DEST},
+	    {"auto-converge", no_argument, NULL, OPT_AUTO_CONVERGE},
+	    {"cpu-throttle-initial", required_argument, NULL, OPT_THROTTLE_INITIAL},
+	    {"cpu-throttle-increment", required_argument, NULL, OPT_THROTTLE_INCREMENT},
+	    {"max-cpu-throttle", required_argument, NULL, OPT_MAX_THROTTLE},
+	    {"migration-timeout", required_argument, NULL, OPT_MIGRATION_TIMEOUT},
+	    {"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
+	    {"pause-before-switchover", no_argument, NULL, OPT_PAUSE_BEFORE_SWITCHOVER},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -894,6 +1042,7 @@ int main(int argc, char **argv)
 	    .log_level = LOG_WARNING,
 	    .codec = "none",
 	};
+	bool source_only = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
@@ -985,6 +1134,52 @@ int main(int argc, char **argv)
 		case OPT_DIRTY_BYTES:
 			cfg.dirty_bytes = opt_uint("--dirty-bytes", optarg, 1u << 20);
 			break;
+		case OPT_MGMT:
+			if (!optarg[0])
+				die("--mgmt: a socket path");
+			cfg.mgmt = optarg;
+			break;
+		case OPT_MGMT_DEST:
+			if (!optarg[0])
+				die("--mgmt-dest: a socket path");
+			cfg.mgmt_dest = optarg;
+			break;
+		case OPT_AUTO_CONVERGE:
+			cfg.auto_converge = true;
+			source_only = true;
+			break;
+		case OPT_THROTTLE_INITIAL:
+			cfg.throttle_initial = opt_uint("--cpu-throttle-initial", optarg, 99);
+			if (!cfg.throttle_initial)
+				die("--cpu-throttle-initial: 1..99");
+			source_only = true;
+			break;
+		case OPT_THROTTLE_INCREMENT:
+			cfg.throttle_increment = opt_uint("--cpu-throttle-increment", optarg, 99);
+			if (!cfg.throttle_increment)
+				die("--cpu-throttle-increment: 1..99");
+			source_only = true;
+			break;
+		case OPT_MAX_THROTTLE:
+			cfg.max_throttle = opt_uint("--max-cpu-throttle", optarg, 99);
+			if (!cfg.max_throttle)
+				die("--max-cpu-throttle: 1..99");
+			source_only = true;
+			break;
+		case OPT_MIGRATION_TIMEOUT:
+			cfg.migration_timeout = opt_uint("--migration-timeout", optarg, 31536000);
+			source_only = true;
+			break;
+		case OPT_TIMEOUT_POLICY:
+			if (strcmp(optarg, "cancel") && strcmp(optarg, "force"))
+				die("--timeout-policy: cancel or force, not '%s'", optarg);
+			cfg.timeout_policy = optarg;
+			source_only = true;
+			break;
+		case OPT_PAUSE_BEFORE_SWITCHOVER:
+			cfg.pause_before_switchover = true;
+			source_only = true;
+			break;
 		case 'v':
 			cfg.log_level = cfg.log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
 			break;
@@ -1018,11 +1213,21 @@ int main(int argc, char **argv)
 		die("--dirty-ws: at least one page");
 	if (cfg.dirty_bytes >= cfg.page_size)
 		die("--dirty-bytes: less than a page (%zu)", cfg.page_size);
+	if (source_only && cfg.incoming)
+		die("--auto-converge, --cpu-throttle-*, --max-cpu-throttle, --migration-timeout, "
+		    "--timeout-policy and --pause-before-switchover are source options");
+	if (cfg.mgmt_dest && (cfg.incoming || cfg.migrate_to))
+		die("--mgmt-dest: only when both sides run here (with --incoming, use --mgmt)");
+	if (cfg.mgmt && cfg.mgmt_dest && !strcmp(cfg.mgmt, cfg.mgmt_dest))
+		die("--mgmt and --mgmt-dest: two different paths");
+	/* nothing but a `continue` on the source's socket would end the wait */
+	if (cfg.pause_before_switchover && !cfg.mgmt)
+		die("--pause-before-switchover needs --mgmt (continue comes through it)");
 	signal(SIGPIPE, SIG_IGN);
 
 	if (cfg.incoming) {
 		cfg.transport = uri_transport(cfg.incoming);
-		return run_destination(&cfg, cfg.incoming, -1);
+		return run_destination(&cfg, cfg.incoming, -1, cfg.mgmt);
 	}
 	if (cfg.migrate_to) {
 		cfg.transport = uri_transport(cfg.migrate_to);

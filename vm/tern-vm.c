@@ -166,6 +166,16 @@ static void usage(FILE *f)
 	    "  --codec-level N         multifd-zstd-level (1..20) or multifd-zlib-level (1..9)\n"
 	    "  --xbzrle-cache SIZE     xbzrle-cache-size (default 64M)\n"
 	    "  --verify                verify-ram capability\n"
+	    "  --mgmt PATH             serve the management socket (docs/MGMT.md) at PATH\n"
+	    "                          once the migration (or listening) has started\n"
+	    "  --auto-converge         source: auto-converge capability (throttle the vCPUs)\n"
+	    "  --cpu-throttle-initial P    source: cpu-throttle-initial, 1..99 %%\n"
+	    "  --cpu-throttle-increment P  source: cpu-throttle-increment, 1..99 %%\n"
+	    "  --max-cpu-throttle P    source: max-cpu-throttle, 1..99 %%\n"
+	    "  --migration-timeout S   source: migration-timeout, 0..31536000 s (0: none)\n"
+	    "  --timeout-policy P      source: migration-timeout-policy, cancel | force\n"
+	    "  --pause-before-switchover  source: wait paused in pre-switchover until a\n"
+	    "                          `continue` on the --mgmt socket (needs --mgmt)\n"
 	    "  --watch-ms MS           watch the running guest this long (default 1000)\n"
 	    "  --timeout S             give up after S seconds, 0 = never (default 120)\n"
 	    "  --cancel-on STATE       test hook: cancel on entering setup|active|device\n"
@@ -192,6 +202,9 @@ static const char *const pattern_words[] = {"sequential", "random", "hot-cold", 
 static const int pattern_values[] = {TV_PATTERN_SEQUENTIAL, TV_PATTERN_RANDOM, TV_PATTERN_HOT_COLD};
 static const char *const cancel_words[] = {"setup", "active", "device", NULL};
 static const int cancel_values[] = {TERN_STATUS_SETUP, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE};
+/* migration-timeout-policy: the library takes the word itself */
+static const char *const policy_words[] = {"cancel", "force", NULL};
+static const int policy_values[] = {0, 1};
 
 static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 {
@@ -217,6 +230,14 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_WATCH_MS,
 		OPT_TIMEOUT,
 		OPT_CANCEL_ON,
+		OPT_MGMT,
+		OPT_AUTO_CONVERGE,
+		OPT_THROTTLE_INITIAL,
+		OPT_THROTTLE_INCREMENT,
+		OPT_MAX_THROTTLE,
+		OPT_MIGRATION_TIMEOUT,
+		OPT_TIMEOUT_POLICY,
+		OPT_PAUSE_BEFORE_SWITCHOVER,
 	};
 	static const struct option longopts[] = {
 	    {"ram", required_argument, NULL, OPT_RAM},
@@ -240,12 +261,20 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"cancel-on", required_argument, NULL, OPT_CANCEL_ON},
+	    {"mgmt", required_argument, NULL, OPT_MGMT},
+	    {"auto-converge", no_argument, NULL, OPT_AUTO_CONVERGE},
+	    {"cpu-throttle-initial", required_argument, NULL, OPT_THROTTLE_INITIAL},
+	    {"cpu-throttle-increment", required_argument, NULL, OPT_THROTTLE_INCREMENT},
+	    {"max-cpu-throttle", required_argument, NULL, OPT_MAX_THROTTLE},
+	    {"migration-timeout", required_argument, NULL, OPT_MIGRATION_TIMEOUT},
+	    {"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
+	    {"pause-before-switchover", no_argument, NULL, OPT_PAUSE_BEFORE_SWITCHOVER},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	bool have_ram = false;
+	bool have_ram = false, source_only = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
@@ -330,6 +359,43 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			    (enum tern_status)pick_word("--cancel-on", optarg, cancel_words,
 							cancel_values, "setup, active or device");
 			break;
+		case OPT_MGMT:
+			if (!optarg[0])
+				usage_die("--mgmt: a socket path");
+			cfg->mgmt = optarg;
+			break;
+		case OPT_AUTO_CONVERGE:
+			cfg->auto_converge = true;
+			source_only = true;
+			break;
+		case OPT_THROTTLE_INITIAL:
+			cfg->throttle_initial = parse_uint("--cpu-throttle-initial", optarg, 1, 99);
+			source_only = true;
+			break;
+		case OPT_THROTTLE_INCREMENT:
+			cfg->throttle_increment =
+			    parse_uint("--cpu-throttle-increment", optarg, 1, 99);
+			source_only = true;
+			break;
+		case OPT_MAX_THROTTLE:
+			cfg->max_throttle = parse_uint("--max-cpu-throttle", optarg, 1, 99);
+			source_only = true;
+			break;
+		case OPT_MIGRATION_TIMEOUT:
+			cfg->migration_timeout =
+			    parse_uint("--migration-timeout", optarg, 0, 31536000);
+			source_only = true;
+			break;
+		case OPT_TIMEOUT_POLICY:
+			cfg->timeout_policy =
+			    policy_words[pick_word("--timeout-policy", optarg, policy_words,
+						   policy_values, "cancel or force")];
+			source_only = true;
+			break;
+		case OPT_PAUSE_BEFORE_SWITCHOVER:
+			cfg->pause_before_switchover = true;
+			source_only = true;
+			break;
 		case 'v':
 			cfg->log_level = cfg->log_level < LOG_INFO ? LOG_INFO : LOG_DEBUG;
 			break;
@@ -358,6 +424,15 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		usage_die("--incoming and --migrate-to exclude each other");
 	if (cfg->cancel_on && !cfg->incoming && !cfg->migrate_to)
 		usage_die("--cancel-on needs --incoming or --migrate-to");
+	if (cfg->mgmt && !cfg->incoming && !cfg->migrate_to)
+		usage_die("--mgmt needs --incoming or --migrate-to");
+	if (source_only && !cfg->migrate_to)
+		usage_die("--auto-converge, --cpu-throttle-*, --max-cpu-throttle, "
+			  "--migration-timeout, --timeout-policy and --pause-before-switchover "
+			  "are source options: they need --migrate-to");
+	/* nothing but a `continue` on the socket would end the wait */
+	if (cfg->pause_before_switchover && !cfg->mgmt)
+		usage_die("--pause-before-switchover needs --mgmt (continue comes through it)");
 }
 
 /* ---- output ---------------------------------------------------------------- */
@@ -374,6 +449,9 @@ struct tv_result {
 	uint64_t progress_at_resume;
 	uint64_t progress_after;
 	bool progress_rising;
+	uint32_t throttle_end; /* the VMM's throttle when the run ended */
+	uint32_t throttle_max;
+	uint64_t throttle_held_ms;
 };
 
 static const char *jbool(bool b)
@@ -404,7 +482,16 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     ",\"kvm_manual_protect\":%s,\"kvm_initially_set\":%s,\"kvm_sync_ns\":%" PRIu64
 		     ",\"kvm_clear_ns\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
 		     ",\"fill_ms\":%" PRIu64 ",\"progress_at_resume\":%" PRIu64
-		     ",\"progress_after\":%" PRIu64 ",\"progress_rising\":%s}\n",
+		     ",\"progress_after\":%" PRIu64 ",\"progress_rising\":%s"
+		     ",\"round_bytes\":%" PRIu64 ",\"round_sent_bytes\":%" PRIu64
+		     ",\"cpu_throttle_percent\":%u,\"expected_sync_us\":%" PRIu64
+		     ",\"expected_ram_us\":%" PRIu64 ",\"expected_device_us\":%" PRIu64
+		     ",\"expected_resume_us\":%" PRIu64 ",\"downtime_pause_us\":%" PRIu64
+		     ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
+		     ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
+		     ",\"downtime_resume_us\":%" PRIu64
+		     ",\"throttle_max_percent\":%u,\"throttle_end_percent\":%u"
+		     ",\"throttle_held_ms\":%" PRIu64 "}\n",
 		     r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
 		     r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
 		     r->have_st && st->multifd_compression[0] ? st->multifd_compression
@@ -416,7 +503,12 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     st->dirty_sync_us, st->dirty_clear_us, jbool(r->ks.manual_protect),
 		     jbool(r->ks.initially_set), r->ks.sync_ns, r->ks.clear_ns, st->throughput_bps,
 		     r->fill_ms, r->progress_at_resume, r->progress_after,
-		     jbool(r->progress_rising));
+		     jbool(r->progress_rising), st->round_bytes, st->round_sent_bytes,
+		     st->cpu_throttle_percent, st->expected_sync_us, st->expected_ram_us,
+		     st->expected_device_us, st->expected_resume_us, st->downtime_pause_us,
+		     st->downtime_wait_us, st->downtime_sync_us, st->downtime_ram_us,
+		     st->downtime_device_us, st->downtime_resume_us, r->throttle_max,
+		     r->throttle_end, r->throttle_held_ms);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
 			     status);
@@ -446,6 +538,7 @@ struct tv_app {
 	uint64_t resume_ns;
 	uint64_t progress_at_resume;
 	uint32_t pauses;
+	uint32_t resumes;
 	struct tern_error resume_err;
 };
 
@@ -457,11 +550,15 @@ static int app_pause(void *opaque, struct tern_error *err)
 	return tv_vcpus_pause(a->vm, err);
 }
 
-/* Source: the migration failed after the pause. Destination: run the guest. */
+/*
+ * Source: after the library's rehearsal pause at setup, or after a failure
+ * once it paused for switchover. Destination: run the guest.
+ */
 static void app_resume(void *opaque)
 {
 	struct tv_app *a = opaque;
 
+	__atomic_add_fetch(&a->resumes, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&a->progress_at_resume, tv_progress(a->vm), __ATOMIC_RELAXED);
 	__atomic_store_n(&a->resume_ns, tv_now_ns(), __ATOMIC_RELAXED);
 	if (a->cfg->incoming)
@@ -469,6 +566,15 @@ static void app_resume(void *opaque)
 	else
 		tv_vcpus_resume(a->vm);
 	__atomic_store_n(&a->resumed, true, __ATOMIC_RELEASE);
+}
+
+/* Source, auto-converge: on the migration thread. */
+static void app_throttle(void *opaque, unsigned int percent)
+{
+	struct tv_app *a = opaque;
+
+	tv_log(a->cfg, LOG_DEBUG, "throttle %u %%", percent);
+	tv_vm_throttle(a->vm, percent);
 }
 
 static void app_state_changed(void *opaque, enum tern_status from, enum tern_status to)
@@ -559,8 +665,10 @@ static int run_standalone(struct tv_app *a)
 static int session_setup(struct tv_app *a, struct tern_session **ret_s, const char *side,
 			 struct tern_error *err)
 {
-	static const struct tern_vmm_ops ops = {
-	    .pause = app_pause, .resume = app_resume, .state_changed = app_state_changed};
+	static const struct tern_vmm_ops ops = {.pause = app_pause,
+						.resume = app_resume,
+						.state_changed = app_state_changed,
+						.throttle = app_throttle};
 	const struct tv_cfg *cfg = a->cfg;
 	struct tern_session *s = NULL;
 	int ret;
@@ -589,9 +697,35 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
+	if (!ret && cfg->auto_converge)
+		ret = tern_cap_set(s, "auto-converge", true, err);
+	if (!ret && cfg->pause_before_switchover)
+		ret = tern_cap_set(s, "pause-before-switchover", true, err);
+	if (!ret && cfg->throttle_initial)
+		ret = tern_param_set(s, "cpu-throttle-initial", cfg->throttle_initial, err);
+	if (!ret && cfg->throttle_increment)
+		ret = tern_param_set(s, "cpu-throttle-increment", cfg->throttle_increment, err);
+	if (!ret && cfg->max_throttle)
+		ret = tern_param_set(s, "max-cpu-throttle", cfg->max_throttle, err);
+	if (!ret && cfg->migration_timeout)
+		ret = tern_param_set(s, "migration-timeout", cfg->migration_timeout, err);
+	if (!ret && cfg->timeout_policy)
+		ret = tern_param_set_str(s, "migration-timeout-policy", cfg->timeout_policy, err);
 	if (!ret)
 		ret = tv_sections_register(s, a->vm, err);
 	return ret;
+}
+
+/*
+ * --mgmt: serve the socket once tern_migrate() / tern_incoming() returned,
+ * so that no client's migrate or incoming can race ours (tern_mgmt_listen()'s
+ * rule). A client that connects sooner is refused: it retries.
+ */
+static int mgmt_start(struct tv_app *a, struct tern_session *s, struct tern_error *err)
+{
+	if (!a->cfg->mgmt)
+		return 0;
+	return tern_mgmt_listen(s, a->cfg->mgmt, err);
 }
 
 /*
@@ -660,8 +794,16 @@ static int run_source(struct tv_app *a)
 	}
 	if (!ret)
 		ret = tern_kvm_log_attach(s, log, &err);
-	if (!ret)
+	if (!ret) {
+		/* where the vCPU threads report their own writes (held_tsc) */
+		tv_vm_set_block(a->vm, block);
 		ret = tern_migrate(s, cfg->migrate_to, &err);
+	}
+	if (!ret && mgmt_start(a, s, &err)) {
+		/* running already: cancel it, and say why */
+		snprintf(r.error, sizeof(r.error), "--mgmt: %s", err.msg);
+		tern_cancel(s);
+	}
 	if (ret) {
 		snprintf(r.error, sizeof(r.error), "%s", err.msg[0] ? err.msg : strerror(-ret));
 		r.have_st = s != NULL;
@@ -676,6 +818,7 @@ static int run_source(struct tv_app *a)
 			snprintf(r.error, sizeof(r.error), "timed out after %" PRIu64 " s: %s",
 				 cfg->timeout_s, r.st.error);
 	}
+	tv_throttle_stats(a->vm, &r.throttle_end, &r.throttle_max, &r.throttle_held_ms);
 	if (log) {
 		tern_kvm_log_stats(log, &r.ks);
 		r.have_ks = true;
@@ -691,21 +834,28 @@ static int run_source(struct tv_app *a)
 
 	ok = r.st.status == TERN_STATUS_COMPLETED && !r.error[0];
 	if (r.st.status != TERN_STATUS_COMPLETED) {
-		/* The library resumed the guest if it had paused it; make sure,
-		 * whatever happened to the pause, then watch it run on. */
-		bool was_paused = __atomic_load_n(&a->resumed, __ATOMIC_ACQUIRE);
-		uint64_t from =
-		    was_paused ? __atomic_load_n(&a->resume_ns, __ATOMIC_RELAXED) : tv_now_ns();
-		uint64_t at = was_paused ? __atomic_load_n(&a->progress_at_resume, __ATOMIC_RELAXED)
-					 : tv_progress(a->vm);
-
+		/*
+		 * The library resumed the guest if it had paused it; make sure,
+		 * whatever happened to the pause, then watch it run on from now:
+		 * a resume seen earlier may be the rehearsal at setup, which
+		 * says nothing about the guest after the end.
+		 */
 		tv_vcpus_resume(a->vm);
-		watch(a, &r, from, at);
+		watch(a, &r, tv_now_ns(), tv_progress(a->vm));
 		if (!r.error[0])
 			tv_vm_failed(a->vm, r.error, sizeof(r.error));
-	} else if (!__atomic_load_n(&a->pauses, __ATOMIC_RELAXED)) {
-		snprintf(r.error, sizeof(r.error), "completed but the guest was never paused");
-		ok = false;
+	} else {
+		/* the library's threads are joined: the counts are final */
+		uint32_t pauses = __atomic_load_n(&a->pauses, __ATOMIC_RELAXED);
+		uint32_t resumes = __atomic_load_n(&a->resumes, __ATOMIC_RELAXED);
+
+		if (pauses <= resumes) {
+			snprintf(r.error, sizeof(r.error),
+				 "completed but the guest was not left paused (%u pauses, %u "
+				 "resumes)",
+				 pauses, resumes);
+			ok = false;
+		}
 	}
 	tv_vm_fini(a->vm);
 	print_result(cfg, &r);
@@ -731,6 +881,8 @@ static int run_destination(struct tv_app *a)
 		ret = tern_incoming(s, cfg->incoming, &err);
 	if (!ret)
 		ret = tern_incoming_uri(s, bound, sizeof(bound));
+	if (!ret)
+		ret = mgmt_start(a, s, &err); /* before the listening line: it is up then */
 	if (ret) {
 		snprintf(r.error, sizeof(r.error), "%s", err.msg[0] ? err.msg : strerror(-ret));
 		r.st.status = TERN_STATUS_FAILED;

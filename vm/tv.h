@@ -38,6 +38,15 @@ struct tv_cfg {
 	uint64_t timeout_s;
 	enum tern_status cancel_on; /* TERN_STATUS_INVALID: none */
 	int log_level;		    /* library log level; -1: none */
+	const char *mgmt;	    /* tern_mgmt_listen() path; NULL: none */
+	/* source only; 0 / NULL: the library's default */
+	bool auto_converge;
+	bool pause_before_switchover;
+	uint64_t throttle_initial;
+	uint64_t throttle_increment;
+	uint64_t max_throttle;
+	uint64_t migration_timeout; /* s */
+	const char *timeout_policy;
 };
 
 struct tv_vm;
@@ -62,8 +71,16 @@ struct tv_vm {
 	uint32_t xsave_len; /* 0: KVM_GET_FPU instead of XSAVE */
 	bool xsave2;	    /* KVM_GET_XSAVE2 (KVM_CAP_XSAVE2 > 4096) */
 	bool has_xcrs;
+	uint32_t nxcrs; /* what KVM_GET_XCRS reports (the "cpu" section's size) */
+	/* set before the migration starts: where the VMM's own writes to guest
+	 * RAM (held_tsc) are reported; NULL: nowhere (no migration) */
+	struct tern_ram_block *block;
 	/* stop_req mirrors pause_req || quit for the vCPU threads' lock-free check */
 	bool stop_req;
+	/* written under ->lock, read lock-free: the throttle holds the vCPUs out */
+	bool hold_req;
+	/* vCPU threads, atomic: ns they were held out, summed over vCPUs */
+	uint64_t held_ns;
 	/* protected by ->lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -74,6 +91,13 @@ struct tv_vm {
 	uint32_t nfill_done;
 	uint64_t fill_done_ns;
 	char fatal[256]; /* first vCPU failure; "" while none */
+	/* the throttle (auto-converge), also under ->lock; throttle_cond wakes
+	 * the throttle thread, on CLOCK_MONOTONIC */
+	pthread_cond_t throttle_cond;
+	pthread_t throttle_thread;
+	bool throttle_started;
+	uint32_t throttle_pct;
+	uint32_t throttle_max;
 	struct tv_vcpu vcpu[KG_MAX_VCPUS];
 };
 
@@ -94,6 +118,11 @@ void tv_vcpus_stop(struct tv_vm *vm);
 bool tv_vm_failed(struct tv_vm *vm, char *buf, size_t len);
 bool tv_fill_done(struct tv_vm *vm, uint64_t *ret_ns);
 uint64_t tv_progress(struct tv_vm *vm);
+void tv_vm_set_block(struct tv_vm *vm, struct tern_ram_block *b);
+void tv_vm_throttle(struct tv_vm *vm, unsigned int percent);
+/* The throttle now and at most (percent), and the vCPU time held out (ms, summed). */
+void tv_throttle_stats(struct tv_vm *vm, uint32_t *ret_now, uint32_t *ret_max,
+		       uint64_t *ret_held_ms);
 
 /* tv_cpu_state.c: the "vm" and "cpu" device sections */
 int tv_sections_register(struct tern_session *s, struct tv_vm *vm, struct tern_error *err);

@@ -39,7 +39,8 @@
 
 #define TV_FPU_XSAVE 1u
 #define TV_FPU_LEGACY 2u
-#define TV_KVM_FPU_LEN 416u /* the kind 2 encoding */
+/* the kind 2 encoding: fpr 128, 4 x u32, 2 x u64, xmm 256, mxcsr u32 */
+#define TV_KVM_FPU_LEN 420u
 #define TV_MAX_MSRS 8u
 
 /* MSRs the guest depends on: the TSC (its pace), and what a guest may set. */
@@ -55,6 +56,7 @@ _Static_assert(TV_NMSRS <= TV_MAX_MSRS, "TV_MAX_MSRS too small");
 struct wr {
 	struct tern_section_writer *w;
 	int ret;
+	size_t n; /* bytes written: the size hooks are checked against it */
 };
 
 struct rd {
@@ -66,18 +68,21 @@ static void put64(struct wr *p, uint64_t v)
 {
 	if (!p->ret)
 		p->ret = tern_section_put_u64(p->w, v);
+	p->n += 8;
 }
 
 static void put32(struct wr *p, uint32_t v)
 {
 	if (!p->ret)
 		p->ret = tern_section_put_u32(p->w, v);
+	p->n += 4;
 }
 
 static void putb(struct wr *p, const void *data, size_t len)
 {
 	if (!p->ret)
 		p->ret = tern_section_put(p->w, data, len);
+	p->n += len;
 }
 
 static uint64_t get64(struct rd *p)
@@ -113,10 +118,24 @@ static int ioctl_err(struct tern_error *err, uint32_t idx, const char *what)
 
 /* ---- "vm" ------------------------------------------------------------------ */
 
+/* The section size hook: exactly what vm_save() writes. */
+static size_t vm_size(void *opaque)
+{
+	return 8 + 3 * 4;
+}
+
+/* A size hook that disagrees with its save is a bug here: say so. */
+static void size_check(struct tv_vm *vm, const char *what, size_t hook, size_t wrote)
+{
+	if (hook != wrote)
+		tv_log(vm->cfg, 4, "%s section: its size hook says %zu bytes, save wrote %zu", what,
+		       hook, wrote);
+}
+
 static int vm_save(void *opaque, struct tern_section_writer *w, struct tern_error *err)
 {
 	struct tv_vm *vm = opaque;
-	struct wr p = {w, 0};
+	struct wr p = {w, 0, 0};
 
 	put64(&p, vm->kg.ram_size);
 	put32(&p, vm->kg.nvcpus);
@@ -124,6 +143,7 @@ static int vm_save(void *opaque, struct tern_section_writer *w, struct tern_erro
 	put32(&p, vm->kg.tsc_khz);
 	if (p.ret)
 		return tv_err(err, p.ret, "vm section: writing: %s", strerror(-p.ret));
+	size_check(vm, "vm", vm_size(vm), p.n);
 	return 0;
 }
 
@@ -160,6 +180,14 @@ static int vm_load(void *opaque, struct tern_section_reader *r, uint32_t version
 }
 
 /* ---- "cpu" ----------------------------------------------------------------- */
+
+/* Bytes of each part of a "cpu" section, as laid out at the top of the file. */
+#define TV_REGS_BYTES (18 * 8)
+#define TV_SEG_BYTES (8 + 4 + 4 + 8)
+#define TV_SREGS_BYTES (8 * TV_SEG_BYTES + 2 * (8 + 4) + 7 * 8 + 4 * 8)
+#define TV_EVENTS_BYTES (4 + 5 + 4 + 8 + 12 + 4)
+#define TV_XCR_BYTES (4 + 8)
+#define TV_MSR_BYTES (4 + 8)
 
 static void put_seg(struct wr *p, const struct kvm_segment *s)
 {
@@ -399,6 +427,22 @@ static void get_events(struct rd *p, struct kvm_vcpu_events *e)
 	e->triple_fault.pending = rest[11];
 }
 
+/*
+ * The section size hook, called while the guest runs: what cpu_save() will
+ * write, exactly. Nothing in it depends on the vCPU's state: the XCR count
+ * was read at setup (KVM reports the same count every time), the XSAVE
+ * length is the host's, the MSR list is fixed.
+ */
+static size_t cpu_size(void *opaque)
+{
+	struct tv_vcpu *v = opaque;
+	struct tv_vm *vm = v->vm;
+
+	return TV_REGS_BYTES + TV_SREGS_BYTES + 4 + (size_t)vm->nxcrs * TV_XCR_BYTES + 4 + 4 +
+	       (vm->xsave_len ? vm->xsave_len : TV_KVM_FPU_LEN) + TV_EVENTS_BYTES + 4 +
+	       TV_NMSRS * TV_MSR_BYTES;
+}
+
 static int cpu_save(void *opaque, struct tern_section_writer *w, struct tern_error *err)
 {
 	struct tv_vcpu *v = opaque;
@@ -412,7 +456,7 @@ static int cpu_save(void *opaque, struct tern_section_writer *w, struct tern_err
 	struct kvm_sregs sregs;
 	struct kvm_regs regs;
 	struct kvm_xcrs xcrs;
-	struct wr p = {w, 0};
+	struct wr p = {w, 0, 0};
 	size_t i;
 	int ret;
 
@@ -458,6 +502,7 @@ static int cpu_save(void *opaque, struct tern_section_writer *w, struct tern_err
 	if (p.ret)
 		return tv_err(err, p.ret, "vCPU %u: writing its section: %s", v->idx,
 			      strerror(-p.ret));
+	size_check(vm, "cpu", cpu_size(v), p.n);
 	return 0;
 }
 
@@ -564,8 +609,10 @@ bad:
 
 int tv_sections_register(struct tern_session *s, struct tv_vm *vm, struct tern_error *err)
 {
-	static const struct tern_section_ops vm_ops = {.save = vm_save, .load = vm_load};
-	static const struct tern_section_ops cpu_ops = {.save = cpu_save, .load = cpu_load};
+	static const struct tern_section_ops vm_ops = {
+	    .save = vm_save, .load = vm_load, .size = vm_size};
+	static const struct tern_section_ops cpu_ops = {
+	    .save = cpu_save, .load = cpu_load, .size = cpu_size};
 	uint32_t i;
 	int ret;
 

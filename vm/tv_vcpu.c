@@ -20,6 +20,28 @@
  *   4. pause returns once nparked == nstarted.
  * Resuming clears pause_req; each thread, under ->lock, resets immediate_exit
  * to 0 before it leaves the park, so a new pause cannot be lost in between.
+ * Pause, resume, pause again works at any pace: libtern rehearses a pause
+ * and a resume at setup, then pauses for switchover. A thread that has not
+ * left the park when the next pause comes sees pause_req again and stays,
+ * still counted in nparked.
+ *
+ * The throttle (libtern's auto-converge, tv_vm_throttle()): a thread of its
+ * own cuts time into periods of 100 ms; at p % it lets the vCPUs run for
+ * the first (100 - p) % of each period and holds them out for the rest:
+ *   1. at the hold's start, under ->lock: hold_req = true, and the same kick
+ *      as a pause (immediate_exit = 1, SIGUSR1), so that a vCPU busy in the
+ *      guest, which may never exit on its own, comes out on time;
+ *   2. each thread sees hold_req and waits on ->cond until the period ends
+ *      (hold_req = false, broadcast), or a pause or quit wants it: those
+ *      broadcast too, and it goes on to park or end;
+ *   3. it adds the time it was held to its box's held_tsc, which the guest's
+ *      pacing leaves out (guest/abi.h): time lost is not made up;
+ *   4. before it runs the guest again it resets immediate_exit under ->lock,
+ *      only when no pause, quit or hold wants it out: every writer of those
+ *      flags sets immediate_exit under ->lock too, so no kick is lost, and a
+ *      kick that came too late for its hold costs one empty KVM_RUN.
+ * The throttle thread never touches pause_req: a paused vCPU stays parked
+ * whatever the throttle does, and a cancelled (quit) VM is never held.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -33,6 +55,7 @@
 #include "tv.h"
 
 #define TV_PAUSE_TIMEOUT_MS 10000
+#define TV_THROTTLE_PERIOD_NS 100000000ull /* 100 ms */
 #define TV_FILL_SEED 0x9e3779b97f4a7c15ull
 
 extern const unsigned char tv_guest_code[];
@@ -167,7 +190,9 @@ static int vcpu_handle_exit(struct tv_vcpu *v, struct kvm_run *run, bool may_sle
 	memcpy(&val, (uint8_t *)run + run->io.data_offset, 4);
 	switch (run->io.port) {
 	case TV_PORT_SLEEP:
-		if (may_sleep)
+		/* a kick that came just before would not cut the sleep short */
+		if (may_sleep && !__atomic_load_n(&vm->stop_req, __ATOMIC_ACQUIRE) &&
+		    !__atomic_load_n(&vm->hold_req, __ATOMIC_ACQUIRE))
 			sleep_us(val < TV_SLEEP_MAX_US ? val : TV_SLEEP_MAX_US);
 		return 0;
 	case TV_PORT_FILL_DONE:
@@ -229,6 +254,56 @@ static bool vcpu_park(struct tv_vcpu *v, struct kvm_run *run, int fd, bool *fail
 	return quit;
 }
 
+/* Step 4 of the throttle (and after any kick): run the guest again unless
+ * a pause, a quit or a hold still wants this thread out. */
+static void vcpu_rearm(struct tv_vm *vm, struct kvm_run *run)
+{
+	pthread_mutex_lock(&vm->lock);
+	if (!vm->pause_req && !vm->quit && !vm->hold_req)
+		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+/*
+ * Add @tsc to a box's held_tsc. Guest RAM that libtern's workers may be
+ * sending right now: that race is live migration's own, made right by
+ * tern_ram_mark_dirty() after the write (the page goes again). ThreadSanitizer
+ * cannot know that, so this one store is not instrumented.
+ */
+static __attribute__((no_sanitize_thread)) void held_add(struct tv_vcpu_box *box, uint64_t tsc)
+{
+	volatile uint64_t *h = &box->held_tsc;
+
+	*h = *h + tsc; /* aligned: never torn; the guest (this vCPU) is out */
+}
+
+/* Held out by the throttle: steps 2 and 3 at the top of the file. */
+static void vcpu_hold(struct tv_vcpu *v, struct kvm_run *run)
+{
+	struct tv_vm *vm = v->vm;
+	struct tv_vcpu_box *box = &vm->mb->vcpu[v->idx];
+	struct tern_ram_block *b;
+	uint64_t t0 = tv_now_ns(), ns, tsc;
+
+	pthread_mutex_lock(&vm->lock);
+	while (vm->hold_req && !vm->pause_req && !vm->quit)
+		pthread_cond_wait(&vm->cond, &vm->lock);
+	if (!vm->pause_req && !vm->quit && !vm->hold_req)
+		__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
+	ns = tv_now_ns() - t0;
+	__atomic_add_fetch(&vm->held_ns, ns, __ATOMIC_RELAXED);
+	tsc = ns / 1000 * vm->kg.tsc_khz / 1000;
+	if (!tsc)
+		return;
+	/* KVM's dirty log does not see this write: tell libtern, after it */
+	held_add(box, tsc);
+	b = __atomic_load_n(&vm->block, __ATOMIC_ACQUIRE);
+	if (b)
+		tern_ram_mark_dirty(b, (uint64_t)((uint8_t *)&box->held_tsc - vm->kg.ram),
+				    sizeof(box->held_tsc));
+}
+
 static void *vcpu_main(void *arg)
 {
 	struct tv_vcpu *v = arg;
@@ -243,9 +318,15 @@ static void *vcpu_main(void *arg)
 				break;
 			continue;
 		}
+		if (__atomic_load_n(&vm->hold_req, __ATOMIC_ACQUIRE)) {
+			vcpu_hold(v, run);
+			continue;
+		}
 		if (ioctl(kv->fd, KVM_RUN, 0) < 0) {
-			if (errno == EINTR || errno == EAGAIN)
+			if (errno == EINTR || errno == EAGAIN) {
+				vcpu_rearm(vm, run);
 				continue;
+			}
 			vcpu_fail(v, "KVM_RUN: %s", strerror(errno));
 			failed = true;
 			break;
@@ -321,6 +402,7 @@ static int vm_caps(struct tv_vm *vm)
 
 int tv_vm_init(struct tv_vm *vm, const struct tv_cfg *cfg, bool source, struct tern_error *err)
 {
+	pthread_condattr_t ca;
 	struct sigaction sa;
 	uint32_t i;
 	int ret;
@@ -333,6 +415,10 @@ int tv_vm_init(struct tv_vm *vm, const struct tv_cfg *cfg, bool source, struct t
 		vm->kg.vcpu[i].fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* tv_now_ns()'s clock */
+	pthread_cond_init(&vm->throttle_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	for (i = 0; i < KG_MAX_VCPUS; i++) {
 		vm->vcpu[i].vm = vm;
 		vm->vcpu[i].idx = i;
@@ -364,6 +450,14 @@ int tv_vm_init(struct tv_vm *vm, const struct tv_cfg *cfg, bool source, struct t
 		if (ret)
 			return ret;
 	}
+	if (vm->has_xcrs) {
+		/* how many the "cpu" section will carry: its size hook says it */
+		struct kvm_xcrs x;
+
+		memset(&x, 0, sizeof(x));
+		if (ioctl(vm->kg.vcpu[0].fd, KVM_GET_XCRS, &x) == 0 && x.nr_xcrs <= KVM_MAX_XCRS)
+			vm->nxcrs = x.nr_xcrs;
+	}
 	return 0;
 }
 
@@ -371,6 +465,7 @@ void tv_vm_fini(struct tv_vm *vm)
 {
 	tv_vcpus_stop(vm);
 	kg_vm_destroy(&vm->kg);
+	pthread_cond_destroy(&vm->throttle_cond);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->lock);
 }
@@ -398,18 +493,25 @@ int tv_vcpus_start(struct tv_vm *vm, struct tern_error *err)
 	return 0;
 }
 
-/* Under ->lock: make every running thread look at stop_req soon. */
-static void kick_all_locked(struct tv_vm *vm)
+/* Under ->lock: get every running thread out of KVM_RUN (or a guest's sleep) soon. */
+static void kick_threads_locked(struct tv_vm *vm)
 {
 	uint32_t i;
 
-	__atomic_store_n(&vm->stop_req, true, __ATOMIC_RELEASE);
 	for (i = 0; i < vm->kg.nvcpus; i++) {
 		if (!vm->vcpu[i].started)
 			continue;
 		__atomic_store_n(&vm->kg.vcpu[i].run->immediate_exit, 1, __ATOMIC_RELEASE);
 		pthread_kill(vm->vcpu[i].thread, SIGUSR1);
 	}
+}
+
+/* Under ->lock: make every running thread look at stop_req soon. */
+static void kick_all_locked(struct tv_vm *vm)
+{
+	__atomic_store_n(&vm->stop_req, true, __ATOMIC_RELEASE);
+	kick_threads_locked(vm);
+	pthread_cond_broadcast(&vm->cond); /* a held thread waits there */
 }
 
 int tv_vcpus_pause(struct tv_vm *vm, struct tern_error *err)
@@ -445,18 +547,114 @@ void tv_vcpus_resume(struct tv_vm *vm)
 
 void tv_vcpus_stop(struct tv_vm *vm)
 {
+	bool throttling;
 	uint32_t i;
 
 	pthread_mutex_lock(&vm->lock);
 	vm->quit = true;
 	kick_all_locked(vm);
 	pthread_cond_broadcast(&vm->cond);
+	pthread_cond_signal(&vm->throttle_cond);
+	throttling = vm->throttle_started; /* none starts after quit */
 	pthread_mutex_unlock(&vm->lock);
+	if (throttling) {
+		pthread_join(vm->throttle_thread, NULL);
+		vm->throttle_started = false;
+	}
 	for (i = 0; i < vm->kg.nvcpus; i++) {
 		if (vm->vcpu[i].started)
 			pthread_join(vm->vcpu[i].thread, NULL);
 		vm->vcpu[i].started = false;
 	}
+}
+
+/* ---- the throttle ------------------------------------------------------------ */
+
+/* Under ->lock: start or end a hold (steps 1 and 2 at the top of the file). */
+static void hold_set_locked(struct tv_vm *vm, bool on)
+{
+	if (vm->hold_req == on)
+		return;
+	__atomic_store_n(&vm->hold_req, on, __ATOMIC_RELEASE);
+	if (on)
+		kick_threads_locked(vm);
+	else
+		pthread_cond_broadcast(&vm->cond);
+}
+
+static void timespec_at(struct timespec *ts, uint64_t ns)
+{
+	ts->tv_sec = (time_t)(ns / 1000000000ull);
+	ts->tv_nsec = (long)(ns % 1000000000ull);
+}
+
+/* The throttle thread: holds the vCPUs out for the last p % of each period. */
+static void *throttle_main(void *arg)
+{
+	struct tv_vm *vm = arg;
+	uint64_t start = tv_now_ns();
+
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->quit) {
+		uint64_t now = tv_now_ns(), off_at, until;
+		uint32_t p = vm->throttle_pct;
+		struct timespec ts;
+
+		if (!p) {
+			hold_set_locked(vm, false);
+			pthread_cond_wait(&vm->throttle_cond, &vm->lock);
+			start = tv_now_ns(); /* a new throttle starts with running */
+			continue;
+		}
+		if (now - start >= TV_THROTTLE_PERIOD_NS)
+			start += (now - start) / TV_THROTTLE_PERIOD_NS * TV_THROTTLE_PERIOD_NS;
+		off_at = start + TV_THROTTLE_PERIOD_NS * (100 - p) / 100;
+		hold_set_locked(vm, now >= off_at);
+		until = now >= off_at ? start + TV_THROTTLE_PERIOD_NS : off_at;
+		timespec_at(&ts, until);
+		/* woken early by a new percentage or quit: the loop looks again */
+		pthread_cond_timedwait(&vm->throttle_cond, &vm->lock, &ts);
+	}
+	hold_set_locked(vm, false);
+	pthread_mutex_unlock(&vm->lock);
+	return NULL;
+}
+
+/* libtern's throttle callback, on its migration thread. */
+void tv_vm_throttle(struct tv_vm *vm, unsigned int percent)
+{
+	int ret;
+
+	if (percent > 99)
+		percent = 99; /* the guest must keep running */
+	pthread_mutex_lock(&vm->lock);
+	vm->throttle_pct = percent;
+	if (percent > vm->throttle_max)
+		vm->throttle_max = percent;
+	if (percent && !vm->throttle_started && !vm->quit) {
+		ret = pthread_create(&vm->throttle_thread, NULL, throttle_main, vm);
+		if (ret)
+			tv_log(vm->cfg, 3, "cannot start the throttle thread: %s", strerror(ret));
+		else
+			vm->throttle_started = true;
+	}
+	pthread_cond_signal(&vm->throttle_cond);
+	pthread_mutex_unlock(&vm->lock);
+}
+
+void tv_throttle_stats(struct tv_vm *vm, uint32_t *ret_now, uint32_t *ret_max,
+		       uint64_t *ret_held_ms)
+{
+	pthread_mutex_lock(&vm->lock);
+	*ret_now = vm->throttle_pct;
+	*ret_max = vm->throttle_max;
+	pthread_mutex_unlock(&vm->lock);
+	*ret_held_ms = __atomic_load_n(&vm->held_ns, __ATOMIC_RELAXED) / 1000000ull;
+}
+
+void tv_vm_set_block(struct tv_vm *vm, struct tern_ram_block *b)
+{
+	__atomic_store_n(&vm->block, b, __ATOMIC_RELEASE);
 }
 
 bool tv_vm_failed(struct tv_vm *vm, char *buf, size_t len)

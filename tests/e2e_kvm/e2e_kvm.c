@@ -18,6 +18,21 @@
  *   cancel STATE                 source --cancel-on setup|active|device: the
  *                                source ends cancelled with its guest running;
  *                                the destination ends failed, never resumed.
+ *   timeout-cancel               a guest that dirties its working set faster
+ *                                than the link (max-bandwidth) moves it, no
+ *                                auto-converge, migration-timeout with policy
+ *                                cancel: the source ends cancelled with the
+ *                                timeout named, its guest running and never
+ *                                throttled; the destination never resumed.
+ *   auto-converge                the same guest and link with auto-converge:
+ *                                completed, verified, the vCPUs were throttled
+ *                                (tern-vm's throttle_max_percent, and time held
+ *                                out of the guest) and set free at the end.
+ *   pause-before-switchover      both sides with --mgmt: the source waits in
+ *                                pre-switchover (query after query, the
+ *                                destination still active) until `continue`
+ *                                arrives on its socket, then completes,
+ *                                verified, with downtime_wait_us > 0.
  *
  * Slow hosts (KVM nested in QEMU/TCG: scripts/kvm-in-qemu/run-suite.sh):
  *   TERN_KVM_TEST_RAM=SIZE          the guest RAM the figures above are for
@@ -37,11 +52,14 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define NS_PER_S 1000000000ull
@@ -207,13 +225,20 @@ static json_object *last_object(struct bench_proc *p, bool skip_first)
 
 /* ---- a pair of tern-vm ----------------------------------------------------------------- */
 
+struct pair;
+
 struct pair_cfg {
 	const char *src_ram;
 	const char *dst_ram;
 	const char *transport;
 	const char *channels;
 	const char *const *src_extra; /* NULL-terminated */
+	const char *const *dst_extra; /* NULL-terminated */
 	bool kill_dest_mid;	      /* SIGKILL the destination once pages land */
+	/* runs once both are started, before waiting for the end; it must
+	 * keep pumping the pair (pair_pump()) while it waits */
+	void (*during)(struct pair *p, void *ctx, uint64_t deadline);
+	void *ctx;
 };
 
 struct pair {
@@ -293,6 +318,8 @@ static void run_pair(const struct pair_cfg *c, struct pair *p)
 	argv_add(dv, &dn, vm_timeout);
 	argv_add(dv, &dn, "--incoming");
 	argv_add(dv, &dn, listen);
+	for (i = 0; c->dst_extra && c->dst_extra[i]; i++)
+		argv_add(dv, &dn, c->dst_extra[i]);
 	ret = bench_proc_spawn(&p->dst, "destination", dv);
 	if (ret)
 		die("cannot start %s: %s", vm_path, strerror(-ret));
@@ -325,6 +352,8 @@ static void run_pair(const struct pair_cfg *c, struct pair *p)
 
 	if (c->kill_dest_mid)
 		kill_dest_mid(p, deadline);
+	if (c->during)
+		c->during(p, c->ctx, deadline);
 
 	/* The source first; then the destination gets a grace, then SIGTERM (it cancels). */
 	while (!bench_proc_pump(both, 2, bench_now_ns() + NS_PER_S)) {
@@ -391,6 +420,124 @@ static void expect_dest_never_resumed(const struct pair *p, bool allow_cancelled
 	CHECK(jbool(p->dj, "progress_rising") == 0, "destination progress_rising %d",
 	      jbool(p->dj, "progress_rising"));
 	CHECK(p->dst_code > 0, "destination exit code %d, want non-zero", p->dst_code);
+}
+
+/* ---- a management-socket client (docs/MGMT.md) ------------------------------------------ */
+
+struct mgmt {
+	int fd;
+	size_t len;
+	char buf[1 << 16];
+};
+
+/* Read the pair's pipes for up to @ms (their stdout must not fill up while we talk). */
+static void pair_pump(struct pair *p, unsigned int ms)
+{
+	struct bench_proc *const both[2] = {&p->src, &p->dst};
+
+	bench_proc_pump(both, 2, bench_now_ns() + (uint64_t)ms * 1000000u);
+}
+
+/*
+ * Connect to the server at @path. tern-vm starts it once its migration (or
+ * listening) started, so retry while @who runs, until @deadline.
+ */
+static bool mgmt_connect(struct mgmt *m, const char *path, struct pair *p,
+			 const struct bench_proc *who, uint64_t deadline)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+	m->fd = -1;
+	m->len = 0;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	while (bench_now_ns() < deadline && bench_proc_running(who)) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			die("socket: %s", strerror(errno));
+		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+			m->fd = fd;
+			return true;
+		}
+		close(fd);
+		pair_pump(p, 50);
+	}
+	return false;
+}
+
+static void mgmt_close(struct mgmt *m)
+{
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+}
+
+/*
+ * Send the request line @req; return its reply (the next line that is not an
+ * event), or NULL on EOF, a bad line or at @deadline. The pair is pumped
+ * meanwhile.
+ */
+static json_object *mgmt_call(struct mgmt *m, const char *req, struct pair *p, uint64_t deadline)
+{
+	size_t off = 0, n = strlen(req);
+
+	if (m->fd < 0)
+		return NULL;
+	while (off < n) {
+		ssize_t w = send(m->fd, req + off, n - off, MSG_NOSIGNAL);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return NULL;
+		off += (size_t)w;
+	}
+	for (;;) {
+		char *nl = memchr(m->buf, '\n', m->len);
+		struct pollfd pfd = {m->fd, POLLIN, 0};
+		ssize_t r;
+
+		if (nl) {
+			json_object *o, *ev;
+
+			*nl = '\0';
+			o = json_tokener_parse(m->buf);
+			m->len -= (size_t)(nl + 1 - m->buf);
+			memmove(m->buf, nl + 1, m->len);
+			if (!o || !json_object_is_type(o, json_type_object)) {
+				json_object_put(o);
+				return NULL;
+			}
+			if (!json_object_object_get_ex(o, "event", &ev))
+				return o;
+			json_object_put(o); /* an event: not our reply */
+			continue;
+		}
+		if (bench_now_ns() >= deadline || m->len == sizeof(m->buf))
+			return NULL;
+		pair_pump(p, 10);
+		if (poll(&pfd, 1, 10) <= 0)
+			continue;
+		r = read(m->fd, m->buf + m->len, sizeof(m->buf) - m->len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return NULL;
+		m->len += (size_t)r;
+	}
+}
+
+/* `query`: the session's status name into @buf ("" when there is no answer). */
+static const char *mgmt_status(struct mgmt *m, struct pair *p, uint64_t deadline, char *buf,
+			       size_t len)
+{
+	json_object *r = mgmt_call(m, "{\"cmd\":\"query\"}\n", p, deadline), *ret = NULL;
+
+	buf[0] = '\0';
+	if (r && json_object_object_get_ex(r, "return", &ret) && jstr(ret, "status"))
+		snprintf(buf, len, "%s", jstr(ret, "status"));
+	json_object_put(r);
+	return buf;
 }
 
 /* ---- cases ----------------------------------------------------------------------------- */
@@ -548,11 +695,205 @@ static void case_cancel(const char *state)
 	pair_fini(&p);
 }
 
+/*
+ * A guest that dirties its working set faster than the link moves it. At
+ * BASE_RAM: an 8 MB/s link (max-bandwidth), 160 MB/s of writes into 8 MiB,
+ * 97 % of RAM zero so that the first pass is short, downtime-limit 100 ms.
+ * What each round leaves is what the guest rewrote while it was sent: as
+ * long as the guest writes faster than the link, the whole working set, ten
+ * times the threshold (link x 100 ms), so only slowing the vCPUs down lets
+ * it converge. It writes faster by far even in the QEMU/TCG VM at 64M
+ * (1 MB/s link, 1 MiB set), where a guest under dirty logging manages only
+ * 4-7 MB/s (each first write to a page after a sync costs a write-protection
+ * fault there): the timeout case ends with the whole set still to send.
+ * @extra: more source arguments (NULL-terminated, at most 12).
+ */
+static void converge_pair(const char *const *extra, struct pair *p)
+{
+	static char bw[24], rate[24], ws[24], ram[24];
+	const char *src[32] = {"--max-bandwidth",  scaled_arg(bw, 8000000, false),
+			       "--dirty-rate",	   scaled_arg(rate, 160000000, false),
+			       "--dirty-ws",	   scaled_arg(ws, 8u << 20, true),
+			       "--zero-pct",	   "97",
+			       "--downtime-limit", "100",
+			       "--verify"};
+	struct pair_cfg c = {.src_ram = scaled_arg(ram, BASE_RAM, true),
+			     .dst_ram = ram,
+			     .transport = "tcp",
+			     .channels = "2",
+			     .src_extra = src};
+	unsigned int n = 11, i;
+
+	for (i = 0; extra[i]; i++) {
+		if (n + 2 > sizeof(src) / sizeof(src[0]))
+			die("converge_pair: too many arguments");
+		src[n++] = extra[i];
+	}
+	src[n] = NULL;
+	run_pair(&c, p);
+}
+
+static void case_timeout_cancel(void)
+{
+	char timeout[24];
+	const char *const extra[] = {"--migration-timeout", timeout, "--timeout-policy", "cancel",
+				     NULL};
+	struct pair p;
+	const char *err;
+
+	/* long enough for a few rounds; it only has to come before tern-vm's own --timeout */
+	snprintf(timeout, sizeof(timeout), "%u", (unsigned int)(6 * time_scale + 0.999));
+	converge_pair(extra, &p);
+	expect_source_guest_running(&p);
+	CHECK(streq(jstr(p.sj, "status"), "cancelled"), "source status %s (%s): want cancelled",
+	      jstr(p.sj, "status"), jstr(p.sj, "error"));
+	err = jstr(p.sj, "error");
+	CHECK(err && strstr(err, "migration-timeout"),
+	      "the source's error does not name migration-timeout: %s", err ? err : "(none)");
+	CHECK(jnum(p.sj, "throttle_max_percent") == 0 && jnum(p.sj, "throttle_held_ms") == 0,
+	      "without auto-converge the guest was throttled: max %.0f %%, held %.0f ms",
+	      jnum(p.sj, "throttle_max_percent"), jnum(p.sj, "throttle_held_ms"));
+	expect_dest_never_resumed(&p, p.dst_termed);
+	pair_fini(&p);
+}
+
+static void case_auto_converge(void)
+{
+	const char *const extra[] = {"--auto-converge",
+				     "--cpu-throttle-initial",
+				     "30",
+				     "--cpu-throttle-increment",
+				     "20",
+				     NULL};
+	struct pair p;
+
+	converge_pair(extra, &p);
+	CHECK(p.sj, "no final line from the source");
+	CHECK(streq(jstr(p.sj, "status"), "completed"), "source status %s (%s)",
+	      jstr(p.sj, "status"), jstr(p.sj, "error"));
+	CHECK(jbool(p.sj, "verified") == 1, "source verified %d", jbool(p.sj, "verified"));
+	CHECK(p.src_code == 0, "source exit code %d", p.src_code);
+	/* tern-vm's own record of the throttle callback, and of its vCPUs held out */
+	CHECK(jnum(p.sj, "throttle_max_percent") >= 30,
+	      "the throttle never reached cpu-throttle-initial: max %.0f %%",
+	      jnum(p.sj, "throttle_max_percent"));
+	CHECK(jnum(p.sj, "throttle_held_ms") > 0, "no vCPU was held out of the guest");
+	CHECK(jnum(p.sj, "throttle_end_percent") == 0,
+	      "the throttle was not lifted when the migration ended: %.0f %%",
+	      jnum(p.sj, "throttle_end_percent"));
+	CHECK(jnum(p.sj, "cpu_throttle_percent") == 0, "final cpu_throttle_percent %.0f",
+	      jnum(p.sj, "cpu_throttle_percent"));
+	CHECK(p.dj, "no final line from the destination");
+	CHECK(streq(jstr(p.dj, "status"), "completed"), "destination status %s (%s)",
+	      jstr(p.dj, "status"), jstr(p.dj, "error"));
+	CHECK(jbool(p.dj, "progress_rising") == 1, "the guest does not run on the destination");
+	fprintf(stderr,
+		"e2e_kvm auto-converge: throttle up to %.0f %%, vCPUs held out %.0f ms, %.0f "
+		"rounds\n",
+		jnum(p.sj, "throttle_max_percent"), jnum(p.sj, "throttle_held_ms"),
+		jnum(p.sj, "rounds"));
+	pair_fini(&p);
+}
+
+struct pbs_ctx {
+	char src_sock[96], dst_sock[96];
+	bool continued;
+};
+
+/* While the pair runs: wait for pre-switchover, see it wait, send continue. */
+static void pbs_during(struct pair *p, void *arg, uint64_t deadline)
+{
+	struct pbs_ctx *x = arg;
+	struct mgmt src, dst;
+	json_object *r;
+	char st[32], dst_st[32];
+	int i;
+
+	CHECK(mgmt_connect(&src, x->src_sock, p, &p->src, deadline),
+	      "cannot connect to the source's management socket %s", x->src_sock);
+	CHECK(mgmt_connect(&dst, x->dst_sock, p, &p->dst, deadline),
+	      "cannot connect to the destination's management socket %s", x->dst_sock);
+	if (src.fd < 0 || dst.fd < 0)
+		goto out;
+	for (;;) {
+		mgmt_status(&src, p, deadline, st, sizeof(st));
+		if (!st[0] || !strcmp(st, "pre-switchover") || !strcmp(st, "completed") ||
+		    !strcmp(st, "failed") || !strcmp(st, "cancelled") || bench_now_ns() >= deadline)
+			break;
+		pair_pump(p, 100);
+	}
+	CHECK(!strcmp(st, "pre-switchover"), "the source never reached pre-switchover: status '%s'",
+	      st);
+	if (strcmp(st, "pre-switchover"))
+		goto out;
+	/* It stays there, query after query, and the destination is not done. */
+	for (i = 0; i < 3; i++) {
+		pair_pump(p, 200);
+		mgmt_status(&src, p, deadline, st, sizeof(st));
+		CHECK(!strcmp(st, "pre-switchover"),
+		      "the source left pre-switchover on its own: %s", st);
+	}
+	mgmt_status(&dst, p, deadline, dst_st, sizeof(dst_st));
+	CHECK(!strcmp(dst_st, "active"),
+	      "destination status '%s' while the source waits, want active", dst_st);
+	r = mgmt_call(&src, "{\"cmd\":\"continue\",\"id\":7}\n", p, deadline);
+	CHECK(r && jbool(r, "ok") == 1, "continue: %s", r ? jstr(r, "error") : "no reply");
+	x->continued = r && jbool(r, "ok") == 1;
+	json_object_put(r);
+out:
+	mgmt_close(&src);
+	mgmt_close(&dst);
+}
+
+static void case_pause_before_switchover(void)
+{
+	struct pbs_ctx x = {.continued = false};
+	const char *const src_extra[] = {"--dirty-rate", dirty_rate, "--dirty-ws",
+					 dirty_ws,	 "--verify", "--pause-before-switchover",
+					 "--mgmt",	 x.src_sock, NULL};
+	const char *const dst_extra[] = {"--mgmt", x.dst_sock, NULL};
+	char ram[24];
+	struct pair_cfg c = {.src_ram = scaled_arg(ram, BASE_RAM / 2, true),
+			     .dst_ram = ram,
+			     .transport = "tcp",
+			     .channels = "2",
+			     .src_extra = src_extra,
+			     .dst_extra = dst_extra,
+			     .during = pbs_during,
+			     .ctx = &x};
+	struct pair p;
+
+	snprintf(x.src_sock, sizeof(x.src_sock), "/tmp/tern-e2e-kvm-%d-src.mgmt", (int)getpid());
+	snprintf(x.dst_sock, sizeof(x.dst_sock), "/tmp/tern-e2e-kvm-%d-dst.mgmt", (int)getpid());
+	unlink(x.src_sock);
+	unlink(x.dst_sock);
+	run_pair(&c, &p);
+	CHECK(x.continued, "continue was not accepted");
+	CHECK(p.sj, "no final line from the source");
+	CHECK(streq(jstr(p.sj, "status"), "completed"), "source status %s (%s)",
+	      jstr(p.sj, "status"), jstr(p.sj, "error"));
+	CHECK(jbool(p.sj, "verified") == 1, "source verified %d", jbool(p.sj, "verified"));
+	CHECK(jnum(p.sj, "downtime_wait_us") > 0, "downtime_wait_us %.0f, want > 0",
+	      jnum(p.sj, "downtime_wait_us"));
+	CHECK(p.src_code == 0, "source exit code %d", p.src_code);
+	CHECK(p.dj, "no final line from the destination");
+	CHECK(streq(jstr(p.dj, "status"), "completed"), "destination status %s (%s)",
+	      jstr(p.dj, "status"), jstr(p.dj, "error"));
+	CHECK(jbool(p.dj, "progress_rising") == 1, "the guest does not run on the destination");
+	fprintf(stderr, "e2e_kvm pause-before-switchover: waited %.0f us of %.0f ms downtime\n",
+		jnum(p.sj, "downtime_wait_us"), jnum(p.sj, "downtime_ms"));
+	pair_fini(&p);
+	/* tern-vm removed them with its session; a killed one may have left them */
+	unlink(x.src_sock);
+	unlink(x.dst_sock);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: e2e_kvm --vm TERN_VM --bench TERN_BENCH "
 			"migrate TRANSPORT CHANNELS [CODEC] | xbzrle-hits | ram-mismatch | "
-			"dest-killed | cancel STATE\n");
+			"dest-killed | cancel STATE | timeout-cancel | auto-converge | "
+			"pause-before-switchover\n");
 	exit(2);
 }
 
@@ -692,6 +1033,12 @@ int main(int argc, char **argv)
 		case_dest_killed();
 	else if (!strcmp(what, "cancel") && i + 1 == argc)
 		case_cancel(argv[i]);
+	else if (!strcmp(what, "timeout-cancel") && i == argc)
+		case_timeout_cancel();
+	else if (!strcmp(what, "auto-converge") && i == argc)
+		case_auto_converge();
+	else if (!strcmp(what, "pause-before-switchover") && i == argc)
+		case_pause_before_switchover();
 	else
 		usage();
 

@@ -4,10 +4,14 @@
  * KG_MAILBOX_GPA and the I/O ports. Included by the freestanding guest code
  * (vm/guest/guest.c) and by the VMM, so it uses fixed-width types only.
  *
- * The VMM fills the parameters before the first KVM_RUN; after that only the
- * guest writes the mailbox (its progress counters), and the VMM only reads
- * them. The mailbox is guest RAM: it migrates with the rest, so a guest
- * resumed on the destination carries on counting where it stopped.
+ * The VMM fills the parameters before the first KVM_RUN; after that the
+ * guest writes the mailbox (its progress counters) and the VMM only reads
+ * them, with one exception: held_tsc, which the VMM raises while that vCPU
+ * is out of the guest (auto-converge's throttle held it out), and reports
+ * to libtern as written (tern_ram_mark_dirty()) since KVM's dirty log does
+ * not see the VMM's own writes. The mailbox is guest RAM: it migrates with
+ * the rest, so a guest resumed on the destination carries on counting where
+ * it stopped.
  *
  * Each vCPU owns one struct tv_vcpu_box, on its own cache line, so vCPUs do
  * not bounce lines between each other when they count.
@@ -27,7 +31,7 @@
 #include <stdint.h>
 
 #define TV_MAILBOX_MAGIC 0x6d766e726574ull /* "ternvm" */
-#define TV_ABI_VERSION 1u
+#define TV_ABI_VERSION 2u
 #define TV_MAX_VCPUS 64u
 #define TV_PAGE_SIZE 4096ull
 
@@ -72,7 +76,11 @@ struct tv_vcpu_box {
 	uint64_t dirty_rate;  /* bytes/s this vCPU writes; 0 = idle */
 	uint64_t seed;
 	uint64_t dirty_pages_max; /* dirty phase ends (idle) after so many pages; 0 = never */
-	uint64_t in_pad[2];
+	/* live in: TSC ticks the VMM held this vCPU out of the guest (throttle),
+	 * in all; written only while the vCPU is out. The pacing does not count
+	 * that time, so the guest does not make it up afterwards. */
+	uint64_t held_tsc;
+	uint64_t in_pad[1];
 	/* out: written by the guest only */
 	uint64_t progress;	/* pages written + idle ticks (sleeps) */
 	uint64_t pages_written; /* dirty phase pages */

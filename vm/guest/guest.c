@@ -13,7 +13,9 @@
  *          dirty_rate bytes/s (a page written counts 4096 bytes), paced by
  *          RDTSC. Ahead of the pace, or idle, it asks the VMM to sleep
  *          (TV_PORT_SLEEP) instead of spinning: source and destination may
- *          share two host cores.
+ *          share two host cores. Time the VMM held the vCPU out of the
+ *          guest (auto-converge's throttle, box->held_tsc) is not paced
+ *          time: the guest does not write faster afterwards to make it up.
  *
  * What it must not do: hlt, int, syscall, anything that needs ring 0 (on
  * nested PVM KVM ring 0 is not available to this guest). rdtsc and `out`
@@ -231,12 +233,13 @@ dirty_loop(const struct tv_mailbox *mb, struct tv_vcpu_box *box, uint64_t *rng)
 {
 	const uint64_t khz = mb->tsc_khz, rate = box->dirty_rate;
 	struct picker pk = {.ws = box->ws_pages, .hot = box->ws_pages / 5};
-	uint64_t t0 = rdtsc(), done = 0;
+	volatile const uint64_t *held_p = &box->held_tsc;
+	uint64_t t0 = rdtsc(), done = 0, held_seen = *held_p;
 
 	if (!pk.hot)
 		pk.hot = 1;
 	for (;;) {
-		uint64_t now, us, allowed, n, i;
+		uint64_t now, us, allowed, n, i, held;
 
 		if (!rate || !pk.ws ||
 		    (box->dirty_pages_max && box->pages_written >= box->dirty_pages_max)) {
@@ -244,6 +247,15 @@ dirty_loop(const struct tv_mailbox *mb, struct tv_vcpu_box *box, uint64_t *rng)
 			continue;
 		}
 		now = rdtsc();
+		/* Held out by the VMM's throttle: move the window's start by that
+		 * much, so the pace never counts it (were it counted, up to 10 ms
+		 * of it would be caught up below after every hold). Past now, the
+		 * check below starts a fresh window. */
+		held = *held_p;
+		if (held != held_seen) {
+			t0 += held - held_seen;
+			held_seen = held;
+		}
 		/* The TSC may jump (a migration restores it, a host may
 		 * stop us): start a fresh pace window instead of catching up. */
 		if (now < t0 || (now - t0) / khz > 2000) {
