@@ -38,6 +38,37 @@
 
 /* ---- return path --------------------------------------------------------- */
 
+/* Rounds this small say little about the rate (latency dominates). */
+#define DELIVERED_MIN_BYTES (4ull << 20)
+
+/*
+ * Round @round was acknowledged at @now (under ->lock): every byte written
+ * up to its RAM_SYNC has landed. If the round before was acknowledged only
+ * after this round's first page was queued, the channels were never idle in
+ * between, so the bytes between the two RAM_SYNCs over the time between the
+ * two acknowledgements is what the path delivers end to end -- headers,
+ * queues and the destination included. That is the rate the paused guest's
+ * last pages will see.
+ */
+static void delivered_learn(struct tern_session *s, uint64_t round, uint64_t now)
+{
+	typeof(s->sync_marks[0]) *cur = &s->sync_marks[round % 4], *prev;
+	uint64_t bytes, ns, bps;
+
+	if (cur->round != round)
+		return;
+	cur->ack_ns = now;
+	prev = &s->sync_marks[(round - 1) % 4];
+	if (round < 2 || prev->round != round - 1 || !prev->ack_ns || cur->first_ns > prev->ack_ns)
+		return;
+	bytes = cur->wire - prev->wire;
+	ns = now - prev->ack_ns;
+	if (bytes < DELIVERED_MIN_BYTES || !ns)
+		return;
+	bps = (uint64_t)((double)bytes * 1e9 / ns);
+	s->delivered_bps = s->delivered_bps ? (s->delivered_bps + bps) / 2 : bps;
+}
+
 static void *rp_thread(void *arg)
 {
 	struct tern_session *s = arg;
@@ -97,6 +128,7 @@ static void *rp_thread(void *arg)
 				break;
 			}
 			s->acked_round = round;
+			delivered_learn(s, round, tern_now_ns());
 			break;
 		}
 		case CTL_ERROR:
@@ -268,6 +300,7 @@ struct round_ctx {
 	uint64_t deadline_ns; /* migration-timeout, 0: none */
 	bool cut;	      /* the last round ended early */
 	bool final;	      /* switchover: the guest is paused */
+	uint64_t link_bps;    /* the paths' last delivery rate (0: unknown) */
 };
 
 /* From pace() and queue_batch(): stop queueing this round's pages. */
@@ -410,12 +443,16 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 {
 	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
 	struct mf_batch *batch = NULL;
-	uint64_t clear_ns = 0, t0;
+	uint64_t clear_ns = 0, t0, first_ns;
 	uint8_t sync[8];
 	uint32_t bi;
 	int ret;
 
 	ret = xbzrle_round_barrier(s);
+	pthread_mutex_lock(&s->lock);
+	s->sync_marks[round % 4].round = 0; /* not this round's until its RAM_SYNC */
+	pthread_mutex_unlock(&s->lock);
+	first_ns = 0;
 	__atomic_store_n(&s->round_queued0, rc->sent_pages, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->round_pages, ram_pending_pages(s), __ATOMIC_RELAXED);
 	for (bi = 0; bi < s->nblocks && !ret; bi++) {
@@ -452,6 +489,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 			}
 			while (v) {
 				if (!batch) {
+					if (!first_ns)
+						first_ns = tern_now_ns();
 					batch = mf_send_batch_get(s->mf_send);
 					if (!batch) {
 						ret = mf_send_error(s->mf_send, err);
@@ -491,6 +530,14 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	if (!ret)
 		ret = mf_send_sync(s->mf_send, round, last);
 	if (!ret) {
+		uint64_t wire = wire_total(s);
+
+		pthread_mutex_lock(&s->lock);
+		s->sync_marks[round % 4].round = round;
+		s->sync_marks[round % 4].wire = wire;
+		s->sync_marks[round % 4].first_ns = first_ns ? first_ns : tern_now_ns();
+		s->sync_marks[round % 4].ack_ns = 0;
+		pthread_mutex_unlock(&s->lock);
 		put_be64(sync, round);
 		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
 		__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(sync), __ATOMIC_RELAXED);
@@ -561,13 +608,30 @@ static int wait_acked(struct tern_session *s, uint64_t round, struct tern_error 
  */
 static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, uint64_t pending)
 {
-	uint64_t bw = rc->rl.bw_bps, rtt_us = s->rtt_ns / 1000, part[DT_EST_PARTS], sum = 0;
+	uint64_t bw = rc->rl.bw_bps, ram_bw = rc->rl.ram_bps, link = mf_send_link_rate(s->mf_send);
+	uint64_t rtt_us = s->rtt_ns / 1000, part[DT_EST_PARTS], sum = 0, delivered;
 	uint32_t i;
 
+	/* The rate windows count bytes as they enter the sockets, which runs
+	 * ahead of the link while socket buffers fill (10% and more on a
+	 * 1 Gbit/s link): where the transport measured what its paths deliver,
+	 * no more than that. The last such figure is kept for the moments the
+	 * sender idles (after waiting for an acknowledgement). */
+	if (link)
+		rc->link_bps = link;
+	pthread_mutex_lock(&s->lock);
+	delivered = s->delivered_bps;
+	pthread_mutex_unlock(&s->lock);
+	if (delivered && (!rc->link_bps || delivered < rc->link_bps))
+		rc->link_bps = delivered;
+	if (rc->link_bps && bw > rc->link_bps) {
+		ram_bw = (uint64_t)((double)ram_bw * rc->link_bps / bw);
+		bw = rc->link_bps;
+	}
 	/* @pending is RAM bytes; with a codec the link moves more RAM than wire
 	 * bytes, and RAM bytes per second is the rate that empties it. */
 	if (s->method != TERN_CODEC_NONE)
-		bw = MAX(bw, rc->rl.ram_bps);
+		bw = MAX(bw, ram_bw);
 	if (!bw && pending)
 		return UINT64_MAX; /* no rate measured yet: no estimate either */
 	part[EST_SYNC] = __atomic_load_n(&s->dirty_sync_ns, __ATOMIC_RELAXED) / 1000;

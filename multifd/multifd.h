@@ -224,6 +224,13 @@ int mf_send_error(struct mf_send *s, struct tern_error *err);
 void mf_send_shutdown(struct mf_send *s);
 /* Sum over channels and, when @per_chan is not NULL, each channel's figures. */
 void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
+/*
+ * What the channels' paths deliver together, bytes/s, as the transport
+ * measured it (TCP: the kernel's delivery rate); 0 when a channel cannot
+ * say, or its last sample was limited by the sender having nothing to send
+ * (then it says only "at least"). Thread-safe.
+ */
+uint64_t mf_send_link_rate(struct mf_send *s);
 /* Codec figures summed over channels; @reason (@len bytes, may be NULL): the
  * explanation of AUTO's last choice on any channel ("" before the first). */
 void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *reason, size_t len);

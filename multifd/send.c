@@ -779,6 +779,26 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
 		mf_chan_stats_add(total, &s->chans[i].stats, per_chan ? &per_chan[i] : NULL);
 }
 
+uint64_t mf_send_link_rate(struct mf_send *s)
+{
+	uint64_t sum = 0;
+	uint32_t i;
+
+	for (i = 0; i < s->cfg.nchannels; i++) {
+		struct tern_conn *conn = s->chans[i].conn;
+		bool app_limited = false;
+		uint64_t rate;
+
+		if (!conn->ops->delivery_rate)
+			return 0;
+		rate = conn->ops->delivery_rate(conn, &app_limited);
+		if (!rate || app_limited)
+			return 0;
+		sum += rate;
+	}
+	return sum;
+}
+
 void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *reason, size_t len)
 {
 	uint32_t i;
