@@ -36,6 +36,13 @@ static void close_window(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_by
 {
 	uint64_t dt = now_ns - rl->win_start_ns;
 
+	/* A window in which nothing was written -- the sender slept off its
+	 * max-bandwidth debt (one 2 MiB batch every 250 ms at 8 MiB/s) -- says
+	 * nothing of the link: let it run on, so the next figure spreads the
+	 * next bytes over all the time since the last ones, instead of reading
+	 * 0 B/s (no switchover could be estimated) or one batch per window. */
+	if (wire_bytes == rl->win_start_bytes)
+		return;
 	if (dt) {
 		rl->bw_bps = (uint64_t)((double)(wire_bytes - rl->win_start_bytes) * 1e9 / dt);
 		rl->ram_bps = (uint64_t)((double)(ram - rl->win_start_ram) * 1e9 / dt);

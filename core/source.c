@@ -230,6 +230,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 
 	buf_init(&hello);
 	hello_encode(s, &hello);
+	t0 = tern_now_ns();
 	ret = hello.oom ? -ENOMEM : ctl_send_stream_hdr(ctl, CTL_MAGIC);
 	if (!ret)
 		ret = ctl_send(ctl, CTL_HELLO, hello.data, hello.len);
@@ -245,7 +246,6 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 		return tern_error_set(err, ret, "starting the return-path thread: %s",
 				      strerror(-ret));
 	s->rp_started = true;
-	t0 = tern_now_ns();
 	ret = wait_reply(s, &s->got_ack, "HELLO_ACK", HANDSHAKE_TIMEOUT_MS, err);
 	if (ret)
 		return ret;
@@ -790,8 +790,6 @@ static int pre_switchover(struct tern_session *s, struct tern_error *err)
 
 	if (!caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER))
 		return 0;
-	if (!session_transition(s, TERN_STATUS_DEVICE, TERN_STATUS_PRE_SWITCHOVER))
-		return -ECANCELED;
 	tern_log_msg(&s->log, 6, "pre-switchover: the guest is paused; waiting for continue");
 	pthread_mutex_lock(&s->lock);
 	while (!s->continue_req && !s->cancel && !s->err.code)
@@ -847,7 +845,11 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	uint8_t eos[16], commit[8] = {1};
 	int ret;
 
-	if (!session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE))
+	/* with pause-before-switchover: active -> pre-switchover -> device */
+	if (!session_transition(s, TERN_STATUS_ACTIVE,
+				caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER)
+				    ? TERN_STATUS_PRE_SWITCHOVER
+				    : TERN_STATUS_DEVICE))
 		return -ECANCELED;
 	m.pause = s->pause_ns = tern_now_ns();
 	ret = s->vmm.pause ? s->vmm.pause(s->vmm_opaque, err) : 0;

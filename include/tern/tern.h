@@ -48,7 +48,9 @@ struct tern_section_reader;
 
 /*
  * Migration states. Source: none -> setup -> active -> device -> completed,
- * or failed / cancelling -> cancelled from any state before completed.
+ * with pause-before-switchover active -> pre-switchover -> device (the guest
+ * is paused in pre-switchover), or failed / cancelling -> cancelled from any
+ * state before completed.
  * Destination: none -> setup -> active -> completed | failed.
  */
 enum tern_status {
@@ -390,8 +392,12 @@ struct tern_codec_stats {
  *	last round: the final dirty-log sync (the last round's sync time), the
  *	pending RAM over the measured rate, the device sections (their
  *	size hooks' bytes over the rate, plus one control-channel round trip),
- *	and pausing and resuming (pause and resume callbacks as measured by a
- *	rehearsal at setup, plus a round trip).
+ *	and the final handshake (two round trips: COMPLETE -> COMMIT and the
+ *	destination's RESUMED). The round trip is the HELLO handshake's. The
+ *	pause and resume callbacks cannot be timed before they run without
+ *	stopping the guest: they appear in the measured parts only. The rate is
+ *	the least of the rate windows', the channels' TCP delivery rate and the
+ *	rate measured end to end between acknowledged rounds.
  * @downtime_*_us: source, once completed: the parts of @downtime_ms as
  *	measured: pause (the pause callback), wait (in pre-switchover until
  *	continue), sync (the final dirty-log sync), ram (the last pages, until
