@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * e2e_migrate's shared types: the test's configuration, the device sections,
- * the destination's report and the checks the source runs on it.
+ * The e2e programs' shared types: the test's configuration, the device
+ * sections, the destination's report, the two-process harness (e2e_pair.c)
+ * and the checks the source runs on the report (e2e_check.c).
  */
 #ifndef TERN_E2E_H
 #define TERN_E2E_H
@@ -13,6 +14,7 @@
 #define E2E_CHUNK (1u << 20)
 #define E2E_NSECTIONS 2
 #define E2E_MAX_REPORTED_DIFFS 8
+#define E2E_MAX_THROTTLE_CALLS 256
 
 struct e2e_cfg {
 	const char *transport;
@@ -34,6 +36,8 @@ struct e2e_cfg {
 	uint64_t seed;
 	int log_level;
 	size_t page_size;
+	bool sequential;     /* the writer cycles through the working set in order */
+	bool no_zero_writes; /* the writer never writes a zero page */
 };
 
 /*
@@ -74,13 +78,6 @@ struct e2e_report {
 	char msg[256];
 };
 
-struct e2e_src {
-	const struct e2e_cfg *cfg;
-	struct e2e_writer writer;
-	struct e2e_section sec[E2E_NSECTIONS];
-	unsigned int failures;
-};
-
 /* What the fill left, so that stats can be bounded from both sides. */
 struct e2e_fill_counts {
 	uint64_t pages;
@@ -88,6 +85,58 @@ struct e2e_fill_counts {
 	uint64_t zero_outside_ws;
 	uint64_t data_outside_ws;
 };
+
+struct e2e_src {
+	const struct e2e_cfg *cfg;
+	struct e2e_writer writer;
+	struct e2e_section sec[E2E_NSECTIONS];
+	unsigned int failures;
+	/* set by e2e_src_setup() */
+	struct tern_session *s;
+	struct tern_ram_block *block;
+	uint8_t *ram;
+	struct e2e_fill_counts fc;
+	char uri[E2E_URI_MAX];
+	/* the throttle callback's arguments, in order (migration thread; the
+	 * count is published with release after the value) */
+	unsigned int throttle_calls;
+	unsigned int throttle_pct[E2E_MAX_THROTTLE_CALLS];
+};
+
+/* ---- the two-process harness (e2e_pair.c) ---- */
+
+bool e2e_status_final(enum tern_status st);
+/* Wait for a final status; after @timeout_s, cancel. Returns the status. */
+enum tern_status e2e_wait_final(struct tern_session *s, unsigned int timeout_s,
+				bool *ret_timed_out);
+/* The source's callbacks: pause, resume and throttle the writer. */
+extern const struct tern_vmm_ops e2e_src_ops;
+/*
+ * Source: fill RAM, read the destination's URI from @fd, create the session
+ * (src->s) with e2e_src_ops and the configuration's parameters, register
+ * RAM and sections, start the writer. The caller calls tern_migrate().
+ * Returns 0, or -1 after printing why.
+ */
+int e2e_src_setup(struct e2e_src *src, const struct e2e_cfg *cfg, int fd);
+/*
+ * Source, once both sides ended: read the destination's report into @rep.
+ * @expect_complete: the destination must have completed and resumed its
+ * guest, and its RAM and sections are compared with ours; otherwise it must
+ * not have completed nor resumed. Failures are counted. Returns 0, or -1
+ * when no report came.
+ */
+int e2e_src_report(struct e2e_src *src, int fd, struct e2e_report *rep, bool expect_complete);
+/* Free the session (joins the library's threads), stop the writer, free RAM. */
+void e2e_src_free(struct e2e_src *src);
+/*
+ * Fork the destination (it runs to its end and sends its report), run
+ * @source in this process with the other end of the report socket, reap
+ * the child. The destination's exit status counts only when
+ * @dst_must_complete. Returns the exit status for main(): 0 pass, 1 fail.
+ */
+int e2e_run_pair(const struct e2e_cfg *cfg,
+		 int (*source)(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg),
+		 void *arg, bool dst_must_complete);
 
 /* Destination RAM (streamed on @fd) against ours, frozen at switchover. */
 void e2e_compare_ram(struct e2e_src *src, int fd, const uint8_t *ram);
@@ -99,5 +148,14 @@ void e2e_check_stats(struct e2e_src *src, const struct tern_stats *st,
 /* Codec figures: both sides' agree, the method's codecs carried the pages. */
 void e2e_check_codecs(struct e2e_src *src, const struct tern_stats *st,
 		      const struct tern_stats *dst);
+/*
+ * A completed migration's downtime breakdown: the downtime_*_us parts add
+ * up to downtime_ms, and the expected_*_us parts add up to
+ * expected_downtime_ms, the round-trip parts non-zero. @waited_us: the
+ * least time the test kept it in pre-switchover. @pending: the last
+ * round's estimate had RAM to count (expected_ram_us > 0).
+ */
+void e2e_check_breakdown(struct e2e_src *src, const struct tern_stats *st, uint64_t waited_us,
+			 bool pending);
 
 #endif /* TERN_E2E_H */

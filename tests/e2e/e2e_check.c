@@ -306,3 +306,64 @@ void e2e_check_codecs(struct e2e_src *src, const struct tern_stats *st,
 				 st->wire_bytes, st->ram_transferred);
 	}
 }
+
+void e2e_check_breakdown(struct e2e_src *src, const struct tern_stats *st, uint64_t waited_us,
+			 bool pending)
+{
+	/* each part and the total are truncated on their own: a ms each */
+	const uint64_t parts = 6, slack_us = parts * 1000;
+	uint64_t sum = st->downtime_pause_us + st->downtime_wait_us + st->downtime_sync_us +
+		       st->downtime_ram_us + st->downtime_device_us + st->downtime_resume_us;
+	uint64_t exp = st->expected_sync_us + st->expected_ram_us + st->expected_device_us +
+		       st->expected_resume_us;
+	uint64_t total_us = st->downtime_ms * 1000;
+
+	e2e_note("downtime %" PRIu64 " ms = pause %" PRIu64 " + wait %" PRIu64 " + sync %" PRIu64
+		 " + ram %" PRIu64 " + device %" PRIu64 " + resume %" PRIu64 " us (sum %" PRIu64
+		 " us)",
+		 st->downtime_ms, st->downtime_pause_us, st->downtime_wait_us, st->downtime_sync_us,
+		 st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us, sum);
+	e2e_note("expected %" PRIu64 " ms = sync %" PRIu64 " + ram %" PRIu64 " + device %" PRIu64
+		 " + resume %" PRIu64 " us (sum %" PRIu64 " us)",
+		 st->expected_downtime_ms, st->expected_sync_us, st->expected_ram_us,
+		 st->expected_device_us, st->expected_resume_us, exp);
+	if (st->status != TERN_STATUS_COMPLETED)
+		return;
+	if (sum + slack_us < total_us || sum > total_us + slack_us)
+		e2e_fail(&src->failures,
+			 "the downtime parts add up to %" PRIu64 " us, downtime_ms is %" PRIu64
+			 " (allowed: %" PRIu64 " us either way)",
+			 sum, st->downtime_ms, slack_us);
+	if (!st->downtime_ram_us || !st->downtime_device_us || !st->downtime_resume_us)
+		e2e_fail(&src->failures,
+			 "downtime parts missing: ram %" PRIu64 ", device %" PRIu64
+			 ", resume %" PRIu64
+			 " us (each includes at least a round trip to the destination)",
+			 st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us);
+	if (st->downtime_wait_us < waited_us)
+		e2e_fail(&src->failures,
+			 "downtime_wait_us %" PRIu64 " < the %" PRIu64
+			 " us the test kept it in pre-switchover",
+			 st->downtime_wait_us, waited_us);
+	if (!waited_us && st->downtime_wait_us > 1000)
+		e2e_fail(&src->failures,
+			 "downtime_wait_us %" PRIu64 " without pause-before-switchover",
+			 st->downtime_wait_us);
+	if (pending && !st->expected_ram_us)
+		e2e_fail(&src->failures,
+			 "expected_ram_us is 0, yet the last round had RAM pending");
+	if (!st->expected_device_us || !st->expected_resume_us)
+		e2e_fail(&src->failures,
+			 "expected_device_us %" PRIu64 ", expected_resume_us %" PRIu64
+			 ": each includes a round trip",
+			 st->expected_device_us, st->expected_resume_us);
+	if (exp + 4000 < st->expected_downtime_ms * 1000 ||
+	    exp > st->expected_downtime_ms * 1000 + 4000)
+		e2e_fail(&src->failures,
+			 "the expected parts add up to %" PRIu64
+			 " us, expected_downtime_ms is %" PRIu64,
+			 exp, st->expected_downtime_ms);
+	if (st->cpu_throttle_percent)
+		e2e_fail(&src->failures, "cpu_throttle_percent %u after the end",
+			 st->cpu_throttle_percent);
+}

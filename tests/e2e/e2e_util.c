@@ -211,12 +211,43 @@ static bool writer_dirty_page(struct e2e_writer *w, uint64_t page, uint64_t r, u
 	return zero;
 }
 
+/*
+ * The throttle: within each E2E_THROTTLE_PERIOD_NS, once the share the
+ * writer may run is used up, it sleeps (a ms at a time, so that a pause is
+ * still answered quickly) until the period ends. The sleep moves the pace's
+ * origin @t0 forward, so the lost writes are never made up. Returns true
+ * when it slept (the caller checks for a pause again).
+ */
+static bool writer_throttled(struct e2e_writer *w, uint64_t *period_start, uint64_t *t0)
+{
+	unsigned int pct = __atomic_load_n(&w->throttle_pct, __ATOMIC_RELAXED);
+	uint64_t now = e2e_now_ns(), run_ns, left, slept;
+	struct timespec ts = {0, 0};
+
+	if (now - *period_start >= E2E_THROTTLE_PERIOD_NS)
+		*period_start = now;
+	if (!pct)
+		return false;
+	if (pct > 100)
+		pct = 100;
+	run_ns = E2E_THROTTLE_PERIOD_NS * (100 - pct) / 100;
+	if (now - *period_start < run_ns)
+		return false;
+	left = *period_start + E2E_THROTTLE_PERIOD_NS - now;
+	ts.tv_nsec = (long)(left < 1000000 ? left : 1000000);
+	nanosleep(&ts, NULL);
+	slept = e2e_now_ns() - now;
+	*t0 += slept;
+	__atomic_store_n(&w->throttled_ns, w->throttled_ns + slept, __ATOMIC_RELAXED);
+	return true;
+}
+
 static void *writer_main(void *arg)
 {
 	struct e2e_writer *w = arg;
 	uint64_t npages = w->ws / w->page_size;
 	uint64_t rng = w->seed | 1;
-	uint64_t t0 = e2e_now_ns(), done = 0;
+	uint64_t t0 = e2e_now_ns(), done = 0, period_start = t0;
 
 	for (;;) {
 		uint64_t allowed, elapsed, page, r;
@@ -245,6 +276,8 @@ static void *writer_main(void *arg)
 			nanosleep(&idle, NULL);
 			continue;
 		}
+		if (writer_throttled(w, &period_start, &t0))
+			continue;
 		elapsed = e2e_now_ns() - t0;
 		allowed = (uint64_t)((double)w->rate * (double)elapsed / 1e9);
 		if (done + w->page_size > allowed) {
@@ -263,7 +296,7 @@ static void *writer_main(void *arg)
 		}
 
 		r = e2e_xorshift64(&rng);
-		page = r % npages;
+		page = w->sequential ? w->iter % npages : r % npages;
 		if (writer_dirty_page(w, page, r, &rng))
 			__atomic_store_n(&w->zero_writes, w->zero_writes + 1, __ATOMIC_RELAXED);
 		tern_ram_mark_dirty(w->block, page * w->page_size, w->page_size);
@@ -294,14 +327,19 @@ int e2e_writer_start(struct e2e_writer *w)
 
 void e2e_writer_stop(struct e2e_writer *w)
 {
-	if (w->started) {
-		pthread_mutex_lock(&w->lock);
-		w->quit = true;
-		pthread_cond_broadcast(&w->cond);
-		pthread_mutex_unlock(&w->lock);
+	pthread_mutex_lock(&w->lock);
+	w->quit = true;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->started)
 		pthread_join(w->thread, NULL);
-		w->started = false;
-	}
+	pthread_mutex_lock(&w->lock);
+	w->started = false;
+	pthread_mutex_unlock(&w->lock);
+}
+
+void e2e_writer_destroy(struct e2e_writer *w)
+{
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
 }
@@ -336,4 +374,14 @@ bool e2e_writer_is_parked(struct e2e_writer *w)
 	parked = !w->started || (w->pause_req && w->parked);
 	pthread_mutex_unlock(&w->lock);
 	return parked;
+}
+
+void e2e_writer_throttle(struct e2e_writer *w, unsigned int percent)
+{
+	__atomic_store_n(&w->throttle_pct, percent, __ATOMIC_RELAXED);
+}
+
+uint64_t e2e_writer_iter(struct e2e_writer *w)
+{
+	return __atomic_load_n(&w->iter, __ATOMIC_RELAXED);
 }

@@ -69,8 +69,16 @@ int e2e_read_full(int fd, void *buf, size_t len);
  * With @dirty_bytes, a write rewrites only that many bytes at a random place
  * of the page (and never zeroes it): the workload XBZRLE is made for. @rate
  * still counts whole pages. With @max_writes, it stops writing after that
- * many (the guest goes idle, so the migration converges).
+ * many (the guest goes idle, so the migration converges). With @sequential,
+ * it writes the pages of the working set in order, round and round, so that
+ * how much of it a time span dirties is exact (all of it, or rate x span).
+ *
+ * Throttle (auto-converge): e2e_writer_throttle() sets a percentage; the
+ * writer then stays off for that share of every E2E_THROTTLE_PERIOD_NS and
+ * never catches up afterwards (its pace counts only the time it was let
+ * run), like a vCPU kept out of the guest.
  */
+#define E2E_THROTTLE_PERIOD_NS 10000000ull
 struct e2e_writer {
 	/* immutable once started */
 	uint8_t *ram;
@@ -80,6 +88,7 @@ struct e2e_writer {
 	unsigned int zero_one_in;
 	size_t dirty_bytes;
 	uint64_t max_writes;
+	bool sequential;
 	struct tern_ram_block *block;
 	uint64_t seed;
 	pthread_t thread;
@@ -96,15 +105,26 @@ struct e2e_writer {
 	/* written by the writer thread only, atomically; read anywhere */
 	uint64_t iter; /* pages written so far */
 	uint64_t zero_writes;
+	uint64_t throttled_ns; /* time kept off by the throttle */
+	/* written by e2e_writer_throttle(), atomically */
+	unsigned int throttle_pct;
 };
 
 void e2e_writer_init(struct e2e_writer *w);
 int e2e_writer_start(struct e2e_writer *w);
+/* Stop the writer thread for good; pause() and resume() return at once
+ * afterwards (the library may still call them). */
 void e2e_writer_stop(struct e2e_writer *w);
+/* Once nothing may call into the writer any more. */
+void e2e_writer_destroy(struct e2e_writer *w);
 /* Park the writer and wait until it is parked. */
 void e2e_writer_pause(struct e2e_writer *w);
 void e2e_writer_resume(struct e2e_writer *w);
 /* true when the writer is parked (or was never started) */
 bool e2e_writer_is_parked(struct e2e_writer *w);
+/* Keep the writer off @percent % of the time (0: run freely). Thread-safe. */
+void e2e_writer_throttle(struct e2e_writer *w, unsigned int percent);
+/* Pages written so far. Thread-safe. */
+uint64_t e2e_writer_iter(struct e2e_writer *w);
 
 #endif /* TERN_E2E_UTIL_H */

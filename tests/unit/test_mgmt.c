@@ -308,7 +308,20 @@ static void test_query(void **state)
 					   "xbzrle_bytes",
 					   "xbzrle_cache_hit_rate",
 					   "xbzrle_encoding_rate",
-					   "auto_reason"};
+					   "auto_reason",
+					   "round_bytes",
+					   "round_sent_bytes",
+					   "cpu_throttle_percent",
+					   "expected_sync_us",
+					   "expected_ram_us",
+					   "expected_device_us",
+					   "expected_resume_us",
+					   "downtime_pause_us",
+					   "downtime_wait_us",
+					   "downtime_sync_us",
+					   "downtime_ram_us",
+					   "downtime_device_us",
+					   "downtime_resume_us"};
 	struct fixture *f = *state;
 	struct json_object *r, *ret, *zstd;
 	size_t i;
@@ -417,6 +430,343 @@ static void test_caps(void **state)
 		     "teleport");
 }
 
+/* The parameters and their defaults (include/tern/tern.h). */
+static const struct {
+	const char *name;
+	const char *def; /* a string for the named ones */
+	uint64_t num;
+} param_defaults[] = {
+    {"multifd-channels", NULL, 2},
+    {"max-bandwidth", NULL, 0},
+    {"downtime-limit", NULL, 300},
+    {"clear-bitmap-shift", NULL, 18},
+    {"multifd-compression", "none", 0},
+    {"multifd-zlib-level", NULL, 1},
+    {"multifd-zstd-level", NULL, 1},
+    {"xbzrle-cache-size", NULL, 64ull << 20},
+    {"cpu-throttle-initial", NULL, 20},
+    {"cpu-throttle-increment", NULL, 10},
+    {"max-cpu-throttle", NULL, 99},
+    {"migration-timeout", NULL, 0},
+    {"migration-timeout-policy", "cancel", 0},
+};
+
+/* @ret holds @name, and it is what the library itself says. */
+static void expect_param(struct fixture *f, struct json_object *ret, const char *name,
+			 const char *str, uint64_t num)
+{
+	struct tern_error err = {0};
+	struct json_object *v = get(ret, name);
+	char buf[64];
+
+	assert_rc_equal(tern_param_get_str(f->s, name, buf, sizeof(buf), &err), 0);
+	if (str) {
+		if (!json_object_is_type(v, json_type_string))
+			fail_msg("params: %s is not a string: %s", name,
+				 json_object_to_json_string(ret));
+		assert_string_equal(json_object_get_string(v), str);
+		assert_string_equal(buf, str);
+	} else {
+		if (!json_object_is_type(v, json_type_int))
+			fail_msg("params: %s is not a number: %s", name,
+				 json_object_to_json_string(ret));
+		assert_int_equal(json_object_get_uint64(v), num);
+		assert_int_equal(strtoull(buf, NULL, 10), num);
+	}
+}
+
+static void test_params(void **state)
+{
+	struct fixture *f = *state;
+	struct json_object *r, *ret;
+	struct tern_error err = {0};
+	struct client *c;
+	size_t i;
+
+	f->c[0] = c = client_open(f->path);
+	r = request(c, "{\"cmd\":\"params\",\"id\":\"p\"}");
+	expect_ok(r);
+	assert_string_equal(get_str(r, "id"), "p");
+	ret = get(r, "return");
+	for (i = 0; i < sizeof(param_defaults) / sizeof(param_defaults[0]); i++)
+		expect_param(f, ret, param_defaults[i].name, param_defaults[i].def,
+			     param_defaults[i].num);
+	/* nothing else: every key is a parameter the library knows */
+	json_object_object_foreach(ret, key, val)
+	{
+		char buf[64];
+
+		(void)val;
+		if (tern_param_get_str(f->s, key, buf, sizeof(buf), &err))
+			fail_msg("params: '%s' is no parameter: %s", key, err.msg);
+	}
+	json_object_put(r);
+
+	/* what set changed, params shows */
+	assert_rc_equal(tern_param_set(f->s, "max-cpu-throttle", 77, &err), 0);
+	assert_rc_equal(tern_param_set_str(f->s, "migration-timeout-policy", "force", &err), 0);
+	r = request(c, "{\"cmd\":\"params\"}");
+	expect_ok(r);
+	expect_param(f, get(r, "return"), "max-cpu-throttle", NULL, 77);
+	expect_param(f, get(r, "return"), "migration-timeout-policy", "force", 0);
+	json_object_put(r);
+}
+
+static void test_caps_list(void **state)
+{
+	static const char *const caps[] = {"verify-ram", "auto-converge",
+					   "pause-before-switchover"};
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r, *ret;
+	struct client *c;
+	bool on;
+	size_t i;
+
+	f->c[0] = c = client_open(f->path);
+	r = request(c, "{\"cmd\":\"caps\"}");
+	expect_ok(r);
+	ret = get(r, "return");
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		struct json_object *v = get(ret, caps[i]);
+
+		assert_true(json_object_is_type(v, json_type_boolean));
+		assert_false(json_object_get_boolean(v));
+	}
+	json_object_object_foreach(ret, key, val)
+	{
+		(void)val;
+		if (tern_cap_get(f->s, key, &on, &err))
+			fail_msg("caps: '%s' is no capability: %s", key, err.msg);
+	}
+	json_object_put(r);
+
+	/* set the two new ones through the socket: the library has them, the list shows them */
+	for (i = 1; i < sizeof(caps) / sizeof(caps[0]); i++) {
+		char req[128];
+
+		snprintf(req, sizeof(req), "{\"cmd\":\"caps\",\"name\":\"%s\",\"on\":true}",
+			 caps[i]);
+		r = request(c, req);
+		expect_ok(r);
+		assert_string_equal(get_str(get(r, "return"), "name"), caps[i]);
+		assert_false(json_object_get_boolean(get(get(r, "return"), "old")));
+		assert_true(json_object_get_boolean(get(get(r, "return"), "new")));
+		json_object_put(r);
+		on = false;
+		assert_rc_equal(tern_cap_get(f->s, caps[i], &on, &err), 0);
+		assert_true(on);
+	}
+	r = request(c, "{\"cmd\":\"caps\"}");
+	expect_ok(r);
+	ret = get(r, "return");
+	assert_false(json_object_get_boolean(get(ret, "verify-ram")));
+	assert_true(json_object_get_boolean(get(ret, "auto-converge")));
+	assert_true(json_object_get_boolean(get(ret, "pause-before-switchover")));
+	json_object_put(r);
+
+	/* and off again */
+	r = request(c, "{\"cmd\":\"caps\",\"name\":\"auto-converge\",\"on\":false}");
+	expect_ok(r);
+	assert_true(json_object_get_boolean(get(get(r, "return"), "old")));
+	json_object_put(r);
+	assert_rc_equal(tern_cap_get(f->s, "auto-converge", &on, &err), 0);
+	assert_false(on);
+}
+
+/* set of each new parameter: numbers in range, the policy by name. */
+static void test_set_new_params(void **state)
+{
+	static const struct {
+		const char *name;
+		uint64_t value, old;
+	} sets[] = {
+	    {"cpu-throttle-initial", 30, 20},	  {"cpu-throttle-increment", 5, 10},
+	    {"max-cpu-throttle", 80, 99},	  {"migration-timeout", 600, 0},
+	    {"cpu-throttle-initial", 1, 30},	  {"cpu-throttle-initial", 99, 1},
+	    {"migration-timeout", 31536000, 600}, {"migration-timeout", 0, 31536000},
+	};
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r, *ret;
+	struct client *c;
+	char req[160], buf[32];
+	uint64_t v;
+	size_t i;
+
+	f->c[0] = c = client_open(f->path);
+	for (i = 0; i < sizeof(sets) / sizeof(sets[0]); i++) {
+		snprintf(req, sizeof(req), "{\"cmd\":\"set\",\"name\":\"%s\",\"value\":%llu}",
+			 sets[i].name, (unsigned long long)sets[i].value);
+		r = request(c, req);
+		expect_ok(r);
+		ret = get(r, "return");
+		assert_string_equal(get_str(ret, "name"), sets[i].name);
+		assert_int_equal(json_object_get_uint64(get(ret, "old")), sets[i].old);
+		assert_int_equal(json_object_get_uint64(get(ret, "new")), sets[i].value);
+		json_object_put(r);
+		assert_rc_equal(tern_param_get(f->s, sets[i].name, &v, &err), 0);
+		assert_int_equal(v, sets[i].value);
+	}
+
+	r = request(c,
+		    "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\",\"value\":\"force\"}");
+	expect_ok(r);
+	ret = get(r, "return");
+	assert_string_equal(get_str(ret, "old"), "cancel");
+	assert_string_equal(get_str(ret, "new"), "force");
+	json_object_put(r);
+	assert_rc_equal(
+	    tern_param_get_str(f->s, "migration-timeout-policy", buf, sizeof(buf), &err), 0);
+	assert_string_equal(buf, "force");
+	r = request(c,
+		    "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\",\"value\":\"cancel\"}");
+	expect_ok(r);
+	assert_string_equal(get_str(get(r, "return"), "new"), "cancel");
+	json_object_put(r);
+	/* a name, not a number, through the numeric entry point */
+	assert_rc_equal(tern_param_set(f->s, "migration-timeout-policy", 1, &err), -EINVAL);
+}
+
+static void test_set_new_params_errors(void **state)
+{
+	static const char *const throttles[] = {"cpu-throttle-initial", "cpu-throttle-increment",
+						"max-cpu-throttle"};
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct client *c;
+	char req[160], buf[32];
+	uint64_t v;
+	size_t i;
+
+	f->c[0] = c = client_open(f->path);
+	/* the policy takes a name: the message names the field and the values */
+	expect_error(
+	    request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\",\"value\":1}"),
+	    "'value'");
+	expect_error(
+	    request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\",\"value\":1}"),
+	    "migration-timeout-policy");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\","
+				"\"value\":\"sometimes\"}"),
+		     "cancel, force");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\","
+				"\"value\":\"sometimes\"}"),
+		     "migration-timeout-policy");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout-policy\"}"),
+		     "'value'");
+	assert_rc_equal(
+	    tern_param_get_str(f->s, "migration-timeout-policy", buf, sizeof(buf), &err), 0);
+	assert_string_equal(buf, "cancel");
+
+	/* the percentages: numbers in 1..99; 0 and 100 are refused with the range */
+	for (i = 0; i < sizeof(throttles) / sizeof(throttles[0]); i++) {
+		uint64_t before;
+
+		assert_rc_equal(tern_param_get(f->s, throttles[i], &before, &err), 0);
+		snprintf(req, sizeof(req), "{\"cmd\":\"set\",\"name\":\"%s\",\"value\":0}",
+			 throttles[i]);
+		expect_error(request(c, req), throttles[i]);
+		expect_error(request(c, req), "1..99");
+		snprintf(req, sizeof(req), "{\"cmd\":\"set\",\"name\":\"%s\",\"value\":100}",
+			 throttles[i]);
+		expect_error(request(c, req), throttles[i]);
+		expect_error(request(c, req), "1..99");
+		snprintf(req, sizeof(req), "{\"cmd\":\"set\",\"name\":\"%s\",\"value\":\"20\"}",
+			 throttles[i]);
+		expect_error(request(c, req), "'value'");
+		expect_error(request(c, req), throttles[i]);
+		snprintf(req, sizeof(req), "{\"cmd\":\"set\",\"name\":\"%s\",\"value\":20.5}",
+			 throttles[i]);
+		expect_error(request(c, req), "'value'");
+		snprintf(req, sizeof(req), "{\"cmd\":\"set\",\"name\":\"%s\",\"value\":-20}",
+			 throttles[i]);
+		expect_error(request(c, req), "'value'");
+		/* nothing changed */
+		assert_rc_equal(tern_param_get(f->s, throttles[i], &v, &err), 0);
+		assert_int_equal(v, before);
+	}
+
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout\","
+				"\"value\":31536001}"),
+		     "0..31536000");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout\","
+				"\"value\":31536001}"),
+		     "migration-timeout");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout\",\"value\":true}"),
+		     "'value'");
+	expect_error(request(c, "{\"cmd\":\"set\",\"name\":\"migration-timeout\",\"value\":-1}"),
+		     "'value'");
+	assert_rc_equal(tern_param_get(f->s, "migration-timeout", &v, &err), 0);
+	assert_int_equal(v, 0);
+
+	/* a capability's name or value of the wrong kind */
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":\"auto-converge\",\"on\":\"yes\"}"),
+		     "'on'");
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":7,\"on\":true}"), "'name'");
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":\"auto-converge\"}"), "'on'");
+}
+
+/* A source whose destination never answers HELLO stays in setup. */
+static void start_stuck_migration(struct fixture *f, int *ret_lfd)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct tern_error err = {0};
+	char uri[140];
+	int lfd;
+
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(lfd >= 0);
+	unlink(f->path2);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", f->path2);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	snprintf(uri, sizeof(uri), "unix:%s", f->path2);
+	assert_rc_equal(tern_migrate(f->s, uri, &err), 0);
+	*ret_lfd = lfd;
+}
+
+static void test_continue_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r;
+	struct client *c;
+	int lfd;
+
+	f->c[0] = c = client_open(f->path);
+	/* the capability is off */
+	expect_error(request(c, "{\"cmd\":\"continue\"}"),
+		     "continue: pause-before-switchover is off");
+	assert_rc_equal(tern_continue(f->s, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "pause-before-switchover is off"));
+
+	/* on, but nothing waits in pre-switchover: the message says what state it is */
+	r = request(c, "{\"cmd\":\"caps\",\"name\":\"pause-before-switchover\",\"on\":true}");
+	expect_ok(r);
+	json_object_put(r);
+	expect_error(request(c, "{\"cmd\":\"continue\"}"),
+		     "continue: the migration is none, not pre-switchover");
+	memset(&err, 0, sizeof(err));
+	assert_rc_equal(tern_continue(f->s, &err), -EAGAIN);
+	assert_non_null(strstr(err.msg, "none, not pre-switchover"));
+
+	/* running, but not there yet */
+	start_stuck_migration(f, &lfd);
+	expect_error(request(c, "{\"cmd\":\"continue\"}"),
+		     "continue: the migration is setup, not pre-switchover");
+	/* capabilities are start-only */
+	expect_error(request(c, "{\"cmd\":\"caps\",\"name\":\"auto-converge\",\"on\":true}"),
+		     "auto-converge");
+	r = request(c, "{\"cmd\":\"cancel\"}");
+	expect_ok(r);
+	json_object_put(r);
+	assert_int_equal(tern_wait(f->s, HANG_GUARD_MS), TERN_STATUS_CANCELLED);
+	expect_error(request(c, "{\"cmd\":\"continue\"}"),
+		     "continue: the migration is cancelled, not pre-switchover");
+	close(lfd);
+}
+
 static void test_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -431,7 +781,8 @@ static void test_errors(void **state)
 	expect_error(request(c, "{}"), "'cmd'");
 	expect_error(request(c, "{\"cmd\":42}"), "'cmd'");
 	expect_error(request(c, "{\"cmd\":\"reboot\"}"), "reboot");
-	expect_error(request(c, "{\"cmd\":\"continue\"}"), "pre-switchover is not enabled");
+	expect_error(request(c, "{\"cmd\":\"continue\"}"),
+		     "continue: pause-before-switchover is off");
 	expect_error(request(c, "{\"cmd\":\"cancel\"}"), "no migration");
 	expect_error(request(c, "{\"cmd\":\"migrate\"}"), "'uri'");
 	expect_error(request(c, "{\"cmd\":\"incoming\",\"uri\":[]}"), "'uri'");
@@ -630,6 +981,8 @@ static void test_migrate_events(void **state)
 	get(ev, "dirty_pages");
 	get(ev, "dirty_pages_rate");
 	assert_int_equal(json_object_get_uint64(get(ev, "ram_remaining")), f->ram_len);
+	/* auto-converge is off: never throttled */
+	assert_int_equal(json_object_get_uint64(get(ev, "cpu_throttle_percent")), 0);
 	json_object_put(ev);
 	json_object_put(wait_event(f->c[0], "state", "device"));
 	json_object_put(wait_event(f->c[0], "state", "completed"));
@@ -643,6 +996,59 @@ static void test_migrate_events(void **state)
 	assert_true(json_object_get_uint64(get(get(r, "return"), "rounds")) >= 2);
 	json_object_put(r);
 	expect_error(request(f->c[0], "{\"cmd\":\"cancel\"}"), "no migration");
+}
+
+/* pause-before-switchover through the socket: the source stops in
+ * pre-switchover (the state event says so, query too) until `continue`. */
+static void test_pause_continue(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r;
+	char req[200], uri[128];
+
+	f->peer = new_session(&f->peer_ram, f->ram_len);
+	memset(f->ram, 0xa5, f->ram_len / 2);
+	assert_rc_equal(tern_mgmt_listen(f->peer, f->path2, &err), 0);
+	f->c[0] = client_open(f->path);
+	f->c[1] = client_open(f->path2);
+	json_object_put(request(f->c[0], "{\"cmd\":\"subscribe\"}"));
+	r = request(f->c[0], "{\"cmd\":\"caps\",\"name\":\"pause-before-switchover\",\"on\":true}");
+	expect_ok(r);
+	json_object_put(r);
+
+	r = request(f->c[1], "{\"cmd\":\"incoming\",\"uri\":\"tcp:127.0.0.1:0\"}");
+	expect_ok(r);
+	snprintf(uri, sizeof(uri), "%s", get_str(get(r, "return"), "uri"));
+	json_object_put(r);
+	snprintf(req, sizeof(req), "{\"cmd\":\"migrate\",\"uri\":\"%s\"}", uri);
+	r = request(f->c[0], req);
+	expect_ok(r);
+	json_object_put(r);
+
+	json_object_put(wait_event(f->c[0], "state", "pre-switchover"));
+	/* it waits: the status stays, the destination has not completed */
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_string_equal(get_str(get(r, "return"), "status"), "pre-switchover");
+	json_object_put(r);
+	assert_int_equal(tern_wait(f->s, 200), TERN_STATUS_PRE_SWITCHOVER);
+	r = request(f->c[1], "{\"cmd\":\"query\"}");
+	assert_string_not_equal(get_str(get(r, "return"), "status"), "completed");
+	json_object_put(r);
+
+	r = request(f->c[0], "{\"cmd\":\"continue\",\"id\":3}");
+	expect_ok(r);
+	assert_int_equal(json_object_get_int(get(r, "id")), 3);
+	json_object_put(r);
+	json_object_put(wait_event(f->c[0], "state", "completed"));
+	assert_int_equal(tern_wait(f->s, HANG_GUARD_MS), TERN_STATUS_COMPLETED);
+	assert_int_equal(tern_wait(f->peer, HANG_GUARD_MS), TERN_STATUS_COMPLETED);
+	assert_memory_equal(f->ram, f->peer_ram, f->ram_len);
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_true(json_object_get_uint64(get(get(r, "return"), "downtime_wait_us")) >= 200000);
+	json_object_put(r);
+	expect_error(request(f->c[0], "{\"cmd\":\"continue\"}"),
+		     "continue: the migration is completed, not pre-switchover");
 }
 
 /* A subscriber that does not read: the notifier never waits, the events that
@@ -727,12 +1133,18 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_set, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_set_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_params, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_caps_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_set_new_params, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_set_new_params_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_continue_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_clients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subscribe_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pause_continue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_subscriber, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_stops_server, setup, teardown),
 	};
