@@ -408,13 +408,13 @@ struct tern_session {
 	uint32_t throttle_pct;
 	uint64_t exp_us[DT_EST_PARTS];
 	uint64_t dt_us[DT_PARTS]; /* the measured downtime's parts */
-	uint64_t rtt_ns;	  /* source: HELLO -> HELLO_ACK */
+	uint64_t rtt_ns;	  /* source, atomic: the quickest control round trip */
 	/* source, under ->lock: per round (slot round % 4), the wire bytes
 	 * written when its RAM_SYNC went out and when its first page was
 	 * queued; the return path turns two acknowledged rounds back to back
 	 * into the rate the destination received at (delivered_bps) */
 	struct {
-		uint64_t round, wire, first_ns, ack_ns;
+		uint64_t round, wire, first_ns, sent_ns, ack_ns;
 	} sync_marks[4];
 	uint64_t delivered_bps;
 	/* under ->lock: what the destination reported of its own time */

@@ -58,6 +58,10 @@ static void delivered_learn(struct tern_session *s, uint64_t round, uint64_t now
 	if (cur->round != round)
 		return;
 	cur->ack_ns = now;
+	/* RAM_SYNC -> RAM_SYNC_ACK is a round trip plus the landing of what was
+	 * still in flight: the quickest one is the best round trip we see */
+	if (now - cur->sent_ns < __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED))
+		__atomic_store_n(&s->rtt_ns, now - cur->sent_ns, __ATOMIC_RELAXED);
 	prev = &s->sync_marks[(round - 1) % 4];
 	if (round < 2 || prev->round != round - 1 || !prev->ack_ns || cur->first_ns > prev->ack_ns)
 		return;
@@ -250,8 +254,9 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	if (ret)
 		return ret;
 	/* one control-channel round trip (and the destination's checks): what
-	 * each request-and-answer of the switchover will cost at least */
-	s->rtt_ns = tern_now_ns() - t0;
+	 * each request-and-answer of the switchover will cost at least, until a
+	 * quicker RAM_SYNC -> RAM_SYNC_ACK is seen */
+	__atomic_store_n(&s->rtt_ns, tern_now_ns() - t0, __ATOMIC_RELAXED);
 
 	for (i = 0; i < s->nchannels; i++) {
 		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &conns[i], err);
@@ -301,6 +306,7 @@ struct round_ctx {
 	bool cut;	      /* the last round ended early */
 	bool final;	      /* switchover: the guest is paused */
 	uint64_t link_bps;    /* the paths' last delivery rate (0: unknown) */
+	bool fixed_warned;    /* said that the fixed costs exceed the limit */
 };
 
 /* From pace() and queue_batch(): stop queueing this round's pages. */
@@ -537,6 +543,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		s->sync_marks[round % 4].wire = wire;
 		s->sync_marks[round % 4].first_ns = first_ns ? first_ns : tern_now_ns();
 		s->sync_marks[round % 4].ack_ns = 0;
+		s->sync_marks[round % 4].sent_ns = tern_now_ns();
 		pthread_mutex_unlock(&s->lock);
 		put_be64(sync, round);
 		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
@@ -609,7 +616,8 @@ static int wait_acked(struct tern_session *s, uint64_t round, struct tern_error 
 static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, uint64_t pending)
 {
 	uint64_t bw = rc->rl.bw_bps, ram_bw = rc->rl.ram_bps, link = mf_send_link_rate(s->mf_send);
-	uint64_t rtt_us = s->rtt_ns / 1000, part[DT_EST_PARTS], sum = 0, delivered;
+	uint64_t rtt_us = __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED) / 1000;
+	uint64_t part[DT_EST_PARTS], sum = 0, delivered;
 	uint32_t i;
 
 	/* The rate windows count bytes as they enter the sockets, which runs
@@ -649,19 +657,40 @@ static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *r
 
 /*
  * Whether the switchover fits downtime-limit now. Nothing pending always
- * fits: waiting cannot make the fixed costs smaller.
+ * fits: waiting cannot make the fixed costs smaller. Nor can it when the
+ * fixed costs (sync, devices, handshake) alone exceed the limit: then no
+ * round can ever fit, and the best that can be kept of the promise is that
+ * the RAM part fits the limit on its own (said once in the log).
  */
 static bool fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 			  uint64_t pending)
 {
-	uint64_t limit_ms = params_get(&s->params, PARAM_DOWNTIME_LIMIT);
-	uint64_t est_us = estimate_downtime_us(s, rc, pending);
+	uint64_t limit_us = params_get(&s->params, PARAM_DOWNTIME_LIMIT) * 1000;
+	uint64_t est_us = estimate_downtime_us(s, rc, pending), ram_us, fixed_us;
 
 	tern_log_msg(&s->log, 7,
 		     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
-		     " B/s, expected downtime %" PRIu64 " us, limit %" PRIu64 " ms",
-		     round, pending, rc->rl.bw_bps, est_us, limit_ms);
-	return round > 1 && (!pending || (est_us != UINT64_MAX && est_us <= limit_ms * 1000));
+		     " B/s, expected downtime %" PRIu64 " us, limit %" PRIu64 " us",
+		     round, pending, rc->rl.bw_bps, est_us, limit_us);
+	if (round < 2)
+		return false;
+	if (!pending)
+		return true;
+	if (est_us == UINT64_MAX)
+		return false;
+	ram_us = __atomic_load_n(&s->exp_us[EST_RAM], __ATOMIC_RELAXED);
+	fixed_us = est_us - MIN(ram_us, est_us);
+	if (fixed_us >= limit_us) {
+		if (!rc->fixed_warned)
+			tern_log_msg(&s->log, 4,
+				     "downtime-limit %" PRIu64 " ms is below what any switchover "
+				     "costs here (%" PRIu64 " us without RAM): switching over once "
+				     "the RAM part alone fits",
+				     limit_us / 1000, fixed_us);
+		rc->fixed_warned = true;
+		return ram_us <= limit_us;
+	}
+	return est_us <= limit_us;
 }
 
 /* Tell the VMM the throttle (auto-converge); 0 lifts it. */
