@@ -54,6 +54,10 @@ const char *const bench_fig_names[] = {
     "downtime_ram_us",
     "downtime_device_us",
     "downtime_resume_us",
+    /* the programs' own: the highest throttle auto-converge asked for (the
+     * library's cpu_throttle_percent is 0 again once the migration ended) */
+    "throttle_max_percent",
+    "throttle_held_ms",
 };
 const unsigned int bench_fig_count = sizeof(bench_fig_names) / sizeof(bench_fig_names[0]);
 
@@ -218,8 +222,8 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 	if (bench_json_num(r->src, "transferred_bytes", &v))
 		fprintf(f, "; %.3f GB on the wire", v / 1e9);
 	fprintf(f, "; dirty rate %s", rate);
-	if (bench_json_num(r->src, "cpu_throttle_percent", &v) && v > 0)
-		fprintf(f, "; throttle %.0f%%", v);
+	if (bench_json_num(r->src, "throttle_max_percent", &v) && v > 0)
+		fprintf(f, "; throttled up to %.0f%%", v);
 	if (bench_json_num(r->src, "channels", &v))
 		fprintf(f, "; %.0f channels", v);
 	else
