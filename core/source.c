@@ -505,6 +505,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 					}
 					batch->block = bi;
 					batch->round = round;
+					batch->paused = last;
 				}
 				batch->pages[batch->npages++] =
 				    w * 64 + (uint64_t)__builtin_ctzll(v);

@@ -197,6 +197,10 @@ struct mf_batch {
 	uint32_t block;
 	uint32_t npages;
 	uint64_t round;
+	/* the guest is paused (switchover): AUTO must not try a codec it has
+	 * no figures for, nor probe -- a first zstd context or XBZRLE cache
+	 * touched now costs downtime */
+	bool paused;
 	uint64_t pages[MF_MAX_PAGES]; /* page numbers within the block */
 };
 

@@ -196,8 +196,8 @@ static const uint32_t auto_codecs[] = {TERN_CODEC_XBZRLE, TERN_CODEC_NONE, TERN_
  * @reason: set to the explanation of a model decision, left alone for a
  * probe. Returns the codec id.
  */
-static uint32_t auto_pick(struct mf_auto *a, uint64_t round, uint64_t raw, uint64_t hdrlen,
-			  char *reason, size_t len, bool *ret_decided)
+static uint32_t auto_pick(struct mf_auto *a, uint64_t round, bool paused, uint64_t raw,
+			  uint64_t hdrlen, char *reason, size_t len, bool *ret_decided)
 {
 	double best_t = 0, t[ARRAY_SIZE(auto_codecs)], link_ns = a->link_ns_per_byte;
 	uint32_t i, best = TERN_CODEC_NONE, bi = 0;
@@ -206,6 +206,13 @@ static uint32_t auto_pick(struct mf_auto *a, uint64_t round, uint64_t raw, uint6
 	uint32_t first = round <= 1 ? 1 : 0;
 
 	*ret_decided = false;
+	if (paused) {
+		/* No exploring with the guest paused: the codec in use, or none
+		 * when nothing was measured yet. */
+		if (!a->current || !a->est[a->current].samples)
+			return TERN_CODEC_NONE;
+		return a->current;
+	}
 	for (i = first; i < ARRAY_SIZE(auto_codecs); i++)
 		if (!a->est[auto_codecs[i]].samples)
 			return auto_codecs[i];
@@ -392,8 +399,8 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	if (!normal)
 		codec = TERN_CODEC_NONE;
 	else if (cfg->method == MF_METHOD_AUTO)
-		codec = auto_pick(&c->autosel, b->round, (uint64_t)normal * page, hdrlen, reason,
-				  sizeof(reason), &decided);
+		codec = auto_pick(&c->autosel, b->round, b->paused, (uint64_t)normal * page, hdrlen,
+				  reason, sizeof(reason), &decided);
 	else
 		codec = cfg->method;
 
@@ -645,6 +652,7 @@ struct mf_batch *mf_send_batch_get(struct mf_send *s)
 	if (!s->failed && !s->quit) {
 		b = s->pool[--s->pool_len];
 		b->npages = 0;
+		b->paused = false;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return b;
