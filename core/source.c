@@ -869,17 +869,16 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		      struct tern_error *err)
 {
 	bool verify = caps_get(&s->params, CAP_VERIFY_RAM);
+	bool pre = caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER);
 	struct ram_digest mine = {{0}};
 	struct downtime_marks m = {0};
 	uint64_t section_bytes = 0, complete_ns = 0, last_sync_ns = 0, verify_ns = 0;
 	uint8_t eos[16], commit[8] = {1};
 	int ret;
 
-	/* with pause-before-switchover: active -> pre-switchover -> device */
-	if (!session_transition(s, TERN_STATUS_ACTIVE,
-				caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER)
-				    ? TERN_STATUS_PRE_SWITCHOVER
-				    : TERN_STATUS_DEVICE))
+	/* With pause-before-switchover: active -> pre-switchover once the guest
+	 * is paused (the state promises it), -> device on continue. */
+	if (!pre && !session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE))
 		return -ECANCELED;
 	m.pause = s->pause_ns = tern_now_ns();
 	ret = s->vmm.pause ? s->vmm.pause(s->vmm_opaque, err) : 0;
@@ -889,6 +888,8 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	}
 	*paused = true;
 	m.paused = tern_now_ns();
+	if (pre && !session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_PRE_SWITCHOVER))
+		return -ECANCELED;
 	ret = pre_switchover(s, err);
 	if (ret)
 		return ret;
@@ -916,10 +917,11 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	}
 	put_be64(eos, round);
 	put_be64(eos + 8, rc->sent_pages);
+	/* before the send: LOADED may be back before ctl_send() returns */
+	m.eos = tern_now_ns();
 	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
 	if (ret)
 		return tern_error_set(err, ret, "sending EOS: %s", strerror(-ret));
-	m.eos = tern_now_ns();
 	__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(eos), __ATOMIC_RELAXED);
 
 	ret = wait_reply(s, &s->got_loaded, "LOADED", FINAL_REPLY_TIMEOUT_MS, err);
