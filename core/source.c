@@ -564,7 +564,11 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	return ret;
 }
 
-static int sync_dirty(struct tern_session *s, uint64_t *last_sync_ns, struct tern_error *err)
+static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *rc,
+				     uint64_t pending);
+
+static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t *last_sync_ns,
+		      struct tern_error *err)
 {
 	uint64_t t0 = tern_now_ns(), newly = 0, t1, since;
 	int ret;
@@ -579,7 +583,10 @@ static int sync_dirty(struct tern_session *s, uint64_t *last_sync_ns, struct ter
 				 __ATOMIC_RELAXED);
 	*last_sync_ns = t0;
 	__atomic_store_n(&s->dirty_sync_ns, t1 - t0, __ATOMIC_RELAXED);
-	/* the management server's "round" event: a no-op without a server */
+	/* the management server's "round" event (a no-op without a server),
+	 * with the estimate for what this sync left */
+	if (!rc->final)
+		estimate_downtime_us(s, rc, ram_pending_pages(s) * s->page_size);
 	mgmt_notify_round(s, __atomic_add_fetch(&s->rounds, 1, __ATOMIC_RELAXED), newly);
 	return 0;
 }
@@ -772,14 +779,14 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 
 	for (;;) {
 		round++;
-		ret = sync_dirty(s, &last_sync_ns, err);
+		ret = sync_dirty(s, rc, &last_sync_ns, err);
 		if (ret)
 			return ret;
 		pending = ram_pending_pages(s) * s->page_size;
 		if (fits_downtime(s, rc, round, pending)) {
 			ret = wait_acked(s, round - 1, err);
 			if (!ret)
-				ret = sync_dirty(s, &last_sync_ns, err);
+				ret = sync_dirty(s, rc, &last_sync_ns, err);
 			if (ret)
 				return ret;
 			pending = ram_pending_pages(s) * s->page_size;
@@ -896,7 +903,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	m.waited = tern_now_ns();
 
 	/* What was dirtied since the last sync, then the pages still pending. */
-	ret = sync_dirty(s, &last_sync_ns, err);
+	ret = sync_dirty(s, rc, &last_sync_ns, err);
 	if (ret)
 		return ret;
 	m.synced = tern_now_ns();
