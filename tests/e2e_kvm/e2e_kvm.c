@@ -44,53 +44,31 @@
  *
  * Without a usable /dev/kvm every case exits 77 (meson: SKIP). The tests
  * assert outcomes, never times; the deadlines only bound a hang.
+ *
+ * This file: the settings, the cases and main(); the pair runner is in
+ * kvm_pair.c, the management-socket client in kvm_mgmt.c.
  */
-#include "bench_proc.h"
+#include "e2e_kvm.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <json-c/json.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#define NS_PER_S 1000000000ull
-#define EXIT_SKIP 77
-/* The guest size every figure below is written for (TERN_KVM_TEST_RAM scales them). */
-#define BASE_RAM (512ull << 20)
-/* Bounds a hang; the meson timeout is larger still (at TERN_KVM_TEST_TIMEOUT_SCALE 1). */
-#define PAIR_DEADLINE_S 300
-/* tern-vm's own timeout for its migration. */
-#define VM_TIMEOUT_S 240
-/* How long a destination may outlive its source before we SIGTERM it. */
-#define DEST_GRACE_S 30
+const char *vm_path;
+const char *bench_path;
+int failures;
+uint64_t test_ram = BASE_RAM;
+double time_scale = 1;
+char vm_timeout[24];
 
-static const char *vm_path;
-static const char *bench_path;
-static int failures;
-static uint64_t test_ram = BASE_RAM; /* TERN_KVM_TEST_RAM */
-static double time_scale = 1;	     /* TERN_KVM_TEST_TIMEOUT_SCALE */
-static char vm_timeout[24];	     /* VM_TIMEOUT_S scaled, for --timeout */
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
-
-static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
+void die(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -145,7 +123,7 @@ static void read_env(void)
 }
 
 /* A size or rate written for a BASE_RAM guest, scaled to test_ram; sizes stay whole pages. */
-static uint64_t scaled(uint64_t at_base, bool pages)
+uint64_t scaled(uint64_t at_base, bool pages)
 {
 	uint64_t v = (uint64_t)((double)at_base * (double)test_ram / (double)BASE_RAM);
 
@@ -155,20 +133,20 @@ static uint64_t scaled(uint64_t at_base, bool pages)
 }
 
 /* scaled() as a decimal string for a tern-vm or tern-bench argument; s holds 24 bytes. */
-static const char *scaled_arg(char *s, uint64_t at_base, bool pages)
+const char *scaled_arg(char *s, uint64_t at_base, bool pages)
 {
 	snprintf(s, 24, "%" PRIu64, scaled(at_base, pages));
 	return s;
 }
 
-static uint64_t deadline_in(unsigned int seconds)
+uint64_t deadline_in(unsigned int seconds)
 {
 	return bench_now_ns() + (uint64_t)(seconds * time_scale * NS_PER_S);
 }
 
 /* ---- JSON fields ---------------------------------------------------------------- */
 
-static const char *jstr(json_object *o, const char *key)
+const char *jstr(json_object *o, const char *key)
 {
 	json_object *v;
 
@@ -178,7 +156,7 @@ static const char *jstr(json_object *o, const char *key)
 }
 
 /* -1 when missing or not a bool. */
-static int jbool(json_object *o, const char *key)
+int jbool(json_object *o, const char *key)
 {
 	json_object *v;
 
@@ -188,7 +166,7 @@ static int jbool(json_object *o, const char *key)
 }
 
 /* -1 when missing or not a number >= 0. */
-static double jnum(json_object *o, const char *key)
+double jnum(json_object *o, const char *key)
 {
 	json_object *v;
 	double d;
@@ -201,343 +179,9 @@ static double jnum(json_object *o, const char *key)
 	return d >= 0 ? d : -1;
 }
 
-static bool streq(const char *a, const char *b)
+bool streq(const char *a, const char *b)
 {
 	return a && b && !strcmp(a, b);
-}
-
-static json_object *last_object(struct bench_proc *p, bool skip_first)
-{
-	char *line = bench_proc_last_object(p, skip_first);
-	json_object *o = NULL;
-
-	if (line) {
-		fprintf(stderr, "%s: %s\n", p->name, line);
-		o = json_tokener_parse(line);
-		if (o && !json_object_is_type(o, json_type_object)) {
-			json_object_put(o);
-			o = NULL;
-		}
-	}
-	free(line);
-	return o;
-}
-
-/* ---- a pair of tern-vm ----------------------------------------------------------------- */
-
-struct pair;
-
-struct pair_cfg {
-	const char *src_ram;
-	const char *dst_ram;
-	const char *transport;
-	const char *channels;
-	const char *const *src_extra; /* NULL-terminated */
-	const char *const *dst_extra; /* NULL-terminated */
-	bool kill_dest_mid;	      /* SIGKILL the destination once pages land */
-	/* runs once both are started, before waiting for the end; it must
-	 * keep pumping the pair (pair_pump()) while it waits */
-	void (*during)(struct pair *p, void *ctx, uint64_t deadline);
-	void *ctx;
-};
-
-struct pair {
-	struct bench_proc src, dst;
-	json_object *sj, *dj; /* final lines */
-	int src_code, dst_code;
-	bool dst_termed; /* we had to SIGTERM the destination */
-	bool dst_killed_mid;
-	char sock[96];
-};
-
-static void argv_add(char **v, unsigned int *n, const char *s)
-{
-	if (*n + 2 > 48)
-		die("too many arguments");
-	v[(*n)++] = (char *)s;
-	v[*n] = NULL;
-}
-
-/*
- * Wait until the destination's RSS grew by an eighth of the guest (pages are
- * landing), then 1 s more (scaled with the deadlines).
- */
-static void kill_dest_mid(struct pair *p, uint64_t deadline)
-{
-	struct bench_proc *const both[2] = {&p->src, &p->dst};
-	uint64_t base = bench_proc_rss(&p->dst), rss = base;
-	uint64_t grow = scaled(64u << 20, true);
-	uint64_t until;
-
-	while (bench_now_ns() < deadline && bench_proc_running(&p->dst) &&
-	       bench_proc_running(&p->src)) {
-		bench_proc_pump(both, 2, bench_now_ns() + 20 * 1000000u);
-		rss = bench_proc_rss(&p->dst);
-		if (rss >= base + grow)
-			break;
-	}
-	fprintf(stderr, "e2e_kvm: destination RSS %llu KiB -> %llu KiB (kill at +%llu KiB)\n",
-		(unsigned long long)(base >> 10), (unsigned long long)(rss >> 10),
-		(unsigned long long)(grow >> 10));
-	CHECK(rss >= base + grow, "the migration never started landing pages");
-	until = deadline_in(1);
-	bench_proc_pump(both, 2, until < deadline ? until : deadline);
-	CHECK(bench_proc_running(&p->dst), "the destination ended before it could be killed");
-	CHECK(bench_proc_running(&p->src), "the source ended before the destination was killed");
-	fprintf(stderr, "e2e_kvm: SIGKILL to the destination (pid %d)\n", (int)p->dst.pid);
-	bench_proc_signal(&p->dst, SIGKILL);
-	p->dst_killed_mid = true;
-}
-
-static void run_pair(const struct pair_cfg *c, struct pair *p)
-{
-	struct bench_proc *const both[2] = {&p->src, &p->dst};
-	uint64_t deadline = deadline_in(PAIR_DEADLINE_S);
-	char *dv[48], *sv[48], uri[256];
-	const char *listen = "tcp:127.0.0.1:0";
-	unsigned int dn = 0, sn = 0, i;
-	uint64_t src_end = 0;
-	json_object *ev;
-	char *line;
-	int ret;
-
-	memset(p, 0, sizeof(*p));
-	p->src.out_fd = p->dst.out_fd = -1;
-	if (!strcmp(c->transport, "unix")) {
-		snprintf(p->sock, sizeof(p->sock), "unix:/tmp/tern-e2e-kvm-%d.sock", (int)getpid());
-		unlink(p->sock + 5);
-		listen = p->sock;
-	}
-
-	argv_add(dv, &dn, vm_path);
-	argv_add(dv, &dn, "--ram");
-	argv_add(dv, &dn, c->dst_ram);
-	argv_add(dv, &dn, "--channels");
-	argv_add(dv, &dn, c->channels);
-	argv_add(dv, &dn, "--timeout");
-	argv_add(dv, &dn, vm_timeout);
-	argv_add(dv, &dn, "--incoming");
-	argv_add(dv, &dn, listen);
-	for (i = 0; c->dst_extra && c->dst_extra[i]; i++)
-		argv_add(dv, &dn, c->dst_extra[i]);
-	ret = bench_proc_spawn(&p->dst, "destination", dv);
-	if (ret)
-		die("cannot start %s: %s", vm_path, strerror(-ret));
-	line = bench_proc_first_line(&p->dst, deadline);
-	if (!line)
-		die("the destination printed no listening line");
-	fprintf(stderr, "destination: %s\n", line);
-	ev = json_tokener_parse(line);
-	if (!streq(jstr(ev, "event"), "listening") || !jstr(ev, "uri") ||
-	    strncmp(jstr(ev, "uri"), c->transport, strlen(c->transport)))
-		die("the destination's first line is not a listening event: %s", line);
-	snprintf(uri, sizeof(uri), "%s", jstr(ev, "uri"));
-	json_object_put(ev);
-	free(line);
-
-	argv_add(sv, &sn, vm_path);
-	argv_add(sv, &sn, "--ram");
-	argv_add(sv, &sn, c->src_ram);
-	argv_add(sv, &sn, "--channels");
-	argv_add(sv, &sn, c->channels);
-	argv_add(sv, &sn, "--timeout");
-	argv_add(sv, &sn, vm_timeout);
-	argv_add(sv, &sn, "--migrate-to");
-	argv_add(sv, &sn, uri);
-	for (i = 0; c->src_extra && c->src_extra[i]; i++)
-		argv_add(sv, &sn, c->src_extra[i]);
-	ret = bench_proc_spawn(&p->src, "source", sv);
-	if (ret)
-		die("cannot start %s: %s", vm_path, strerror(-ret));
-
-	if (c->kill_dest_mid)
-		kill_dest_mid(p, deadline);
-	if (c->during)
-		c->during(p, c->ctx, deadline);
-
-	/* The source first; then the destination gets a grace, then SIGTERM (it cancels). */
-	while (!bench_proc_pump(both, 2, bench_now_ns() + NS_PER_S)) {
-		uint64_t now = bench_now_ns();
-
-		if (now >= deadline) {
-			CHECK(0, "still running %.0f s after the start: killed",
-			      PAIR_DEADLINE_S * time_scale);
-			break;
-		}
-		if (bench_proc_running(&p->src))
-			continue;
-		if (!src_end)
-			src_end = now;
-		if (!p->dst_termed &&
-		    now >= src_end + (uint64_t)(DEST_GRACE_S * time_scale * NS_PER_S)) {
-			fprintf(stderr,
-				"e2e_kvm: destination still running %.0f s after the source: "
-				"SIGTERM\n",
-				DEST_GRACE_S * time_scale);
-			bench_proc_signal(&p->dst, SIGTERM);
-			p->dst_termed = true;
-		}
-	}
-	p->sj = last_object(&p->src, false);
-	p->dj = last_object(&p->dst, true);
-	bench_proc_fini(&p->src);
-	bench_proc_fini(&p->dst);
-	p->src_code = bench_proc_exit_code(&p->src);
-	p->dst_code = bench_proc_exit_code(&p->dst);
-	if (p->sock[0])
-		unlink(p->sock + 5);
-}
-
-static void pair_fini(struct pair *p)
-{
-	json_object_put(p->sj);
-	json_object_put(p->dj);
-}
-
-/* What every failed or cancelled migration owes: the source guest runs on. */
-static void expect_source_guest_running(const struct pair *p)
-{
-	CHECK(p->sj, "no final line from the source");
-	CHECK(streq(jstr(p->sj, "side"), "source"), "side: %s", jstr(p->sj, "side"));
-	CHECK(jbool(p->sj, "progress_rising") == 1,
-	      "the source guest did not keep running: progress %.0f -> %.0f",
-	      jnum(p->sj, "progress_at_resume"), jnum(p->sj, "progress_after"));
-	CHECK(p->src_code > 0, "source exit code %d, want non-zero (not completed)", p->src_code);
-}
-
-/* The destination guest must never have run: no data may be lost on either side. */
-static void expect_dest_never_resumed(const struct pair *p, bool allow_cancelled)
-{
-	const char *st = jstr(p->dj, "status");
-
-	CHECK(p->dj, "no final line from the destination");
-	CHECK(streq(st, "failed") || (allow_cancelled && streq(st, "cancelled")),
-	      "destination status %s, want failed", st ? st : "(none)");
-	CHECK(jnum(p->dj, "progress_at_resume") == 0, "destination progress_at_resume %.0f",
-	      jnum(p->dj, "progress_at_resume"));
-	CHECK(jnum(p->dj, "progress_after") == 0, "destination progress_after %.0f",
-	      jnum(p->dj, "progress_after"));
-	CHECK(jbool(p->dj, "progress_rising") == 0, "destination progress_rising %d",
-	      jbool(p->dj, "progress_rising"));
-	CHECK(p->dst_code > 0, "destination exit code %d, want non-zero", p->dst_code);
-}
-
-/* ---- a management-socket client (docs/MGMT.md) ------------------------------------------ */
-
-struct mgmt {
-	int fd;
-	size_t len;
-	char buf[1 << 16];
-};
-
-/* Read the pair's pipes for up to @ms (their stdout must not fill up while we talk). */
-static void pair_pump(struct pair *p, unsigned int ms)
-{
-	struct bench_proc *const both[2] = {&p->src, &p->dst};
-
-	bench_proc_pump(both, 2, bench_now_ns() + (uint64_t)ms * 1000000u);
-}
-
-/*
- * Connect to the server at @path. tern-vm starts it once its migration (or
- * listening) started, so retry while @who runs, until @deadline.
- */
-static bool mgmt_connect(struct mgmt *m, const char *path, struct pair *p,
-			 const struct bench_proc *who, uint64_t deadline)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-
-	m->fd = -1;
-	m->len = 0;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	while (bench_now_ns() < deadline && bench_proc_running(who)) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			die("socket: %s", strerror(errno));
-		if (!connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-			m->fd = fd;
-			return true;
-		}
-		close(fd);
-		pair_pump(p, 50);
-	}
-	return false;
-}
-
-static void mgmt_close(struct mgmt *m)
-{
-	if (m->fd >= 0)
-		close(m->fd);
-	m->fd = -1;
-}
-
-/*
- * Send the request line @req; return its reply (the next line that is not an
- * event), or NULL on EOF, a bad line or at @deadline. The pair is pumped
- * meanwhile.
- */
-static json_object *mgmt_call(struct mgmt *m, const char *req, struct pair *p, uint64_t deadline)
-{
-	size_t off = 0, n = strlen(req);
-
-	if (m->fd < 0)
-		return NULL;
-	while (off < n) {
-		ssize_t w = send(m->fd, req + off, n - off, MSG_NOSIGNAL);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return NULL;
-		off += (size_t)w;
-	}
-	for (;;) {
-		char *nl = memchr(m->buf, '\n', m->len);
-		struct pollfd pfd = {m->fd, POLLIN, 0};
-		ssize_t r;
-
-		if (nl) {
-			json_object *o, *ev;
-
-			*nl = '\0';
-			o = json_tokener_parse(m->buf);
-			m->len -= (size_t)(nl + 1 - m->buf);
-			memmove(m->buf, nl + 1, m->len);
-			if (!o || !json_object_is_type(o, json_type_object)) {
-				json_object_put(o);
-				return NULL;
-			}
-			if (!json_object_object_get_ex(o, "event", &ev))
-				return o;
-			json_object_put(o); /* an event: not our reply */
-			continue;
-		}
-		if (bench_now_ns() >= deadline || m->len == sizeof(m->buf))
-			return NULL;
-		pair_pump(p, 10);
-		if (poll(&pfd, 1, 10) <= 0)
-			continue;
-		r = read(m->fd, m->buf + m->len, sizeof(m->buf) - m->len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return NULL;
-		m->len += (size_t)r;
-	}
-}
-
-/* `query`: the session's status name into @buf ("" when there is no answer). */
-static const char *mgmt_status(struct mgmt *m, struct pair *p, uint64_t deadline, char *buf,
-			       size_t len)
-{
-	json_object *r = mgmt_call(m, "{\"cmd\":\"query\"}\n", p, deadline), *ret = NULL;
-
-	buf[0] = '\0';
-	if (r && json_object_object_get_ex(r, "return", &ret) && jstr(ret, "status"))
-		snprintf(buf, len, "%s", jstr(ret, "status"));
-	json_object_put(r);
-	return buf;
 }
 
 /* ---- cases ----------------------------------------------------------------------------- */
