@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include <tern/tern.h>
+#include "common/converge_opts.h"
 
 #define LB_HUGE_ALIGN (2ull << 20)
 #define LB_THROTTLE_PERIOD_NS 100000000ull /* 100 ms */
@@ -56,13 +57,7 @@ struct lb_cfg {
 	const char *mgmt;      /* this process's side (the source when both run) */
 	const char *mgmt_dest; /* the forked destination's */
 	/* source only; 0 / NULL: the library's default */
-	bool auto_converge;
-	bool pause_before_switchover;
-	uint64_t throttle_initial;
-	uint64_t throttle_increment;
-	uint64_t max_throttle;
-	uint64_t migration_timeout; /* s */
-	const char *timeout_policy;
+	struct converge_opts conv; /* the source's convergence options */
 };
 
 /*

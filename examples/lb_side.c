@@ -85,20 +85,8 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	if (strcmp(side, "src"))
 		return ret;
-	if (!ret && cfg->auto_converge)
-		ret = tern_cap_set(s, "auto-converge", true, err);
-	if (!ret && cfg->pause_before_switchover)
-		ret = tern_cap_set(s, "pause-before-switchover", true, err);
-	if (!ret && cfg->throttle_initial)
-		ret = tern_param_set(s, "cpu-throttle-initial", cfg->throttle_initial, err);
-	if (!ret && cfg->throttle_increment)
-		ret = tern_param_set(s, "cpu-throttle-increment", cfg->throttle_increment, err);
-	if (!ret && cfg->max_throttle)
-		ret = tern_param_set(s, "max-cpu-throttle", cfg->max_throttle, err);
-	if (!ret && cfg->migration_timeout)
-		ret = tern_param_set(s, "migration-timeout", cfg->migration_timeout, err);
-	if (!ret && cfg->timeout_policy)
-		ret = tern_param_set_str(s, "migration-timeout-policy", cfg->timeout_policy, err);
+	if (!ret)
+		ret = converge_opts_apply(s, &cfg->conv, err);
 	return ret;
 }
 

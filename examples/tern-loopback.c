@@ -430,39 +430,41 @@ int main(int argc, char **argv)
 			cfg.mgmt_dest = optarg;
 			break;
 		case OPT_AUTO_CONVERGE:
-			cfg.auto_converge = true;
+			cfg.conv.auto_converge = true;
 			source_only = true;
 			break;
 		case OPT_THROTTLE_INITIAL:
-			cfg.throttle_initial = opt_uint("--cpu-throttle-initial", optarg, 99);
-			if (!cfg.throttle_initial)
+			cfg.conv.throttle_initial = opt_uint("--cpu-throttle-initial", optarg, 99);
+			if (!cfg.conv.throttle_initial)
 				lb_die("--cpu-throttle-initial: 1..99");
 			source_only = true;
 			break;
 		case OPT_THROTTLE_INCREMENT:
-			cfg.throttle_increment = opt_uint("--cpu-throttle-increment", optarg, 99);
-			if (!cfg.throttle_increment)
+			cfg.conv.throttle_increment =
+			    opt_uint("--cpu-throttle-increment", optarg, 99);
+			if (!cfg.conv.throttle_increment)
 				lb_die("--cpu-throttle-increment: 1..99");
 			source_only = true;
 			break;
 		case OPT_MAX_THROTTLE:
-			cfg.max_throttle = opt_uint("--max-cpu-throttle", optarg, 99);
-			if (!cfg.max_throttle)
+			cfg.conv.max_throttle = opt_uint("--max-cpu-throttle", optarg, 99);
+			if (!cfg.conv.max_throttle)
 				lb_die("--max-cpu-throttle: 1..99");
 			source_only = true;
 			break;
 		case OPT_MIGRATION_TIMEOUT:
-			cfg.migration_timeout = opt_uint("--migration-timeout", optarg, 31536000);
+			cfg.conv.migration_timeout =
+			    opt_uint("--migration-timeout", optarg, 31536000);
 			source_only = true;
 			break;
 		case OPT_TIMEOUT_POLICY:
 			if (strcmp(optarg, "cancel") && strcmp(optarg, "force"))
 				lb_die("--timeout-policy: cancel or force, not '%s'", optarg);
-			cfg.timeout_policy = optarg;
+			cfg.conv.timeout_policy = optarg;
 			source_only = true;
 			break;
 		case OPT_PAUSE_BEFORE_SWITCHOVER:
-			cfg.pause_before_switchover = true;
+			cfg.conv.pause_before_switchover = true;
 			source_only = true;
 			break;
 		case 'v':
@@ -507,7 +509,7 @@ int main(int argc, char **argv)
 	if (cfg.mgmt && cfg.mgmt_dest && !strcmp(cfg.mgmt, cfg.mgmt_dest))
 		lb_die("--mgmt and --mgmt-dest: two different paths");
 	/* nothing but a `continue` on the source's socket would end the wait */
-	if (cfg.pause_before_switchover && !cfg.mgmt)
+	if (cfg.conv.pause_before_switchover && !cfg.mgmt)
 		lb_die("--pause-before-switchover needs --mgmt (continue comes through it)");
 	signal(SIGPIPE, SIG_IGN);
 

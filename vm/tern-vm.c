@@ -365,35 +365,36 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			cfg->mgmt = optarg;
 			break;
 		case OPT_AUTO_CONVERGE:
-			cfg->auto_converge = true;
+			cfg->conv.auto_converge = true;
 			source_only = true;
 			break;
 		case OPT_THROTTLE_INITIAL:
-			cfg->throttle_initial = parse_uint("--cpu-throttle-initial", optarg, 1, 99);
+			cfg->conv.throttle_initial =
+			    parse_uint("--cpu-throttle-initial", optarg, 1, 99);
 			source_only = true;
 			break;
 		case OPT_THROTTLE_INCREMENT:
-			cfg->throttle_increment =
+			cfg->conv.throttle_increment =
 			    parse_uint("--cpu-throttle-increment", optarg, 1, 99);
 			source_only = true;
 			break;
 		case OPT_MAX_THROTTLE:
-			cfg->max_throttle = parse_uint("--max-cpu-throttle", optarg, 1, 99);
+			cfg->conv.max_throttle = parse_uint("--max-cpu-throttle", optarg, 1, 99);
 			source_only = true;
 			break;
 		case OPT_MIGRATION_TIMEOUT:
-			cfg->migration_timeout =
+			cfg->conv.migration_timeout =
 			    parse_uint("--migration-timeout", optarg, 0, 31536000);
 			source_only = true;
 			break;
 		case OPT_TIMEOUT_POLICY:
-			cfg->timeout_policy =
+			cfg->conv.timeout_policy =
 			    policy_words[pick_word("--timeout-policy", optarg, policy_words,
 						   policy_values, "cancel or force")];
 			source_only = true;
 			break;
 		case OPT_PAUSE_BEFORE_SWITCHOVER:
-			cfg->pause_before_switchover = true;
+			cfg->conv.pause_before_switchover = true;
 			source_only = true;
 			break;
 		case 'v':
@@ -431,7 +432,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			  "--migration-timeout, --timeout-policy and --pause-before-switchover "
 			  "are source options: they need --migrate-to");
 	/* nothing but a `continue` on the socket would end the wait */
-	if (cfg->pause_before_switchover && !cfg->mgmt)
+	if (cfg->conv.pause_before_switchover && !cfg->mgmt)
 		usage_die("--pause-before-switchover needs --mgmt (continue comes through it)");
 }
 
@@ -697,20 +698,8 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
-	if (!ret && cfg->auto_converge)
-		ret = tern_cap_set(s, "auto-converge", true, err);
-	if (!ret && cfg->pause_before_switchover)
-		ret = tern_cap_set(s, "pause-before-switchover", true, err);
-	if (!ret && cfg->throttle_initial)
-		ret = tern_param_set(s, "cpu-throttle-initial", cfg->throttle_initial, err);
-	if (!ret && cfg->throttle_increment)
-		ret = tern_param_set(s, "cpu-throttle-increment", cfg->throttle_increment, err);
-	if (!ret && cfg->max_throttle)
-		ret = tern_param_set(s, "max-cpu-throttle", cfg->max_throttle, err);
-	if (!ret && cfg->migration_timeout)
-		ret = tern_param_set(s, "migration-timeout", cfg->migration_timeout, err);
-	if (!ret && cfg->timeout_policy)
-		ret = tern_param_set_str(s, "migration-timeout-policy", cfg->timeout_policy, err);
+	if (!ret)
+		ret = converge_opts_apply(s, &cfg->conv, err);
 	if (!ret)
 		ret = tv_sections_register(s, a->vm, err);
 	return ret;

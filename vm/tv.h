@@ -14,6 +14,7 @@
 
 #include "guest/abi.h"
 #include "kvm_guest.h"
+#include "common/converge_opts.h"
 
 struct tv_cfg {
 	uint64_t ram;
@@ -40,13 +41,7 @@ struct tv_cfg {
 	int log_level;		    /* library log level; -1: none */
 	const char *mgmt;	    /* tern_mgmt_listen() path; NULL: none */
 	/* source only; 0 / NULL: the library's default */
-	bool auto_converge;
-	bool pause_before_switchover;
-	uint64_t throttle_initial;
-	uint64_t throttle_increment;
-	uint64_t max_throttle;
-	uint64_t migration_timeout; /* s */
-	const char *timeout_policy;
+	struct converge_opts conv; /* the source's convergence options */
 };
 
 struct tv_vm;
