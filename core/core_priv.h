@@ -393,7 +393,7 @@ struct tern_session {
 
 	/* figures: written by the migration / load thread, read by anyone
 	 * through __atomic loads */
-	uint64_t start_ns, setup_end_ns, end_ns, pause_ns, loaded_ns;
+	uint64_t start_ns, setup_end_ns, end_ns, loaded_ns;
 	uint64_t downtime_ms, verify_ms, expected_downtime_ms;
 	uint64_t rounds, dirty_pages_rate, dirty_sync_ns, dirty_clear_ns, remaining_pages;
 	uint64_t sync_reported; /* migration thread: pages the current sync reported */
@@ -402,9 +402,9 @@ struct tern_session {
 	uint64_t queued_pages;
 	uint64_t xbzrle_size;
 	bool verified;
-	/* source: the round being sent (pages at its sync; queued_pages when it
-	 * began), auto-converge's throttle, and the downtime estimate's parts */
-	uint64_t round_pages, round_queued0;
+	/* source: queued_pages when the round being sent began (its size is
+	 * remaining_pages), auto-converge's throttle, the estimate's parts */
+	uint64_t round_queued0;
 	uint32_t throttle_pct;
 	uint64_t exp_us[DT_EST_PARTS];
 	uint64_t dt_us[DT_PARTS]; /* the measured downtime's parts */

@@ -460,7 +460,6 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	pthread_mutex_unlock(&s->lock);
 	first_ns = 0;
 	__atomic_store_n(&s->round_queued0, rc->sent_pages, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->round_pages, ram_pending_pages(s), __ATOMIC_RELAXED);
 	for (bi = 0; bi < s->nblocks && !ret; bi++) {
 		struct tern_ram_block *b = s->blocks[bi];
 		uint64_t w, nwords = BITMAP_WORDS(b->npages);
@@ -567,6 +566,12 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 static uint64_t estimate_downtime_us(struct tern_session *s, struct round_ctx *rc,
 				     uint64_t pending);
 
+/* What the last sync left to send (ram_sync() counted it). */
+static uint64_t synced_bytes(struct tern_session *s)
+{
+	return __atomic_load_n(&s->remaining_pages, __ATOMIC_RELAXED) * s->page_size;
+}
+
 static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t *last_sync_ns,
 		      struct tern_error *err)
 {
@@ -586,7 +591,7 @@ static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t *la
 	/* the management server's "round" event (a no-op without a server),
 	 * with the estimate for what this sync left */
 	if (!rc->final)
-		estimate_downtime_us(s, rc, ram_pending_pages(s) * s->page_size);
+		estimate_downtime_us(s, rc, synced_bytes(s));
 	mgmt_notify_round(s, __atomic_add_fetch(&s->rounds, 1, __ATOMIC_RELAXED), newly);
 	return 0;
 }
@@ -782,14 +787,14 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 		ret = sync_dirty(s, rc, &last_sync_ns, err);
 		if (ret)
 			return ret;
-		pending = ram_pending_pages(s) * s->page_size;
+		pending = synced_bytes(s);
 		if (fits_downtime(s, rc, round, pending)) {
 			ret = wait_acked(s, round - 1, err);
 			if (!ret)
 				ret = sync_dirty(s, rc, &last_sync_ns, err);
 			if (ret)
 				return ret;
-			pending = ram_pending_pages(s) * s->page_size;
+			pending = synced_bytes(s);
 			if (fits_downtime(s, rc, round, pending))
 				break;
 		}
@@ -887,7 +892,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	 * is paused (the state promises it), -> device on continue. */
 	if (!pre && !session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_DEVICE))
 		return -ECANCELED;
-	m.pause = s->pause_ns = tern_now_ns();
+	m.pause = tern_now_ns();
 	ret = s->vmm.pause ? s->vmm.pause(s->vmm_opaque, err) : 0;
 	if (ret) {
 		tern_error_set(err, ret, "the VMM failed to pause the guest");

@@ -118,7 +118,9 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)
 		st->ram_remaining = LD(s->remaining_pages) * s->page_size;
 	if (s->is_source) {
-		uint64_t rp = LD(s->round_pages), sent = LD(s->queued_pages) - LD(s->round_queued0);
+		/* every round begins right after a sync: what it left is the round */
+		uint64_t rp = LD(s->remaining_pages);
+		uint64_t sent = LD(s->queued_pages) - LD(s->round_queued0);
 
 		st->round_bytes = rp * s->page_size;
 		st->round_sent_bytes = MIN(sent, rp) * s->page_size;
