@@ -9,14 +9,32 @@
  * there is no IDT and no ring-0 code; any exception is a triple fault, which
  * KVM reports as KVM_EXIT_SHUTDOWN.
  *
- * What KVM needs for this to run (measured on nested "PVM" KVM and true of
- * ordinary KVM, see /work/shared/KVM-HERE.md):
- *   - KVM_SET_CPUID2 with what KVM_GET_SUPPORTED_CPUID returns;
- *   - TR holding a present, busy 64-bit TSS (type 11) from the GDT;
- *   - 2 MiB pages with the user bit at every level;
- *   - CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT, EFER = LME|LMA,
- *     CS with L=1 and DPL 3, data segments with DPL 3;
- *   - RFLAGS.IOPL = 3, so that `out` from CPL 3 exits as KVM_EXIT_IO.
+ * What KVM needs for this to run, checked against the architecture manual
+ * (Intel SDM vol. 3, AMD APM vol. 2) and measured on nested "PVM" KVM, the
+ * strictest host we know (see /work/shared/KVM-HERE.md):
+ *   - KVM_SET_CPUID2 with what KVM_GET_SUPPORTED_CPUID returns (PVM fails
+ *     entry at once with KVM_EXIT_SHUTDOWN without it);
+ *   - TR holding a present, busy 64-bit TSS (type 11) from the GDT, whose
+ *     limit covers an I/O permission bitmap for all 65536 ports and its
+ *     trailing 0xff byte: `out` at CPL 3 consults that bitmap. IOPL is 0,
+ *     so it does so on every host: PVM raises #GP without a bitmap even at
+ *     IOPL 3, where the architecture would skip the check, and ordinary
+ *     kvm_intel/kvm_amd honour IOPL. Only the ports the VMM grants
+ *     (kg_boot_allow_ports()) are open;
+ *   - 2 MiB pages with the user bit at every level (1 GiB pages need
+ *     CPUID.80000001H:EDX.Page1GB, which not every host passes on, and
+ *     failed on PVM);
+ *   - CR0 = PE|MP|ET|NE|WP|PG, CR4 = PAE|OSFXSR|OSXMMEXCPT (SSE: the guest is
+ *     compiled for baseline x86-64, whose code uses it; nothing needs
+ *     OSXSAVE), EFER = LME|LMA (no NXE: no paging entry sets bit 63),
+ *     CS with L=1, D=0 and DPL 3, SS and the data segments writable with
+ *     DPL 3 and selectors of RPL 3 (SS's RPL must equal CPL), LDT unusable;
+ *   - RFLAGS = bit 1 only: IF = 0 (there is no interrupt controller and no
+ *     IDT), IOPL = 0, AC = 0; CR4.TSD = 0 so that rdtsc works at CPL 3.
+ * No IDT (limit 0): any exception becomes a triple fault, KVM_EXIT_SHUTDOWN,
+ * with RIP at the faulting instruction; kg_explain_fault() turns that into
+ * words. Handlers would need ring-0 code, which PVM runs hundreds of times
+ * slower and which this guest has no other use for.
  *
  * Every paging entry and descriptor is written with its accessed (and, for
  * the 2 MiB leaves, dirty) bit already set: the CPU then never writes them,
@@ -54,7 +72,7 @@
 #define EFER_LME (1ull << 8)
 #define EFER_LMA (1ull << 10)
 #define RFLAGS_FIXED (1ull << 1)
-#define RFLAGS_IOPL3 (3ull << 12)
+#define RFLAGS_IOPL_SHIFT 12
 
 /* Page-table pages inside [KG_PML4_GPA, KG_GDT_GPA). */
 #define KG_PDPT_GPA (KG_PML4_GPA + 0x1000)
@@ -73,7 +91,6 @@ enum {
 #define SEL_CODE3 ((GDT_CODE3 << 3) | 3)
 #define SEL_DATA3 ((GDT_DATA3 << 3) | 3)
 #define SEL_TSS (GDT_TSS << 3)
-#define TSS_LIMIT 0x67	  /* 104-byte 64-bit TSS */
 #define SEG_TYPE_CODE 0xb /* execute/read, accessed */
 #define SEG_TYPE_DATA 0x3 /* read/write, accessed */
 #define SEG_TYPE_TSS64_BUSY 0xb
@@ -340,21 +357,104 @@ int kg_boot_setup(struct kg_vm *vm, const void *code, size_t len, struct tern_er
 	gdt[GDT_DATA0] = gdt_seg(SEG_TYPE_DATA, 0, false);
 	gdt[GDT_DATA3] = gdt_seg(SEG_TYPE_DATA, 3, false);
 	gdt[GDT_CODE3] = gdt_seg(SEG_TYPE_CODE, 3, true);
-	gdt_tss(&gdt[GDT_TSS], &gdt[GDT_TSS + 1], KG_TSS_GPA, TSS_LIMIT);
+	gdt_tss(&gdt[GDT_TSS], &gdt[GDT_TSS + 1], KG_TSS_GPA, KG_TSS_LIMIT);
 
-	/* The TSS: nothing enters ring 0, so rsp0 and the ISTs stay zero; the
-	 * I/O map base points past the limit (no map: IOPL 3 allows every port). */
-	memset(kg_gpa(vm, KG_TSS_GPA), 0, 0x1000);
+	/* The TSS: nothing enters ring 0, so rsp0 and the ISTs stay zero. The
+	 * I/O map base (offset 102) points at a bitmap right after the TSS
+	 * proper, every port denied (bit set) until kg_boot_allow_ports();
+	 * then the all-ones byte the architecture asks for after the last
+	 * bitmap byte, inside the limit. */
 	{
 		uint8_t *tss = kg_gpa(vm, KG_TSS_GPA);
-		uint16_t iomap = TSS_LIMIT + 1;
+		uint16_t iomap = KG_TSS_IOMAP_OFF;
 
+		memset(tss, 0, KG_TSS_IOMAP_OFF);
 		memcpy(tss + 102, &iomap, sizeof(iomap));
+		memset(tss + KG_TSS_IOMAP_OFF, 0xff, KG_TSS_IOMAP_BYTES + 1);
 	}
 
 	if (len)
 		memcpy(kg_gpa(vm, KG_CODE_GPA), code, len);
 	return 0;
+}
+
+int kg_boot_allow_ports(struct kg_vm *vm, uint32_t first, uint32_t count, struct tern_error *err)
+{
+	uint8_t *map;
+	uint32_t p;
+
+	if (!vm || !vm->ram)
+		return tern_error_set(err, -EINVAL,
+				      "kvm guest: ports allowed before kg_boot_setup");
+	if (!count || first > 0xffff || count > 0x10000 - first)
+		return tern_error_set(err, -EINVAL,
+				      "kvm guest: ports %#x + %u leave the 16-bit port space",
+				      first, count);
+	map = (uint8_t *)kg_gpa(vm, KG_TSS_GPA) + KG_TSS_IOMAP_OFF;
+	for (p = first; p < first + count; p++)
+		map[p / 8] &= (uint8_t) ~(1u << (p % 8));
+	return 0;
+}
+
+bool kg_io_allowed(struct kg_vm *vm, const struct kvm_sregs *sr, uint64_t rflags, uint32_t port,
+		   uint32_t size)
+{
+	const uint8_t *tss;
+	uint32_t cpl = sr->cs.dpl, iopl = (rflags >> RFLAGS_IOPL_SHIFT) & 3, p;
+	uint16_t iomap;
+
+	if (cpl <= iopl)
+		return true;
+	if (!sr->tr.present || sr->tr.type != SEG_TYPE_TSS64_BUSY || sr->tr.limit < 103 ||
+	    sr->tr.base + sr->tr.limit >= vm->ram_size || port + size > 0x10000)
+		return false;
+	tss = kg_gpa(vm, sr->tr.base);
+	memcpy(&iomap, tss + 102, sizeof(iomap));
+	/* The CPU reads two bytes at iomap + port / 8; both inside the limit. */
+	if ((uint32_t)iomap + (port + size - 1) / 8 + 1 > sr->tr.limit)
+		return false;
+	for (p = port; p < port + size; p++)
+		if (tss[iomap + p / 8] & (1u << (p % 8)))
+			return false;
+	return true;
+}
+
+void kg_long_mode_regs(uint32_t idx, uint64_t rip, uint64_t arg0, uint64_t arg1,
+		       struct kvm_sregs *sr, struct kvm_regs *regs)
+{
+	kvm_seg(&sr->cs, SEL_CODE3, SEG_TYPE_CODE, 3, true);
+	kvm_seg(&sr->ds, SEL_DATA3, SEG_TYPE_DATA, 3, false);
+	sr->es = sr->fs = sr->gs = sr->ss = sr->ds;
+
+	memset(&sr->tr, 0, sizeof(sr->tr));
+	sr->tr.base = KG_TSS_GPA;
+	sr->tr.limit = KG_TSS_LIMIT;
+	sr->tr.selector = SEL_TSS;
+	sr->tr.type = SEG_TYPE_TSS64_BUSY;
+	sr->tr.present = 1;
+
+	memset(&sr->ldt, 0, sizeof(sr->ldt));
+	sr->ldt.type = 2;
+	sr->ldt.unusable = 1;
+
+	sr->gdt.base = KG_GDT_GPA;
+	sr->gdt.limit = GDT_ENTRIES * 8 - 1;
+	sr->idt.base = 0;
+	sr->idt.limit = 0;
+
+	sr->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+	sr->cr3 = KG_PML4_GPA;
+	sr->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+	sr->efer = EFER_LME | EFER_LMA;
+
+	memset(regs, 0, sizeof(*regs));
+	regs->rflags = RFLAGS_FIXED; /* IOPL 0: the TSS's I/O bitmap decides */
+	regs->rip = rip;
+	/* Top of this vCPU's stack minus a return-address slot: a C function
+	 * entered here sees the ABI's alignment (rsp + 8 a multiple of 16). */
+	regs->rsp = KG_STACK_GPA + (uint64_t)(idx + 1) * KG_STACK_SIZE - 8;
+	regs->rdi = arg0;
+	regs->rsi = arg1;
 }
 
 int kg_vcpu_enter_long_mode(struct kg_vm *vm, uint32_t idx, uint64_t rip, uint64_t arg0,
@@ -369,42 +469,9 @@ int kg_vcpu_enter_long_mode(struct kg_vm *vm, uint32_t idx, uint64_t rip, uint64
 	v = &vm->vcpu[idx];
 	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
 		return kg_errno(err, "KVM_GET_SREGS", (int)idx);
-
-	kvm_seg(&sr.cs, SEL_CODE3, SEG_TYPE_CODE, 3, true);
-	kvm_seg(&sr.ds, SEL_DATA3, SEG_TYPE_DATA, 3, false);
-	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
-
-	memset(&sr.tr, 0, sizeof(sr.tr));
-	sr.tr.base = KG_TSS_GPA;
-	sr.tr.limit = TSS_LIMIT;
-	sr.tr.selector = SEL_TSS;
-	sr.tr.type = SEG_TYPE_TSS64_BUSY;
-	sr.tr.present = 1;
-
-	memset(&sr.ldt, 0, sizeof(sr.ldt));
-	sr.ldt.type = 2;
-	sr.ldt.unusable = 1;
-
-	sr.gdt.base = KG_GDT_GPA;
-	sr.gdt.limit = GDT_ENTRIES * 8 - 1;
-	sr.idt.base = 0;
-	sr.idt.limit = 0;
-
-	sr.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
-	sr.cr3 = KG_PML4_GPA;
-	sr.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-	sr.efer = EFER_LME | EFER_LMA;
+	kg_long_mode_regs(idx, rip, arg0, arg1, &sr, &regs);
 	if (ioctl(v->fd, KVM_SET_SREGS, &sr) < 0)
 		return kg_errno(err, "KVM_SET_SREGS", (int)idx);
-
-	memset(&regs, 0, sizeof(regs));
-	regs.rflags = RFLAGS_FIXED | RFLAGS_IOPL3;
-	regs.rip = rip;
-	/* Top of this vCPU's stack minus a return-address slot: a C function
-	 * entered here sees the ABI's alignment (rsp + 8 a multiple of 16). */
-	regs.rsp = KG_STACK_GPA + (uint64_t)(idx + 1) * KG_STACK_SIZE - 8;
-	regs.rdi = arg0;
-	regs.rsi = arg1;
 	if (ioctl(v->fd, KVM_SET_REGS, &regs) < 0)
 		return kg_errno(err, "KVM_SET_REGS", (int)idx);
 	return 0;

@@ -13,7 +13,9 @@
  *   0x00000000  KG_PML4_GPA   PML4, PDPT, then one PD per GiB of RAM
  *   0x00050000  KG_GDT_GPA    GDT: null, code64 DPL0, data DPL0, data DPL3,
  *                             code64 DPL3, 64-bit TSS (16 bytes)
- *   0x00051000  KG_TSS_GPA    the TSS (rsp0 unused: nothing enters ring 0)
+ *   0x00051000  KG_TSS_GPA    the TSS (rsp0 unused: nothing enters ring 0) and
+ *                             its I/O permission bitmap, all 65536 ports
+ *                             (8 KiB + the trailing 0xff byte: to 0x53069)
  *   0x00060000  KG_MAILBOX_GPA  the mailbox: parameters in, progress out
  *                             (struct kg_mailbox, shared with guest code)
  *   0x00100000  KG_CODE_GPA   guest code, up to KG_CODE_MAX bytes
@@ -23,8 +25,14 @@
  * All of it is guest RAM, so it migrates with the rest: the destination
  * never builds any of it, it loads the vCPU registers that point into it.
  *
- * RFLAGS.IOPL = 3 lets CPL-3 code use `out`, which exits to the VMM as
- * KVM_EXIT_IO: that is how the guest reports and sleeps (see guest/abi.h).
+ * Port I/O from CPL 3 (`out`, which exits to the VMM as KVM_EXIT_IO: that is
+ * how the guest reports and sleeps, see guest/abi.h) is allowed by the TSS's
+ * I/O permission bitmap, port by port (kg_boot_allow_ports()), with
+ * RFLAGS.IOPL = 0. IOPL 3 alone is not enough on every KVM: nested "PVM"
+ * KVM raises #GP for `out` at CPL 3 when the TSS has no bitmap, whatever
+ * IOPL says. With IOPL 0 the bitmap decides on every host, so the lenient
+ * ones run the same check as the strict one, and a port the guest was not
+ * given faults everywhere alike.
  *
  * Thread rules: kg_vm_* from the owner's thread; each vCPU is run by one
  * thread at a time.
@@ -33,6 +41,7 @@
 #define TERN_VM_KVM_GUEST_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +51,11 @@
 #define KG_PML4_GPA 0x0ull
 #define KG_GDT_GPA 0x50000ull
 #define KG_TSS_GPA 0x51000ull
+#define KG_TSS_IOMAP_OFF 0x68u	   /* the bitmap right after the 104-byte 64-bit TSS */
+#define KG_TSS_IOMAP_BYTES 0x2000u /* one bit per port, 65536 ports */
+/* The TSS limit (its last byte): the bitmap's trailing all-ones byte, which
+ * the CPU may read with the bitmap's last byte (a 2-byte read). */
+#define KG_TSS_LIMIT (KG_TSS_IOMAP_OFF + KG_TSS_IOMAP_BYTES)
 #define KG_MAILBOX_GPA 0x60000ull
 #define KG_CODE_GPA 0x100000ull
 #define KG_CODE_MAX 0x80000ull
@@ -83,13 +97,46 @@ void kg_vm_destroy(struct kg_vm *vm);
 
 /*
  * kg_boot_setup() - source side: write page tables, GDT and TSS into RAM and
- * copy @code (@len <= KG_CODE_MAX) to KG_CODE_GPA.
+ * copy @code (@len <= KG_CODE_MAX) to KG_CODE_GPA. The TSS's I/O bitmap
+ * denies every port: give the guest its own with kg_boot_allow_ports().
+ * Needs only vm->ram and vm->ram_size (a test may point them at plain memory).
  */
 int kg_boot_setup(struct kg_vm *vm, const void *code, size_t len, struct tern_error *err);
 
 /*
+ * kg_boot_allow_ports() - after kg_boot_setup(): clear the I/O bitmap's bits
+ * for ports [@first, @first + @count), so that CPL-3 `in`/`out` on them
+ * exits to the VMM instead of raising #GP.
+ * Return: 0, or -EINVAL when the range leaves the 16-bit port space.
+ */
+int kg_boot_allow_ports(struct kg_vm *vm, uint32_t first, uint32_t count, struct tern_error *err);
+
+/*
+ * kg_long_mode_regs() - the register state kg_vcpu_enter_long_mode() loads
+ * into vCPU @idx, built over @sr (as KVM_GET_SREGS returned it, or zeroed)
+ * and into @regs: long mode, CPL 3, CR3 = KG_PML4_GPA, TR = the TSS,
+ * RFLAGS = bit 1 only (IOPL 0, IF 0), RIP = @rip, RDI = @arg0, RSI = @arg1,
+ * RSP = the top of vCPU @idx's stack minus 8. No KVM call: tests read it.
+ */
+void kg_long_mode_regs(uint32_t idx, uint64_t rip, uint64_t arg0, uint64_t arg1,
+		       struct kvm_sregs *sr, struct kvm_regs *regs);
+
+/*
+ * kg_io_allowed() - would `in`/`out` of @size bytes (1, 2 or 4) on @port,
+ * executed with @sr and @rflags, exit to the VMM rather than fault? Applies
+ * the architecture's rule to the TSS as it lies in guest RAM: CPL <= IOPL
+ * passes; otherwise TR must be a present 64-bit TSS whose limit covers the
+ * I/O map base (offset 102) and both bitmap bytes the access reads, and
+ * every bit for ports @port..@port + @size - 1 must be 0. Setting IOPL
+ * aside (@rflags with IOPL 0) gives the answer of a host that ignores it.
+ */
+bool kg_io_allowed(struct kg_vm *vm, const struct kvm_sregs *sr, uint64_t rflags, uint32_t port,
+		   uint32_t size);
+
+/*
  * kg_vcpu_enter_long_mode() - set vCPU @idx's special and general registers:
- * long mode, CPL 3, CR3 = KG_PML4_GPA, TR = the TSS, RFLAGS = IOPL 3 | bit 1,
+ * long mode, CPL 3, CR3 = KG_PML4_GPA, TR = the TSS, RFLAGS = bit 1 (IOPL 0:
+ * the TSS's I/O bitmap alone decides which ports the guest may use),
  * RIP = @rip, RDI = @arg0, RSI = @arg1, and RSP = the top of vCPU @idx's
  * stack (KG_STACK_GPA + (@idx + 1) * KG_STACK_SIZE) minus 8, as if @rip had
  * been called: a C function entered there sees the ABI's stack alignment
@@ -98,6 +145,19 @@ int kg_boot_setup(struct kg_vm *vm, const void *code, size_t len, struct tern_er
  */
 int kg_vcpu_enter_long_mode(struct kg_vm *vm, uint32_t idx, uint64_t rip, uint64_t arg0,
 			    uint64_t arg1, struct tern_error *err);
+
+/*
+ * kg_explain_fault() - an operator's sentence for vCPU @idx's exit
+ * @exit_reason that the guest did not ask for: the exit, RIP, the
+ * instruction bytes there and the likely cause (a triple fault on port I/O
+ * says whether the TSS I/O bitmap allowed the port). @first_exit: the guest
+ * had not exited to the VMM before on this host; the sentence then opens
+ * with "the guest could not start on this KVM". Reads the vCPU's registers
+ * (KVM_GET_REGS/SREGS): call it from the thread that runs the vCPU.
+ * Return: 0, or -EINVAL on a bad argument (@buf untouched).
+ */
+int kg_explain_fault(struct kg_vm *vm, uint32_t idx, uint32_t exit_reason, bool first_exit,
+		     char *buf, size_t len);
 
 /* The guest-physical address @gpa as a host pointer (no bounds check). */
 static inline void *kg_gpa(struct kg_vm *vm, uint64_t gpa)

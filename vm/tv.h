@@ -56,6 +56,9 @@ struct tv_vcpu {
 	bool started;
 	/* protected by vm->lock */
 	bool fill_reported;
+	/* the vCPU's thread only: exits the guest asked for (its `out`s); 0 when
+	 * a fault comes first, which means the guest could not start here */
+	uint64_t exits;
 };
 
 struct tv_vm {
@@ -85,7 +88,7 @@ struct tv_vm {
 	uint32_t nparked; /* parked or ended */
 	uint32_t nfill_done;
 	uint64_t fill_done_ns;
-	char fatal[256]; /* first vCPU failure; "" while none */
+	char fatal[384]; /* first vCPU failure; "" while none */
 	/* the throttle (auto-converge), also under ->lock; throttle_cond wakes
 	 * the throttle thread, on CLOCK_MONOTONIC */
 	pthread_cond_t throttle_cond;

@@ -117,7 +117,7 @@ static void vcpu_fail(struct tv_vcpu *v, const char *fmt, ...)
 static void vcpu_fail(struct tv_vcpu *v, const char *fmt, ...)
 {
 	struct tv_vm *vm = v->vm;
-	char msg[200];
+	char msg[320];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -130,32 +130,15 @@ static void vcpu_fail(struct tv_vcpu *v, const char *fmt, ...)
 	fprintf(stderr, "tern-vm: vCPU %u: %s\n", v->idx, msg);
 }
 
+/* An exit the guest did not ask for: say what, where, and the likely cause. */
 static void vcpu_fail_exit(struct tv_vcpu *v, struct kvm_run *run)
 {
-	struct kg_vcpu *kv = &v->vm->kg.vcpu[v->idx];
-	struct kvm_regs regs;
-	uint64_t rip = 0;
+	char why[320];
 
-	if (ioctl(kv->fd, KVM_GET_REGS, &regs) == 0)
-		rip = regs.rip;
-	switch (run->exit_reason) {
-	case KVM_EXIT_FAIL_ENTRY:
-		vcpu_fail(v, "exit %s, hardware reason %#llx, RIP %#" PRIx64, "fail_entry",
-			  (unsigned long long)run->fail_entry.hardware_entry_failure_reason, rip);
-		break;
-	case KVM_EXIT_INTERNAL_ERROR:
-		vcpu_fail(v, "exit internal_error, suberror %u, RIP %#" PRIx64,
-			  run->internal.suberror, rip);
-		break;
-	case KVM_EXIT_MMIO:
-		vcpu_fail(v, "exit mmio at guest-physical %#llx (outside RAM), RIP %#" PRIx64,
-			  (unsigned long long)run->mmio.phys_addr, rip);
-		break;
-	default:
-		vcpu_fail(v, "unexpected exit %u (%s), RIP %#" PRIx64, run->exit_reason,
-			  exit_reason_name(run->exit_reason), rip);
-		break;
-	}
+	if (kg_explain_fault(&v->vm->kg, v->idx, run->exit_reason, !v->exits, why, sizeof(why)))
+		snprintf(why, sizeof(why), "unexpected exit %u (%s)", run->exit_reason,
+			 exit_reason_name(run->exit_reason));
+	vcpu_fail(v, "%s", why);
 }
 
 static void sleep_us(uint32_t us)
@@ -188,6 +171,7 @@ static int vcpu_handle_exit(struct tv_vcpu *v, struct kvm_run *run, bool may_sle
 		return -1;
 	}
 	memcpy(&val, (uint8_t *)run + run->io.data_offset, 4);
+	v->exits++;
 	switch (run->io.port) {
 	case TV_PORT_SLEEP:
 		/* a kick that came just before would not cut the sleep short */
@@ -442,6 +426,8 @@ int tv_vm_init(struct tv_vm *vm, const struct tv_cfg *cfg, bool source, struct t
 		return tv_err(err, -E2BIG, "guest code is %zu bytes, more than %llu",
 			      tv_guest_code_len, KG_CODE_MAX);
 	ret = kg_boot_setup(&vm->kg, tv_guest_code, tv_guest_code_len, err);
+	if (!ret) /* the guest's ports, and no others */
+		ret = kg_boot_allow_ports(&vm->kg, TV_PORT_FIRST, TV_PORT_COUNT, err);
 	if (ret)
 		return ret;
 	mailbox_setup(vm);

@@ -107,6 +107,8 @@ static int setup(void **state)
 		fail_err("kg_vm_create", &err);
 	if (kg_boot_setup(&st->vm, guest_code, sizeof(guest_code), &err))
 		fail_err("kg_boot_setup", &err);
+	if (kg_boot_allow_ports(&st->vm, GUEST_PORT, 1, &err))
+		fail_err("kg_boot_allow_ports", &err);
 	/* Map slot 1 into the guest: PD entry 4 = guest-physical 8 MiB. */
 	pd = kg_gpa(&st->vm, KG_PML4_GPA + 0x2000);
 	pd[S1_GPA >> 21] = S1_GPA | 0xe7; /* P RW US A D PS */

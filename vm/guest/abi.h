@@ -16,9 +16,10 @@
  * Each vCPU owns one struct tv_vcpu_box, on its own cache line, so vCPUs do
  * not bounce lines between each other when they count.
  *
- * Ports (`out` of 32 bits from CPL 3, allowed by RFLAGS.IOPL = 3; every one
- * exits to the VMM as KVM_EXIT_IO):
- *   TV_PORT_FILL_DONE  value = vCPU index: this vCPU filled its slice.
+ * Ports (`out` of 32 bits from CPL 3, allowed by the TSS's I/O permission
+ * bitmap, which opens TV_PORT_FIRST .. TV_PORT_FIRST + TV_PORT_COUNT - 1
+ * (the three ports and the bytes their 32-bit accesses span) and nothing else; every one exits to
+ * the VMM as KVM_EXIT_IO): TV_PORT_FILL_DONE  value = vCPU index: this vCPU filled its slice.
  *   TV_PORT_SLEEP      value = microseconds: the guest is ahead of its pace
  *                      (or idle); the VMM sleeps that long, at most
  *                      TV_SLEEP_MAX_US, before it enters the guest again.
@@ -38,6 +39,10 @@
 #define TV_PORT_FILL_DONE 0x510
 #define TV_PORT_SLEEP 0x511
 #define TV_PORT_PANIC 0x512
+/* The range the VMM opens in the TSS's I/O bitmap. A 32-bit `out` to port p
+ * is an access to ports p .. p + 3, and the CPU wants all four bits clear. */
+#define TV_PORT_FIRST TV_PORT_FILL_DONE
+#define TV_PORT_COUNT (TV_PORT_PANIC + 4u - TV_PORT_FIRST)
 
 #define TV_SLEEP_IDLE_US 10000u /* an idle guest's tick */
 #define TV_SLEEP_MIN_US 100u

@@ -18,8 +18,8 @@
  *          time: the guest does not write faster afterwards to make it up.
  *
  * What it must not do: hlt, int, syscall, anything that needs ring 0 (on
- * nested PVM KVM ring 0 is not available to this guest). rdtsc and `out`
- * (IOPL 3) are fine. It keeps no global writable state: everything lives in
+ * nested PVM KVM ring 0 is not available to this guest). rdtsc and `out` on
+ * the ports of abi.h (open in the TSS's I/O bitmap) are fine. It keeps no global writable state: everything lives in
  * registers, on its stack or in its mailbox box.
  *
  * The progress counter rises with every page written and every sleep, so a
