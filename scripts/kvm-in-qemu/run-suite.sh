@@ -9,7 +9,7 @@
 # copied into the guest at the same absolute paths, so RUNPATHs resolve.
 #
 # Cases (default: all but tern-bench), named as in meson:
-#   kvm-validate kvm-log
+#   kvm-validate kvm-guest kvm-log
 #   kvm-migrate-{tcp,unix}-ch{1,4} kvm-dest-ram-mismatch kvm-dest-killed
 #   kvm-migrate-tcp-ch{1,4}-{zlib,zstd,xbzrle,auto} kvm-xbzrle-hits
 #   kvm-cancel-{setup,active,device}
@@ -54,7 +54,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 B=$(cd "$1" && pwd)
 shift
 
-ALL_CASES="kvm-validate kvm-log
+ALL_CASES="kvm-validate kvm-guest kvm-log
 kvm-migrate-tcp-ch1 kvm-migrate-tcp-ch4 kvm-migrate-unix-ch1 kvm-migrate-unix-ch4
 kvm-dest-ram-mismatch kvm-dest-killed kvm-cancel-setup kvm-cancel-active kvm-cancel-device
 kvm-migrate-tcp-ch1-zlib kvm-migrate-tcp-ch4-zlib kvm-migrate-tcp-ch1-zstd kvm-migrate-tcp-ch4-zstd
@@ -70,6 +70,7 @@ case_cmd() {
 	local e2e="$E2E --vm $VM --bench $BENCH"
 	case "$1" in
 	kvm-validate) echo "$B/tests/kvm/test_kvm_validate" ;;
+	kvm-guest) echo "$B/tests/kvm/test_kvm_guest" ;;
 	kvm-log) echo "$B/tests/kvm/test_kvm_log" ;;
 	kvm-migrate-tcp-ch1) echo "$e2e migrate tcp 1" ;;
 	kvm-migrate-tcp-ch4) echo "$e2e migrate tcp 4" ;;
