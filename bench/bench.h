@@ -181,6 +181,8 @@ struct bench_run {
 	char problem[512]; /* what tern-bench itself saw go wrong, "" if nothing */
 	double wall_ms;	   /* destination start to both reaped: a sanity field */
 	bool ok;
+	/* The error of a side that failed while the other still ran, "" if none. */
+	char first_error[320];
 };
 
 /* Set by SIGINT/SIGTERM/SIGHUP: the current run is cancelled, no further run starts. */

@@ -193,7 +193,10 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 	if (o->reps > 1)
 		fprintf(f, " rep %u/%u", r->rep, o->reps);
 	fprintf(f, " %s: %s", r->ok ? "OK" : "FAIL", run_status(r));
-	if (*err)
+	/* The side that failed first says why; the other was stopped for it. */
+	if (r->first_error[0])
+		fprintf(f, " (%s)", r->first_error);
+	else if (*err)
 		fprintf(f, " (%s)", err);
 	if (!r->src) {
 		/* Nothing to show but what became of both processes. */
@@ -333,6 +336,7 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	json_object_object_add(j, "timed_out", json_object_new_boolean(r->timed_out));
 	json_object_object_add(j, "interrupted", json_object_new_boolean(r->interrupted));
 	json_object_object_add(j, "problem", json_object_new_string(r->problem));
+	json_object_object_add(j, "first_error", json_object_new_string(r->first_error));
 	json_object_object_add(j, "wall_ms", json_object_new_double(round(r->wall_ms * 10) / 10));
 	json_object_object_add(j, "scenario", settings_json(o, sc));
 	/* both lines as the programs printed them: every field, even those named above */

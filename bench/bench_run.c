@@ -16,10 +16,15 @@
  *      bad option): we report its exit, and its own message is on our stderr.
  *   2. source: `--migrate-to <that address>` with the scenario.
  *   3. both run to their end. Each program has its own --timeout and gives
- *      up cleanly. If the source is gone and the destination still waits
- *      (the source died before it connected), the destination gets SIGTERM
- *      after a grace (plus tern-vm's watch window), then SIGKILL. At the hard
- *      deadline both are killed and the run is reported as a timeout.
+ *      up cleanly. If one side fails (a non-zero exit, a signal, or a final
+ *      line that is not "completed") while the other still runs, the other
+ *      gets SIGTERM at once, then SIGKILL after a short grace: a source whose
+ *      guest cannot start never connects, and its destination would wait for
+ *      it until its own --timeout. Its error is the run's (->first_error).
+ *      If the source completed and the destination still runs, the
+ *      destination gets SIGTERM only after a grace (plus tern-vm's watch
+ *      window): it is watching the guest it resumed. At the hard deadline
+ *      both are killed and the run is reported as a timeout.
  *
  * Nothing here measures the migration: every figure comes from the
  * programs' lines (the library's stats). The wall clock of the whole run is
@@ -41,6 +46,8 @@
 #define DEST_GRACE_S 20
 /* From SIGTERM to SIGKILL. */
 #define TERM_GRACE_S 5
+/* To read the rest of a side's stdout once it was reaped (its pipe is at EOF then). */
+#define DRAIN_MS 200
 /* tern-loopback's destination: its --timeout beyond the source's. */
 #define DEST_EXTRA_S 30
 /* tern-vm watches its guest this long after a resume by default. */
@@ -340,7 +347,74 @@ static json_object *final_line(struct bench_proc *p, bool skip_first, const char
 	return o;
 }
 
-/* Wait for both; SIGTERM a destination that outlives the source; kill all at @deadline. */
+/*
+ * Whether @p, reaped, failed: a non-zero exit, a signal, or a final line
+ * whose status is not "completed" (@skip_first: its first line is the
+ * listening event). @ret_why gets its error: the final line's, or how it
+ * ended when it printed none.
+ */
+static bool side_failed(struct bench_proc *p, bool skip_first, char *ret_why, size_t len)
+{
+	char *line, how[64];
+	json_object *o = NULL;
+	const char *st = "", *err = "";
+	bool failed;
+
+	/* It printed its final line before it exited: read what is left of the pipe. */
+	bench_proc_pump((struct bench_proc *const[]){p}, 1, bench_now_ns() + DRAIN_MS * 1000000ull);
+	line = bench_proc_last_object(p, skip_first);
+	if (line)
+		o = json_tokener_parse(line);
+	free(line);
+	if (o && json_object_is_type(o, json_type_object)) {
+		st = bench_json_str(o, "status", "");
+		err = bench_json_str(o, "error", "");
+	}
+	failed = bench_proc_exit_code(p) != 0 || strcmp(st, "completed");
+	if (failed) {
+		bench_proc_describe(p, how, sizeof(how));
+		if (*err)
+			snprintf(ret_why, len, "%s", err);
+		else
+			snprintf(ret_why, len, "%s %s with no error line", *st ? st : "ended", how);
+	}
+	json_object_put(o);
+	return failed;
+}
+
+/*
+ * One side is gone while the other runs: if it failed, stop the other at
+ * once (true) and keep its error as the run's.
+ */
+static bool stop_after_failure(const struct bench_opts *o, struct bench_proc *src,
+			       struct bench_proc *dst, struct bench_run *r)
+{
+	bool src_gone = !bench_proc_running(src), dst_gone = !bench_proc_running(dst);
+	struct bench_proc *gone, *other;
+	char why[sizeof(r->first_error) - 16], how[64];
+
+	if (src_gone == dst_gone)
+		return false;
+	gone = src_gone ? src : dst;
+	other = src_gone ? dst : src;
+	if (!side_failed(gone, !src_gone && o->guest == GUEST_KVM, why, sizeof(why)))
+		return false;
+	bench_proc_describe(gone, how, sizeof(how));
+	if (src_gone)
+		snprintf(r->first_error, sizeof(r->first_error), "%s", why);
+	else
+		snprintf(r->first_error, sizeof(r->first_error), "destination: %s", why);
+	problem(r, "the %s failed first (%s): sent SIGTERM to the %s at once", gone->name, how,
+		other->name);
+	bench_proc_signal(other, SIGTERM);
+	return true;
+}
+
+/*
+ * Wait for both. A side that fails stops the other at once; a destination
+ * that outlives a completed source gets SIGTERM after a grace; all are killed
+ * at @deadline.
+ */
 static void wait_both(const struct bench_opts *o, struct bench_proc *src, struct bench_proc *dst,
 		      uint64_t deadline, struct bench_run *r)
 {
@@ -351,7 +425,7 @@ static void wait_both(const struct bench_opts *o, struct bench_proc *src, struct
 			     : 0;
 	uint64_t dest_grace = watch + DEST_GRACE_S * NS_PER_S;
 	uint64_t term_at = 0, kill_at = 0;
-	bool term_sent = false;
+	bool term_sent = false, judged = false;
 
 	for (;;) {
 		uint64_t now = bench_now_ns();
@@ -379,6 +453,14 @@ static void wait_both(const struct bench_opts *o, struct bench_proc *src, struct
 			term_sent = true;
 			kill_at = now + TERM_GRACE_S * NS_PER_S + watch;
 		}
+		/* Judged once, when the first side is gone: its line does not change. */
+		if (!term_sent && !judged && bench_proc_running(src) != bench_proc_running(dst)) {
+			judged = true;
+			if (stop_after_failure(o, src, dst, r)) {
+				term_sent = true;
+				kill_at = bench_now_ns() + TERM_GRACE_S * NS_PER_S;
+			}
+		}
 		if (!bench_proc_running(src) && bench_proc_running(dst) && !term_at && !term_sent)
 			term_at = now + dest_grace;
 		if (term_at && now >= term_at && !term_sent) {
@@ -390,7 +472,7 @@ static void wait_both(const struct bench_opts *o, struct bench_proc *src, struct
 			term_sent = true;
 			kill_at = now + TERM_GRACE_S * NS_PER_S;
 		}
-		if (kill_at && now >= kill_at) {
+		if (kill_at && bench_now_ns() >= kill_at) {
 			if (bench_proc_running(src) || bench_proc_running(dst))
 				problem(r, "still running %d s after SIGTERM: killed",
 					TERM_GRACE_S);
