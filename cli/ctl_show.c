@@ -266,11 +266,18 @@ void ctl_show_query(FILE *out, struct json_object *st)
 	if (ctl_u64(st, "bandwidth_bps"))
 		fprintf(out, LABEL "%s\n", "link bandwidth",
 			rate_pair(ctl_u64(st, "bandwidth_bps"), r, sizeof(r)));
-	if (src && (ctl_u64(st, "dirty_pages_rate") || ctl_u64(st, "dirty_sync_us")))
-		fprintf(out, LABEL "%s (%llu pages/s); last sync %s, clear %s\n", "dirty rate",
+	if (src && ctl_u64(st, "dirty_rate_window_ms"))
+		fprintf(out, LABEL "%s (%llu pages/s over %s); last sync %s, clear %s\n",
+			"dirty rate",
 			units_fmt_rate(ctl_u64(st, "dirty_pages_rate") * ctl_u64(st, "page_size"),
 				       a, sizeof(a)),
 			(unsigned long long)ctl_u64(st, "dirty_pages_rate"),
+			units_fmt_ms(ctl_u64(st, "dirty_rate_window_ms"), r, sizeof(r)),
+			units_fmt_us(ctl_u64(st, "dirty_sync_us"), b, sizeof(b)),
+			units_fmt_us(ctl_u64(st, "dirty_clear_us"), c, sizeof(c)));
+	else if (src && ctl_u64(st, "dirty_sync_us"))
+		/* no window has closed: 0 would read as an idle guest */
+		fprintf(out, LABEL "not measured yet; last sync %s, clear %s\n", "dirty rate",
 			units_fmt_us(ctl_u64(st, "dirty_sync_us"), b, sizeof(b)),
 			units_fmt_us(ctl_u64(st, "dirty_clear_us"), c, sizeof(c)));
 	if (ctl_u64(st, "cpu_throttle_percent"))
@@ -410,9 +417,12 @@ void ctl_progress_line(struct json_object *st, char *buf, size_t len)
 		APPEND("  %s", rate_pair(ctl_u64(st, "throughput_bps"), r, sizeof(r)));
 		APPEND("  remaining %s",
 		       units_fmt_bytes(ctl_u64(st, "ram_remaining"), a, sizeof(a)));
-		APPEND("  dirty %s",
-		       units_fmt_rate(ctl_u64(st, "dirty_pages_rate") * ctl_u64(st, "page_size"), a,
-				      sizeof(a)));
+		if (ctl_u64(st, "dirty_rate_window_ms"))
+			APPEND("  dirty %s", units_fmt_rate(ctl_u64(st, "dirty_pages_rate") *
+								ctl_u64(st, "page_size"),
+							    a, sizeof(a)));
+		else
+			APPEND("  dirty -"); /* not measured yet */
 		APPEND("  downtime ~%s",
 		       units_fmt_ms(ctl_u64(st, "expected_downtime_ms"), a, sizeof(a)));
 	} else {

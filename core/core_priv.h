@@ -108,6 +108,11 @@ struct tern_ram_block {
 	 * provider log must be re-armed before their first page is read */
 	uint64_t *send;
 	uint64_t *clear_chunks;
+	/* migration thread only: clear_chunks as the current sync began,
+	 * chunks whose log was not re-armed since the sync before: a page
+	 * such a chunk reports again, still in send, is that sync's report
+	 * repeated, not a new write */
+	uint64_t *stale_chunks;
 	/* destination: pages that ever received data (multifd sets them) */
 	uint64_t *touched;
 };
@@ -301,6 +306,25 @@ uint64_t ratelimit_account(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_
 void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, uint64_t ram,
 		    uint64_t max_bps);
 
+/* ---- the guest's dirty rate (dirty_rate.c) ----------------------------- */
+
+#define DIRTY_RATE_WINDOW_NS 1000000000ull /* at least 1 s of guest run time */
+
+struct dirty_rate {
+	uint64_t syncs;		    /* seen so far; the first two open the clock */
+	uint64_t last_ns;	    /* the last sync */
+	uint64_t win_pages, win_ns; /* the open window: pages, guest run time */
+	uint64_t rate, rate_win_ns; /* the last closed window (0, 0: none yet) */
+};
+
+void dirty_rate_init(struct dirty_rate *dr);
+/*
+ * dirty_rate_sync() - a dirty-log sync at @now_ns found @newly pages newly
+ * dirtied; the guest was paused for @paused_ns of the time since the last
+ * one. Returns true when a window closed: ->rate and ->rate_win_ns are new.
+ */
+bool dirty_rate_sync(struct dirty_rate *dr, uint64_t now_ns, uint64_t newly, uint64_t paused_ns);
+
 /* ---- the session (session.c, source.c, dest.c) ------------------------ */
 
 /* The downtime's parts, as struct tern_stats shows them (downtime_*_us). */
@@ -366,6 +390,9 @@ struct tern_session {
 	/* protected by ->lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
+	/* From ->err up to ->mgmt_lock: one attempt's state, zero in a new
+	 * session and zeroed when a failed or cancelled source migrates again
+	 * (session.c): what must outlive an attempt goes elsewhere. */
 	struct tern_error err;	    /* first local error */
 	struct tern_error peer_err; /* the peer's ERROR, which explains ours */
 	bool cancel;
@@ -395,7 +422,8 @@ struct tern_session {
 	 * through __atomic loads */
 	uint64_t start_ns, setup_end_ns, end_ns, loaded_ns;
 	uint64_t downtime_ms, verify_ms, expected_downtime_ms;
-	uint64_t rounds, dirty_pages_rate, dirty_sync_ns, dirty_clear_ns, remaining_pages;
+	uint64_t rounds, dirty_pages_rate, dirty_rate_win_ns, dirty_sync_ns, dirty_clear_ns;
+	uint64_t remaining_pages;
 	uint64_t sync_reported; /* migration thread: pages the current sync reported */
 	uint64_t ctl_bytes;
 	uint64_t bw_bps, ram_bps;

@@ -115,6 +115,7 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	json_object_object_add(o, "channel_wire_bytes", a);
 	add_u64(o, "rounds", st->rounds);
 	add_u64(o, "dirty_pages_rate", st->dirty_pages_rate);
+	add_u64(o, "dirty_rate_window_ms", st->dirty_rate_window_ms);
 	add_u64(o, "dirty_sync_us", st->dirty_sync_us);
 	add_u64(o, "dirty_clear_us", st->dirty_clear_us);
 	add_u64(o, "throughput_bps", st->throughput_bps);

@@ -13,6 +13,16 @@
  * into send with one atomic exchange per word. A write that races with the
  * drain lands in one round or the next, never in neither, because the VMM
  * marks after it writes and we read the page after we drained its bit.
+ *
+ * What a sync counts as newly dirtied (the guest's dirty rate): every page
+ * the VMM marked since the last drain, and every page a provider reports,
+ * except one that a manual-protect log reports again only because nobody
+ * re-armed it: KVM keeps a page's bit set until KVM_CLEAR_DIRTY_LOG, so a
+ * chunk the send loop has not reached since the last sync (the precopy loop
+ * syncs twice in a row when it waits for an acknowledgement) repeats that
+ * sync's pages. Such a page is in a stale chunk and still in send. A write
+ * to it in between cannot be seen (the page is not write-protected), but it
+ * needs no second send either.
  */
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -130,10 +140,11 @@ TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
 
 		if (w == npages / 64)
 			word &= (npages % 64) ? ~0ull >> (64 - npages % 64) : 0;
-		s->sync_reported += (uint64_t)__builtin_popcountll(word);
 		while (word) {
 			i = first_page + w * 64 + (uint64_t)__builtin_ctzll(word);
 			word &= word - 1;
+			if (!bitmap_test(b->send, i) || !bitmap_test(b->stale_chunks, i >> shift))
+				s->sync_reported++;
 			bitmap_set(b->send, i);
 			bitmap_set(b->clear_chunks, i >> shift);
 		}
@@ -164,7 +175,10 @@ static int ram_alloc_maps(struct tern_session *s, bool source, struct tern_error
 		if (source) {
 			b->send = bitmap_new(b->npages);
 			b->clear_chunks = bitmap_new((b->npages >> shift) + 1);
-			if (!b->send || !b->clear_chunks)
+			/* a session may migrate again: the last attempt's goes */
+			bitmap_free(b->stale_chunks);
+			b->stale_chunks = bitmap_new((b->npages >> shift) + 1);
+			if (!b->send || !b->clear_chunks || !b->stale_chunks)
 				return tern_error_set(err, -ENOMEM, "out of memory for bitmaps");
 		} else {
 			b->touched = bitmap_new(b->npages);
@@ -217,15 +231,23 @@ int ram_prepare_dest(struct tern_session *s, struct tern_error *err)
  * One dirty-log sync. *@ret_new: pages the providers and the VMM's own marks
  * reported as written since the last sync -- including pages still waiting
  * to be sent, which were dirtied again all the same: that is the guest's
- * dirty rate, not the growth of what is pending.
+ * dirty rate, not the growth of what is pending. A provider's repeated
+ * report of a page it was not re-armed for does not count (see the top).
  */
 int ram_sync(struct tern_session *s, uint64_t *ret_new, struct tern_error *err)
 {
+	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
 	uint64_t n = 0;
 	uint32_t i;
 	int ret;
 
 	s->sync_reported = 0;
+	for (i = 0; i < s->nblocks; i++) {
+		struct tern_ram_block *b = s->blocks[i];
+		uint64_t nchunks = (b->npages >> shift) + 1;
+
+		memcpy(b->stale_chunks, b->clear_chunks, BITMAP_WORDS(nchunks) * sizeof(uint64_t));
+	}
 	for (i = 0; i < s->nsources; i++) {
 		struct dirty_source *ds = &s->sources[i];
 
@@ -281,6 +303,7 @@ void ram_release(struct tern_session *s)
 		bitmap_free(b->dirty);
 		bitmap_free(b->send);
 		bitmap_free(b->clear_chunks);
+		bitmap_free(b->stale_chunks);
 		bitmap_free(b->touched);
 		free(b);
 	}

@@ -307,6 +307,7 @@ struct round_ctx {
 	bool final;	      /* switchover: the guest is paused */
 	uint64_t link_bps;    /* the paths' last delivery rate (0: unknown) */
 	bool fixed_warned;    /* said that the fixed costs exceed the limit */
+	struct dirty_rate dr; /* the guest's dirty rate, window by window */
 };
 
 /* From pace() and queue_batch(): stop queueing this round's pages. */
@@ -572,21 +573,25 @@ static uint64_t synced_bytes(struct tern_session *s)
 	return __atomic_load_n(&s->remaining_pages, __ATOMIC_RELAXED) * s->page_size;
 }
 
-static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t *last_sync_ns,
+/*
+ * A dirty-log sync. @paused_ns: when the guest was paused (the switchover's
+ * sync), 0 while it runs: the time since is not guest run time for the
+ * dirty rate (dirty_rate.c).
+ */
+static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t paused_ns,
 		      struct tern_error *err)
 {
-	uint64_t t0 = tern_now_ns(), newly = 0, t1, since;
+	uint64_t t0 = tern_now_ns(), newly = 0, t1;
 	int ret;
 
 	ret = ram_sync(s, &newly, err);
 	if (ret)
 		return ret;
 	t1 = tern_now_ns();
-	since = t0 - *last_sync_ns;
-	if (*last_sync_ns && since)
-		__atomic_store_n(&s->dirty_pages_rate, (uint64_t)((double)newly * 1e9 / since),
-				 __ATOMIC_RELAXED);
-	*last_sync_ns = t0;
+	if (dirty_rate_sync(&rc->dr, t0, newly, paused_ns && t0 > paused_ns ? t0 - paused_ns : 0)) {
+		__atomic_store_n(&s->dirty_pages_rate, rc->dr.rate, __ATOMIC_RELAXED);
+		__atomic_store_n(&s->dirty_rate_win_ns, rc->dr.rate_win_ns, __ATOMIC_RELAXED);
+	}
 	__atomic_store_n(&s->dirty_sync_ns, t1 - t0, __ATOMIC_RELAXED);
 	/* the management server's "round" event (a no-op without a server),
 	 * with the estimate for what this sync left */
@@ -779,19 +784,19 @@ static int timeout_reached(struct tern_session *s, uint64_t pending, struct tern
 static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		   struct tern_error *err)
 {
-	uint64_t round = 0, last_sync_ns = 0, pending, prev_pending = 0, dl;
+	uint64_t round = 0, pending, prev_pending = 0, dl;
 	int ret;
 
 	for (;;) {
 		round++;
-		ret = sync_dirty(s, rc, &last_sync_ns, err);
+		ret = sync_dirty(s, rc, 0, err);
 		if (ret)
 			return ret;
 		pending = synced_bytes(s);
 		if (fits_downtime(s, rc, round, pending)) {
 			ret = wait_acked(s, round - 1, err);
 			if (!ret)
-				ret = sync_dirty(s, rc, &last_sync_ns, err);
+				ret = sync_dirty(s, rc, 0, err);
 			if (ret)
 				return ret;
 			pending = synced_bytes(s);
@@ -884,7 +889,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	bool pre = caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER);
 	struct ram_digest mine = {{0}};
 	struct downtime_marks m = {0};
-	uint64_t section_bytes = 0, complete_ns = 0, last_sync_ns = 0, verify_ns = 0;
+	uint64_t section_bytes = 0, complete_ns = 0, verify_ns = 0;
 	uint8_t eos[16], commit[8] = {1};
 	int ret;
 
@@ -908,7 +913,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	m.waited = tern_now_ns();
 
 	/* What was dirtied since the last sync, then the pages still pending. */
-	ret = sync_dirty(s, rc, &last_sync_ns, err);
+	ret = sync_dirty(s, rc, m.paused, err);
 	if (ret)
 		return ret;
 	m.synced = tern_now_ns();
@@ -1053,6 +1058,7 @@ void *source_thread(void *arg)
 		goto out;
 	tern_log_msg(&s->log, 7, "RAM_HINT: %" PRIu64 " regions of 2 MiB hold data", hinted);
 	ratelimit_init(&rc.rl, tern_now_ns(), wire_total(s), 0);
+	dirty_rate_init(&rc.dr);
 	ret = precopy(s, &rc, &round, &err);
 	if (ret)
 		goto out;

@@ -109,6 +109,7 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->channel_wire_bytes[i] = chan[i].wire_bytes;
 	st->rounds = LD(s->rounds);
 	st->dirty_pages_rate = LD(s->dirty_pages_rate);
+	st->dirty_rate_window_ms = LD(s->dirty_rate_win_ns) / 1000000;
 	st->dirty_sync_us = LD(s->dirty_sync_ns) / 1000;
 	st->dirty_clear_us = LD(s->dirty_clear_ns) / 1000;
 	st->bandwidth_bps = LD(s->bw_bps);

@@ -83,16 +83,17 @@ void lb_print_json(const char *side, const char *transport, const struct lb_cfg 
 		     ",\"expected_downtime_ms\":%" PRIu64 ",\"verify_ms\":%" PRIu64
 		     ",\"transferred_bytes\":%" PRIu64 ",\"ram_transferred_bytes\":%" PRIu64
 		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
-		     ",\"dirty_rate_bps\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
-		     ",\"bandwidth_bps\":%" PRIu64 ",\"channels\":%u,\"transport\":\"%s\","
+		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_rate_window_ms\":%" PRIu64
+		     ",\"throughput_bps\":%" PRIu64 ",\"bandwidth_bps\":%" PRIu64
+		     ",\"channels\":%u,\"transport\":\"%s\","
 		     "\"codec\":\"%s\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
 		     ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
 		     side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
 		     st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms,
 		     st->verify_ms, st->wire_bytes, st->ram_transferred, st->normal_pages,
 		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
-		     st->throughput_bps, st->bandwidth_bps, cfg->channels, transport,
-		     st->multifd_compression[0] ? st->multifd_compression : cfg->codec,
+		     st->dirty_rate_window_ms, st->throughput_bps, st->bandwidth_bps, cfg->channels,
+		     transport, st->multifd_compression[0] ? st->multifd_compression : cfg->codec,
 		     cfg->zero_pct, cfg->zero_run ? cfg->zero_run : 1,
 		     cfg->fill == LB_FILL_TEXT ? "text" : "random", cfg->dirty_rate);
 	for (c = TERN_STATS_CODEC_NONE; c < TERN_STATS_CODECS; c++)

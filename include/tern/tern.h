@@ -366,7 +366,17 @@ struct tern_codec_stats {
  * @rounds: source: dirty-log syncs (the first sends all RAM; an idle guest
  *	takes three: the first, the one that finds nothing left, and the last
  *	with the guest paused). Destination: rounds received (RAM_SYNC).
- * @dirty_pages_rate: pages dirtied per second, over the last round.
+ * @dirty_pages_rate: source: pages the guest newly dirtied per second of its
+ *	run time, over the last closed window: whole dirty-log sync intervals
+ *	adding up to at least 1 s of run time (so one round longer than 1 s is
+ *	a window of its own). A page counts once per sync interval it was
+ *	written in, whether or not it was still waiting to be sent; the first
+ *	sync (every page dirty) and the bulk round after it are left out.
+ *	Run time is wall time less the switchover's pause; an auto-converge
+ *	throttle is not taken out (the rate is what the throttled guest
+ *	dirties). 0 until the first window closes: see @dirty_rate_window_ms.
+ * @dirty_rate_window_ms: source: the guest run time @dirty_pages_rate was
+ *	measured over; 0: no window has closed yet, the rate is unknown.
  * @dirty_sync_us: time the last round's dirty-log sync took (every provider
  *	plus the VMM's own marks).
  * @dirty_clear_us: time the last finished round spent re-arming the
@@ -453,6 +463,7 @@ struct tern_stats {
 	uint64_t downtime_ram_us;
 	uint64_t downtime_device_us;
 	uint64_t downtime_resume_us;
+	uint64_t dirty_rate_window_ms;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

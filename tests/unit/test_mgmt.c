@@ -294,6 +294,7 @@ static void test_query(void **state)
 					   "channel_wire_bytes",
 					   "rounds",
 					   "dirty_pages_rate",
+					   "dirty_rate_window_ms",
 					   "dirty_sync_us",
 					   "dirty_clear_us",
 					   "throughput_bps",
