@@ -345,12 +345,16 @@ static struct json_object *cmd_start(struct tern_session *s, struct json_object 
 	struct tern_error err = {0};
 	const char *uri;
 	char bound[300];
+	int rc;
 
 	uri = req_string(req, id, cmd, "uri", &reply);
 	if (!uri)
 		return reply;
-	if ((source ? tern_migrate : tern_incoming)(s, uri, &err))
-		return reply_err(id, "%s: field 'uri': %s", cmd, err.msg);
+	rc = (source ? tern_migrate : tern_incoming)(s, uri, &err);
+	if (rc)
+		/* -EBUSY (one running, or the session may not start again) is
+		 * not the URI's fault */
+		return reply_err(id, "%s: %s%s", cmd, rc == -EBUSY ? "" : "field 'uri': ", err.msg);
 	ret = json_object_new_object();
 	if (!ret)
 		return NULL;

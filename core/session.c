@@ -6,6 +6,7 @@
  * or the load thread (dest.c); tern_session_free() cancels whatever still
  * runs and joins them before it frees anything.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -46,14 +47,83 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
 	s->log.level = level;
 }
 
+/*
+ * Whether a source session may start again: its last migration failed or
+ * was cancelled, and its thread has run its exit path (so the guest runs,
+ * resumed if it had been paused). After a completion the guest belongs to
+ * the destination; a destination's RAM holds a partial load.
+ */
+static int session_rearmable(struct tern_session *s, bool source, struct tern_error *err)
+{
+	enum tern_status st;
+	bool ended;
+
+	pthread_mutex_lock(&s->lock);
+	ended = s->ended;
+	pthread_mutex_unlock(&s->lock);
+	st = session_status(s);
+	if (!source || !s->is_source)
+		return tern_error_set(err, -EBUSY,
+				      "this session has run %s already (only a failed or "
+				      "cancelled outgoing migration may start again)",
+				      s->is_source ? "an outgoing migration"
+						   : "an incoming migration");
+	if (st == TERN_STATUS_COMPLETED)
+		return tern_error_set(err, -EBUSY,
+				      "the migration completed: the guest runs on the destination");
+	if (!ended || !status_is_final(st))
+		return tern_error_set(err, -EBUSY, "a migration is running (%s)",
+				      tern_status_name(st));
+	return 0;
+}
+
+/*
+ * Make a failed or cancelled source session like a new one, as QEMU lets
+ * `migrate` run again after failed or cancelled: join the ended thread,
+ * drop the send maps (ram_prepare_source() makes them anew, with this
+ * attempt's clear-bitmap-shift), and zero everything from ->err to
+ * ->mgmt_lock -- the attempt's flags, errors, threads and figures, all zero
+ * in a fresh session too. What the VMM set up (RAM blocks, sections,
+ * dirty-log providers, parameters) and the management server stay.
+ *
+ * The status goes back to none under ->lock with ->ended, so tern_cancel()
+ * sees either the old final status (and answers -EALREADY) or a session
+ * about to start, which it cancels as it would a first start. A stats
+ * reader that loads a figure without the lock while it is zeroed sees the
+ * old value or zero: one query's worth of a stale number, tolerated.
+ */
+static void session_rearm(struct tern_session *s)
+{
+	uint32_t i;
+
+	if (s->thread_started)
+		pthread_join(s->thread, NULL); /* ended: its exit path is done */
+	for (i = 0; i < s->nblocks; i++) {
+		struct tern_ram_block *b = s->blocks[i];
+
+		bitmap_free(b->send);
+		bitmap_free(b->clear_chunks);
+		b->send = b->clear_chunks = NULL;
+	}
+	pthread_mutex_lock(&s->lock);
+	memset(&s->err, 0,
+	       offsetof(struct tern_session, mgmt_lock) - offsetof(struct tern_session, err));
+	__atomic_store_n(&s->status, TERN_STATUS_NONE, __ATOMIC_RELEASE);
+	s->started = false;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static int session_start(struct tern_session *s, bool source, const char *uri,
 			 struct tern_error *err)
 {
 	const char *addr;
 	int ret;
 
-	if (s->started)
-		return tern_error_set(err, -EBUSY, "this session has run a migration already");
+	if (s->started) {
+		ret = session_rearmable(s, source, err);
+		if (ret)
+			return ret;
+	}
 	if (!uri || strlen(uri) >= sizeof(s->uri))
 		return tern_error_set(err, -EINVAL, "missing or overlong URI");
 	if (!s->nblocks)
@@ -61,6 +131,9 @@ static int session_start(struct tern_session *s, bool source, const char *uri,
 	ret = tcp_transport_for_uri(uri, &s->tp, &addr, err);
 	if (ret)
 		return ret;
+	/* only now: a refused request leaves the last attempt's figures */
+	if (s->started)
+		session_rearm(s);
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);
 	s->is_source = source;
 	return 0;
@@ -135,7 +208,7 @@ TERN_EXPORT int tern_incoming(struct tern_session *s, const char *uri, struct te
 
 TERN_EXPORT int tern_incoming_uri(struct tern_session *s, char *buf, size_t len)
 {
-	if (!s->started || s->is_source)
+	if (!s->started)
 		return -EINVAL;
 	if ((size_t)snprintf(buf, len, "%s", s->uri) >= len)
 		return -ENOSPC;

@@ -290,6 +290,14 @@ TERN_EXPORT size_t tern_section_remaining(const struct tern_section_reader *r);
  * tern_migrate() - start an outgoing migration to @uri (tcp:HOST:PORT or
  * unix:PATH) and return; the migration thread runs it. Follow it with
  * tern_wait() or tern_stats_get().
+ *
+ * After a migration failed or was cancelled (tern_wait() returned it), the
+ * same session may migrate again, as QEMU's `migrate` may: the status goes
+ * none -> setup once more and the stats start from zero; RAM blocks,
+ * sections, dirty-log providers, parameters and a management server stay.
+ * Return: 0; -EBUSY while a migration runs, after one completed, or on a
+ * session that ran tern_incoming(); -EINVAL for a bad @uri (the last
+ * attempt's stats are then kept).
  */
 TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct tern_error *err);
 
@@ -300,6 +308,8 @@ TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct ter
  * tern_incoming_uri().
  */
 TERN_EXPORT int tern_incoming(struct tern_session *s, const char *uri, struct tern_error *err);
+/* The URI as bound (destination) or as given to the last tern_migrate()
+ * (source). Return: 0, -EINVAL before a start, -ENOSPC when @len is short. */
 TERN_EXPORT int tern_incoming_uri(struct tern_session *s, char *buf, size_t len);
 
 /**

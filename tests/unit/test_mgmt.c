@@ -2,8 +2,9 @@
 /*
  * Unit tests for the management server (core/mgmt.c): every command and
  * every error, the socket's mode, stale and foreign files at its path, two
- * clients at once, events on a real loopback migration, and teardown by
- * tern_session_free() without leaked fds or threads.
+ * clients at once, events on a real loopback migration, migrating again
+ * after failed and cancelled, and teardown by tern_session_free() without
+ * leaked fds or threads.
  *
  * The test thread is the only one that asserts. Replies are read with a
  * generous poll timeout that only guards against a hang; nothing is timed.
@@ -933,9 +934,9 @@ static void test_subscribe_cancel(void **state)
 	assert_string_equal(get_str(ev, "from"), "none");
 	json_object_put(ev);
 
-	/* A second start is refused with a reason. */
+	/* A second start is refused with a reason (the state's, not the URI's). */
 	snprintf(req, sizeof(req), "{\"cmd\":\"incoming\",\"uri\":\"%s\"}", uri);
-	expect_error(request(f->c[1], req), "'uri'");
+	expect_error(request(f->c[1], req), "incoming: this session has run an incoming migration");
 
 	expect_ok(r = request(f->c[1], "{\"cmd\":\"cancel\"}"));
 	json_object_put(r);
@@ -946,6 +947,129 @@ static void test_subscribe_cancel(void **state)
 	r = request(f->c[0], "{\"cmd\":\"query\"}");
 	assert_string_equal(get_str(get(r, "return"), "status"), "failed");
 	json_object_put(r);
+	/* A destination does not listen again: its RAM holds a partial load. */
+	expect_error(request(f->c[1], "{\"cmd\":\"incoming\",\"uri\":\"tcp:127.0.0.1:0\"}"),
+		     "only a failed or cancelled outgoing migration may start again");
+	expect_error(request(f->c[1], "{\"cmd\":\"migrate\",\"uri\":\"tcp:127.0.0.1:1\"}"),
+		     "this session has run an incoming migration");
+}
+
+/* The next state event's "from" and "to" must be @from and @to; consumes it. */
+static void expect_state(struct client *c, const char *from, const char *to)
+{
+	struct json_object *ev = wait_event(c, "state", NULL);
+
+	if (strcmp(get_str(ev, "from"), from) || strcmp(get_str(ev, "to"), to))
+		fail_msg("state event %s, want %s -> %s", json_object_to_json_string(ev), from, to);
+	json_object_put(ev);
+}
+
+/*
+ * Migrate again after failed and after cancelled, through the socket, as an
+ * operator would: each attempt starts from none with fresh figures, the
+ * parameters set in between apply, and the last one completes with the RAM
+ * moved. Refused: a second start while one runs, and any start after the
+ * completion. A refused URI leaves the last attempt's status and error.
+ */
+static void test_migrate_again(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_error err = {0};
+	struct json_object *r, *ret;
+	char req[300], uri[128], gone[160];
+	int lfd, fds;
+
+	memset(f->ram, 0x3c, f->ram_len / 2);
+	f->c[0] = client_open(f->path);
+	json_object_put(request(f->c[0], "{\"cmd\":\"subscribe\"}"));
+	fds = count_dir("/proc/self/fd");
+
+	/* 1: nobody listens there: failed at once, the reason kept */
+	snprintf(gone, sizeof(gone), "%s.gone", f->path);
+	unlink(gone);
+	snprintf(req, sizeof(req), "{\"cmd\":\"migrate\",\"uri\":\"unix:%s\"}", gone);
+	expect_ok(r = request(f->c[0], req));
+	json_object_put(r);
+	expect_state(f->c[0], "none", "setup");
+	expect_state(f->c[0], "setup", "failed");
+	assert_int_equal(tern_wait(f->s, HANG_GUARD_MS), TERN_STATUS_FAILED);
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_string_equal(get_str(get(r, "return"), "status"), "failed");
+	assert_non_null(strstr(get_str(get(r, "return"), "error"), gone));
+	json_object_put(r);
+	/* a bad URI is refused and changes nothing */
+	expect_error(request(f->c[0], "{\"cmd\":\"migrate\",\"uri\":\"bogus:1\"}"), "'uri'");
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_string_equal(get_str(get(r, "return"), "status"), "failed");
+	assert_non_null(strstr(get_str(get(r, "return"), "error"), gone));
+	json_object_put(r);
+
+	/* 2: a destination that never answers: stuck in setup, refused a
+	 * second start, then cancelled */
+	start_stuck_migration(f, &lfd);
+	expect_state(f->c[0], "none", "setup");
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	assert_string_equal(get_str(get(r, "return"), "status"), "setup");
+	assert_string_equal(get_str(get(r, "return"), "error"), "");
+	json_object_put(r);
+	expect_error(request(f->c[0], req), "migrate: a migration is running (setup)");
+	assert_rc_equal(tern_migrate(f->s, "tcp:127.0.0.1:1", &err), -EBUSY);
+	expect_ok(r = request(f->c[0], "{\"cmd\":\"cancel\"}"));
+	json_object_put(r);
+	expect_state(f->c[0], "setup", "cancelling");
+	expect_state(f->c[0], "cancelling", "cancelled");
+	assert_int_equal(tern_wait(f->s, HANG_GUARD_MS), TERN_STATUS_CANCELLED);
+	close(lfd);
+	unlink(f->path2);
+	/* the attempts left no descriptor behind */
+	assert_int_equal(count_dir("/proc/self/fd"), fds);
+
+	/* start-only parameters may change between attempts */
+	expect_ok(r = request(f->c[0], "{\"cmd\":\"set\",\"name\":\"multifd-channels\","
+				       "\"value\":3}"));
+	json_object_put(r);
+	expect_ok(r = request(f->c[0], "{\"cmd\":\"caps\",\"name\":\"verify-ram\","
+				       "\"on\":true}"));
+	json_object_put(r);
+
+	/* 3: a real destination: completed, the RAM moved, fresh figures */
+	f->peer = new_session(&f->peer_ram, f->ram_len);
+	assert_rc_equal(tern_mgmt_listen(f->peer, f->path2, &err), 0);
+	f->c[1] = client_open(f->path2);
+	r = request(f->c[1], "{\"cmd\":\"incoming\",\"uri\":\"tcp:127.0.0.1:0\"}");
+	expect_ok(r);
+	snprintf(uri, sizeof(uri), "%s", get_str(get(r, "return"), "uri"));
+	json_object_put(r);
+	snprintf(req, sizeof(req), "{\"cmd\":\"migrate\",\"uri\":\"%s\"}", uri);
+	expect_ok(r = request(f->c[0], req));
+	json_object_put(r);
+	expect_state(f->c[0], "none", "setup");
+	expect_state(f->c[0], "setup", "active");
+	json_object_put(wait_event(f->c[0], "state", "completed"));
+	assert_int_equal(tern_wait(f->s, HANG_GUARD_MS), TERN_STATUS_COMPLETED);
+	assert_int_equal(tern_wait(f->peer, HANG_GUARD_MS), TERN_STATUS_COMPLETED);
+	assert_memory_equal(f->ram, f->peer_ram, f->ram_len);
+	assert_rc_equal(tern_incoming_uri(f->s, uri, sizeof(uri)), 0);
+	assert_non_null(strstr(uri, "tcp:127.0.0.1:"));
+	r = request(f->c[0], "{\"cmd\":\"query\"}");
+	ret = get(r, "return");
+	assert_string_equal(get_str(ret, "status"), "completed");
+	assert_string_equal(get_str(ret, "error"), "");
+	assert_true(json_object_get_boolean(get(ret, "verified")));
+	assert_int_equal(json_object_get_uint64(get(ret, "channels")), 3);
+	/* every page once (and pages dirtied since): not the sum of three attempts */
+	assert_true(json_object_get_uint64(get(ret, "normal_pages")) +
+			json_object_get_uint64(get(ret, "zero_pages")) <
+		    2 * NPAGES);
+	assert_true(json_object_get_uint64(get(ret, "rounds")) >= 2);
+	json_object_put(r);
+
+	/* after a completion the guest belongs to the destination */
+	snprintf(req, sizeof(req), "{\"cmd\":\"migrate\",\"uri\":\"unix:%s\"}", gone);
+	expect_error(request(f->c[0], req), "the migration completed");
+	memset(&err, 0, sizeof(err));
+	assert_rc_equal(tern_migrate(f->s, uri, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "completed"));
 }
 
 /* A whole loopback migration started through the socket: state and round
@@ -1145,6 +1269,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_two_clients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subscribe_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pause_continue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_slow_subscriber, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_stops_server, setup, teardown),
