@@ -18,6 +18,7 @@ struct watch {
 	bool tty;
 	bool shown; /* a progress line is on the terminal, without its newline */
 	char last[512];
+	char final[16]; /* a state event's final status; "" while none came */
 };
 
 static void clear_line(struct watch *w)
@@ -59,6 +60,9 @@ static void on_event(void *opaque, struct json_object *ev, const char *line)
 	struct watch *w = opaque;
 	const char *kind = ctl_str(ev, "event");
 
+	/* kept for a server that ends with its migration (stop()) */
+	if (!strcmp(kind, "state") && ctl_status_final(ctl_str(ev, "to")))
+		snprintf(w->final, sizeof(w->final), "%s", ctl_str(ev, "to"));
 	if (w->json) {
 		printf("%s\n", line);
 		fflush(stdout);
@@ -85,6 +89,17 @@ static int stop(struct watch *w, int rc, const char *why)
 	end_line(w);
 	if (rc == -EINTR)
 		return 128 + conn_interrupted();
+	/*
+	 * A VMM may stop its server as its migration ends (tern-vm exits after
+	 * a completion): the state event told how it ended, so that is the
+	 * answer, though the summary's query came too late.
+	 */
+	if (rc == -ECONNRESET && w->final[0]) {
+		if (!w->json)
+			printf("migration %s; the server closed before the summary\n", w->final);
+		fflush(stdout);
+		return strcmp(w->final, "completed") ? CTL_EXIT_ERROR : CTL_EXIT_OK;
+	}
 	fprintf(stderr, "ternctl: %s\n", why);
 	return CTL_EXIT_USAGE;
 }

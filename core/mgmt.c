@@ -408,9 +408,19 @@ static void *server_thread(void *arg)
 				client_free(m, slot[i]);
 		}
 	}
-	for (i = 0; i < MGMT_MAX_CLIENTS; i++)
-		if (m->clients[i])
-			client_free(m, i);
+	/* The last events (a VMM closes the server as its migration ends:
+	 * "completed" is the one its watchers wait for) go out if the socket
+	 * takes them now; nothing waits for a client. */
+	for (i = 0; i < MGMT_MAX_CLIENTS; i++) {
+		struct mgmt_client *c = m->clients[i];
+
+		if (!c)
+			continue;
+		if (!c->closing)
+			client_take_events(m, c);
+		client_flush(c);
+		client_free(m, i);
+	}
 	return NULL;
 }
 

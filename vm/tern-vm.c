@@ -8,7 +8,12 @@
  *   --migrate-to   boot, fill, migrate (the guest stays paused after success,
  *                  runs on after a failure or cancel), print a line;
  *   --incoming     create an empty VM, listen, print the listening line,
- *                  load RAM and vCPU state, run the guest, watch it, print.
+ *                  load RAM and vCPU state, run the guest, watch it, print;
+ *   --mgmt alone   boot, fill, serve the socket, print a ready line, run the
+ *                  guest until a `migrate` through the socket completes (as
+ *                  --migrate-to then) or a signal ends it; a failed or
+ *                  cancelled attempt prints an event line and the guest
+ *                  runs on, ready for the next `migrate`.
  *
  * The command line and the output are a contract shared with tern-bench and
  * the tests: see vm/README.md.
@@ -154,6 +159,10 @@ static void usage(FILE *f)
 	    "                          (K M G = 1000^n; default 0: idle)\n"
 	    "  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
 	    "  --dirty-pages N         stop dirtying after N page writes (default 0: never)\n"
+	    "  --dirty-rounds N        instead of --dirty-rate: rewrite half of every\n"
+	    "                          --dirty-ws page once per migration round, for the\n"
+	    "                          first N rounds, then idle (driven by the migration,\n"
+	    "                          not the clock)\n"
 	    "  --pattern P             sequential | random | hot-cold (default sequential)\n"
 	    "  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
 	    "  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
@@ -167,7 +176,9 @@ static void usage(FILE *f)
 	    "  --xbzrle-cache SIZE     xbzrle-cache-size (default 64M)\n"
 	    "  --verify                verify-ram capability\n"
 	    "  --mgmt PATH             serve the management socket (docs/MGMT.md) at PATH\n"
-	    "                          once the migration (or listening) has started\n"
+	    "                          once the migration (or listening) has started;\n"
+	    "                          alone: run the guest until a `migrate` through it\n"
+	    "                          completes (--timeout then defaults to 0)\n"
 	    "  --auto-converge         source: auto-converge capability (throttle the vCPUs)\n"
 	    "  --cpu-throttle-initial P    source: cpu-throttle-initial, 1..99 %%\n"
 	    "  --cpu-throttle-increment P  source: cpu-throttle-increment, 1..99 %%\n"
@@ -216,6 +227,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_DIRTY_RATE,
 		OPT_DIRTY_WS,
 		OPT_DIRTY_PAGES,
+		OPT_DIRTY_ROUNDS,
 		OPT_PATTERN,
 		OPT_INCOMING,
 		OPT_MIGRATE_TO,
@@ -247,6 +259,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
 	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
 	    {"dirty-pages", required_argument, NULL, OPT_DIRTY_PAGES},
+	    {"dirty-rounds", required_argument, NULL, OPT_DIRTY_ROUNDS},
 	    {"pattern", required_argument, NULL, OPT_PATTERN},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -274,7 +287,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	bool have_ram = false, source_only = false;
+	bool have_ram = false, source_only = false, have_timeout = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
@@ -309,6 +322,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_DIRTY_PAGES:
 			cfg->dirty_pages = parse_uint("--dirty-pages", optarg, 0, UINT64_MAX / 2);
+			break;
+		case OPT_DIRTY_ROUNDS:
+			cfg->dirty_rounds = parse_uint("--dirty-rounds", optarg, 0, 1000000);
 			break;
 		case OPT_PATTERN:
 			cfg->pattern = (enum tv_pattern)pick_word("--pattern", optarg,
@@ -353,6 +369,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_TIMEOUT:
 			cfg->timeout_s = parse_uint("--timeout", optarg, 0, 86400 * 7);
+			have_timeout = true;
 			break;
 		case OPT_CANCEL_ON:
 			cfg->cancel_on =
@@ -423,14 +440,15 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		usage_die("--dirty-rate: at most 1000G bytes/s");
 	if (cfg->incoming && cfg->migrate_to)
 		usage_die("--incoming and --migrate-to exclude each other");
-	if (cfg->cancel_on && !cfg->incoming && !cfg->migrate_to)
-		usage_die("--cancel-on needs --incoming or --migrate-to");
-	if (cfg->mgmt && !cfg->incoming && !cfg->migrate_to)
-		usage_die("--mgmt needs --incoming or --migrate-to");
-	if (source_only && !cfg->migrate_to)
+	if (cfg->cancel_on && !cfg->incoming && !cfg->migrate_to && !cfg->mgmt)
+		usage_die("--cancel-on needs --incoming, --migrate-to or --mgmt");
+	if (source_only && (cfg->incoming || (!cfg->migrate_to && !cfg->mgmt)))
 		usage_die("--auto-converge, --cpu-throttle-*, --max-cpu-throttle, "
 			  "--migration-timeout, --timeout-policy and --pause-before-switchover "
-			  "are source options: they need --migrate-to");
+			  "are source options: they need --migrate-to or --mgmt, not --incoming");
+	/* a VM that waits for its operator runs until told otherwise */
+	if (cfg->mgmt && !cfg->incoming && !cfg->migrate_to && !have_timeout)
+		cfg->timeout_s = 0;
 	/* nothing but a `continue` on the socket would end the wait */
 	if (cfg->conv.pause_before_switchover && !cfg->mgmt)
 		usage_die("--pause-before-switchover needs --mgmt (continue comes through it)");
@@ -534,6 +552,9 @@ struct tv_app {
 	const struct tv_cfg *cfg;
 	struct tv_vm *vm;
 	struct tv_ctl *ctl;
+	bool managed; /* --mgmt alone: report each attempt that ends */
+	/* set before the management server starts (managed) */
+	struct tern_session *s;
 	/* written by the callbacks, read by main after tern_wait() or under atomics */
 	bool resumed;
 	uint64_t resume_ns;
@@ -546,9 +567,18 @@ struct tv_app {
 static int app_pause(void *opaque, struct tern_error *err)
 {
 	struct tv_app *a = opaque;
+	int ret;
 
 	__atomic_add_fetch(&a->pauses, 1, __ATOMIC_RELAXED);
-	return tv_vcpus_pause(a->vm, err);
+	ret = tv_vcpus_pause(a->vm, err);
+	/* The library resumes only a guest it paused: some vCPUs may have
+	 * parked before the timeout, so let them go (the attempt fails, the
+	 * guest must run on, and a --mgmt VM may be migrated again). */
+	if (ret) {
+		tv_vcpus_resume(a->vm);
+		__atomic_add_fetch(&a->resumes, 1, __ATOMIC_RELAXED);
+	}
+	return ret;
 }
 
 /*
@@ -578,6 +608,30 @@ static void app_throttle(void *opaque, unsigned int percent)
 	tv_vm_throttle(a->vm, percent);
 }
 
+/*
+ * --mgmt alone: one line for each attempt that failed or was cancelled. It
+ * is printed here, on the migration thread as its last transition, because
+ * the operator may start the next attempt the moment it is made, and this
+ * attempt's figures would be gone by the time the main thread looked. The
+ * library holds no lock of its own here, so tern_stats_get() is safe.
+ */
+static void attempt_report(struct tv_app *a, enum tern_status to)
+{
+	struct tern_stats st;
+	char err[700], line[1024];
+
+	tern_stats_get(a->s, &st);
+	json_escape(err, sizeof(err), st.error);
+	snprintf(line, sizeof(line),
+		 "{\"event\":\"migration\",\"status\":\"%s\",\"error\":\"%s\",\"total_ms\":%" PRIu64
+		 ",\"ram_transferred\":%" PRIu64 ",\"rounds\":%" PRIu64 ",\"progress\":%" PRIu64
+		 "}\n",
+		 tern_status_name(to), err, st.total_ms, st.ram_transferred, st.rounds,
+		 tv_progress(a->vm));
+	fputs(line, stdout);
+	fflush(stdout);
+}
+
 static void app_state_changed(void *opaque, enum tern_status from, enum tern_status to)
 {
 	struct tv_app *a = opaque;
@@ -585,6 +639,8 @@ static void app_state_changed(void *opaque, enum tern_status from, enum tern_sta
 	tv_log(a->cfg, LOG_DEBUG, "%s: %s -> %s", a->cfg->incoming ? "destination" : "source",
 	       tern_status_name(from), tern_status_name(to));
 	tv_ctl_state_changed(a->ctl, to);
+	if (a->managed && (to == TERN_STATUS_FAILED || to == TERN_STATUS_CANCELLED))
+		attempt_report(a, to);
 }
 
 static void log_to_stderr(void *opaque, int level, const char *msg)
@@ -749,26 +805,21 @@ static bool wait_final(struct tv_app *a, struct tern_session *s, struct tv_resul
 	}
 }
 
-static int run_source(struct tv_app *a)
+/*
+ * The source's session: parameters, sections, its RAM with the KVM dirty log
+ * attached. On failure *@ret_s and *@ret_log hold what was made (free them).
+ */
+static int source_setup(struct tv_app *a, struct tern_session **ret_s,
+			struct tern_kvm_log **ret_log, struct tern_error *err)
 {
-	const struct tv_cfg *cfg = a->cfg;
-	struct tv_result r = {.side = "source", .transport = uri_transport(cfg->migrate_to)};
-	struct tern_error err = {0};
-	struct tern_session *s = NULL;
 	struct tern_ram_block *block = NULL;
-	struct tern_kvm_log *log = NULL;
 	struct tern_kvm_slot slot;
-	bool ended = true, ok;
 	int ret;
 
-	if (boot_and_fill(a, &r)) {
-		tv_vm_fini(a->vm);
-		print_result(cfg, &r);
-		return 1;
-	}
-	ret = session_setup(a, &s, "src", &err);
+	ret = session_setup(a, ret_s, "src", err);
 	if (!ret)
-		ret = tern_ram_register(s, "ram", a->vm->kg.ram, a->vm->kg.ram_size, &block, &err);
+		ret = tern_ram_register(*ret_s, "ram", a->vm->kg.ram, a->vm->kg.ram_size, &block,
+					err);
 	if (!ret) {
 		slot = (struct tern_kvm_slot){
 		    .slot = a->vm->kg.slot,
@@ -779,15 +830,96 @@ static int run_source(struct tv_app *a)
 		    .block = block,
 		    .block_offset = 0,
 		};
-		ret = tern_kvm_log_new(a->vm->kg.vm_fd, &slot, 1, &log, &err);
+		ret = tern_kvm_log_new(a->vm->kg.vm_fd, &slot, 1, ret_log, err);
 	}
 	if (!ret)
-		ret = tern_kvm_log_attach(s, log, &err);
-	if (!ret) {
-		/* where the vCPU threads report their own writes (held_tsc) */
-		tv_vm_set_block(a->vm, block);
-		ret = tern_migrate(s, cfg->migrate_to, &err);
+		ret = tern_kvm_log_attach(*ret_s, *ret_log, err);
+	if (!ret)
+		/* where the vCPU threads report their own writes (held_tsc,
+		 * round) and read the round from */
+		tv_vm_set_source(a->vm, *ret_s, block);
+	return ret;
+}
+
+/*
+ * The source's end, whatever happened: the figures, the session freed, the
+ * guest left paused after a completion (the library's threads are joined,
+ * so the counts are final) or seen running on otherwise, the line printed.
+ * @ended: false when the library did not end (then leave without joining).
+ * @watch_from: the guest's progress since then is the run's (managed); 0:
+ * watch it for --watch-ms from now, as after a one-shot migration.
+ */
+static int source_finish(struct tv_app *a, struct tv_result *r, struct tern_session *s,
+			 struct tern_kvm_log *log, bool ended, uint64_t watch_from)
+{
+	bool ok;
+
+	tv_throttle_stats(a->vm, &r->throttle_end, &r->throttle_max, &r->throttle_held_ms);
+	if (log) {
+		tern_kvm_log_stats(log, &r->ks);
+		r->have_ks = true;
 	}
+	tv_ctl_set_session(a->ctl, NULL);
+	tv_vm_set_source(a->vm, NULL, NULL);
+	if (!ended) {
+		/* the library is stuck: report and leave without joining it */
+		print_result(a->cfg, r);
+		_exit(1);
+	}
+	tern_session_free(s);
+	tern_kvm_log_free(log);
+
+	ok = r->st.status == TERN_STATUS_COMPLETED && !r->error[0];
+	if (r->st.status != TERN_STATUS_COMPLETED) {
+		/*
+		 * The library resumed the guest if it had paused it; make sure,
+		 * whatever happened to the pause, then see it run on.
+		 */
+		tv_vcpus_resume(a->vm);
+		if (watch_from) {
+			r->progress_at_resume = watch_from;
+			r->progress_after = tv_progress(a->vm);
+			r->progress_rising = r->progress_after > watch_from;
+		} else {
+			watch(a, r, tv_now_ns(), tv_progress(a->vm));
+		}
+		if (!r->error[0])
+			tv_vm_failed(a->vm, r->error, sizeof(r->error));
+	} else {
+		uint32_t pauses = __atomic_load_n(&a->pauses, __ATOMIC_RELAXED);
+		uint32_t resumes = __atomic_load_n(&a->resumes, __ATOMIC_RELAXED);
+
+		if (pauses <= resumes) {
+			snprintf(r->error, sizeof(r->error),
+				 "completed but the guest was not left paused (%u pauses, %u "
+				 "resumes)",
+				 pauses, resumes);
+			ok = false;
+		}
+	}
+	tv_vm_fini(a->vm);
+	print_result(a->cfg, r);
+	return ok ? 0 : 1;
+}
+
+static int run_source(struct tv_app *a)
+{
+	const struct tv_cfg *cfg = a->cfg;
+	struct tv_result r = {.side = "source", .transport = uri_transport(cfg->migrate_to)};
+	struct tern_error err = {0};
+	struct tern_session *s = NULL;
+	struct tern_kvm_log *log = NULL;
+	bool ended = true;
+	int ret;
+
+	if (boot_and_fill(a, &r)) {
+		tv_vm_fini(a->vm);
+		print_result(cfg, &r);
+		return 1;
+	}
+	ret = source_setup(a, &s, &log, &err);
+	if (!ret)
+		ret = tern_migrate(s, cfg->migrate_to, &err);
 	if (!ret && mgmt_start(a, s, &err)) {
 		/* running already: cancel it, and say why */
 		snprintf(r.error, sizeof(r.error), "--mgmt: %s", err.msg);
@@ -807,48 +939,81 @@ static int run_source(struct tv_app *a)
 			snprintf(r.error, sizeof(r.error), "timed out after %" PRIu64 " s: %s",
 				 cfg->timeout_s, r.st.error);
 	}
-	tv_throttle_stats(a->vm, &r.throttle_end, &r.throttle_max, &r.throttle_held_ms);
-	if (log) {
-		tern_kvm_log_stats(log, &r.ks);
-		r.have_ks = true;
-	}
-	tv_ctl_set_session(a->ctl, NULL);
-	if (!ended) {
-		/* the library is stuck: report and leave without joining it */
+	return source_finish(a, &r, s, log, ended, 0);
+}
+
+/*
+ * --mgmt alone: the operator decides. Boot, fill, serve the socket (its
+ * `migrate` starts an attempt, `set` tunes the next or the running one) and
+ * run the guest until an attempt completes -- then report as --migrate-to
+ * does, the guest left paused -- or a signal, --timeout or a failed vCPU
+ * ends the run. A failed or cancelled attempt leaves the guest running (the
+ * library resumes what it paused) and the session ready for the next.
+ *
+ * The main thread only watches; the management server's thread is the one
+ * that calls tern_migrate() (tern_mgmt_listen()'s rule), so it stops that
+ * server before it cancels: no attempt can start after the cancel.
+ */
+static int run_managed(struct tv_app *a)
+{
+	const struct tv_cfg *cfg = a->cfg;
+	struct tv_result r = {.side = "source", .transport = "none"};
+	struct tern_error err = {0};
+	struct tern_session *s = NULL;
+	struct tern_kvm_log *log = NULL;
+	char uri[300], esc[600];
+	enum tern_status st = TERN_STATUS_NONE;
+	uint64_t ready_progress;
+	bool ended = true;
+	int ret;
+
+	if (boot_and_fill(a, &r)) {
+		tv_vm_fini(a->vm);
 		print_result(cfg, &r);
-		_exit(1);
+		return 1;
 	}
-	tern_session_free(s);
-	tern_kvm_log_free(log);
-
-	ok = r.st.status == TERN_STATUS_COMPLETED && !r.error[0];
-	if (r.st.status != TERN_STATUS_COMPLETED) {
-		/*
-		 * The library resumed the guest if it had paused it; make sure,
-		 * whatever happened to the pause, then watch it run on from now:
-		 * a resume seen earlier may be the rehearsal at setup, which
-		 * says nothing about the guest after the end.
-		 */
-		tv_vcpus_resume(a->vm);
-		watch(a, &r, tv_now_ns(), tv_progress(a->vm));
-		if (!r.error[0])
-			tv_vm_failed(a->vm, r.error, sizeof(r.error));
-	} else {
-		/* the library's threads are joined: the counts are final */
-		uint32_t pauses = __atomic_load_n(&a->pauses, __ATOMIC_RELAXED);
-		uint32_t resumes = __atomic_load_n(&a->resumes, __ATOMIC_RELAXED);
-
-		if (pauses <= resumes) {
-			snprintf(r.error, sizeof(r.error),
-				 "completed but the guest was not left paused (%u pauses, %u "
-				 "resumes)",
-				 pauses, resumes);
-			ok = false;
-		}
+	ret = source_setup(a, &s, &log, &err);
+	if (!ret) {
+		a->s = s;
+		a->managed = true;
+		ret = tern_mgmt_listen(s, cfg->mgmt, &err);
 	}
-	tv_vm_fini(a->vm);
-	print_result(cfg, &r);
-	return ok ? 0 : 1;
+	if (ret) {
+		snprintf(r.error, sizeof(r.error), "%s", err.msg[0] ? err.msg : strerror(-ret));
+		return source_finish(a, &r, s, log, true, tv_progress(a->vm));
+	}
+	ready_progress = tv_progress(a->vm);
+	json_escape(esc, sizeof(esc), cfg->mgmt);
+	printf("{\"event\":\"ready\",\"mgmt\":\"%s\"}\n", esc);
+	fflush(stdout);
+
+	for (;;) {
+		st = tern_wait(s, 200);
+		if (st == TERN_STATUS_COMPLETED || tv_vm_failed(a->vm, r.error, sizeof(r.error)) ||
+		    tv_ctl_interrupted(a->ctl) || tv_ctl_timed_out(a->ctl))
+			break;
+		/* no migration runs: tern_wait() returned at once */
+		if (st == TERN_STATUS_NONE || st == TERN_STATUS_FAILED ||
+		    st == TERN_STATUS_CANCELLED)
+			sleep_ms(100);
+	}
+	if (st != TERN_STATUS_COMPLETED) {
+		tern_mgmt_close(s);
+		tern_cancel(s);
+		/* an attempt that ran (or began before the server closed) ends */
+		if (tern_wait(s, 0) != TERN_STATUS_NONE)
+			ended = wait_final(a, s, &r);
+	}
+	tern_stats_get(s, &r.st);
+	r.have_st = r.st.status != TERN_STATUS_NONE;
+	if (r.have_st && !tern_incoming_uri(s, uri, sizeof(uri)))
+		r.transport = uri_transport(uri);
+	if (!r.error[0] && tv_ctl_timed_out(a->ctl))
+		snprintf(r.error, sizeof(r.error), "timed out after %" PRIu64 " s", cfg->timeout_s);
+	else if (!r.error[0] && r.st.status != TERN_STATUS_COMPLETED)
+		snprintf(r.error, sizeof(r.error),
+			 "stopped by a signal before a migration completed");
+	return source_finish(a, &r, s, log, ended, ready_progress ? ready_progress : 1);
 }
 
 static int run_destination(struct tv_app *a)
@@ -952,6 +1117,8 @@ int main(int argc, char **argv)
 		ret = run_destination(&app);
 	else if (cfg.migrate_to)
 		ret = run_source(&app);
+	else if (cfg.mgmt)
+		ret = run_managed(&app);
 	else
 		ret = run_standalone(&app);
 	tv_ctl_stop(app.ctl);
