@@ -159,10 +159,6 @@ static void usage(FILE *f)
 	    "                          (K M G = 1000^n; default 0: idle)\n"
 	    "  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
 	    "  --dirty-pages N         stop dirtying after N page writes (default 0: never)\n"
-	    "  --dirty-rounds N        instead of --dirty-rate: rewrite half of every\n"
-	    "                          --dirty-ws page once per migration round, for the\n"
-	    "                          first N rounds, then idle (driven by the migration,\n"
-	    "                          not the clock)\n"
 	    "  --pattern P             sequential | random | hot-cold (default sequential)\n"
 	    "  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
 	    "  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
@@ -227,7 +223,6 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_DIRTY_RATE,
 		OPT_DIRTY_WS,
 		OPT_DIRTY_PAGES,
-		OPT_DIRTY_ROUNDS,
 		OPT_PATTERN,
 		OPT_INCOMING,
 		OPT_MIGRATE_TO,
@@ -259,7 +254,6 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
 	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
 	    {"dirty-pages", required_argument, NULL, OPT_DIRTY_PAGES},
-	    {"dirty-rounds", required_argument, NULL, OPT_DIRTY_ROUNDS},
 	    {"pattern", required_argument, NULL, OPT_PATTERN},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -322,9 +316,6 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_DIRTY_PAGES:
 			cfg->dirty_pages = parse_uint("--dirty-pages", optarg, 0, UINT64_MAX / 2);
-			break;
-		case OPT_DIRTY_ROUNDS:
-			cfg->dirty_rounds = parse_uint("--dirty-rounds", optarg, 0, 1000000);
 			break;
 		case OPT_PATTERN:
 			cfg->pattern = (enum tv_pattern)pick_word("--pattern", optarg,
@@ -835,9 +826,8 @@ static int source_setup(struct tv_app *a, struct tern_session **ret_s,
 	if (!ret)
 		ret = tern_kvm_log_attach(*ret_s, *ret_log, err);
 	if (!ret)
-		/* where the vCPU threads report their own writes (held_tsc,
-		 * round) and read the round from */
-		tv_vm_set_source(a->vm, *ret_s, block);
+		/* where the vCPU threads report their own writes (held_tsc) */
+		tv_vm_set_block(a->vm, block);
 	return ret;
 }
 
@@ -860,7 +850,6 @@ static int source_finish(struct tv_app *a, struct tv_result *r, struct tern_sess
 		r->have_ks = true;
 	}
 	tv_ctl_set_session(a->ctl, NULL);
-	tv_vm_set_source(a->vm, NULL, NULL);
 	if (!ended) {
 		/* the library is stuck: report and leave without joining it */
 		print_result(a->cfg, r);
