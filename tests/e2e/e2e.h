@@ -36,8 +36,9 @@ struct e2e_cfg {
 	uint64_t seed;
 	int log_level;
 	size_t page_size;
-	bool sequential;     /* the writer cycles through the working set in order */
-	bool no_zero_writes; /* the writer never writes a zero page */
+	bool sequential;	/* the writer cycles through the working set in order */
+	bool no_zero_writes;	/* the writer never writes a zero page */
+	bool expect_dirty_rate; /* assert the source's dirty rate is near the writer's */
 };
 
 /*

@@ -10,7 +10,15 @@
  * tern_ram_mark_dirty() after each write. The downtime limit is small so that
  * the migration needs several rounds; the test asserts --min-rounds.
  *
- * No timing assertion: the wall-clock limit (--timeout) is a hang guard.
+ * With --expect-dirty-rate the source's dirty_pages_rate must have been
+ * measured (a window closed) and lie within 0.5x..2x of the writer's pace:
+ * loose, as the writer lags on a loaded machine (the lower bound follows
+ * the pace it achieved). Use it with --sequential and a working set the
+ * writer takes longer to go round than any round lasts, so that every
+ * write is a page newly dirtied.
+ *
+ * No other timing assertion: the wall-clock limit (--timeout) is a hang
+ * guard.
  * Exit status: 0 pass, 1 fail (a setup error is a failure too), 2 bad usage.
  */
 #include <errno.h>
@@ -26,6 +34,25 @@
 #include <tern/tern.h>
 
 #include "e2e.h"
+
+/* The figure an operator reads against the pace the writer kept. */
+static void check_dirty_rate(struct e2e_src *src, const struct tern_stats *st, uint64_t writes)
+{
+	const struct e2e_cfg *cfg = src->cfg;
+	double got = (double)st->dirty_pages_rate * st->page_size;
+	double kept = st->total_ms ? (double)writes * cfg->page_size * 1000 / st->total_ms : 0;
+	double low = 0.5 * (kept < cfg->dirty_rate ? kept : (double)cfg->dirty_rate);
+	double high = 2.0 * (double)cfg->dirty_rate;
+
+	e2e_note("dirty rate %.0f B/s over %" PRIu64 " ms; writer set %" PRIu64
+		 " B/s, kept %.0f B/s",
+		 got, st->dirty_rate_window_ms, cfg->dirty_rate, kept);
+	if (st->dirty_rate_window_ms < 1000)
+		e2e_fail(&src->failures, "dirty rate window %" PRIu64 " ms: none of 1 s closed",
+			 st->dirty_rate_window_ms);
+	else if (got < low || got > high)
+		e2e_fail(&src->failures, "dirty rate %.0f B/s outside %.0f..%.0f", got, low, high);
+}
 
 static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 {
@@ -78,6 +105,8 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 		e2e_check_stats(&src, &st, &src.fc, writes);
 	if (st.status == TERN_STATUS_COMPLETED && rep.stats.status == TERN_STATUS_COMPLETED)
 		e2e_check_codecs(&src, &st, &rep.stats);
+	if (cfg->expect_dirty_rate && st.status == TERN_STATUS_COMPLETED)
+		check_dirty_rate(&src, &st, writes);
 
 out:
 	e2e_src_free(&src);
@@ -122,6 +151,8 @@ static void usage(FILE *f, const char *prog)
 	    "                          (the working set then holds no zero page)\n"
 	    "  --max-writes N          the writer stops after N page writes\n"
 	    "  --expect-xbzrle-hits    assert XBZRLE hit rate > 50%% and wire bytes < page bytes\n"
+	    "  --sequential            the writer goes through the working set in order\n"
+	    "  --expect-dirty-rate     assert the source's dirty rate within 0.5x..2x of the pace\n"
 	    "  -v / -q                 library log at LOG_DEBUG / LOG_WARNING (default LOG_INFO)\n",
 	    prog);
 }
@@ -171,6 +202,8 @@ int main(int argc, char **argv)
 	    {"dirty-bytes", required_argument, NULL, 'b'},
 	    {"max-writes", required_argument, NULL, 'W'},
 	    {"expect-xbzrle-hits", no_argument, NULL, 'H'},
+	    {"sequential", no_argument, NULL, 'S'},
+	    {"expect-dirty-rate", no_argument, NULL, 'E'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -256,6 +289,12 @@ int main(int argc, char **argv)
 			break;
 		case 'H':
 			cfg.expect_xbzrle_hits = true;
+			break;
+		case 'S':
+			cfg.sequential = true;
+			break;
+		case 'E':
+			cfg.expect_dirty_rate = true;
 			break;
 		case 'v':
 			cfg.log_level = LOG_DEBUG;
