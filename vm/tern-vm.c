@@ -159,6 +159,11 @@ static void usage(FILE *f)
 	    "                          (K M G = 1000^n; default 0: idle)\n"
 	    "  --dirty-ws SIZE         working set those writes fall into (default 64M)\n"
 	    "  --dirty-pages N         stop dirtying after N page writes (default 0: never)\n"
+	    "  --dirty-rounds N        instead of --dirty-rate: rewrite half of every\n"
+	    "                          --dirty-ws page once in each of the first N rounds\n"
+	    "                          of the migration, then idle; each round's dirty-log\n"
+	    "                          sync waits for that pass (driven by the migration,\n"
+	    "                          not the clock; for tests and benchmarks)\n"
 	    "  --pattern P             sequential | random | hot-cold (default sequential)\n"
 	    "  --incoming URI          destination: listen on URI (tcp:HOST:PORT, unix:PATH)\n"
 	    "  --migrate-to URI        source: migrate the guest to URI once it is filled\n"
@@ -223,6 +228,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_DIRTY_RATE,
 		OPT_DIRTY_WS,
 		OPT_DIRTY_PAGES,
+		OPT_DIRTY_ROUNDS,
 		OPT_PATTERN,
 		OPT_INCOMING,
 		OPT_MIGRATE_TO,
@@ -254,6 +260,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
 	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
 	    {"dirty-pages", required_argument, NULL, OPT_DIRTY_PAGES},
+	    {"dirty-rounds", required_argument, NULL, OPT_DIRTY_ROUNDS},
 	    {"pattern", required_argument, NULL, OPT_PATTERN},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -316,6 +323,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_DIRTY_PAGES:
 			cfg->dirty_pages = parse_uint("--dirty-pages", optarg, 0, UINT64_MAX / 2);
+			break;
+		case OPT_DIRTY_ROUNDS:
+			cfg->dirty_rounds = parse_uint("--dirty-rounds", optarg, 0, 1000000);
 			break;
 		case OPT_PATTERN:
 			cfg->pattern = (enum tv_pattern)pick_word("--pattern", optarg,
@@ -823,6 +833,9 @@ static int source_setup(struct tv_app *a, struct tern_session **ret_s,
 		};
 		ret = tern_kvm_log_new(a->vm->kg.vm_fd, &slot, 1, ret_log, err);
 	}
+	/* before KVM's log: its sync must see the pass it waited for */
+	if (!ret && a->cfg->dirty_rounds)
+		ret = tv_rounds_attach(a->vm, *ret_s, err);
 	if (!ret)
 		ret = tern_kvm_log_attach(*ret_s, *ret_log, err);
 	if (!ret)

@@ -23,7 +23,8 @@ struct tv_cfg {
 	uint32_t zero_bp; /* --zero-pct in 1/100 % */
 	uint64_t dirty_rate;
 	uint64_t dirty_ws;
-	uint64_t dirty_pages; /* the guest stops dirtying after so many pages; 0 = never */
+	uint64_t dirty_pages;  /* the guest stops dirtying after so many pages; 0 = never */
+	uint64_t dirty_rounds; /* round-driven workload (guest/abi.h); 0 = paced by dirty_rate */
 	enum tv_pattern pattern;
 	const char *incoming;
 	const char *migrate_to;
@@ -71,7 +72,8 @@ struct tv_vm {
 	bool has_xcrs;
 	uint32_t nxcrs; /* what KVM_GET_XCRS reports (the "cpu" section's size) */
 	/* set before the migration starts: where the VMM's own writes to guest
-	 * RAM (held_tsc) are reported; NULL: nowhere (no migration) */
+	 * RAM (held_tsc, and round from the migration thread) are reported;
+	 * NULL: nowhere (no migration) */
 	struct tern_ram_block *block;
 	/* stop_req mirrors pause_req || quit for the vCPU threads' lock-free check */
 	bool stop_req;
@@ -79,6 +81,8 @@ struct tv_vm {
 	bool hold_req;
 	/* vCPU threads, atomic: ns they were held out, summed over vCPUs */
 	uint64_t held_ns;
+	/* the migration thread only (tv_rounds.c): dirty-log syncs this migration */
+	uint64_t round_syncs;
 	/* protected by ->lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -117,6 +121,13 @@ bool tv_vm_failed(struct tv_vm *vm, char *buf, size_t len);
 bool tv_fill_done(struct tv_vm *vm, uint64_t *ret_ns);
 uint64_t tv_progress(struct tv_vm *vm);
 void tv_vm_set_block(struct tv_vm *vm, struct tern_ram_block *b);
+
+/*
+ * tv_rounds_attach() - source, --dirty-rounds: plug in the dirty source that
+ * locks the guest's round-driven workload to the migration's rounds
+ * (tv_rounds.c). Before tern_kvm_log_attach(): its sync runs first.
+ */
+int tv_rounds_attach(struct tv_vm *vm, struct tern_session *s, struct tern_error *err);
 void tv_vm_throttle(struct tv_vm *vm, unsigned int percent);
 /* The throttle now and at most (percent), and the vCPU time held out (ms, summed). */
 void tv_throttle_stats(struct tv_vm *vm, uint32_t *ret_now, uint32_t *ret_max,

@@ -358,6 +358,7 @@ static void mailbox_setup(struct tv_vm *vm)
 		b->ws_pages = ws < b->slice_pages ? ws : b->slice_pages;
 		/* the last vCPU takes the remainder, so the total is exact */
 		b->dirty_rate = last ? cfg->dirty_rate - rate * i : rate;
+		b->dirty_rounds = cfg->dirty_rounds;
 		b->dirty_pages_max = cfg->dirty_pages / cfg->vcpus;
 		if (cfg->dirty_pages && !b->dirty_pages_max)
 			b->dirty_pages_max = 1;

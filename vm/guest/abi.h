@@ -6,10 +6,12 @@
  *
  * The VMM fills the parameters before the first KVM_RUN; after that the
  * guest writes the mailbox (its progress counters) and the VMM only reads
- * them, with one exception: held_tsc, which the VMM raises while that vCPU
- * is out of the guest (auto-converge's throttle held it out), and reports
- * to libtern as written (tern_ram_mark_dirty()) since KVM's dirty log does
- * not see the VMM's own writes. The mailbox is guest RAM: it migrates with
+ * them, with two exceptions: held_tsc, which the VMM raises while that vCPU
+ * is out of the guest (auto-converge's throttle held it out), and round,
+ * the migration round the VMM publishes for the round-driven workload
+ * (dirty_rounds, see vm/tv_rounds.c); it reports both to libtern as written
+ * (tern_ram_mark_dirty()) since KVM's dirty log does not see the VMM's own
+ * writes. The mailbox is guest RAM: it migrates with
  * the rest, so a guest resumed on the destination carries on counting where
  * it stopped.
  *
@@ -32,7 +34,7 @@
 #include <stdint.h>
 
 #define TV_MAILBOX_MAGIC 0x6d766e726574ull /* "ternvm" */
-#define TV_ABI_VERSION 2u
+#define TV_ABI_VERSION 3u
 #define TV_MAX_VCPUS 64u
 #define TV_PAGE_SIZE 4096ull
 
@@ -85,13 +87,17 @@ struct tv_vcpu_box {
 	 * in all; written only while the vCPU is out. The pacing does not count
 	 * that time, so the guest does not make it up afterwards. */
 	uint64_t held_tsc;
-	uint64_t in_pad[1];
+	/* in: 0 = the paced dirty phase above. N > 0: instead, rewrite half of
+	 * every working-set page once each time the mailbox's round changes,
+	 * for the first N changes, then idle; dirty_rate is not used. */
+	uint64_t dirty_rounds;
 	/* out: written by the guest only */
 	uint64_t progress;	/* pages written + idle ticks (sleeps) */
 	uint64_t pages_written; /* dirty phase pages */
 	uint64_t passes;	/* dirty phase: times the working set was covered */
 	uint64_t fill_done;	/* 1 once the slice is filled */
-	uint64_t out_pad[4];
+	uint64_t round_served;	/* dirty_rounds: the mailbox round last rewritten for */
+	uint64_t out_pad[3];
 };
 
 struct tv_mailbox {
@@ -104,7 +110,11 @@ struct tv_mailbox {
 	uint32_t pattern; /* enum tv_pattern */
 	uint32_t zero_bp; /* pages left zero, in 1/100 % (0..10000) */
 	uint32_t tsc_khz; /* for RDTSC pacing */
-	uint64_t in_pad[4];
+	/* live in: a new value each migration round (dirty_rounds), written by
+	 * the VMM from its dirty-log sync; like held_tsc, reported to libtern
+	 * as written. */
+	uint64_t round;
+	uint64_t in_pad[3];
 	struct tv_vcpu_box vcpu[TV_MAX_VCPUS];
 };
 

@@ -11,7 +11,11 @@
  *          untouched (they read as zero), then report on TV_PORT_FILL_DONE;
  *   dirty  forever: write a few bytes into pages of its working set at
  *          dirty_rate bytes/s (a page written counts 4096 bytes), paced by
- *          RDTSC. Ahead of the pace, or idle, it asks the VMM to sleep
+ *          RDTSC. Or, with dirty_rounds, driven by the migration instead of
+ *          the clock: rewrite half of every working-set page once per
+ *          migration round, for that many rounds, then idle; what a test
+ *          then sees (each page re-sent once a round) holds at any guest
+ *          speed. Ahead of the pace, or idle, it asks the VMM to sleep
  *          (TV_PORT_SLEEP) instead of spinning: source and destination may
  *          share two host cores. Time the VMM held the vCPU out of the
  *          guest (auto-converge's throttle, box->held_tsc) is not paced
@@ -19,8 +23,8 @@
  *
  * What it must not do: hlt, int, syscall, anything that needs ring 0 (on
  * nested PVM KVM ring 0 is not available to this guest). rdtsc and `out` on
- * the ports of abi.h (open in the TSS's I/O bitmap) are fine. It keeps no global writable state: everything lives in
- * registers, on its stack or in its mailbox box.
+ * the ports of abi.h (open in the TSS's I/O bitmap) are fine. It keeps no global writable state:
+ * everything lives in registers, on its stack or in its mailbox box.
  *
  * The progress counter rises with every page written and every sleep, so a
  * VMM can tell a running guest from a stopped one even when it is idle.
@@ -302,6 +306,45 @@ dirty_loop(const struct tv_mailbox *mb, struct tv_vcpu_box *box, uint64_t *rng)
 	}
 }
 
+/*
+ * The round-driven workload: each time the VMM publishes a new migration
+ * round, rewrite the first half of every working-set page (fresh data, so
+ * XBZRLE sees a delta of half a page), then say so in round_served (the
+ * VMM's sync waits for it: vm/tv_rounds.c), until dirty_rounds rounds were
+ * served. Between rounds, sleep at the shortest tick: a new round is seen
+ * within TV_SLEEP_MIN_US of the VMM publishing it.
+ */
+static void __attribute__((noreturn))
+round_loop(const struct tv_mailbox *mb, struct tv_vcpu_box *box, uint64_t *rng)
+{
+	volatile const uint64_t *round_p = &mb->round;
+	uint64_t seen = *round_p, served = 0, p, i;
+
+	for (;;) {
+		uint64_t r = *round_p;
+
+		if (r == seen || served >= box->dirty_rounds) {
+			sleep_us(box,
+				 served >= box->dirty_rounds ? TV_SLEEP_IDLE_US : TV_SLEEP_MIN_US);
+			continue;
+		}
+		seen = r;
+		for (p = 0; p < box->ws_pages; p++) {
+			volatile uint64_t *w =
+			    (volatile uint64_t *)(box->slice_gpa + p * TV_PAGE_SIZE);
+
+			for (i = 0; i < WORDS_PER_PAGE / 2; i++)
+				w[i] = xorshift64(rng);
+		}
+		served++;
+		__asm__ volatile("" : : : "memory"); /* the pass, then the word */
+		*(volatile uint64_t *)&box->round_served = r;
+		count(&box->passes, 1);
+		count(&box->pages_written, box->ws_pages);
+		count(&box->progress, box->ws_pages + 1);
+	}
+}
+
 /* ---- entry ----------------------------------------------------------------- */
 
 void guest_main(struct tv_mailbox *mb, uint64_t idx)
@@ -328,5 +371,7 @@ void guest_main(struct tv_mailbox *mb, uint64_t idx)
 	if (!box->fill_done)
 		fill_slice(mb, box, &rng);
 	outl(TV_PORT_FILL_DONE, (uint32_t)idx);
+	if (box->dirty_rounds)
+		round_loop(mb, box, &rng);
 	dirty_loop(mb, box, &rng);
 }
