@@ -14,6 +14,7 @@
 #   kvm-migrate-tcp-ch{1,4}-{zlib,zstd,xbzrle,auto} kvm-xbzrle-hits
 #   kvm-cancel-{setup,active,device}
 #   kvm-timeout-cancel kvm-auto-converge kvm-pause-before-switchover
+#   kvm-standby-migrate-again
 #   tern-bench          tern-bench $KVMQ_BENCH_ARGS (not in the default set)
 #
 # Env (besides run.sh's KVMQ_*; KVMQ_MEM defaults to 3G, KVMQ_SMP to 1,
@@ -59,7 +60,8 @@ kvm-migrate-tcp-ch1 kvm-migrate-tcp-ch4 kvm-migrate-unix-ch1 kvm-migrate-unix-ch
 kvm-dest-ram-mismatch kvm-dest-killed kvm-cancel-setup kvm-cancel-active kvm-cancel-device
 kvm-migrate-tcp-ch1-zlib kvm-migrate-tcp-ch4-zlib kvm-migrate-tcp-ch1-zstd kvm-migrate-tcp-ch4-zstd
 kvm-migrate-tcp-ch1-xbzrle kvm-migrate-tcp-ch4-xbzrle kvm-migrate-tcp-ch1-auto kvm-migrate-tcp-ch4-auto
-kvm-xbzrle-hits kvm-timeout-cancel kvm-auto-converge kvm-pause-before-switchover"
+kvm-xbzrle-hits kvm-timeout-cancel kvm-auto-converge kvm-pause-before-switchover
+kvm-standby-migrate-again"
 if [ $# -gt 0 ]; then CASES="$*"; else CASES=$(tr '\n' ' ' <<<"$ALL_CASES"); fi
 
 VM=$B/vm/tern-vm
@@ -78,6 +80,7 @@ case_cmd() {
 	kvm-migrate-unix-ch4) echo "$e2e migrate unix 4" ;;
 	kvm-migrate-tcp-ch[14]-*) c=${1#kvm-migrate-tcp-ch} && echo "$e2e migrate tcp ${c%%-*} ${c#*-}" ;;
 	kvm-xbzrle-hits) echo "$e2e xbzrle-hits" ;;
+	kvm-standby-migrate-again) echo "$B/tests/e2e_kvm/e2e_kvm_standby --vm $VM" ;;
 	kvm-timeout-cancel | kvm-auto-converge | kvm-pause-before-switchover) echo "$e2e ${1#kvm-}" ;;
 	kvm-dest-ram-mismatch) echo "$e2e ram-mismatch" ;;
 	kvm-dest-killed) echo "$e2e dest-killed" ;;
