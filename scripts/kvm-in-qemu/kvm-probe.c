@@ -135,7 +135,20 @@ static void setup_vm(struct vm *v, size_t size, int manual_protect)
 	gdt[2] = 0x00affb000000ffffULL; /* 0x10 user code64, DPL3, L=1, accessed */
 	gdt[3] = 0x00cff3000000ffffULL; /* 0x18 user data, DPL3, accessed */
 	/* 0x20: 64-bit available TSS (type 9; TR load marks it busy = type 11) */
-	uint64_t base = TSS, limit = 103;
+	/* Its I/O permission bitmap opens port 0x10 (the guest's `out`) and no
+	 * other: with IOPL 0 the bitmap decides on every KVM (nested PVM KVM
+	 * faults on `out` at CPL 3 without one, even at IOPL 3). It covers
+	 * ports 0..23, then the all-ones byte; the limit ends there, so any
+	 * higher port faults as well. */
+	uint64_t base = TSS, limit = 104 + 3;
+	uint8_t *tss = v->mem + TSS;
+	uint16_t iomap = 104;
+	memset(tss, 0, 104);
+	memcpy(tss + 102, &iomap, sizeof(iomap));
+	tss[104] = 0xff;
+	tss[105] = 0xff;
+	tss[106] = (uint8_t) ~(1u << (0x10 % 8)); /* ports 16..23: 0x10 open */
+	tss[107] = 0xff;
 	gdt[4] = (limit & 0xffff) | ((base & 0xffffff) << 16) | (0x8bULL << 40) |
 		 (((base >> 24) & 0xff) << 56);
 	gdt[5] = base >> 32;
@@ -192,7 +205,7 @@ static void setup_vm(struct vm *v, size_t size, int manual_protect)
 				 .l = 0,
 				 .g = 1};
 	struct kvm_segment tr = {.base = TSS,
-				 .limit = 103,
+				 .limit = 104 + 3,
 				 .selector = 0x20,
 				 .type = 11,
 				 .present = 1,
@@ -216,7 +229,7 @@ static void setup_vm(struct vm *v, size_t size, int manual_protect)
 	struct kvm_regs r = {0};
 	r.rip = CODE;
 	r.rsp = STACK;
-	r.rflags = 0x2 | (3 << 12); /* IOPL=3: 'out' at CPL3 does not #GP */
+	r.rflags = 0x2; /* IOPL 0: the TSS's I/O bitmap lets 'out' to 0x10 exit */
 	if (ioctl(v->vcpu, KVM_SET_REGS, &r) < 0)
 		die("KVM_SET_REGS");
 }
