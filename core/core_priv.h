@@ -311,13 +311,15 @@ void ratelimit_idle(struct ratelimit *rl, uint64_t now_ns, uint64_t wire_bytes, 
 #define DIRTY_RATE_WINDOW_NS 1000000000ull /* at least 1 s of guest run time */
 
 struct dirty_rate {
-	uint64_t syncs;		    /* seen so far; the first two open the clock */
+	bool bulk_sent, clock;	    /* the bulk round was sent; the clock runs */
 	uint64_t last_ns;	    /* the last sync */
 	uint64_t win_pages, win_ns; /* the open window: pages, guest run time */
 	uint64_t rate, rate_win_ns; /* the last closed window (0, 0: none yet) */
 };
 
 void dirty_rate_init(struct dirty_rate *dr);
+/* The round that sends all RAM is done: the next sync starts the clock. */
+void dirty_rate_bulk_sent(struct dirty_rate *dr);
 /*
  * dirty_rate_sync() - a dirty-log sync at @now_ns found @newly pages newly
  * dirtied; the guest was paused for @paused_ns of the time since the last

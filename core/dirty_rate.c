@@ -17,7 +17,9 @@
  * first sync, and while the bulk round sends everything the manual-protect
  * log only sees writes to chunks the sender has re-armed already, so what
  * the second sync reports depends on how far the sender got, not on the
- * guest. The window opens at the end of the bulk round.
+ * guest. The clock starts at the first sync after the bulk round was sent
+ * (dirty_rate_bulk_sent()); syncs before it (the first, and the one the
+ * loop may add when all RAM fits the downtime at once) count for nothing.
  *
  * Run time is the wall time between syncs less the time the guest was
  * paused (the switchover's final sync). An auto-converge throttle is not
@@ -37,14 +39,18 @@ void dirty_rate_init(struct dirty_rate *dr)
 	memset(dr, 0, sizeof(*dr));
 }
 
+void dirty_rate_bulk_sent(struct dirty_rate *dr)
+{
+	dr->bulk_sent = true;
+}
+
 bool dirty_rate_sync(struct dirty_rate *dr, uint64_t now_ns, uint64_t newly, uint64_t paused_ns)
 {
 	uint64_t run;
 
-	dr->syncs++;
-	if (dr->syncs <= 2) {
-		/* the all-set sync, then the end of the bulk round: the clock
-		 * starts here */
+	if (!dr->bulk_sent || !dr->clock) {
+		/* the clock starts at the end of the bulk round */
+		dr->clock = dr->bulk_sent;
 		dr->last_ns = now_ns;
 		return false;
 	}

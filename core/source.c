@@ -818,6 +818,7 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 		ret = send_round(s, rc, round, false, err);
 		if (ret)
 			return ret;
+		dirty_rate_bulk_sent(&rc->dr);
 	}
 	rc->limit_ms = 0; /* the switchover's round is never cut */
 	rc->final = true;

@@ -48,6 +48,7 @@ static void test_nothing_before_a_second(void **state)
 	dirty_rate_init(&dr);
 	/* the all-set sync and the end of the bulk round */
 	assert_false(dirty_rate_sync(&dr, now, 262144, 0));
+	dirty_rate_bulk_sent(&dr);
 	now += 800 * MS;
 	assert_false(dirty_rate_sync(&dr, now, 9000, 0));
 	/* 199 syncs 5 ms apart: 995 ms of run time, no window yet */
@@ -67,6 +68,7 @@ static void test_steady_rate(void **state)
 
 	dirty_rate_init(&dr);
 	dirty_rate_sync(&dr, now, 262144, 0);
+	dirty_rate_bulk_sent(&dr);
 	now += 300 * MS;
 	dirty_rate_sync(&dr, now, 3000, 0);
 	/* 12207 pages/s (50 MB/s of 4 KiB pages) in 5 ms syncs of 61 or 62
@@ -93,9 +95,14 @@ static void test_bulk_excluded(void **state)
 	uint64_t now = T0;
 
 	dirty_rate_init(&dr);
-	/* the first sync reports all 1 GiB; the bulk round took 2 s and its
-	 * sync reports what the sender saw of it (here: a lot) */
+	/* the first sync reports all 1 GiB, and all of it seemed to fit the
+	 * downtime: the loop synced again before sending anything */
 	assert_false(dirty_rate_sync(&dr, now, 262144, 0));
+	now += 5 * MS;
+	assert_false(dirty_rate_sync(&dr, now, 262144, 0));
+	/* it did not fit; the bulk round took 2 s and its sync reports what
+	 * the sender saw of it (here: a lot) */
+	dirty_rate_bulk_sent(&dr);
 	now += 2000 * MS;
 	assert_false(dirty_rate_sync(&dr, now, 200000, 0));
 	assert_true(dr.rate == 0);
@@ -111,6 +118,7 @@ static void test_long_round_is_its_window(void **state)
 
 	dirty_rate_init(&dr);
 	dirty_rate_sync(&dr, now, 262144, 0);
+	dirty_rate_bulk_sent(&dr);
 	now += 5000 * MS;
 	dirty_rate_sync(&dr, now, 50000, 0);
 	/* 0.4 s, then a 3 s round: one window of 3.4 s */
@@ -130,6 +138,7 @@ static void test_paused_time_excluded(void **state)
 
 	dirty_rate_init(&dr);
 	dirty_rate_sync(&dr, now, 262144, 0);
+	dirty_rate_bulk_sent(&dr);
 	now += 100 * MS;
 	dirty_rate_sync(&dr, now, 10, 0);
 	assert_int_equal(feed(&dr, &now, 100 * MS, 100, 9), 0); /* 900 ms */
