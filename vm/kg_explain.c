@@ -79,7 +79,7 @@ static struct io_insn decode_io(const uint8_t *b, size_t n, uint64_t rdx)
 	return io;
 }
 
-static const char *exit_name(uint32_t r)
+const char *kg_exit_name(uint32_t r)
 {
 	switch (r) {
 	case KVM_EXIT_SHUTDOWN:
@@ -129,7 +129,7 @@ int kg_explain_fault(struct kg_vm *vm, uint32_t idx, uint32_t exit_reason, bool 
 	char bytes[INSN_SHOWN * 3 + 1] = "", cause[160] = "";
 	struct kvm_sregs sr;
 	struct kvm_regs regs;
-	bool have_regs, have_sregs;
+	bool have_regs, have_sregs, reset = false;
 	uint8_t insn[INSN_MAX];
 	size_t n = 0, i;
 
@@ -145,7 +145,14 @@ int kg_explain_fault(struct kg_vm *vm, uint32_t idx, uint32_t exit_reason, bool 
 		bytes[3 * i - 1] = '\0'; /* the last space */
 	}
 
-	if (exit_reason == KVM_EXIT_SHUTDOWN) {
+	if (exit_reason == KVM_EXIT_SHUTDOWN && have_regs && have_sregs && regs.rip == 0xfff0 &&
+	    sr.cs.selector == 0xf000) {
+		/* AMD: KVM re-initialises the VMCB after a shutdown intercept */
+		reset = true;
+		snprintf(cause, sizeof(cause),
+			 "KVM reset the vCPU at the shutdown (as it does on AMD), so where "
+			 "it faulted is unknown");
+	} else if (exit_reason == KVM_EXIT_SHUTDOWN) {
 		struct io_insn io = n ? decode_io(insn, n, regs.rdx) : (struct io_insn){0};
 
 		if (io.is_io && have_sregs)
@@ -166,9 +173,14 @@ int kg_explain_fault(struct kg_vm *vm, uint32_t idx, uint32_t exit_reason, bool 
 			 vm->vcpu[idx].run->internal.suberror);
 	}
 
-	snprintf(buf, len, "%sexit %u (%s) at RIP %#" PRIx64 " [%s]%s%s",
-		 first_exit ? "the guest could not start on this KVM: " : "", exit_reason,
-		 exit_name(exit_reason), have_regs ? (uint64_t)regs.rip : 0,
-		 n ? bytes : "bytes unreadable", cause[0] ? ": " : "", cause);
+	if (reset)
+		snprintf(buf, len, "%sexit %u (%s): %s",
+			 first_exit ? "the guest could not start on this KVM: " : "", exit_reason,
+			 kg_exit_name(exit_reason), cause);
+	else
+		snprintf(buf, len, "%sexit %u (%s) at RIP %#" PRIx64 " [%s]%s%s",
+			 first_exit ? "the guest could not start on this KVM: " : "", exit_reason,
+			 kg_exit_name(exit_reason), have_regs ? (uint64_t)regs.rip : 0,
+			 n ? bytes : "bytes unreadable", cause[0] ? ": " : "", cause);
 	return 0;
 }

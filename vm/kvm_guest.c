@@ -16,11 +16,13 @@
  *     entry at once with KVM_EXIT_SHUTDOWN without it);
  *   - TR holding a present, busy 64-bit TSS (type 11) from the GDT, whose
  *     limit covers an I/O permission bitmap for all 65536 ports and its
- *     trailing 0xff byte: `out` at CPL 3 consults that bitmap. IOPL is 0,
- *     so it does so on every host: PVM raises #GP without a bitmap even at
- *     IOPL 3, where the architecture would skip the check, and ordinary
- *     kvm_intel/kvm_amd honour IOPL. Only the ports the VMM grants
- *     (kg_boot_allow_ports()) are open;
+ *     trailing 0xff byte, which opens the ports the VMM grants
+ *     (kg_boot_allow_ports()) and no other, AND RFLAGS.IOPL = 3. Either
+ *     one alone fails somewhere: PVM ignores IOPL at CPL 3 and raises #GP
+ *     for `out` unless the bitmap allows the port; QEMU's TCG, which runs
+ *     the nested kvm_amd of scripts/kvm-in-qemu/, faults on every bitmap
+ *     check of a TSS whose type is busy (11, which VM entry requires) and
+ *     passes `out` only on CPL <= IOPL. Hardware KVM honours both;
  *   - 2 MiB pages with the user bit at every level (1 GiB pages need
  *     CPUID.80000001H:EDX.Page1GB, which not every host passes on, and
  *     failed on PVM);
@@ -30,11 +32,12 @@
  *     CS with L=1, D=0 and DPL 3, SS and the data segments writable with
  *     DPL 3 and selectors of RPL 3 (SS's RPL must equal CPL), LDT unusable;
  *   - RFLAGS = bit 1 only: IF = 0 (there is no interrupt controller and no
- *     IDT), IOPL = 0, AC = 0; CR4.TSD = 0 so that rdtsc works at CPL 3.
+ *     IDT), IOPL = 3 (above), AC = 0; CR4.TSD = 0 so that rdtsc works at
+ *     CPL 3.
  * No IDT (limit 0): any exception becomes a triple fault, KVM_EXIT_SHUTDOWN,
- * with RIP at the faulting instruction; kg_explain_fault() turns that into
- * words. Handlers would need ring-0 code, which PVM runs hundreds of times
- * slower and which this guest has no other use for.
+ * with RIP at the faulting instruction (except on AMD, where KVM resets the
+ * vCPU at a shutdown); kg_explain_fault() turns that into words. Handlers would need ring-0 code,
+ * which PVM runs hundreds of times slower and which this guest has no other use for.
  *
  * Every paging entry and descriptor is written with its accessed (and, for
  * the 2 MiB leaves, dirty) bit already set: the CPU then never writes them,
@@ -73,6 +76,7 @@
 #define EFER_LMA (1ull << 10)
 #define RFLAGS_FIXED (1ull << 1)
 #define RFLAGS_IOPL_SHIFT 12
+#define RFLAGS_IOPL3 (3ull << RFLAGS_IOPL_SHIFT)
 
 /* Page-table pages inside [KG_PML4_GPA, KG_GDT_GPA). */
 #define KG_PDPT_GPA (KG_PML4_GPA + 0x1000)
@@ -448,7 +452,8 @@ void kg_long_mode_regs(uint32_t idx, uint64_t rip, uint64_t arg0, uint64_t arg1,
 	sr->efer = EFER_LME | EFER_LMA;
 
 	memset(regs, 0, sizeof(*regs));
-	regs->rflags = RFLAGS_FIXED; /* IOPL 0: the TSS's I/O bitmap decides */
+	/* IOPL 3 and the TSS's I/O bitmap: each host honours one (see the top) */
+	regs->rflags = RFLAGS_FIXED | RFLAGS_IOPL3;
 	regs->rip = rip;
 	/* Top of this vCPU's stack minus a return-address slot: a C function
 	 * entered here sees the ABI's alignment (rsp + 8 a multiple of 16). */

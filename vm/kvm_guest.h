@@ -27,12 +27,12 @@
  *
  * Port I/O from CPL 3 (`out`, which exits to the VMM as KVM_EXIT_IO: that is
  * how the guest reports and sleeps, see guest/abi.h) is allowed by the TSS's
- * I/O permission bitmap, port by port (kg_boot_allow_ports()), with
- * RFLAGS.IOPL = 0. IOPL 3 alone is not enough on every KVM: nested "PVM"
- * KVM raises #GP for `out` at CPL 3 when the TSS has no bitmap, whatever
- * IOPL says. With IOPL 0 the bitmap decides on every host, so the lenient
- * ones run the same check as the strict one, and a port the guest was not
- * given faults everywhere alike.
+ * I/O permission bitmap, port by port (kg_boot_allow_ports()), and by
+ * RFLAGS.IOPL = 3: each host honours at least one of the two. Nested "PVM"
+ * KVM raises #GP for `out` at CPL 3 unless the bitmap allows the port,
+ * whatever IOPL says; QEMU's TCG (the nested kvm_amd of the kvm-in-qemu VM)
+ * fails every bitmap check of a busy TSS and goes by IOPL alone; hardware
+ * KVM honours both.
  *
  * Thread rules: kg_vm_* from the owner's thread; each vCPU is run by one
  * thread at a time.
@@ -115,7 +115,7 @@ int kg_boot_allow_ports(struct kg_vm *vm, uint32_t first, uint32_t count, struct
  * kg_long_mode_regs() - the register state kg_vcpu_enter_long_mode() loads
  * into vCPU @idx, built over @sr (as KVM_GET_SREGS returned it, or zeroed)
  * and into @regs: long mode, CPL 3, CR3 = KG_PML4_GPA, TR = the TSS,
- * RFLAGS = bit 1 only (IOPL 0, IF 0), RIP = @rip, RDI = @arg0, RSI = @arg1,
+ * RFLAGS = IOPL 3 | bit 1 (IF 0), RIP = @rip, RDI = @arg0, RSI = @arg1,
  * RSP = the top of vCPU @idx's stack minus 8. No KVM call: tests read it.
  */
 void kg_long_mode_regs(uint32_t idx, uint64_t rip, uint64_t arg0, uint64_t arg1,
@@ -128,15 +128,16 @@ void kg_long_mode_regs(uint32_t idx, uint64_t rip, uint64_t arg0, uint64_t arg1,
  * passes; otherwise TR must be a present 64-bit TSS whose limit covers the
  * I/O map base (offset 102) and both bitmap bytes the access reads, and
  * every bit for ports @port..@port + @size - 1 must be 0. Setting IOPL
- * aside (@rflags with IOPL 0) gives the answer of a host that ignores it.
+ * aside (@rflags with IOPL 0) gives the answer of a host that ignores it,
+ * such as nested PVM KVM.
  */
 bool kg_io_allowed(struct kg_vm *vm, const struct kvm_sregs *sr, uint64_t rflags, uint32_t port,
 		   uint32_t size);
 
 /*
  * kg_vcpu_enter_long_mode() - set vCPU @idx's special and general registers:
- * long mode, CPL 3, CR3 = KG_PML4_GPA, TR = the TSS, RFLAGS = bit 1 (IOPL 0:
- * the TSS's I/O bitmap alone decides which ports the guest may use),
+ * long mode, CPL 3, CR3 = KG_PML4_GPA, TR = the TSS, RFLAGS = IOPL 3 | bit 1
+ * (with the TSS's I/O bitmap: see the top),
  * RIP = @rip, RDI = @arg0, RSI = @arg1, and RSP = the top of vCPU @idx's
  * stack (KG_STACK_GPA + (@idx + 1) * KG_STACK_SIZE) minus 8, as if @rip had
  * been called: a C function entered there sees the ABI's stack alignment
@@ -158,6 +159,9 @@ int kg_vcpu_enter_long_mode(struct kg_vm *vm, uint32_t idx, uint64_t rip, uint64
  */
 int kg_explain_fault(struct kg_vm *vm, uint32_t idx, uint32_t exit_reason, bool first_exit,
 		     char *buf, size_t len);
+
+/* kg_exit_name() - KVM_EXIT_* in words ("shutdown (triple fault)", ...). */
+const char *kg_exit_name(uint32_t exit_reason);
 
 /* The guest-physical address @gpa as a host pointer (no bounds check). */
 static inline void *kg_gpa(struct kg_vm *vm, uint64_t gpa)

@@ -66,34 +66,6 @@ static void kick_handler(int sig)
 	(void)sig;
 }
 
-static const char *exit_reason_name(uint32_t r)
-{
-	switch (r) {
-	case KVM_EXIT_UNKNOWN:
-		return "unknown";
-	case KVM_EXIT_EXCEPTION:
-		return "exception";
-	case KVM_EXIT_IO:
-		return "io";
-	case KVM_EXIT_HLT:
-		return "hlt";
-	case KVM_EXIT_MMIO:
-		return "mmio";
-	case KVM_EXIT_SHUTDOWN:
-		return "shutdown (triple fault)";
-	case KVM_EXIT_FAIL_ENTRY:
-		return "fail_entry";
-	case KVM_EXIT_INTR:
-		return "intr";
-	case KVM_EXIT_INTERNAL_ERROR:
-		return "internal_error";
-	case KVM_EXIT_SYSTEM_EVENT:
-		return "system_event";
-	default:
-		return "other";
-	}
-}
-
 static const char *panic_name(uint32_t code)
 {
 	switch (code) {
@@ -137,7 +109,7 @@ static void vcpu_fail_exit(struct tv_vcpu *v, struct kvm_run *run)
 
 	if (kg_explain_fault(&v->vm->kg, v->idx, run->exit_reason, !v->exits, why, sizeof(why)))
 		snprintf(why, sizeof(why), "unexpected exit %u (%s)", run->exit_reason,
-			 exit_reason_name(run->exit_reason));
+			 kg_exit_name(run->exit_reason));
 	vcpu_fail(v, "%s", why);
 }
 

@@ -136,10 +136,9 @@ static void setup_vm(struct vm *v, size_t size, int manual_protect)
 	gdt[3] = 0x00cff3000000ffffULL; /* 0x18 user data, DPL3, accessed */
 	/* 0x20: 64-bit available TSS (type 9; TR load marks it busy = type 11) */
 	/* Its I/O permission bitmap opens port 0x10 (the guest's `out`) and no
-	 * other: with IOPL 0 the bitmap decides on every KVM (nested PVM KVM
-	 * faults on `out` at CPL 3 without one, even at IOPL 3). It covers
-	 * ports 0..23, then the all-ones byte; the limit ends there, so any
-	 * higher port faults as well. */
+	 * other, and IOPL is 3: nested PVM KVM faults on `out` at CPL 3 unless
+	 * the bitmap allows the port, QEMU's TCG goes by IOPL alone. It covers
+	 * ports 0..23, then the all-ones byte; the limit ends there. */
 	uint64_t base = TSS, limit = 104 + 3;
 	uint8_t *tss = v->mem + TSS;
 	uint16_t iomap = 104;
@@ -229,7 +228,7 @@ static void setup_vm(struct vm *v, size_t size, int manual_protect)
 	struct kvm_regs r = {0};
 	r.rip = CODE;
 	r.rsp = STACK;
-	r.rflags = 0x2; /* IOPL 0: the TSS's I/O bitmap lets 'out' to 0x10 exit */
+	r.rflags = 0x2 | (3 << 12); /* IOPL 3, and the TSS's bitmap opens 0x10 */
 	if (ioctl(v->vcpu, KVM_SET_REGS, &r) < 0)
 		die("KVM_SET_REGS");
 }
