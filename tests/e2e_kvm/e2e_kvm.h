@@ -27,7 +27,7 @@
 /* How long a destination may outlive its source before we SIGTERM it. */
 #define DEST_GRACE_S 30
 
-/* Set once by main() before any case runs (e2e_kvm.c). */
+/* Set once by main() before any case runs (kvm_settings.c). */
 extern const char *vm_path;
 extern const char *bench_path;
 extern int failures;
@@ -47,12 +47,15 @@ extern char vm_timeout[24]; /* VM_TIMEOUT_S scaled, for --timeout */
 
 void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...);
 
-/* scaling for slow hosts (e2e_kvm.c) */
+/* the environment's settings into test_ram, time_scale, vm_timeout */
+void e2e_read_env(void);
+
+/* scaling for slow hosts (kvm_settings.c) */
 uint64_t scaled(uint64_t at_base, bool pages);
 const char *scaled_arg(char *s, uint64_t at_base, bool pages);
 uint64_t deadline_in(unsigned int seconds);
 
-/* JSON fields (e2e_kvm.c) */
+/* JSON fields (kvm_settings.c) */
 const char *jstr(json_object *o, const char *key);
 int jbool(json_object *o, const char *key);
 double jnum(json_object *o, const char *key);

@@ -33,108 +33,6 @@
 #include <string.h>
 #include <unistd.h>
 
-const char *vm_path;
-const char *bench_path;
-int failures;
-uint64_t test_ram = BASE_RAM;
-double time_scale = 1;
-char vm_timeout[24];
-
-void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "e2e_kvm_standby: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(1);
-}
-
-uint64_t scaled(uint64_t at_base, bool pages)
-{
-	uint64_t v = (uint64_t)((double)at_base * (double)test_ram / (double)BASE_RAM);
-
-	if (pages)
-		v = v / 4096 ? v / 4096 * 4096 : 4096;
-	return v ? v : 1;
-}
-
-const char *scaled_arg(char *s, uint64_t at_base, bool pages)
-{
-	snprintf(s, 24, "%" PRIu64, scaled(at_base, pages));
-	return s;
-}
-
-uint64_t deadline_in(unsigned int seconds)
-{
-	return bench_now_ns() + (uint64_t)(seconds * time_scale * NS_PER_S);
-}
-
-const char *jstr(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string))
-		return json_object_get_string(v);
-	return NULL;
-}
-
-int jbool(json_object *o, const char *key)
-{
-	json_object *v;
-
-	if (o && json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_boolean))
-		return json_object_get_boolean(v);
-	return -1;
-}
-
-double jnum(json_object *o, const char *key)
-{
-	json_object *v;
-	double d;
-
-	if (!o || !json_object_object_get_ex(o, key, &v))
-		return -1;
-	if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
-		return -1;
-	d = json_object_get_double(v);
-	return d >= 0 ? d : -1;
-}
-
-bool streq(const char *a, const char *b)
-{
-	return a && b && !strcmp(a, b);
-}
-
-/* The two settings e2e_kvm reads, in short: a size in M, a scale. */
-static void read_env(void)
-{
-	const char *r = getenv("TERN_KVM_TEST_RAM");
-	const char *t = getenv("TERN_KVM_TEST_TIMEOUT_SCALE");
-	char *end;
-
-	if (r && *r) {
-		unsigned long long v = strtoull(r, &end, 10);
-
-		if (*end == 'M' || *end == 'm')
-			v <<= 20, end++;
-		else if (*end == 'G' || *end == 'g')
-			v <<= 30, end++;
-		if (*end || v % (4u << 20) || v < (8u << 20))
-			die("TERN_KVM_TEST_RAM: want a multiple of 4M, 8M..64G, not '%s'", r);
-		test_ram = v;
-	}
-	if (t && *t) {
-		time_scale = strtod(t, &end);
-		if (*end || !isfinite(time_scale) || time_scale <= 0 || time_scale > 100)
-			die("TERN_KVM_TEST_TIMEOUT_SCALE: want a number in (0, 100], not '%s'", t);
-	}
-	snprintf(vm_timeout, sizeof(vm_timeout), "%u",
-		 (unsigned int)(VM_TIMEOUT_S * time_scale + 0.999));
-}
-
 /* ---- the case -------------------------------------------------------------------- */
 
 /* p->src is the standing VM; p->dst the destination of the moment (or not running). */
@@ -350,7 +248,7 @@ int main(int argc, char **argv)
 	if (argc != 3 || strcmp(argv[1], "--vm"))
 		die("usage: e2e_kvm_standby --vm TERN_VM");
 	vm_path = argv[2];
-	read_env();
+	e2e_read_env();
 	fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		printf("SKIP: /dev/kvm: %s (this test runs real KVM guests)\n", strerror(errno));
