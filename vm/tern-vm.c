@@ -497,8 +497,8 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     ",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
 		     ",\"expected_downtime_ms\":%" PRIu64 ",\"transferred_bytes\":%" PRIu64
 		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
-		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_sync_us\":%" PRIu64
-		     ",\"dirty_clear_us\":%" PRIu64
+		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_rate_window_ms\":%" PRIu64
+		     ",\"dirty_sync_us\":%" PRIu64 ",\"dirty_clear_us\":%" PRIu64
 		     ",\"kvm_manual_protect\":%s,\"kvm_initially_set\":%s,\"kvm_sync_ns\":%" PRIu64
 		     ",\"kvm_clear_ns\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
 		     ",\"fill_ms\":%" PRIu64 ",\"progress_at_resume\":%" PRIu64
@@ -520,15 +520,15 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     st->xbzrle_cache_hit_rate, st->ram_transferred, st->total_ms, st->setup_ms,
 		     st->downtime_ms, st->expected_downtime_ms, st->wire_bytes, st->normal_pages,
 		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
-		     st->dirty_sync_us, st->dirty_clear_us, jbool(r->ks.manual_protect),
-		     jbool(r->ks.initially_set), r->ks.sync_ns, r->ks.clear_ns, st->throughput_bps,
-		     r->fill_ms, r->progress_at_resume, r->progress_after,
-		     jbool(r->progress_rising), st->round_bytes, st->round_sent_bytes,
-		     st->cpu_throttle_percent, st->expected_sync_us, st->expected_ram_us,
-		     st->expected_device_us, st->expected_resume_us, st->downtime_pause_us,
-		     st->downtime_wait_us, st->downtime_sync_us, st->downtime_ram_us,
-		     st->downtime_device_us, st->downtime_resume_us, r->throttle_max,
-		     r->throttle_end, r->throttle_held_ms);
+		     st->dirty_rate_window_ms, st->dirty_sync_us, st->dirty_clear_us,
+		     jbool(r->ks.manual_protect), jbool(r->ks.initially_set), r->ks.sync_ns,
+		     r->ks.clear_ns, st->throughput_bps, r->fill_ms, r->progress_at_resume,
+		     r->progress_after, jbool(r->progress_rising), st->round_bytes,
+		     st->round_sent_bytes, st->cpu_throttle_percent, st->expected_sync_us,
+		     st->expected_ram_us, st->expected_device_us, st->expected_resume_us,
+		     st->downtime_pause_us, st->downtime_wait_us, st->downtime_sync_us,
+		     st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us,
+		     r->throttle_max, r->throttle_end, r->throttle_held_ms);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
 			     status);
