@@ -32,6 +32,7 @@ const char *const bench_fig_names[] = {
     "zero_pages",
     "rounds",
     "dirty_rate_bps",
+    "dirty_rate_window_ms",
     "throughput_bps",
     "bandwidth_bps",
     "verify_ms",
@@ -182,7 +183,11 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 	fmt_ms(r->src, "setup_ms", setup, sizeof(setup));
 	fmt_ms(r->src, "downtime_ms", down, sizeof(down));
 	fmt_ms(r->src, "expected_downtime_ms", exp, sizeof(exp));
-	if (bench_json_num(r->src, "dirty_rate_bps", &v))
+	if (bench_json_num(r->src, "dirty_rate_window_ms", &v) && v == 0)
+		/* no window of >= 1 s of guest run time closed after the bulk
+		 * round (a short migration): unknown, not 0 */
+		snprintf(rate, sizeof(rate), "not measured (no 1 s window)");
+	else if (bench_json_num(r->src, "dirty_rate_bps", &v))
 		bench_fmt_rate((uint64_t)v, rate, sizeof(rate));
 	else
 		snprintf(rate, sizeof(rate), "?");
@@ -299,6 +304,7 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	const struct bench_scenario *sc = r->sc;
 	json_object *j = json_object_new_object(), *axes = json_object_new_object();
 	unsigned int i;
+	double win;
 
 	json_object_object_add(j, "seq", json_object_new_int64(r->seq));
 	json_object_object_add(j, "runs", json_object_new_int64(o->n_sc * o->reps));
@@ -321,6 +327,9 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	copy_key(j, "codec", r->src, "codec");
 	for (i = 0; i < bench_fig_count; i++)
 		copy_key(j, bench_fig_names[i], r->src, bench_fig_names[i]);
+	/* no closed window: the rate is unknown (null, out of the medians), not 0 */
+	if (bench_json_num(r->src, "dirty_rate_window_ms", &win) && win == 0)
+		json_object_object_add(j, "dirty_rate_bps", NULL);
 	for (i = 0; i < sizeof(src_extra) / sizeof(src_extra[0]); i++)
 		copy_key(j, src_extra[i], r->src, src_extra[i]);
 	copy_key(j, "source_progress_rising", r->src, "progress_rising");
