@@ -29,6 +29,8 @@ static const struct {
     {"max-cpu-throttle", CTL_KIND_PERCENT},
     {"migration-timeout", CTL_KIND_S},
     {"migration-timeout-policy", CTL_KIND_NAME},
+    {"handshake-timeout", CTL_KIND_MS},
+    {"io-timeout", CTL_KIND_MS},
 };
 
 enum ctl_kind ctl_param_kind(const char *name)

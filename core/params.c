@@ -90,6 +90,9 @@ static const struct param_desc param_table[PARAM_MAX] = {
     /* stored as enum timeout_policy + 1 (see policy_by_name) */
     [PARAM_MIGRATION_TIMEOUT_POLICY] = {"migration-timeout-policy", 0, 0, TIMEOUT_POLICY_CANCEL + 1,
 					true, "", &timeout_policy_names},
+    /* bounds on waiting for a peer: see tern.h */
+    [PARAM_HANDSHAKE_TIMEOUT] = {"handshake-timeout", 100, 600000, 10000, false, " ms"},
+    [PARAM_IO_TIMEOUT] = {"io-timeout", 1000, 3600000, 30000, false, " ms"},
 };
 
 static const char *const cap_names[CAP_MAX] = {

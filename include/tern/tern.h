@@ -145,6 +145,19 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        `cancelled`, the source guest runs on) or force
  *                        (switch over now, accepting a longer downtime);
  *                        live; set with tern_param_set_str()
+ *   handshake-timeout    ms, 100..600000, default 10000 (before start only):
+ *                        the longest a connection may take to present its
+ *                        stream header and HELLO (or a worker channel its
+ *                        hello), and the longest either side waits for the
+ *                        other's handshake step (HELLO_ACK, the workers'
+ *                        join). A destination closes and forgets a
+ *                        connection that misses it and keeps listening.
+ *   io-timeout           ms, 1000..3600000, default 30000 (before start
+ *                        only): the longest any channel may make no progress
+ *                        on a read or a write, or wait for a send slot or an
+ *                        acknowledgement, before the migration fails naming
+ *                        the channel and what it waited for; TCP channels
+ *                        also get keepalive and TCP_USER_TIMEOUT from it.
  * Capabilities (booleans, before start only):
  *   verify-ram           digest all RAM on both sides after the last page,
  *                        fail on mismatch; default off

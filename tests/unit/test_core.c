@@ -144,6 +144,8 @@ static const struct {
     {"cpu-throttle-increment", PARAM_CPU_THROTTLE_INCREMENT, 1, 99, 10, true},
     {"max-cpu-throttle", PARAM_MAX_CPU_THROTTLE, 1, 99, 99, true},
     {"migration-timeout", PARAM_MIGRATION_TIMEOUT, 0, 31536000, 0, true},
+    {"handshake-timeout", PARAM_HANDSHAKE_TIMEOUT, 100, 600000, 10000, false},
+    {"io-timeout", PARAM_IO_TIMEOUT, 1000, 3600000, 30000, false},
 };
 /* the numeric ones; multifd-compression and migration-timeout-policy (names)
  * have test_params_compression and test_params_timeout_policy */
