@@ -429,30 +429,20 @@ static void *server_thread(void *arg)
 /* Refuse anything but a socket at @path; remove a socket nobody listens on. */
 static int prepare_path(const char *path, struct tern_error *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat st;
-	int fd, ret;
+	int ret = unix_path_reclaim(path);
 
-	if (lstat(path, &st) < 0) {
-		if (errno == ENOENT)
-			return 0;
-		return tern_error_set(err, -errno, "mgmt: %s: %s", path, strerror(errno));
-	}
-	if (!S_ISSOCK(st.st_mode))
-		return tern_error_set(err, -EEXIST, "mgmt: %s exists and is not a socket", path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return tern_error_set(err, -errno, "mgmt: socket: %s", strerror(errno));
-	memcpy(sa.sun_path, path, strlen(path) + 1);
-	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
-	close(fd);
-	if (!ret)
-		return tern_error_set(err, -EADDRINUSE, "mgmt: %s: a server listens there already",
+	switch (ret) {
+	case 0:
+		return 0;
+	case -EADDRINUSE:
+		return tern_error_set(err, ret, "mgmt: %s: another process is listening there",
 				      path);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return tern_error_set(err, -errno, "mgmt: removing the stale socket %s: %s", path,
-				      strerror(errno));
-	return 0;
+	case -EEXIST:
+		return tern_error_set(err, ret, "mgmt: %s exists and is not a socket", path);
+	default:
+		return tern_error_set(err, ret, "mgmt: taking over the stale socket %s: %s", path,
+				      strerror(-ret));
+	}
 }
 
 static int server_bind(struct mgmt_server *m, struct tern_error *err)

@@ -577,14 +577,16 @@ static int unix_listen(const char *path, struct tern_listener **ret_listener,
 	ret = unix_addr_fill(path, &sun, err);
 	if (ret)
 		return ret;
-	/* A socket file left behind by a process that died: take its place. */
-	if (!lstat(path, &st)) {
-		if (!S_ISSOCK(st.st_mode))
-			return tern_error_set(err, -EEXIST,
-					      "unix: bind %s: exists and is not a socket", path);
-		if (unlink(path) && errno != ENOENT)
-			return sys_error(err, -errno, "unix: remove stale socket %s", path);
-	}
+	/* A socket file left behind by a process that died: take its place.
+	 * Never a live one: its owner would be cut off from its clients. */
+	ret = unix_path_reclaim(path);
+	if (ret == -EADDRINUSE)
+		return tern_error_set(err, ret, "unix:%s: another process is listening there",
+				      path);
+	if (ret == -EEXIST)
+		return tern_error_set(err, ret, "unix: bind %s: exists and is not a socket", path);
+	if (ret)
+		return sys_error(err, ret, "unix: take over the stale socket %s", path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
 		ret = -errno;

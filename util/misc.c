@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Small shared helpers: session UUIDs and number parsing.
+ * Small shared helpers: session UUIDs, number parsing and taking over a
+ * Unix socket path.
  */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -50,5 +53,48 @@ int parse_u64(const char *s, uint64_t *ret)
 	if (errno || *end)
 		return -EINVAL;
 	*ret = v;
+	return 0;
+}
+
+/*
+ * Only connect() tells a live socket file from a stale one: the file outlives
+ * the process that bound it, and nothing in it says whether anyone listens.
+ * A refused connect is the one proof that nobody does; any other failure
+ * (EACCES, a full backlog: EAGAIN) may hide a live listener, so the file
+ * stays. The probe is a connection the listener sees open and close at once:
+ * cheap for a server that expects clients to come and go.
+ */
+int unix_path_reclaim(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t len = strlen(path);
+	struct stat st;
+	int fd, ret;
+
+	if (len >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, path, len + 1);
+	ret = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ? -errno : 0;
+	close(fd);
+	switch (ret) {
+	case 0:
+	case -EAGAIN: /* its backlog is full: busy, not gone */
+		return -EADDRINUSE;
+	case -ENOENT: /* removed meanwhile: free */
+		return 0;
+	case -ECONNREFUSED:
+		break;
+	default:
+		return ret;
+	}
+	if (unlink(path) < 0 && errno != ENOENT)
+		return -errno;
 	return 0;
 }

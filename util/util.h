@@ -182,4 +182,14 @@ void tern_uuid_format(const uint8_t uuid[16], char buf[37]);
 /* Parse a decimal u64; -EINVAL on garbage or overflow. */
 int parse_u64(const char *s, uint64_t *ret);
 
+/*
+ * unix_path_reclaim() - make @path free for bind() of a Unix socket: 0 when
+ * nothing is there or when a stale socket (connect() refused: nobody listens)
+ * was there and is now removed. -EADDRINUSE: a process listens there (the
+ * file is left alone). -EEXIST: @path is not a socket (left alone). Another
+ * negative errno: lstat(), connect() or unlink() failed (nothing removed
+ * unless it was stale).
+ */
+int unix_path_reclaim(const char *path);
+
 #endif /* TERN_UTIL_H */

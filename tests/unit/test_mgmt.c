@@ -853,6 +853,8 @@ static void test_socket_file(void **state)
 	/* a live server */
 	memset(&err, 0, sizeof(err));
 	assert_rc_equal(tern_mgmt_listen(other, f->path, &err), -EADDRINUSE);
+	assert_non_null(strstr(err.msg, "another process is listening there"));
+	assert_int_equal(lstat(f->path, &st), 0); /* still the live server's */
 	/* not a socket */
 	fd = open(f->path2, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 	assert_true(fd >= 0);

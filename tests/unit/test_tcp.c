@@ -520,6 +520,49 @@ static void test_unix_stale_socket(void **state)
 	assert_string_equal(buf, "ok");
 }
 
+/* Another process's live listener at the path: refused, and still reachable. */
+static void test_unix_live_socket(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct tern_listener *l = (void *)0x1;
+	struct stat before, after;
+	int c, a;
+
+	memcpy(sun.sun_path, f->path, strlen(f->path) + 1);
+	f->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(f->fd >= 0);
+	assert_int_equal(bind(f->fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(f->fd, 8), 0);
+	assert_int_equal(stat(f->path, &before), 0);
+
+	assert_rc_equal(unix_transport_ops.listen(f->path, &l, &f->err), -EADDRINUSE);
+	assert_ptr_equal(l, (void *)0x1);
+	assert_str_contains(f->err.msg, f->path);
+	assert_str_contains(f->err.msg, "another process is listening there");
+	/* the same file, and its owner still gets connections through it */
+	assert_int_equal(stat(f->path, &after), 0);
+	assert_true(before.st_ino == after.st_ino && before.st_dev == after.st_dev);
+	c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(c >= 0);
+	assert_int_equal(connect(c, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	/* the probe's connection first, then ours */
+	a = accept(f->fd, NULL, NULL);
+	assert_true(a >= 0);
+	close(a);
+	a = accept(f->fd, NULL, NULL);
+	assert_true(a >= 0);
+	assert_int_equal(write(c, "ok", 3), 3);
+	{
+		char buf[3];
+
+		assert_int_equal(read(a, buf, 3), 3);
+		assert_string_equal(buf, "ok");
+	}
+	close(a);
+	close(c);
+}
+
 static void test_unix_not_a_socket(void **state)
 {
 	struct fixture *f = *state;
@@ -1018,6 +1061,7 @@ int main(void)
 	    FIX(test_unix_connect_timeout),
 	    FIX(test_unix_close_removes_file),
 	    FIX(test_unix_stale_socket),
+	    FIX(test_unix_live_socket),
 	    FIX(test_unix_not_a_socket),
 	    FIX(test_tcp_bulk_transfer),
 	    FIX(test_unix_bulk_transfer),
