@@ -20,6 +20,93 @@
 #include "core_priv.h"
 #include "mgmt.h"
 
+/* ---- UTF-8 ---------------------------------------------------------------
+ *
+ * Replies are UTF-8 (RFC 8259 section 8.1), and json-c copies string bytes
+ * as they are: it neither checks a request's bytes nor the strings we put in
+ * a reply. So requests are checked before they are parsed, a message cut to
+ * fit is cut between characters, and every reply line is scrubbed last, for
+ * the strings that come from elsewhere (a VMM's error message, a path).
+ */
+
+/*
+ * Bytes in the well-formed sequence at @p (@n > 0 left), or 0: RFC 3629's
+ * table, so no overlong form, no surrogate, nothing above U+10FFFF. Sets
+ * *@ret_cut (may be NULL) when @p is a well-formed start that @n cuts short.
+ */
+static size_t utf8_seq_len(const unsigned char *p, size_t n, bool *ret_cut)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		len = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		len = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	for (i = 1; i < len; i++) {
+		if (i == n) {
+			if (ret_cut)
+				*ret_cut = true;
+			return 0;
+		}
+		if (p[i] < (i == 1 ? lo : 0x80) || p[i] > (i == 1 ? hi : 0xbf))
+			return 0;
+	}
+	return len;
+}
+
+/* The offset of the first byte of @s (@len) that is not well-formed UTF-8, or @len. */
+static size_t utf8_check(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t off = 0, n;
+
+	while (off < len && (n = utf8_seq_len(p + off, len - off, NULL)))
+		off += n;
+	return off;
+}
+
+/* The longest prefix of @s, at most @max bytes, that ends between characters. */
+static size_t utf8_cut(const char *s, size_t max)
+{
+	return utf8_check(s, strnlen(s, max));
+}
+
+/* Make @s well-formed in place: a character cut short at the end goes, any
+ * other ill-formed byte becomes '?' (same length, and not special in JSON). */
+static void utf8_scrub(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t len = strlen(s), off = 0, n;
+	bool cut = false;
+
+	while (off < len) {
+		n = utf8_seq_len(p + off, len - off, &cut);
+		if (n) {
+			off += n;
+		} else if (cut) {
+			p[off] = '\0';
+			return;
+		} else {
+			p[off++] = '?';
+		}
+	}
+}
+
 /* The reply as one line, newline included (malloc'ed); consumes @reply. */
 static char *reply_line(struct json_object *reply)
 {
@@ -33,6 +120,9 @@ static char *reply_line(struct json_object *reply)
 	if (txt && asprintf(&line, "%s\n", txt) < 0)
 		line = NULL;
 	json_object_put(reply);
+	/* Ill-formed bytes are inside strings only: the structure is ASCII. */
+	if (line)
+		utf8_scrub(line);
 	return line;
 }
 
@@ -65,6 +155,7 @@ static struct json_object *reply_err(struct json_object *id, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	utf8_scrub(msg); /* cut to fit: maybe inside a character */
 	json_object_object_add(r, "ok", json_object_new_boolean(0));
 	json_object_object_add(r, "error", json_object_new_string(msg));
 	if (id)
@@ -381,6 +472,9 @@ static struct json_object *handle_request(struct tern_session *s, const char *li
 
 	if (memchr(line, '\0', len))
 		return reply_err(NULL, "malformed request: a NUL byte in the line");
+	end = utf8_check(line, len);
+	if (end < len)
+		return reply_err(NULL, "request is not valid UTF-8 (byte %zu)", end);
 	tok = json_tokener_new();
 	if (!tok)
 		return NULL;
@@ -433,7 +527,8 @@ static struct json_object *handle_request(struct tern_session *s, const char *li
 	else if (!strcmp(cmd, "unsubscribe"))
 		reply = cmd_subscribe(id, false, ret_act);
 	else
-		reply = reply_err(id, "field 'cmd': unknown command '%.64s'", cmd);
+		reply = reply_err(id, "field 'cmd': unknown command '%.*s'", (int)utf8_cut(cmd, 64),
+				  cmd);
 	json_object_put(req);
 	return reply;
 }

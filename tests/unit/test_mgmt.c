@@ -795,6 +795,99 @@ static void test_errors(void **state)
 	json_object_put(r);
 }
 
+/* Well-formed UTF-8 (RFC 3629), checked independently of the server's code. */
+static bool utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		uint32_t cp;
+		int n, i;
+
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		n = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3 : (*p & 0xf8) == 0xf0 ? 4 : 0;
+		if (!n)
+			return false;
+		cp = *p & (0x7f >> n);
+		for (i = 1; i < n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if (cp < (n == 2   ? 0x80u
+			  : n == 3 ? 0x800u
+				   : 0x10000u) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+/* Send @req raw (a newline is added); the reply line, checked to be UTF-8. */
+static struct json_object *request_utf8(struct client *c, const char *req)
+{
+	struct json_object *o;
+	char *line;
+
+	client_send(c, req, strlen(req));
+	client_send(c, "\n", 1);
+	line = client_line(c);
+	assert_non_null(line);
+	if (!utf8_ok(line))
+		fail_msg("reply is not UTF-8: %s", line);
+	o = parse(line);
+	free(line);
+	return o;
+}
+
+static void test_utf8(void **state)
+{
+	static const char *const bad[][2] = {
+	    {"{\"cmd\":\"\xff\xfe\"}", "(byte 8)"},
+	    {"{\"cmd\":\"q\xc3\"}", "(byte 9)"},	    /* cut short */
+	    {"{\"cmd\":\"\xc0\xaf\"}", "(byte 8)"},	    /* overlong '/' */
+	    {"{\"cmd\":\"\xed\xa0\x80\"}", "(byte 8)"},	    /* a surrogate */
+	    {"{\"cmd\":\"\xf4\x90\x80\x80\"}", "(byte 8)"}, /* above U+10FFFF */
+	    {"{\"cmd\":\"query\",\"id\":\"\x80\"}", "(byte 21)"},
+	};
+	struct fixture *f = *state;
+	char req[256], want[128], *p;
+	struct json_object *r;
+	struct client *c;
+	size_t i;
+
+	f->c[0] = c = client_open(f->path);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = request_utf8(c, bad[i][0]);
+		expect_error(json_object_get(r), "request is not valid UTF-8");
+		expect_error(r, bad[i][1]);
+	}
+
+	/* 30 euro signs (90 bytes): the message keeps 21, whole */
+	p = req + sprintf(req, "{\"cmd\":\"");
+	for (i = 0; i < 30; i++)
+		p += sprintf(p, "\xe2\x82\xac");
+	sprintf(p, "\"}");
+	p = want + sprintf(want, "unknown command '");
+	for (i = 0; i < 21; i++)
+		p += sprintf(p, "\xe2\x82\xac");
+	sprintf(p, "'");
+	expect_error(request_utf8(c, req), want);
+
+	/* well-formed text beyond ASCII is fine, and comes back as it was */
+	r = request_utf8(c, "{\"cmd\":\"query\",\"id\":\"caf\xc3\xa9 \xf0\x9f\x90\xa6\"}");
+	expect_ok(r);
+	assert_string_equal(get_str(r, "id"), "caf\xc3\xa9 \xf0\x9f\x90\xa6");
+	json_object_put(r);
+	/* an escaped lone surrogate never comes back as an ill-formed byte */
+	r = request_utf8(c, "{\"cmd\":\"query\",\"id\":\"\\ud800\"}");
+	json_object_put(r);
+}
+
 static void test_long_lines(void **state)
 {
 	struct fixture *f = *state;
@@ -1266,6 +1359,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_set_new_params_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_continue_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_utf8, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_clients, setup, teardown),

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for util/: bitmaps (plain, atomic, drain under concurrency),
- * byte order, error reports, full-length fd I/O, parse_u64 and UUIDs.
+ * byte order, error reports, full-length fd I/O, parse_u64 and UUIDs; and
+ * the programs' JSON string escaper (common/json_out.h, header-only), which
+ * has no module of its own to be tested with.
  *
  * Helper threads never call cmocka assertions (they longjmp into the main
  * thread's stack); they record results that the test thread then checks.
@@ -16,6 +18,7 @@
 
 #include "tests/cmocka_compat.h"
 #include "util/util.h"
+#include "common/json_out.h"
 
 /* xorshift64: reproducible pseudo-random numbers for the tests. */
 static uint64_t rnd_next(uint64_t *s)
@@ -515,6 +518,28 @@ static void test_uuid(void **state)
 	}
 }
 
+static void test_json_escape(void **state)
+{
+	char out[64];
+
+	(void)state;
+	assert_int_equal(json_escape(out, sizeof(out), "a\"b\\c\n"), 13);
+	assert_string_equal(out, "a\\\"b\\\\c\\u000a");
+	/* well-formed text beyond ASCII goes through as it is */
+	json_escape(out, sizeof(out), "caf\xc3\xa9 \xe2\x82\xac");
+	assert_string_equal(out, "caf\xc3\xa9 \xe2\x82\xac");
+	/* ill-formed bytes become U+FFFD: lone, overlong, surrogate, cut short */
+	json_escape(out, sizeof(out), "\xff.\xc0\xaf.\xed\xa0\x80.\xe2\x82");
+	assert_string_equal(out, "\\ufffd.\\ufffd\\ufffd.\\ufffd\\ufffd\\ufffd.\\ufffd\\ufffd");
+	/* cut to fit between characters: 3 euro signs need 10 bytes with the NUL */
+	assert_int_equal(json_escape(out, 9, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"), 6);
+	assert_string_equal(out, "\xe2\x82\xac\xe2\x82\xac");
+	assert_int_equal(json_escape(out, 10, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"), 9);
+	/* and never half an escape */
+	assert_int_equal(json_escape(out, 6, "\x01"), 0);
+	assert_int_equal(json_escape(out, 3, "ab\""), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -541,6 +566,7 @@ int main(void)
 	    cmocka_unit_test_setup(test_error_prefix, error_setup),
 	    cmocka_unit_test(test_parse_u64),
 	    cmocka_unit_test(test_uuid),
+	    cmocka_unit_test(test_json_escape),
 	};
 
 	/* A write to a closed socket must fail the test, not kill the runner. */
