@@ -188,6 +188,12 @@ static int parse_bytes(const char *s, bool rate, uint64_t *ret, char *why, size_
 	div *= pow10_u128(d.frac);
 	v = d.mant * mul;
 	v = v / div + (v % div >= div - v % div ? 1 : 0);
+	/* 0 is a value of its own ("unlimited" for max-bandwidth): a request
+	 * for a little must not become its opposite. */
+	if (!v && d.mant)
+		return fail(why, len, -ERANGE,
+			    "'%s': under half a byte, it would round to 0; write 0 if 0 is meant",
+			    s);
 	return finish_u64(v, ret, s, why, len);
 }
 

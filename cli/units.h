@@ -8,7 +8,8 @@
  *                    K M G T P E (any case) = 1000^n, Ki Mi ... Ei = 1024^n;
  *                    B (or nothing) = bytes, bit or bits = bits (/ 8); a
  *                    lowercase "b" alone is refused as ambiguous; /s only for
- *                    rates. Rounded to the nearest byte (halves up).
+ *                    rates. Rounded to the nearest byte (halves up); a
+ *                    value that is not zero but rounds to 0 is refused.
  *   durations        NUMBER alone (the parameter's own unit), or one or more
  *                    NUMBER [spaces] UNIT, largest first, each unit once: h,
  *                    m or min, s, ms, any case ("1h30m", "1.5s", "2m03s");

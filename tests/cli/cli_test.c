@@ -459,6 +459,17 @@ static void test_set_refused(void **state)
 	assert_str_contains(r->err, "'12Q'");
 	free(r);
 
+	/* a little is not "unlimited" (0): refused before anything is sent */
+	r = CTL("-s", s, "set", "max-bandwidth", "1bit");
+	expect_code(r, 2);
+	assert_str_contains(r->err, "'1bit'");
+	assert_str_contains(r->err, "round to 0");
+	free(r);
+	r = CTL("-s", s, "set", "max-bandwidth", "0.4");
+	expect_code(r, 2);
+	assert_str_contains(r->err, "'0.4'");
+	free(r);
+
 	r = CTL("-s", s, "set", "downtime-limit", "-5");
 	expect_code(r, 2);
 	assert_str_contains(r->err, "'-5'");

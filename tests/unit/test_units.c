@@ -124,7 +124,11 @@ static void test_size(void **state)
 	OK(units_parse_size, "1.0004K", 1000);
 	OK(units_parse_size, "1.0005K", 1001);
 	OK(units_parse_size, "1.5", 2);
-	OK(units_parse_size, "0.4B", 0);
+	BAD(units_parse_size, "0.4B", -ERANGE, "would round to 0");
+	BAD(units_parse_size, "0.4", -ERANGE, "would round to 0");
+	BAD(units_parse_size, "0.0000000000000000000000001", -ERANGE, "would round to 0");
+	OK(units_parse_size, "0.5B", 1);
+	OK(units_parse_size, "0.0B", 0);
 	OK(units_parse_size, "0.00000000000000000000000000", 0);
 	/* the 64-bit edge */
 	OK(units_parse_size, "18446744073709551615", UINT64_MAX);
@@ -175,7 +179,11 @@ static void test_rate(void **state)
 	OK(units_parse_rate, "8bit", 1);
 	OK(units_parse_rate, "1Gibit", 134217728);
 	OK(units_parse_rate, "1.5Gbit", 187500000);
-	OK(units_parse_rate, "1bit", 0); /* 0.125 bytes */
+	BAD(units_parse_rate, "1bit", -ERANGE, "would round to 0"); /* 0.125 bytes */
+	BAD(units_parse_rate, "3bit/s", -ERANGE, "would round to 0");
+	BAD(units_parse_rate, "0.4", -ERANGE, "would round to 0");
+	BAD(units_parse_rate, "0.0001kbit", -ERANGE, "would round to 0");
+	OK(units_parse_rate, "0bit", 0);
 	OK(units_parse_rate, "4bit", 1); /* 0.5 rounds up */
 	OK(units_parse_rate, "147573952589676412920bit", UINT64_MAX);
 	BAD(units_parse_rate, "147573952589676412928bit", -ERANGE, "too large");
