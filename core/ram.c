@@ -23,17 +23,128 @@
  * sync's pages. Such a page is in a stale chunk and still in send. A write
  * to it in between cannot be seen (the page is not write-protected), but it
  * needs no second send either.
+ *
+ * Lifetime. A block belongs to its session: tern.h has the VMM stop every
+ * thread that may call tern_ram_mark_dirty() before it calls
+ * tern_session_free(). A VMM that gets the order wrong must crash with a
+ * message, not write into freed memory; but a liveness test on memory that
+ * is freed already would itself be undefined. So the headers outlive their
+ * session: tern_session_free() poisons each block's magic, frees its
+ * bitmaps and parks the header in a small process-wide quarantine (the last
+ * RAM_QUARANTINE headers freed; the oldest is freed for real when a newer
+ * one comes in). A late call reads a header that is still allocated and
+ * finds the poison. Past that many frees a stale handle is undefined again.
+ *
+ * A call that is already past the test when the free begins is the other
+ * half of the race (the issue's writer thread, marking in a loop). Debug
+ * builds close it:
+ *   1. a call adds one to the block's users word before it touches the
+ *      bitmap and takes it off after;
+ *   2. the free sets RAM_USERS_DEAD in that word (one atomic RMW: every call
+ *      is ordered before or after it) and waits until the count is zero;
+ *   3. a call ordered before it finishes its write before the bitmap goes;
+ *      one ordered after it sees RAM_USERS_DEAD and aborts with the block's
+ *      name, having touched nothing but the header.
+ * That is two atomic operations a call, on a cache line every marking
+ * thread shares, so NDEBUG builds keep only the poison test (a plain load
+ * and a branch; -ESTALE back): there, a call racing the free itself is
+ * still undefined, as the rules in tern.h say.
+ *
+ * The quarantine is the library's one piece of global state, because its
+ * point is to outlive every session. It is bounded (about 350 bytes a
+ * header) and reachable, so leak checkers do not count it.
  */
+#include <sched.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
 #include "core_priv.h"
+
+#define RAM_MAGIC_LIVE 0x7465726eu /* "tern" */
+#define RAM_MAGIC_DEAD 0xdeadb10cu
+#define RAM_USERS_DEAD 0x80000000u
+#define RAM_QUARANTINE 1024
+
+/*
+ * A block as allocated: its lifetime words ahead of it. They are this
+ * file's business only, so they stay out of struct tern_ram_block.
+ */
+struct ram_life {
+	/* RAM_MAGIC_LIVE until tern_session_free() poisons it; atomic */
+	uint32_t magic;
+	/* debug builds: tern_ram_mark_dirty() calls in flight, | RAM_USERS_DEAD
+	 * once the session frees the block; atomic */
+	uint32_t users;
+	struct tern_ram_block b;
+};
+
+static inline struct ram_life *ram_life(const struct tern_ram_block *b)
+{
+	return (struct ram_life *)((uintptr_t)b - offsetof(struct ram_life, b));
+}
+
+static struct {
+	pthread_mutex_t lock;
+	struct ram_life *ring[RAM_QUARANTINE];
+	unsigned int next;
+} ram_quarantine = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void ram_quarantine_put(struct ram_life *l)
+{
+	struct ram_life *old;
+
+	pthread_mutex_lock(&ram_quarantine.lock);
+	old = ram_quarantine.ring[ram_quarantine.next];
+	ram_quarantine.ring[ram_quarantine.next] = l;
+	ram_quarantine.next = (ram_quarantine.next + 1) % RAM_QUARANTINE;
+	pthread_mutex_unlock(&ram_quarantine.lock);
+	free(old);
+}
+
+#ifndef NDEBUG
+/*
+ * A handle used outside its session's life: say so and abort. The library
+ * never prints otherwise; here there is no session left to log through, and
+ * the process is about to die anyway (as assert() would). ->name is still
+ * there: the header is in the quarantine.
+ */
+static void __attribute__((noreturn, cold))
+ram_misuse(const struct tern_ram_block *b, const char *fn)
+{
+	if (__atomic_load_n(&ram_life(b)->magic, __ATOMIC_RELAXED) == RAM_MAGIC_DEAD)
+		fprintf(stderr,
+			"libtern: %s() on RAM block '%s' after tern_session_free(): stop every "
+			"thread that may use the block before freeing its session\n",
+			fn, b->name);
+	else
+		fprintf(stderr, "libtern: %s() on %p, which is not a registered RAM block\n", fn,
+			(const void *)b);
+	abort();
+}
+#endif
+
+/* Whether @b is alive; debug builds abort on a dead one instead. */
+static inline bool ram_check_live(const struct tern_ram_block *b, const char *fn)
+{
+	if (__builtin_expect(
+		__atomic_load_n(&ram_life(b)->magic, __ATOMIC_RELAXED) == RAM_MAGIC_LIVE, 1))
+		return true;
+#ifndef NDEBUG
+	ram_misuse(b, fn);
+#else
+	(void)fn;
+	return false;
+#endif
+}
 
 TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void *host,
 				  uint64_t size, struct tern_ram_block **ret_block,
 				  struct tern_error *err)
 {
 	struct tern_ram_block *b;
+	struct ram_life *l;
 	uint32_t i;
 
 	if (s->started)
@@ -58,9 +169,11 @@ TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void
 					      name);
 	if (s->nblocks == MAX_BLOCKS)
 		return tern_error_set(err, -ENOSPC, "more than %u RAM blocks", MAX_BLOCKS);
-	b = calloc(1, sizeof(*b));
-	if (!b)
+	l = calloc(1, sizeof(*l));
+	if (!l)
 		return tern_error_set(err, -ENOMEM, "out of memory");
+	l->magic = RAM_MAGIC_LIVE;
+	b = &l->b;
 	b->session = s;
 	b->index = s->nblocks;
 	strcpy(b->name, name);
@@ -69,7 +182,7 @@ TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void
 	b->npages = size / s->page_size;
 	b->dirty = bitmap_new(b->npages);
 	if (!b->dirty) {
-		free(b);
+		free(l);
 		return tern_error_set(err, -ENOMEM, "out of memory");
 	}
 	s->blocks[s->nblocks++] = b;
@@ -78,7 +191,7 @@ TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void
 	return 0;
 }
 
-TERN_EXPORT int tern_ram_mark_dirty(struct tern_ram_block *b, uint64_t offset, uint64_t len)
+static int ram_mark(struct tern_ram_block *b, uint64_t offset, uint64_t len)
 {
 	uint32_t page = b->session->page_size;
 	uint64_t first, last;
@@ -96,13 +209,39 @@ TERN_EXPORT int tern_ram_mark_dirty(struct tern_ram_block *b, uint64_t offset, u
 	return 0;
 }
 
+TERN_EXPORT int tern_ram_mark_dirty(struct tern_ram_block *b, uint64_t offset, uint64_t len)
+{
+#ifndef NDEBUG
+	struct ram_life *l = ram_life(b);
+	int ret;
+
+	/* steps 1 and 3 at the top: count in, or find the block dead */
+	if (__atomic_fetch_add(&l->users, 1, __ATOMIC_ACQUIRE) & RAM_USERS_DEAD)
+		ram_misuse(b, __func__);
+	ram_check_live(b, __func__);
+	ret = ram_mark(b, offset, len);
+	__atomic_fetch_sub(&l->users, 1, __ATOMIC_RELEASE);
+	return ret;
+#else
+	if (!ram_check_live(b, __func__))
+		return -ESTALE;
+	return ram_mark(b, offset, len);
+#endif
+}
+
 TERN_EXPORT const char *tern_ram_block_name(const struct tern_ram_block *b)
 {
+#ifndef NDEBUG
+	ram_check_live(b, __func__);
+#endif
 	return b->name;
 }
 
 TERN_EXPORT uint64_t tern_ram_block_size(const struct tern_ram_block *b)
 {
+#ifndef NDEBUG
+	ram_check_live(b, __func__);
+#endif
 	return b->size;
 }
 
@@ -127,10 +266,14 @@ TERN_EXPORT int tern_dirty_source_add(struct tern_session *s,
 TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
 				  const uint64_t *bitmap, uint64_t npages)
 {
-	struct tern_session *s = b->session;
-	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
+	struct tern_session *s;
+	unsigned int shift;
 	uint64_t i, w;
 
+	if (!ram_check_live(b, __func__))
+		return -ESTALE;
+	s = b->session;
+	shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
 	if (first_page > b->npages || npages > b->npages - first_page)
 		return -ERANGE;
 	if (!b->send)
@@ -299,13 +442,21 @@ void ram_release(struct tern_session *s)
 
 	for (i = 0; i < s->nblocks; i++) {
 		struct tern_ram_block *b = s->blocks[i];
+		struct ram_life *l = ram_life(b);
 
+		/* see "Lifetime" at the top */
+		__atomic_store_n(&l->magic, RAM_MAGIC_DEAD, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&l->users, RAM_USERS_DEAD, __ATOMIC_ACQ_REL);
+		while (__atomic_load_n(&l->users, __ATOMIC_ACQUIRE) & ~RAM_USERS_DEAD)
+			sched_yield(); /* a mark in flight: a few instructions */
 		bitmap_free(b->dirty);
 		bitmap_free(b->send);
 		bitmap_free(b->clear_chunks);
 		bitmap_free(b->stale_chunks);
 		bitmap_free(b->touched);
-		free(b);
+		b->dirty = b->send = b->clear_chunks = b->stale_chunks = b->touched = NULL;
+		b->session = NULL;
+		ram_quarantine_put(l);
 	}
 	s->nblocks = 0;
 }

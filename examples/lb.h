@@ -112,6 +112,7 @@ uint8_t *lb_ram_alloc(uint64_t size);
 uint64_t lb_ram_fill(uint8_t *ram, const struct lb_cfg *cfg);
 int lb_writer_start(struct lb_writer *w);
 void lb_writer_stop(struct lb_writer *w);
+void lb_writer_fini(struct lb_writer *w);
 int lb_writer_pause(void *opaque, struct tern_error *err);
 void lb_writer_resume(void *opaque);
 void lb_writer_throttle(void *opaque, unsigned int percent);

@@ -220,16 +220,23 @@ int lb_run_source(const struct lb_cfg *cfg, const char *uri)
 			snprintf(err.msg, sizeof(err.msg), "source setup: %s", strerror(-ret));
 		st.status = TERN_STATUS_FAILED;
 		lb_print_json("source", lb_uri_transport(uri), cfg, &st, NULL, err.msg);
-		tern_session_free(s);
 		lb_writer_stop(&w);
+		tern_session_free(s);
+		lb_writer_fini(&w);
 		return 1;
 	}
 
 	wait_final(s, cfg, "source", &timed_out);
 	tern_stats_get(s, &st);
-	/* join the library's threads first: no callback may run after this */
-	tern_session_free(s);
+	/*
+	 * The writer first: it marks pages on the session's block, which dies
+	 * with the session (tern.h, "Lifetime"). Then the library's threads:
+	 * no callback runs after tern_session_free(), so the writer's lock and
+	 * condition may go.
+	 */
 	lb_writer_stop(&w);
+	tern_session_free(s);
+	lb_writer_fini(&w);
 	if (mgmt_err[0])
 		msg = mgmt_err;
 	else if (timed_out)

@@ -235,6 +235,11 @@ int lb_writer_start(struct lb_writer *w)
 	return 0;
 }
 
+/*
+ * Stop and join the writer. It marks pages on the session's RAM block, so
+ * this comes before tern_session_free() (tern.h, "Lifetime"). The callbacks
+ * stay usable: a pause finds the writer gone and returns at once.
+ */
 void lb_writer_stop(struct lb_writer *w)
 {
 	if (w->started) {
@@ -245,6 +250,12 @@ void lb_writer_stop(struct lb_writer *w)
 		pthread_join(w->thread, NULL);
 		w->started = false;
 	}
+}
+
+/* After tern_session_free(): no callback runs any more. */
+void lb_writer_fini(struct lb_writer *w)
+{
+	lb_writer_stop(w);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->lock);
 }

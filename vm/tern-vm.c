@@ -868,6 +868,8 @@ static int source_finish(struct tv_app *a, struct tv_result *r, struct tern_sess
 		print_result(a->cfg, r);
 		_exit(1);
 	}
+	/* the vCPUs run on: off the block before it dies with the session */
+	tv_vm_set_block(a->vm, NULL);
 	tern_session_free(s);
 	tern_kvm_log_free(log);
 

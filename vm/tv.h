@@ -73,7 +73,8 @@ struct tv_vm {
 	uint32_t nxcrs; /* what KVM_GET_XCRS reports (the "cpu" section's size) */
 	/* set before the migration starts: where the VMM's own writes to guest
 	 * RAM (held_tsc, and round from the migration thread) are reported;
-	 * NULL: nowhere (no migration) */
+	 * NULL: nowhere (no migration, or before tern_session_free()). Written
+	 * under ->lock; the vCPUs load it and mark under ->lock too */
 	struct tern_ram_block *block;
 	/* stop_req mirrors pause_req || quit for the vCPU threads' lock-free check */
 	bool stop_req;

@@ -254,10 +254,14 @@ static void vcpu_hold(struct tv_vcpu *v, struct kvm_run *run)
 		return;
 	/* KVM's dirty log does not see this write: tell libtern, after it */
 	held_add(box, tsc);
+	/* under the lock: tv_vm_set_block(vm, NULL) must not return while a
+	 * mark is on its way to a block whose session is about to be freed */
+	pthread_mutex_lock(&vm->lock);
 	b = __atomic_load_n(&vm->block, __ATOMIC_ACQUIRE);
 	if (b)
 		tern_ram_mark_dirty(b, (uint64_t)((uint8_t *)&box->held_tsc - vm->kg.ram),
 				    sizeof(box->held_tsc));
+	pthread_mutex_unlock(&vm->lock);
 }
 
 static void *vcpu_main(void *arg)
@@ -611,9 +615,18 @@ void tv_throttle_stats(struct tv_vm *vm, uint32_t *ret_now, uint32_t *ret_max,
 	*ret_held_ms = __atomic_load_n(&vm->held_ns, __ATOMIC_RELAXED) / 1000000ull;
 }
 
+/*
+ * Where the vCPU threads report their own writes. With NULL, before
+ * tern_session_free(): the block dies with the session (tern.h, "Lifetime")
+ * and the vCPUs run on. Under ->lock, so that once this returns no vCPU is
+ * between loading the old block and marking it. The migration thread's own
+ * reader (tv_rounds.c) needs no lock: the free joins it first.
+ */
 void tv_vm_set_block(struct tv_vm *vm, struct tern_ram_block *b)
 {
+	pthread_mutex_lock(&vm->lock);
 	__atomic_store_n(&vm->block, b, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vm->lock);
 }
 
 bool tv_vm_failed(struct tv_vm *vm, char *buf, size_t len)

@@ -12,6 +12,27 @@
  * session (the one that created it). No callback runs after tern_wait() has
  * returned a final status.
  *
+ * Lifetime: a struct tern_ram_block belongs to its session and dies with
+ * it: it is valid until tern_session_free() begins, and not after (a section
+ * writer or reader lives only for the save or load call it is passed to).
+ * So the VMM frees a session last, in this order:
+ *   1. stop (join, or park for good) every thread of its own that may still
+ *      call into the session: the threads that call tern_ram_mark_dirty()
+ *      (vCPUs, device emulation, DMA) and any that call the thread-safe
+ *      entry points (tern_cancel(), tern_stats_get(), ...);
+ *   2. tern_session_free(), which cancels the migration and joins the
+ *      library's threads (no callback runs after it returns);
+ *   3. only then free what the callbacks and the dirty-log providers use,
+ *      and the guest RAM.
+ * Debug builds (no NDEBUG) check the first rule where it is cheap: a
+ * tern_ram_mark_dirty(), tern_dirty_report(), tern_ram_block_name() or
+ * tern_ram_block_size() on a block of a freed session (a
+ * tern_ram_mark_dirty() that overlaps the free included) prints the block's
+ * name and aborts. Release builds turn a late tern_ram_mark_dirty() or
+ * tern_dirty_report() into -ESTALE, but a call that overlaps the free is
+ * undefined there. Both remember the last 1024 blocks freed in the process;
+ * a handle older than that is undefined.
+ *
  * Errors: every function returns zero (or a positive value) on success and a
  * negative errno on failure; when @err is not NULL it receives a message.
  */
@@ -108,6 +129,12 @@ TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
 /**
  * tern_session_free() - cancel whatever runs, join every thread, free all.
  * NULL is a no-op. The RAM the VMM registered is not touched.
+ *
+ * Call it from the owner thread, after every VMM thread that may use the
+ * session or one of its RAM blocks has stopped (see "Lifetime" at the top):
+ * the session and its blocks are invalid from the moment it begins. The
+ * VMM's callbacks may still run until it returns (to resume a paused guest),
+ * so what they use must stay until then.
  */
 TERN_EXPORT void tern_session_free(struct tern_session *s);
 
@@ -140,7 +167,8 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *   max-cpu-throttle        %, 1..99, default 99; live  (auto-converge)
  *   migration-timeout    seconds from tern_migrate(), 0..31536000, 0 = none
  *                        (default); live. Reached before switchover, the
- *                        policy applies.
+ *                        policy applies within a second whatever the
+ *                        destination does (a stopped one included).
  *   migration-timeout-policy  a name: cancel (default: the migration ends
  *                        `cancelled`, the source guest runs on) or force
  *                        (switch over now, accepting a longer downtime);
@@ -212,6 +240,10 @@ TERN_EXPORT int tern_cap_get(struct tern_session *s, const char *name, bool *ret
  * called (fresh anonymous memory): zero pages are not written there, and the
  * library advises transparent huge pages on it so that landing pages do not
  * pay a fault per 4 KiB.
+ *
+ * @ret_block: the block's handle, valid until tern_session_free() (not
+ *	after it, nor during it): the VMM stops every thread that may still
+ *	use it before it frees the session.
  */
 TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void *host,
 				  uint64_t size, struct tern_ram_block **ret_block,
@@ -220,7 +252,13 @@ TERN_EXPORT int tern_ram_register(struct tern_session *s, const char *name, void
 /**
  * tern_ram_mark_dirty() - the VMM wrote [@offset, @offset + @len) itself
  * (device DMA, emulation): send those pages again. Thread-safe and lock-free;
- * call it after the write. Return: 0, or -ERANGE when outside the block.
+ * call it after the write, from any thread, at any time between
+ * tern_ram_register() and tern_session_free() (whether a migration runs or
+ * not). A thread that calls it must have stopped before tern_session_free()
+ * begins: debug builds abort with a message on a call during or after it.
+ *
+ * Return: 0, -ERANGE when outside the block, or -ESTALE (release builds)
+ * when the block's session was freed.
  */
 TERN_EXPORT int tern_ram_mark_dirty(struct tern_ram_block *b, uint64_t offset, uint64_t len);
 
@@ -259,7 +297,10 @@ TERN_EXPORT int tern_dirty_source_add(struct tern_session *s,
 /**
  * tern_dirty_report() - from a provider's sync: pages first_page + i for every
  * bit i set in @bitmap (64 pages per word, bit 0 of word 0 first) were
- * written. Return: 0, or -ERANGE when the range leaves the block.
+ * written. Only from the provider's sync hook, on the migration thread.
+ * Return: 0, -ERANGE when the range leaves the block, -EINVAL outside a
+ * sync, -ESTALE (release builds; debug builds abort) when the block's
+ * session was freed.
  */
 TERN_EXPORT int tern_dirty_report(struct tern_ram_block *b, uint64_t first_page,
 				  const uint64_t *bitmap, uint64_t npages);
