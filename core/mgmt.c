@@ -20,6 +20,20 @@
  * Output is bounded too: the server reads no more requests from a client
  * whose unsent replies exceed MGMT_OUT_HIGH, so a client that writes without
  * reading only stalls itself.
+ *
+ * Time is bounded as well, so that idle clients cannot fill the 16 slots and
+ * lock the operator out. A client that sends nothing for ->idle_ms is told
+ * so and closed. A subscribed client (ternctl watch) waits for us, not we
+ * for it: it is never idle while it takes its events, and is closed only
+ * when output it has been sent stays unread for ->idle_ms. A closing client
+ * gets MGMT_DRAIN_MS to hang up after our last line.
+ *
+ * Closing never loses our last line to the peer: the write side is shut
+ * once that line has gone out, and the socket stays open, its input thrown
+ * away, until the peer hangs up. A client refused because all slots are
+ * taken goes the same way, in one of MGMT_MAX_REFUSED extra slots that only
+ * ever hold closing clients: closing it at once would make the request it is
+ * about to write fail with EPIPE, and it would never read why.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,10 +52,14 @@
 
 #define MGMT_LINE_MAX 65536 /* request bytes before the newline */
 #define MGMT_MAX_CLIENTS 16
-#define MGMT_EVQ_LEN 128	   /* queued events per client */
-#define MGMT_EVENT_MAX 384	   /* one event line, newline included */
-#define MGMT_OUT_HIGH (256u << 10) /* stop reading requests above this */
-#define MGMT_DRAIN_MAX (1u << 20)  /* input discarded before a hard close */
+#define MGMT_MAX_REFUSED 8 /* refused clients being told why, beyond the 16 */
+#define MGMT_SLOTS (MGMT_MAX_CLIENTS + MGMT_MAX_REFUSED)
+#define MGMT_IDLE_MS (5 * 60 * 1000) /* docs/MGMT.md */
+#define MGMT_DRAIN_MS 5000	     /* for the peer to hang up after our last line */
+#define MGMT_EVQ_LEN 128	     /* queued events per client */
+#define MGMT_EVENT_MAX 384	     /* one event line, newline included */
+#define MGMT_OUT_HIGH (256u << 10)   /* stop reading requests above this */
+#define MGMT_DRAIN_MAX (1u << 20)    /* input discarded before a hard close */
 
 struct mgmt_client {
 	/* server thread only */
@@ -54,6 +72,9 @@ struct mgmt_client {
 	bool draining;	  /* closing, flushed, write side shut: discard input */
 	size_t discarded; /* bytes thrown away while draining */
 	bool out_oom;
+	uint64_t in_ms;	   /* the last byte it sent (or its accept) */
+	uint64_t out_ms;   /* output last became pending or made progress */
+	uint64_t drain_ms; /* draining since */
 
 	/* protected by the server's ->qlock */
 	bool subscribed;
@@ -72,12 +93,14 @@ struct mgmt_server {
 	ino_t ino;
 	pthread_t thread;
 
-	bool quit; /* atomic */
+	bool quit;	  /* atomic */
+	uint32_t idle_ms; /* atomic: MGMT_IDLE_MS, or a test's (mgmt_set_idle_ms()) */
 
 	/* ->clients[] changes under ->qlock (server thread); the server thread
-	 * reads it without the lock, notifiers with it */
+	 * reads it without the lock, notifiers with it. Slots from
+	 * MGMT_MAX_CLIENTS on hold refused clients only (closing). */
 	pthread_mutex_t qlock;
-	struct mgmt_client *clients[MGMT_MAX_CLIENTS];
+	struct mgmt_client *clients[MGMT_SLOTS];
 };
 
 /* ---- events (any thread) ------------------------------------------------- */
@@ -160,6 +183,8 @@ void mgmt_notify_round(struct tern_session *s, uint64_t round, uint64_t dirty_pa
 
 static void client_append(struct mgmt_client *c, const char *p, size_t n)
 {
+	if (c->out_off == c->out_len)
+		c->out_ms = tern_now_ms(); /* pending from now on */
 	/* Keep the unsent bytes at the front: a client that reads slowly but
 	 * steadily would otherwise grow the buffer without bound. */
 	if (c->out_off) {
@@ -214,19 +239,36 @@ static void server_accept(struct mgmt_server *m)
 		return;
 	for (i = 0; i < MGMT_MAX_CLIENTS && m->clients[i]; i++)
 		;
-	c = i < MGMT_MAX_CLIENTS ? calloc(1, sizeof(*c)) : NULL;
-	if (c)
+	c = calloc(1, sizeof(*c));
+	if (c && i < MGMT_MAX_CLIENTS) {
 		c->in = malloc(MGMT_LINE_MAX + 1);
-	if (!c || !c->in) {
+		if (!c->in)
+			i = MGMT_MAX_CLIENTS; /* refuse it, as if full */
+	}
+	if (c && i == MGMT_MAX_CLIENTS) {
+		/* Refused: told why, then closed as any closing client is. */
+		for (; i < MGMT_SLOTS && m->clients[i]; i++)
+			;
+		if (i < MGMT_SLOTS) {
+			c->closing = true;
+			client_append(c, full, sizeof(full) - 1);
+		}
+	}
+	if (!c || i == MGMT_SLOTS || c->out_oom) {
 		/* Best effort: the socket is new, so a short line fits. */
 		if (send(fd, full, sizeof(full) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
 			tern_log_msg(&m->s->log, 4, "mgmt: refusing a client: %s", strerror(errno));
-		if (c)
+		shutdown(fd, SHUT_WR);
+		if (c) {
+			free(c->in);
+			free(c->out);
 			free(c);
+		}
 		close(fd);
 		return;
 	}
 	c->fd = fd;
+	c->in_ms = c->out_ms = tern_now_ms();
 	pthread_mutex_lock(&m->qlock);
 	m->clients[i] = c;
 	pthread_mutex_unlock(&m->qlock);
@@ -297,6 +339,7 @@ static bool client_read(struct mgmt_server *m, struct mgmt_client *c)
 		return false;
 	if (n < 0)
 		return errno == EAGAIN || errno == EINTR;
+	c->in_ms = tern_now_ms();
 	c->in_len += (size_t)n;
 	client_process(m, c);
 	return true;
@@ -312,6 +355,7 @@ static bool client_flush(struct mgmt_client *c)
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR;
 		c->out_off += (size_t)n;
+		c->out_ms = tern_now_ms();
 	}
 	c->out_off = c->out_len = 0;
 	return true;
@@ -343,18 +387,71 @@ static void client_take_events(struct mgmt_server *m, struct mgmt_client *c)
 	}
 }
 
+/* When @c's time runs out (monotonic ms), UINT64_MAX for never: see the top. */
+static uint64_t client_deadline(const struct mgmt_client *c, uint32_t idle_ms)
+{
+	if (c->draining)
+		return c->drain_ms + MGMT_DRAIN_MS;
+	if (c->closing) /* our last line, not taken */
+		return c->out_ms + idle_ms;
+	/* ->subscribed: written by this thread only, so read without ->qlock */
+	if (c->subscribed)
+		return c->out_off < c->out_len ? c->out_ms + idle_ms : UINT64_MAX;
+	return c->in_ms + idle_ms;
+}
+
+/* @c's time ran out: tell an idle client why and start closing it (true),
+ * or false to close it now, when no line would reach it any more. */
+static bool client_expire(struct mgmt_client *c, uint32_t idle_ms)
+{
+	char line[96];
+	int n;
+
+	if (c->closing || c->subscribed)
+		return false;
+	if (idle_ms % 1000)
+		n = snprintf(line, sizeof(line),
+			     "{\"ok\":false,\"error\":\"idle for %" PRIu32 " ms: closing\"}\n",
+			     idle_ms);
+	else
+		n = snprintf(line, sizeof(line),
+			     "{\"ok\":false,\"error\":\"idle for %" PRIu32 " s: closing\"}\n",
+			     idle_ms / 1000);
+	client_append(c, line, (size_t)n);
+	c->closing = true;
+	c->in_len = 0;
+	return true;
+}
+
+/* The poll() timeout until the first client's time runs out. */
+static int server_timeout(struct mgmt_server *m, uint32_t idle_ms)
+{
+	uint64_t first = UINT64_MAX, now;
+	uint32_t i;
+
+	for (i = 0; i < MGMT_SLOTS; i++)
+		if (m->clients[i])
+			first = MIN(first, client_deadline(m->clients[i], idle_ms));
+	if (first == UINT64_MAX)
+		return -1;
+	now = tern_now_ms();
+	return first <= now ? 0 : (int)MIN(first - now, (uint64_t)INT32_MAX);
+}
+
 static void *server_thread(void *arg)
 {
 	struct mgmt_server *m = arg;
-	struct pollfd pfd[MGMT_MAX_CLIENTS + 2];
-	uint32_t slot[MGMT_MAX_CLIENTS + 2];
-	uint32_t i, n;
+	struct pollfd pfd[MGMT_SLOTS + 2];
+	uint32_t slot[MGMT_SLOTS + 2];
+	uint32_t i, n, idle_ms;
+	uint64_t now;
 
 	while (!__atomic_load_n(&m->quit, __ATOMIC_ACQUIRE)) {
+		idle_ms = __atomic_load_n(&m->idle_ms, __ATOMIC_RELAXED);
 		pfd[0] = (struct pollfd){.fd = m->wake_fd, .events = POLLIN};
 		pfd[1] = (struct pollfd){.fd = m->listen_fd, .events = POLLIN};
 		n = 2;
-		for (i = 0; i < MGMT_MAX_CLIENTS; i++) {
+		for (i = 0; i < MGMT_SLOTS; i++) {
 			struct mgmt_client *c = m->clients[i];
 
 			if (!c)
@@ -371,7 +468,7 @@ static void *server_thread(void *arg)
 			pfd[n].revents = 0;
 			slot[n++] = i;
 		}
-		if (poll(pfd, n, -1) < 0) {
+		if (poll(pfd, n, server_timeout(m, idle_ms)) < 0) {
 			if (errno == EINTR)
 				continue;
 			tern_log_msg(&m->s->log, 3, "mgmt: poll: %s", strerror(errno));
@@ -403,15 +500,23 @@ static void *server_thread(void *arg)
 			if (alive && c->closing && !c->draining && c->out_off == c->out_len) {
 				shutdown(c->fd, SHUT_WR);
 				c->draining = true;
+				c->drain_ms = tern_now_ms();
 			}
 			if (!alive)
 				client_free(m, slot[i]);
+		}
+		now = tern_now_ms();
+		for (i = 0; i < MGMT_SLOTS; i++) {
+			struct mgmt_client *c = m->clients[i];
+
+			if (c && client_deadline(c, idle_ms) <= now && !client_expire(c, idle_ms))
+				client_free(m, i);
 		}
 	}
 	/* The last events (a VMM closes the server as its migration ends:
 	 * "completed" is the one its watchers wait for) go out if the socket
 	 * takes them now; nothing waits for a client. */
-	for (i = 0; i < MGMT_MAX_CLIENTS; i++) {
+	for (i = 0; i < MGMT_SLOTS; i++) {
 		struct mgmt_client *c = m->clients[i];
 
 		if (!c)
@@ -521,6 +626,7 @@ TERN_EXPORT int tern_mgmt_listen(struct tern_session *s, const char *path, struc
 		return tern_error_set(err, -ENOMEM, "out of memory");
 	m->s = s;
 	m->listen_fd = -1;
+	m->idle_ms = MGMT_IDLE_MS;
 	memcpy(m->path, path, len + 1);
 	pthread_mutex_init(&m->qlock, NULL);
 	m->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -569,4 +675,17 @@ TERN_EXPORT void tern_mgmt_close(struct tern_session *s)
 	pthread_join(m->thread, NULL);
 	server_unlink(m);
 	server_free(m);
+}
+
+void mgmt_set_idle_ms(struct tern_session *s, uint32_t idle_ms)
+{
+	struct mgmt_server *m;
+
+	pthread_mutex_lock(&s->mgmt_lock);
+	m = s->mgmt;
+	if (m) {
+		__atomic_store_n(&m->idle_ms, idle_ms, __ATOMIC_RELAXED);
+		mgmt_wake(m); /* its poll() timeout was computed with the old bound */
+	}
+	pthread_mutex_unlock(&s->mgmt_lock);
 }

@@ -35,4 +35,11 @@ enum mgmt_action {
  */
 char *mgmt_request(struct tern_session *s, const char *line, size_t len, enum mgmt_action *ret_act);
 
+/*
+ * mgmt_set_idle_ms() - for tests: how long the running server of @s lets a
+ * client send nothing (MGMT_IDLE_MS, 5 minutes, otherwise). Not public: an
+ * operator has no reason to change it, and tests have no reason to wait.
+ */
+void mgmt_set_idle_ms(struct tern_session *s, uint32_t idle_ms);
+
 #endif /* TERN_CORE_MGMT_H */

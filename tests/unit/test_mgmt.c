@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -1006,6 +1007,97 @@ static void test_two_clients(void **state)
 	json_object_put(r);
 }
 
+/* ---- idle clients and refusals ---------------------------------------------- */
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static void test_idle_clients(void **state)
+{
+	struct fixture *f = *state;
+	struct pollfd p = {.events = POLLIN};
+	struct client *idle, *busy, *watcher;
+	struct json_object *r;
+	char *line;
+	int i;
+
+	mgmt_set_idle_ms(f->s, 1000);
+	f->c[1] = watcher = client_open(f->path);
+	r = request(watcher, "{\"cmd\":\"subscribe\"}");
+	expect_ok(r);
+	json_object_put(r);
+	f->c[0] = idle = client_open(f->path);
+	busy = client_open(f->path);
+
+	/* The idle one is told why and closed; the one that keeps asking is not. */
+	p.fd = idle->fd;
+	for (i = 0; !poll(&p, 1, 100); i++) {
+		assert_true(i < HANG_GUARD_MS / 100);
+		r = request(busy, "{\"cmd\":\"query\"}");
+		expect_ok(r);
+		json_object_put(r);
+	}
+	assert_true(i >= 5); /* not before its time, nor much of it */
+	line = client_line(idle);
+	assert_non_null(line);
+	expect_error(parse(line), "idle for 1 s: closing");
+	free(line);
+	assert_null(client_line(idle));
+	r = request(busy, "{\"cmd\":\"query\"}");
+	expect_ok(r);
+	json_object_put(r);
+	client_close(busy);
+
+	/* A watcher waits for events, not to be asked: still served after
+	 * more than the bound without a request. */
+	sleep_ms(1500);
+	r = request(watcher, "{\"cmd\":\"query\"}");
+	expect_ok(r);
+	json_object_put(r);
+}
+
+static void test_refused_reads_why(void **state)
+{
+	static const char query[] = "{\"cmd\":\"query\"}\n";
+	struct fixture *f = *state;
+	struct pollfd p = {.events = POLLIN};
+	struct client *cl[16], *extra;
+	struct json_object *r;
+	char *line;
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		cl[i] = client_open(f->path);
+		r = request(cl[i], "{\"cmd\":\"query\"}");
+		expect_ok(r);
+		json_object_put(r);
+	}
+	/* One more: its request, written as ternctl writes it, after the
+	 * server refused it, still goes through, and it reads why. */
+	for (i = 0; i < 3; i++) {
+		extra = client_open(f->path);
+		p.fd = extra->fd;
+		assert_int_equal(poll(&p, 1, HANG_GUARD_MS), 1);
+		client_send(extra, query, sizeof(query) - 1);
+		line = client_line(extra);
+		assert_non_null(line);
+		expect_error(parse(line), "too many management clients");
+		free(line);
+		assert_null(client_line(extra));
+		client_close(extra);
+	}
+	for (i = 0; i < 16; i++) {
+		r = request(cl[i], "{\"cmd\":\"query\"}");
+		expect_ok(r);
+		json_object_put(r);
+		client_close(cl[i]);
+	}
+}
+
 /* ---- events ------------------------------------------------------------------ */
 
 static void test_subscribe_cancel(void **state)
@@ -1363,6 +1455,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_long_lines, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_socket_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_two_clients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_idle_clients, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_reads_why, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subscribe_cancel, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_events, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_again, setup, teardown),
