@@ -22,7 +22,25 @@
  * Switchover rule: after each sync, if what remains fits in what the link
  * moves in downtime-limit (bandwidth measured over 100 ms windows of
  * sending), pause the guest and finish.
+ *
+ * No wait on the destination is unbounded (io-timeout, "no progress"):
+ *   - every write, on the control channel and on each worker channel, fails
+ *     after io-timeout without a byte accepted (the connections' send
+ *     timeout; TCP also gets keepalive and TCP_USER_TIMEOUT from it);
+ *   - the migration thread's waits for a worker slot, a sync's place or a
+ *     flush end once no worker took or finished anything for twice
+ *     io-timeout (multifd/send.c; a backstop behind the workers' own bound);
+ *   - its waits for RAM_SYNC_ACK, LOADED and COMPLETE end after io-timeout
+ *     in which neither the workers wrote a byte nor a round was
+ *     acknowledged: an answer queues behind the pages sent before it, so
+ *     a slow link that still moves is waited for, a silent peer is not.
+ * Each of these waits wakes every SRC_WAIT_TICK_MS to look at
+ * migration-timeout (before switchover), and a cancel wakes them at once
+ * and shuts the channels, which kicks every thread out of its syscall. A
+ * stall fails the migration naming the channel and what it waited for; the
+ * guest runs on (resumed if it was paused).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -32,9 +50,27 @@
 
 #define HANDSHAKE_TIMEOUT_MS 30000
 #define CONNECT_TIMEOUT_MS 10000
-#define FINAL_REPLY_TIMEOUT_MS 600000
 #define RP_GRACE_MS 1000
+/* how often the migration thread's waits look at migration-timeout */
+#define SRC_WAIT_TICK_MS 100
 #define RESUMED_WAIT_MS 5000
+
+static int io_timeout_ms(struct tern_session *s)
+{
+	return (int)params_get(&s->params, PARAM_IO_TIMEOUT);
+}
+
+/* @what could not be written on the control channel: a stall says so. */
+static int ctl_write_error(struct tern_session *s, int code, const char *what,
+			   struct tern_error *err)
+{
+	if (code == -ETIMEDOUT)
+		return tern_error_set(err, code,
+				      "control channel: could not write %s for %d ms (peer not "
+				      "reading)",
+				      what, io_timeout_ms(s));
+	return tern_error_set(err, code, "sending %s: %s", what, strerror(-code));
+}
 
 /* ---- return path --------------------------------------------------------- */
 
@@ -231,6 +267,10 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	ret = session_set_ctl(s, ctl);
 	if (ret)
 		return ret;
+	ret = conn_set_io_timeout(ctl, io_timeout_ms(s));
+	if (ret)
+		return tern_error_set(err, ret, "control channel to %s: setting io-timeout: %s",
+				      ctl->peer, strerror(-ret));
 
 	buf_init(&hello);
 	hello_encode(s, &hello);
@@ -260,8 +300,14 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 
 	for (i = 0; i < s->nchannels; i++) {
 		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &conns[i], err);
+		if (!ret) {
+			ret = conn_set_io_timeout(conns[i], io_timeout_ms(s));
+			if (ret)
+				tern_error_set(err, ret, "setting io-timeout: %s", strerror(-ret));
+		}
 		if (ret) {
 			tern_error_prefix(err, "worker channel %u", i);
+			conn_close(conns[i]); /* NULL when the connect failed */
 			while (i--)
 				conn_close(conns[i]);
 			return ret;
@@ -284,6 +330,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 		__atomic_store_n(&s->xbzrle_size, xbzrle_cache_size(s->xbzrle), __ATOMIC_RELAXED);
 	}
 	cfg = session_mf_config(s, mf_failed);
+	cfg.io_timeout_ms = io_timeout_ms(s);
 	ret = mf_send_start(&cfg, conns, &mf, err);
 	if (ret)
 		return ret;
@@ -383,14 +430,44 @@ static int pace(struct tern_session *s, struct round_ctx *rc)
 	}
 }
 
-static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_batch **bp)
+static uint64_t synced_bytes(struct tern_session *s);
+static int timeout_reached(struct tern_session *s, uint64_t pending, struct tern_error *err);
+
+/*
+ * Between two timed waits (SRC_WAIT_TICK_MS) of the migration thread, on the
+ * workers or the destination: migration-timeout with policy cancel ends the
+ * migration here, whatever the peer does (-ECANCELED). 0: wait on -- after
+ * switchover, or with policy force, whose switchover needs what is being
+ * waited for anyway (and is bounded by io-timeout).
+ */
+static int wait_tick(struct tern_session *s, struct round_ctx *rc, struct tern_error *err)
+{
+	uint64_t dl;
+
+	if (!rc || rc->final ||
+	    params_get(&s->params, PARAM_MIGRATION_TIMEOUT_POLICY) != TIMEOUT_POLICY_CANCEL + 1)
+		return 0;
+	dl = timeout_deadline(s);
+	if (!dl || tern_now_ns() < dl)
+		return 0;
+	return timeout_reached(s, synced_bytes(s), err);
+}
+
+static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_batch **bp,
+		       struct tern_error *err)
 {
 	struct mf_batch *b = *bp;
 	int ret;
 
 	*bp = NULL;
 	rc->sent_pages += b->npages;
-	ret = mf_send_batch_queue(s->mf_send, b);
+	while ((ret = mf_send_batch_queue(s->mf_send, b, SRC_WAIT_TICK_MS)) == -EAGAIN) {
+		ret = wait_tick(s, rc, err);
+		if (ret) {
+			mf_send_batch_put(s->mf_send, b);
+			return ret;
+		}
+	}
 	if (ret)
 		return ret;
 	__atomic_store_n(&s->queued_pages, rc->sent_pages, __ATOMIC_RELAXED);
@@ -415,7 +492,8 @@ static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_b
  * live, and takes effect here. A size the cache refuses is logged and the
  * old one kept (a live tweak is no reason to fail the migration).
  */
-static int xbzrle_round_barrier(struct tern_session *s)
+static int xbzrle_round_barrier(struct tern_session *s, struct round_ctx *rc,
+				struct tern_error *err)
 {
 	uint64_t want = params_get(&s->params, PARAM_XBZRLE_CACHE_SIZE);
 	struct tern_error e2 = {0};
@@ -423,7 +501,11 @@ static int xbzrle_round_barrier(struct tern_session *s)
 
 	if (!s->xbzrle)
 		return 0;
-	ret = mf_send_flush(s->mf_send);
+	while ((ret = mf_send_flush(s->mf_send, SRC_WAIT_TICK_MS)) == -EAGAIN) {
+		ret = wait_tick(s, rc, err);
+		if (ret)
+			return ret;
+	}
 	if (ret || want == s->xbzrle_param)
 		return ret;
 	s->xbzrle_param = want;
@@ -455,7 +537,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	uint32_t bi;
 	int ret;
 
-	ret = xbzrle_round_barrier(s);
+	ret = xbzrle_round_barrier(s, rc, err);
 	pthread_mutex_lock(&s->lock);
 	s->sync_marks[round % 4].round = 0; /* not this round's until its RAM_SYNC */
 	pthread_mutex_unlock(&s->lock);
@@ -511,7 +593,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 				    w * 64 + (uint64_t)__builtin_ctzll(v);
 				v &= v - 1;
 				if (batch->npages == MF_BATCH_PAGES) {
-					ret = queue_batch(s, rc, &batch);
+					ret = queue_batch(s, rc, &batch, err);
 					if (ret)
 						break;
 				}
@@ -521,7 +603,7 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 				b->send[w] |= v;
 		}
 		if (!ret && batch)
-			ret = queue_batch(s, rc, &batch);
+			ret = queue_batch(s, rc, &batch, err);
 	}
 	if (batch)
 		mf_send_batch_put(s->mf_send, batch);
@@ -534,8 +616,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 				 : "migration-timeout reached");
 	}
 	__atomic_store_n(&s->dirty_clear_ns, clear_ns, __ATOMIC_RELAXED);
-	if (!ret)
-		ret = mf_send_sync(s->mf_send, round, last);
+	while (!ret && (ret = mf_send_sync(s->mf_send, round, last, SRC_WAIT_TICK_MS)) == -EAGAIN)
+		ret = wait_tick(s, rc, err);
 	if (!ret) {
 		uint64_t wire = wire_total(s);
 
@@ -549,6 +631,8 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		put_be64(sync, round);
 		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
 		__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(sync), __ATOMIC_RELAXED);
+		if (ret == -ETIMEDOUT)
+			ctl_write_error(s, ret, "RAM_SYNC", err);
 	}
 	ratelimit_idle(&rc->rl, tern_now_ns(), wire_total(s), rc->sent_pages * s->page_size,
 		       params_get(&s->params, PARAM_MAX_BANDWIDTH));
@@ -601,22 +685,72 @@ static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t pau
 	return 0;
 }
 
-/* Wait until the destination acknowledged round @round (all its pages landed). */
-static int wait_acked(struct tern_session *s, uint64_t round, struct tern_error *err)
+/*
+ * Wait until the return path set *@flag or, with @flag NULL, acknowledged
+ * round @round. Bounded by io-timeout of no progress: the clock restarts
+ * whenever the workers wrote more or a round was acknowledged, since an
+ * answer comes only after the pages written before it have landed. Before
+ * switchover (@rc not final) migration-timeout is looked at every
+ * SRC_WAIT_TICK_MS. @what names the answer in the message of a stall.
+ */
+static int wait_peer(struct tern_session *s, struct round_ctx *rc, bool *flag, uint64_t round,
+		     const char *what, struct tern_error *err)
 {
-	int ret = 0;
+	uint64_t io_ns = (uint64_t)io_timeout_ms(s) * 1000000, since = tern_now_ns();
+	uint64_t wire = wire_total(s), acked, now, w;
+	struct timespec ts;
+	int ret;
 
 	pthread_mutex_lock(&s->lock);
-	while (s->acked_round < round && !s->err.code && !s->cancel)
-		pthread_cond_wait(&s->cond, &s->lock);
-	if (s->acked_round >= round)
-		ret = 0;
-	else if (s->cancel)
-		ret = -ECANCELED;
-	else
-		ret = tern_error_set(err, s->err.code, "%s", s->err.msg);
+	acked = s->acked_round;
+	for (;;) {
+		if (flag ? *flag : s->acked_round >= round) {
+			ret = 0;
+			break;
+		}
+		if (s->cancel) {
+			ret = -ECANCELED;
+			break;
+		}
+		if (s->err.code) {
+			ret = tern_error_set(err, s->err.code, "%s", s->err.msg);
+			break;
+		}
+		now = tern_now_ns();
+		w = wire_total(s);
+		if (w != wire || s->acked_round != acked) {
+			wire = w;
+			acked = s->acked_round;
+			since = now;
+		}
+		if (now - since >= io_ns) {
+			ret = tern_error_set(err, -ETIMEDOUT,
+					     "control channel: no %s from the destination in %d ms "
+					     "(nothing sent or acknowledged meanwhile)",
+					     what, io_timeout_ms(s));
+			break;
+		}
+		pthread_mutex_unlock(&s->lock);
+		ret = wait_tick(s, rc, err);
+		pthread_mutex_lock(&s->lock);
+		if (ret)
+			break;
+		ts = tern_deadline_ms(
+		    MIN((uint64_t)SRC_WAIT_TICK_MS, DIV_ROUND_UP(since + io_ns - now, 1000000)));
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+/* Wait until the destination acknowledged round @round (all its pages landed). */
+static int wait_acked(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		      struct tern_error *err)
+{
+	char what[64];
+
+	snprintf(what, sizeof(what), "RAM_SYNC acknowledgement for round %" PRIu64, round);
+	return wait_peer(s, rc, NULL, round, what, err);
 }
 
 /*
@@ -794,7 +928,7 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 			return ret;
 		pending = synced_bytes(s);
 		if (fits_downtime(s, rc, round, pending)) {
-			ret = wait_acked(s, round - 1, err);
+			ret = wait_acked(s, rc, round - 1, err);
 			if (!ret)
 				ret = sync_dirty(s, rc, 0, err);
 			if (ret)
@@ -930,7 +1064,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		 * RAM_SYNC barrier for every channel's SYNC|LAST and only then
 		 * reads the ERROR frame that tells it why. Cut short, it would
 		 * blame a worker channel closed mid-stream instead. */
-		mf_send_flush(s->mf_send);
+		mf_send_flush(s->mf_send, -1);
 		return ret;
 	}
 	put_be64(eos, round);
@@ -939,10 +1073,10 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	m.eos = tern_now_ns();
 	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
 	if (ret)
-		return tern_error_set(err, ret, "sending EOS: %s", strerror(-ret));
+		return ctl_write_error(s, ret, "EOS", err);
 	__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(eos), __ATOMIC_RELAXED);
 
-	ret = wait_reply(s, &s->got_loaded, "LOADED", FINAL_REPLY_TIMEOUT_MS, err);
+	ret = wait_peer(s, rc, &s->got_loaded, 0, "LOADED", err);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&s->lock);
@@ -956,7 +1090,9 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 			return ret;
 		verify_ns = tern_now_ns() - t0;
 	}
-	ret = wait_reply(s, &s->got_complete, "COMPLETE", FINAL_REPLY_TIMEOUT_MS, err);
+	/* with verify-ram the destination digests its RAM meanwhile, as we
+	 * did ours just now: the clock starts only after ours */
+	ret = wait_peer(s, rc, &s->got_complete, 0, "COMPLETE", err);
 	if (ret)
 		return ret;
 	complete_ns = tern_now_ns();
@@ -1000,7 +1136,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		pthread_mutex_lock(&s->lock);
 		s->committing = false;
 		pthread_mutex_unlock(&s->lock);
-		return tern_error_set(err, ret, "sending COMMIT: %s", strerror(-ret));
+		return ctl_write_error(s, ret, "COMMIT", err);
 	}
 	m.commit = tern_now_ns();
 	m.verify = verify_ns;
@@ -1080,7 +1216,8 @@ out:
 			ctl_send_error(ctl, err.code, err.msg);
 		session_fail(s, &err);
 	}
-	rp_stop(s, ret != 0);
+	/* a cancel (ours, or migration-timeout's) wants no last word */
+	rp_stop(s, ret != 0 && !session_cancelled(s));
 	pthread_mutex_lock(&s->lock);
 	mf = s->mf_send;
 	s->mf_send = NULL;

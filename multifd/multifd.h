@@ -103,6 +103,10 @@ struct mf_config {
 	struct xbzrle_cache *xbzrle;
 	const struct mf_block *blocks;
 	uint32_t nblocks;
+	/* source: io-timeout, ms (0: none): the longest a worker's write may
+	 * make no progress (the caller also set it on each connection), and
+	 * the longest the producer waits for a worker to take anything */
+	int io_timeout_ms;
 	const struct tern_log *log;
 	/* Called once, from the worker that failed first, after its error is
 	 * recorded: core uses it to wake its own threads. May be NULL. */
@@ -211,17 +215,31 @@ struct mf_batch {
 int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct mf_send **ret,
 		  struct tern_error *err);
 
-/* An empty batch to fill; waits for one. NULL once the data plane failed. */
+/*
+ * The producer's waits below end at the latest when no worker took or
+ * finished anything for twice io-timeout (the data plane then fails with
+ * that reason; a stalled write fails its worker sooner), at once on failure
+ * or shutdown, and -- those that take @timeout_ms (-1: no limit of the
+ * caller's) -- with -EAGAIN after @timeout_ms, so that the caller can look
+ * at its own clocks (a migration-timeout) and call again.
+ */
+
+/* An empty batch to fill; waits for one. NULL once the data plane failed.
+ * A producer that holds no other batch never waits here (the pool has one
+ * batch more than the slots and the workers can hold). */
 struct mf_batch *mf_send_batch_get(struct mf_send *s);
-/* Hand a filled batch to the next free worker. @b: consumed. */
-int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b);
+/* Hand a filled batch to the next free worker. @b: consumed, except on
+ * -EAGAIN, when it is still the caller's. */
+int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms);
 /* Give back a batch that was not filled (e.g. cancel). */
 void mf_send_batch_put(struct mf_send *s, struct mf_batch *b);
 /* Queue SYNC @round on every channel, after what each has queued. @last
- * closes the channels after it. Returns without waiting for the send. */
-int mf_send_sync(struct mf_send *s, uint64_t round, bool last);
+ * closes the channels after it. Returns without waiting for the send. After
+ * -EAGAIN some channels may have theirs queued: call again with the same
+ * @round, and only the others are queued. */
+int mf_send_sync(struct mf_send *s, uint64_t round, bool last, int timeout_ms);
 /* Wait until every queued batch and sync was written. */
-int mf_send_flush(struct mf_send *s);
+int mf_send_flush(struct mf_send *s, int timeout_ms);
 /* First worker error (0 if none), copied to @err. */
 int mf_send_error(struct mf_send *s, struct tern_error *err);
 /* Cancel: shut every connection down and wake every waiter. Thread-safe. */

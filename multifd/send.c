@@ -22,6 +22,16 @@
  *
  * AUTO picks a codec per packet from what the channel measured; see
  * auto_pick().
+ *
+ * No wait is unbounded. A worker's write that makes no progress for
+ * io-timeout fails (the connection's own send timeout, so the page path
+ * stays one writev per packet, with no poll), naming the channel. The
+ * producer's waits for a slot, a sync's place or a flush are timed: they
+ * end when the workers made no progress for twice io-timeout (a backstop:
+ * a worker bounds its own writes first), and, where the caller gives a
+ * timeout, then too -- the migration thread checks migration-timeout
+ * between two such waits. Cancel wakes them all (quit) and shuts the
+ * connections, which kicks the workers out of sendmsg().
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -76,7 +86,8 @@ struct mf_send_chan {
 	bool sync_pending;
 	bool sync_last;
 	uint64_t sync_round;
-	bool busy; /* sending something taken from the slot */
+	uint64_t sync_queued; /* the last round whose SYNC was queued here */
+	bool busy;	      /* sending something taken from the slot */
 	/* worker thread only */
 	uint64_t seq;
 	uint8_t *hdrbuf; /* header + offsets */
@@ -98,6 +109,7 @@ struct mf_send {
 	struct mf_batch **pool;
 	uint32_t pool_len;
 	uint32_t next_chan;
+	uint64_t progress; /* bumped whenever a worker takes or finishes a send */
 	bool quit;
 	bool failed;
 	struct tern_error err;
@@ -128,6 +140,19 @@ static void send_fail(struct mf_send *s, int code, const struct tern_error *caus
 		if (s->cfg.on_error)
 			s->cfg.on_error(s->cfg.opaque);
 	}
+}
+
+/* A failed write on channel @c: a stall says what it waited for. */
+static int chan_send_error(struct mf_send_chan *c, int ret, const char *what,
+			   struct tern_error *err)
+{
+	if (ret == -ETIMEDOUT)
+		return tern_error_set(err, ret,
+				      "worker channel %u: could not write %s to %s for %d ms "
+				      "(peer not reading)",
+				      c->index, what, c->conn->peer, c->owner->cfg.io_timeout_ms);
+	return tern_error_set(err, ret, "channel %u: sending %s to %s: %s", c->index, what,
+			      c->conn->peer, strerror(-ret));
 }
 
 static void stat_add(uint64_t *field, uint64_t v)
@@ -463,8 +488,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	ret = conn_send_iov(c->conn, c->iov, (int)iovcnt);
 	send_ns = tern_now_ns() - t0;
 	if (ret)
-		return tern_error_set(err, ret, "channel %u: sending to %s: %s", c->index,
-				      c->conn->peer, strerror(-ret));
+		return chan_send_error(c, ret, "a packet", err);
 	c->seq++;
 	if (cfg->method == MF_METHOD_AUTO) {
 		auto_learn_link(&c->autosel, c->conn, hdrlen + payload, send_ns);
@@ -503,8 +527,7 @@ static void *send_worker(void *arg)
 	mf_hello_encode(hello, s->cfg.uuid, c->index, s->cfg.nchannels);
 	ret = conn_send(c->conn, hello, sizeof(hello));
 	if (ret) {
-		tern_error_set(&err, ret, "channel %u: sending hello to %s: %s", c->index,
-			       c->conn->peer, strerror(-ret));
+		chan_send_error(c, ret, "its hello", &err);
 		goto fail;
 	}
 	stat_add(&c->stats.wire_bytes, MF_HELLO_SIZE);
@@ -531,6 +554,7 @@ static void *send_worker(void *arg)
 			c->sync_pending = false;
 		}
 		c->busy = true;
+		s->progress++;
 		pthread_cond_broadcast(&s->free_cond);
 		pthread_mutex_unlock(&s->lock);
 
@@ -539,14 +563,14 @@ static void *send_worker(void *arg)
 		} else {
 			ret = send_sync_packet(c, round, last);
 			if (ret)
-				tern_error_set(&err, ret, "channel %u: sending to %s: %s", c->index,
-					       c->conn->peer, strerror(-ret));
+				chan_send_error(c, ret, "SYNC", &err);
 		}
 
 		pthread_mutex_lock(&s->lock);
 		if (b)
 			s->pool[s->pool_len++] = b;
 		c->busy = false;
+		s->progress++;
 		pthread_cond_broadcast(&s->free_cond);
 		pthread_mutex_unlock(&s->lock);
 
@@ -642,13 +666,75 @@ err_stop:
 	return rc;
 }
 
+/* One wait of the producer's (see the comment at the top). */
+struct producer_wait {
+	const char *what;  /* what it waits for, for the stall message */
+	uint64_t until_ns; /* the caller's limit (tern_now_ns()), 0: none */
+	uint64_t progress; /* ->progress when last seen moving ... */
+	uint64_t since_ns; /* ... and when */
+};
+
+static void pwait_init(struct mf_send *s, struct producer_wait *w, const char *what, int timeout_ms)
+{
+	w->what = what;
+	w->since_ns = tern_now_ns();
+	w->until_ns = timeout_ms >= 0 ? w->since_ns + (uint64_t)timeout_ms * 1000000 : 0;
+	w->progress = s->progress;
+}
+
+/*
+ * Wait once on ->free_cond (under ->lock). 0: look again; -EAGAIN: the
+ * caller's limit passed; or the error of a stall: no worker took or
+ * finished anything for twice io-timeout -- a backstop: a worker's write
+ * that stalls fails first, after io-timeout without a byte accepted, and
+ * names its channel; a write still creeping along restarts that clock
+ * without being seen here. The stall fails the data plane here,
+ * under the lock; the caller, the one thread that waits for the workers,
+ * reports it (on_error is for threads that do not, and must not run
+ * under this lock).
+ */
+static int pwait_locked(struct mf_send *s, struct producer_wait *w)
+{
+	uint64_t now = tern_now_ns(), stall_ns = 2 * (uint64_t)s->cfg.io_timeout_ms * 1000000;
+	uint64_t wake = w->until_ns;
+	struct timespec ts;
+
+	if (s->progress != w->progress) {
+		w->progress = s->progress;
+		w->since_ns = now;
+	}
+	if (w->until_ns && now >= w->until_ns)
+		return -EAGAIN;
+	if (stall_ns) {
+		if (now - w->since_ns >= stall_ns) {
+			s->failed = true;
+			tern_error_set(&s->err, -ETIMEDOUT,
+				       "multifd: no worker channel took %s for %d ms", w->what,
+				       2 * s->cfg.io_timeout_ms);
+			pthread_cond_broadcast(&s->free_cond);
+			return s->err.code;
+		}
+		if (!wake || w->since_ns + stall_ns < wake)
+			wake = w->since_ns + stall_ns;
+	}
+	if (!wake) {
+		pthread_cond_wait(&s->free_cond, &s->lock);
+		return 0;
+	}
+	ts = tern_deadline_ms(DIV_ROUND_UP(wake - now, 1000000));
+	pthread_cond_timedwait(&s->free_cond, &s->lock, &ts);
+	return 0;
+}
+
 struct mf_batch *mf_send_batch_get(struct mf_send *s)
 {
 	struct mf_batch *b = NULL;
+	struct producer_wait w;
 
 	pthread_mutex_lock(&s->lock);
-	while (!s->pool_len && !s->failed && !s->quit)
-		pthread_cond_wait(&s->free_cond, &s->lock);
+	pwait_init(s, &w, "a batch back", -1);
+	while (!s->pool_len && !s->failed && !s->quit && !pwait_locked(s, &w))
+		;
 	if (!s->failed && !s->quit) {
 		b = s->pool[--s->pool_len];
 		b->npages = 0;
@@ -673,9 +759,10 @@ static bool slot_free_locked(const struct mf_send_chan *c)
 	return !c->slot && !c->sync_pending;
 }
 
-int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b)
+int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms)
 {
 	uint32_t n = s->cfg.nchannels, i;
+	struct producer_wait w;
 	int ret = 0;
 
 	if (!b->npages || b->npages > MF_MAX_PAGES || b->block >= s->cfg.nblocks) {
@@ -683,6 +770,7 @@ int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b)
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&s->lock);
+	pwait_init(s, &w, "a batch", timeout_ms);
 	for (;;) {
 		if (s->failed || s->quit) {
 			s->pool[s->pool_len++] = b;
@@ -700,28 +788,37 @@ int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b)
 				goto out;
 			}
 		}
-		pthread_cond_wait(&s->free_cond, &s->lock);
+		ret = pwait_locked(s, &w);
+		if (ret == -EAGAIN)
+			break; /* @b stays the caller's */
 	}
 out:
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
 
-int mf_send_sync(struct mf_send *s, uint64_t round, bool last)
+int mf_send_sync(struct mf_send *s, uint64_t round, bool last, int timeout_ms)
 {
+	struct producer_wait w;
 	uint32_t i;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
+	pwait_init(s, &w, "a SYNC", timeout_ms);
 	for (i = 0; i < s->cfg.nchannels && !ret; i++) {
 		struct mf_send_chan *c = &s->chans[i];
 
-		while (!slot_free_locked(c) && !s->failed && !s->quit)
-			pthread_cond_wait(&s->free_cond, &s->lock);
+		if (c->sync_queued == round)
+			continue; /* queued by a call that timed out */
+		while (!slot_free_locked(c) && !s->failed && !s->quit && !ret)
+			ret = pwait_locked(s, &w);
 		if (s->failed || s->quit) {
 			ret = s->failed ? s->err.code : -ECANCELED;
 			break;
 		}
+		if (ret)
+			break;
+		c->sync_queued = round;
 		c->sync_pending = true;
 		c->sync_last = last;
 		c->sync_round = round;
@@ -731,17 +828,19 @@ int mf_send_sync(struct mf_send *s, uint64_t round, bool last)
 	return ret;
 }
 
-int mf_send_flush(struct mf_send *s)
+int mf_send_flush(struct mf_send *s, int timeout_ms)
 {
+	struct producer_wait w;
 	uint32_t i;
 	int ret = 0;
 
 	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->cfg.nchannels; i++) {
+	pwait_init(s, &w, "its last send", timeout_ms);
+	for (i = 0; i < s->cfg.nchannels && !ret; i++) {
 		struct mf_send_chan *c = &s->chans[i];
 
-		while ((!slot_free_locked(c) || c->busy) && !s->failed && !s->quit)
-			pthread_cond_wait(&s->free_cond, &s->lock);
+		while ((!slot_free_locked(c) || c->busy) && !s->failed && !s->quit && !ret)
+			ret = pwait_locked(s, &w);
 	}
 	if (s->failed)
 		ret = s->err.code;

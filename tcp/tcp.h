@@ -6,7 +6,9 @@
  * Unix ones ask for 4 MiB buffers. send_iov / recv_iov neither allocate nor
  * lock, and leave the caller's iovec array as it was. shutdown() is
  * shutdown(2) with SHUT_RDWR, which wakes a thread blocked in recv or send on
- * that socket; calls that fail after it return -ECANCELED. A listener's
+ * that socket; calls that fail after it return -ECANCELED. TCP connections
+ * also get keepalive and TCP_USER_TIMEOUT (30 s until set_io_timeout() sets
+ * the session's io-timeout, which also bounds every send). A listener's
  * shutdown() wakes a blocked accept() the same way.
  */
 #ifndef TERN_TCP_H

@@ -19,6 +19,12 @@
  * no such wakeup, so accept() polls the listening socket together with an
  * eventfd that the listener's shutdown() makes readable for good.
  *
+ * Silent peers: every TCP connection gets keepalive and TCP_USER_TIMEOUT
+ * (io-timeout's default, 30 s) when it is made or accepted;
+ * set_io_timeout() replaces them with the session's io-timeout and bounds
+ * each write by it (SO_SNDTIMEO: no byte accepted for that long is
+ * -ETIMEDOUT).
+ *
  * Socket buffers: TCP sockets keep the kernel's buffer autotuning (TCP_NODELAY
  * only). Setting SO_SNDBUF / SO_RCVBUF on a TCP socket locks its size and
  * turns autotuning off, and the request is capped at net.core.[rw]mem_max
@@ -45,6 +51,9 @@
 
 #define TCP_LISTEN_BACKLOG 128
 #define TCP_UNIX_SOCKBUF (4 << 20)
+/* io-timeout's default (core/params.c), for a connection nobody set one on */
+#define TCP_DEFAULT_IO_TIMEOUT_MS 30000
+#define TCP_KEEPALIVE_PROBES 3
 
 /* strerror() is not thread-safe; this is, for the one message it is in. */
 #define TCP_STRERROR(e) strerror_r((e), (char[64]){""}, 64)
@@ -183,6 +192,11 @@ static int tcp_conn_xfer_iov(struct tcp_conn *tc, struct iovec *iov, int iovcnt,
 		if (UNLIKELY(n <= 0)) {
 			if (n < 0 && errno == EINTR)
 				continue;
+			/* SO_SNDTIMEO ran out with nothing sent (a partial
+			 * send returns its count, and the next call starts a
+			 * fresh timeout): no progress for the io timeout. */
+			if (n < 0 && send && (errno == EAGAIN || errno == EWOULDBLOCK))
+				errno = ETIMEDOUT;
 			ret = conn_io_error(tc, n < 0 ? -errno : send ? -EIO : -EPIPE);
 			break;
 		}
@@ -235,6 +249,58 @@ static uint64_t tcp_conn_delivery_rate(struct tern_conn *c, bool *app_limited)
 	return tcp_fd_delivery_rate(((struct tcp_conn *)c)->fd, app_limited);
 }
 
+/*
+ * Liveness, TCP only: keepalive probes a connection idle for half of
+ * @timeout_ms, then TCP_KEEPALIVE_PROBES times over the other half, so a
+ * peer host that vanished is noticed after about @timeout_ms even while
+ * nothing is sent; TCP_USER_TIMEOUT gives up on data left unacknowledged
+ * (or a window left shut) as long. Keepalive counts whole seconds, at least
+ * one each.
+ */
+static int sock_set_liveness(int fd, int timeout_ms)
+{
+	int one = 1, cnt = TCP_KEEPALIVE_PROBES;
+	int idle = MAX(1, timeout_ms / 2000);
+	int intvl = MAX(1, timeout_ms / (2000 * TCP_KEEPALIVE_PROBES));
+	unsigned int user = (unsigned int)timeout_ms;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user, sizeof(user)))
+		return -errno;
+	return 0;
+}
+
+static bool sock_is_inet(int fd)
+{
+	struct sockaddr_storage ss = {0};
+	socklen_t sl = sizeof(ss);
+
+	return !getsockname(fd, (struct sockaddr *)&ss, &sl) &&
+	       (ss.ss_family == AF_INET || ss.ss_family == AF_INET6);
+}
+
+/*
+ * Writes are bounded with SO_SNDTIMEO rather than a poll() before each
+ * write: the hot path stays one sendmsg() per packet, and the kernel's
+ * timeout already means "no byte accepted for this long" -- a sendmsg()
+ * that moved some bytes returns their count, and the loop's next call
+ * starts a fresh timeout (tcp_conn_xfer_iov()).
+ */
+static int tcp_conn_set_io_timeout(struct tern_conn *c, int timeout_ms)
+{
+	struct tcp_conn *tc = (struct tcp_conn *)c;
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+
+	if (timeout_ms <= 0)
+		return -EINVAL;
+	if (setsockopt(tc->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)))
+		return -errno;
+	return sock_is_inet(tc->fd) ? sock_set_liveness(tc->fd, timeout_ms) : 0;
+}
+
 static const struct tern_conn_ops tcp_conn_ops = {
     .send_iov = tcp_conn_send_iov,
     .recv = tcp_conn_recv,
@@ -242,6 +308,7 @@ static const struct tern_conn_ops tcp_conn_ops = {
     .shutdown = tcp_conn_shutdown,
     .close = tcp_conn_close,
     .delivery_rate = tcp_conn_delivery_rate,
+    .set_io_timeout = tcp_conn_set_io_timeout,
 };
 
 /* ---- data connections ---------------------------------------------------- */
@@ -251,13 +318,18 @@ static int sock_setup_data(int fd, const char *peer, struct tern_error *err)
 {
 	struct sockaddr_storage ss = {0};
 	socklen_t sl = sizeof(ss);
-	int one = 1, size = TCP_UNIX_SOCKBUF, flags;
+	int one = 1, size = TCP_UNIX_SOCKBUF, flags, ret;
 
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
 		return sys_error(err, -errno, "%s: getsockname", peer);
 	if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
 		if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
 			return sys_error(err, -errno, "%s: set TCP_NODELAY", peer);
+		/* io-timeout's default, until the owner sets its own: no
+		 * channel of either side waits on a silent host for ever */
+		ret = sock_set_liveness(fd, TCP_DEFAULT_IO_TIMEOUT_MS);
+		if (ret)
+			return sys_error(err, ret, "%s: set keepalive", peer);
 	} else {
 		/* Best effort: the kernel caps both at net.core.[rw]mem_max. */
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));

@@ -5,10 +5,11 @@
  * through these tables, so they never see a socket or a queue pair.
  *
  * Every I/O call is "full length": it returns 0 once all bytes moved, -EPIPE
- * when the peer closed the stream, or another negative errno. shutdown() may
- * be called from any thread to make every blocked call on that object return
- * (cancel); close() frees and must be called once, after the I/O threads are
- * done with the object.
+ * when the peer closed the stream, -ETIMEDOUT when a send made no progress
+ * for the connection's io timeout (set_io_timeout()), or another negative
+ * errno. shutdown() may be called from any thread to make every blocked call
+ * on that object return (cancel); close() frees and must be called once,
+ * after the I/O threads are done with the object.
  */
 #ifndef TERN_TRANSPORT_H
 #define TERN_TRANSPORT_H
@@ -32,6 +33,12 @@ struct tern_conn_ops {
 	 * it (0: unknown); *app_limited when the sender, not the path, set the
 	 * pace of that sample. */
 	uint64_t (*delivery_rate)(struct tern_conn *c, bool *app_limited);
+	/* Optional: from now on a send that makes no progress for @timeout_ms
+	 * (> 0) fails with -ETIMEDOUT, and a peer that stops answering at all
+	 * is given up on after about as long (TCP: keepalive and
+	 * TCP_USER_TIMEOUT). Reads are not bounded by it. Call it before the
+	 * I/O threads start. */
+	int (*set_io_timeout)(struct tern_conn *c, int timeout_ms);
 };
 
 /* Every transport's connection starts with this. */
@@ -83,6 +90,12 @@ static inline int conn_recv(struct tern_conn *c, void *buf, size_t len)
 static inline int conn_recv_iov(struct tern_conn *c, struct iovec *iov, int iovcnt)
 {
 	return c->ops->recv_iov(c, iov, iovcnt);
+}
+
+/* 0 where the transport has no such bound (nothing to set). */
+static inline int conn_set_io_timeout(struct tern_conn *c, int timeout_ms)
+{
+	return c->ops->set_io_timeout ? c->ops->set_io_timeout(c, timeout_ms) : 0;
 }
 
 static inline void conn_shutdown(struct tern_conn *c)

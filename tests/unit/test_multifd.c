@@ -749,7 +749,7 @@ static void queue_pages(struct e2e *e, uint32_t block, uint64_t round, const uin
 		e->exp.wire += MF_HDR_SIZE + 8ull * b->npages + (uint64_t)normal * P;
 		e->exp.packets++;
 		i += b->npages;
-		assert_rc_equal(mf_send_batch_queue(e->f->snd, b), 0);
+		assert_rc_equal(mf_send_batch_queue(e->f->snd, b, -1), 0);
 	}
 }
 
@@ -757,7 +757,7 @@ static void end_round(struct e2e *e, uint64_t round, bool last)
 {
 	struct tern_error err = {0};
 
-	assert_rc_equal(mf_send_sync(e->f->snd, round, last), 0);
+	assert_rc_equal(mf_send_sync(e->f->snd, round, last, -1), 0);
 	e->exp.wire += MF_HDR_SIZE * (uint64_t)e->nch;
 	e->exp.packets += e->nch;
 	if (mf_recv_wait_sync(e->f->rcv, round, &err))
@@ -915,7 +915,7 @@ static void run_e2e_method(struct fixture *f, uint32_t nch, uint32_t method)
 	end_round(&e, 3, true);
 
 	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
-	assert_rc_equal(mf_send_flush(f->snd), 0);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
 	assert_rc_equal(mf_send_error(f->snd, &f->err), 0);
 	assert_rc_equal(mf_recv_error(f->rcv, &f->err), 0);
 
@@ -1036,7 +1036,7 @@ static void queue_range(struct mf_send *snd, uint64_t round, uint32_t first, uin
 	b->npages = n;
 	for (j = 0; j < n; j++)
 		b->pages[j] = first + j;
-	assert_rc_equal(mf_send_batch_queue(snd, b), 0);
+	assert_rc_equal(mf_send_batch_queue(snd, b, -1), 0);
 }
 
 static void test_ordering(void **state)
@@ -1076,8 +1076,8 @@ static void test_ordering(void **state)
 
 		/* round 1: every page, A on the tested ones, on channel 0 */
 		queue_range(f->snd, 1, 0, np);
-		assert_rc_equal(mf_send_sync(f->snd, 1, false), 0);
-		assert_rc_equal(mf_send_flush(f->snd), 0); /* A left the source */
+		assert_rc_equal(mf_send_sync(f->snd, 1, false, -1), 0);
+		assert_rc_equal(mf_send_flush(f->snd, -1), 0); /* A left the source */
 
 		/* round 2: B on the tested pages, every other one zero, channel 1 */
 		for (j = first; j < np; j++) {
@@ -1087,8 +1087,8 @@ static void test_ordering(void **state)
 				fill_page(src + j * (size_t)P, P, (uint64_t)iter * 1000 + 500 + j);
 		}
 		queue_range(f->snd, 2, first, ORDER_TESTED);
-		assert_rc_equal(mf_send_sync(f->snd, 2, true), 0);
-		assert_rc_equal(mf_send_flush(f->snd), 0);
+		assert_rc_equal(mf_send_sync(f->snd, 2, true, -1), 0);
+		assert_rc_equal(mf_send_flush(f->snd, -1), 0);
 
 		assert_rc_equal(mf_recv_wait_sync(f->rcv, 1, &f->err), 0);
 		assert_rc_equal(mf_recv_wait_sync(f->rcv, 2, &f->err), 0);
@@ -1458,7 +1458,7 @@ static void *producer_main(void *arg)
 		b->npages = MF_MAX_PAGES;
 		for (j = 0; j < MF_MAX_PAGES; j++)
 			b->pages[j] = j;
-		p->queue_ret = mf_send_batch_queue(p->snd, b);
+		p->queue_ret = mf_send_batch_queue(p->snd, b, -1);
 		if (p->queue_ret)
 			return NULL;
 		__atomic_fetch_add(&p->queued, 1, __ATOMIC_ACQ_REL);
@@ -1506,8 +1506,8 @@ static void test_shutdown_wakes_queue(void **state)
 	assert_true(p.queued >= 2);
 	/* Everything refuses from now on. */
 	assert_null(mf_send_batch_get(f->snd));
-	assert_true(mf_send_sync(f->snd, 1, true) < 0);
-	assert_true(mf_send_flush(f->snd) < 0);
+	assert_true(mf_send_sync(f->snd, 1, true, -1) < 0);
+	assert_true(mf_send_flush(f->snd, -1) < 0);
 	mf_send_free(f->snd);
 	f->snd = NULL;
 }
@@ -1605,7 +1605,7 @@ static void test_batch_queue_invalid(void **state)
 		else
 			b->block = 1;
 		/* refused, and the batch goes back to the pool */
-		assert_rc_equal(mf_send_batch_queue(f->snd, b), -EINVAL);
+		assert_rc_equal(mf_send_batch_queue(f->snd, b, -1), -EINVAL);
 	}
 	/* all three batches are back: three more gets do not block */
 	for (i = 0; i < 3; i++)
@@ -1672,16 +1672,16 @@ static void test_send_peer_gone(void **state)
 		b->round = 1;
 		b->npages = 1;
 		b->pages[0] = (uint64_t)i % MF_MAX_PAGES;
-		ret = mf_send_batch_queue(f->snd, b);
+		ret = mf_send_batch_queue(f->snd, b, -1);
 		if (!ret && i % 4 == 3)
-			ret = mf_send_sync(f->snd, (uint64_t)i / 4 + 1, false);
+			ret = mf_send_sync(f->snd, (uint64_t)i / 4 + 1, false, -1);
 		if (!ret && i % 8 == 7) {
 			/* drain channel 0 so that only channel 1 can fail */
 			char buf[65536];
 
 			while (recv(f->raw[0], buf, sizeof(buf), MSG_DONTWAIT) > 0)
 				;
-			ret = mf_send_flush(f->snd);
+			ret = mf_send_flush(f->snd, -1);
 		}
 	}
 	assert_true(ret != 0);
@@ -1710,7 +1710,7 @@ static void test_send_free_blocked(void **state)
 		b->npages = MF_MAX_PAGES;
 		for (j = 0; j < MF_MAX_PAGES; j++)
 			b->pages[j] = j;
-		assert_rc_equal(mf_send_batch_queue(f->snd, b), 0);
+		assert_rc_equal(mf_send_batch_queue(f->snd, b, -1), 0);
 	}
 	mf_send_free(f->snd); /* must wake and join both workers */
 	f->snd = NULL;
