@@ -266,9 +266,14 @@ int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t 
 	uint8_t *p = NULL;
 	int ret;
 
-	ret = conn_recv(c, h, sizeof(h));
+	/* Quiet between frames is no stall: see conn_recv_msg(). */
+	ret = conn_recv_msg(c, h, sizeof(h));
 	if (ret == -EPIPE)
 		return tern_error_set(err, ret, "%s: %s closed the connection", what, c->peer);
+	if (ret == -EAGAIN)
+		return tern_error_set(err, -ETIMEDOUT,
+				      "%s: no data for %d ms in the middle of a frame header", what,
+				      c->recv_timeout_ms);
 	if (ret)
 		return tern_error_set(err, ret, "%s: reading a frame header: %s", what,
 				      strerror(-ret));
@@ -296,6 +301,12 @@ int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t 
 						      "%s: stream truncated inside a %s frame (%s "
 						      "closed the connection)",
 						      what, ctl_type_name(type), c->peer);
+			if (ret == -EAGAIN)
+				return tern_error_set(err, -ETIMEDOUT,
+						      "%s: no data for %d ms in the middle of a "
+						      "%s frame's payload",
+						      what, c->recv_timeout_ms,
+						      ctl_type_name(type));
 			return tern_error_set(err, ret, "%s: reading a %s frame: %s", what,
 					      ctl_type_name(type), strerror(-ret));
 		}

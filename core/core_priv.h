@@ -487,6 +487,44 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 void *source_thread(void *arg);
 void *dest_thread(void *arg);
 
+/* lobby.c: the destination's admission of incoming connections */
+enum lobby_kind {
+	LOBBY_INVALID = 0,
+	LOBBY_CONTROL, /* "TRNC" v1 and a complete HELLO frame */
+	LOBBY_WORKER,  /* a worker hello, not yet checked */
+	LOBBY_KIND_MAX,
+};
+
+struct lobby_entry {
+	enum lobby_kind kind;
+	struct tern_conn *conn;
+	uint8_t hello[MF_HELLO_SIZE]; /* LOBBY_WORKER */
+	uint8_t *payload;	      /* LOBBY_CONTROL: HELLO's payload (malloc'd) */
+	uint32_t len;
+};
+
+struct lobby;
+int lobby_new(struct tern_session *s, int handshake_ms, struct lobby **ret_lobby,
+	      struct tern_error *err);
+/*
+ * lobby_next() - accept connections until one presents a control HELLO or a
+ * worker hello within handshake-timeout; the others are closed and logged.
+ * @deadline_ms: tern_now_ms() by which to give up (-ETIMEDOUT, @err left
+ * alone), 0: none. -ECANCELED on cancel or failure; an accept error with
+ * @err set. The entry is the caller's: lobby_refuse() it, or take its
+ * connection and free its payload.
+ */
+int lobby_next(struct lobby *lb, uint64_t deadline_ms, struct lobby_entry *ret_entry,
+	       struct tern_error *err);
+/* Log @why, remember it for lobby_last_refused(), close the entry's connection. */
+void lobby_refuse(struct lobby *lb, struct lobby_entry *e, const char *why);
+/* The same for a connection already closed (consumed by a callee). */
+void lobby_note_refused(struct lobby *lb, const char *peer, const char *why);
+/* "PEER: why" of the last connection turned away, or NULL. */
+const char *lobby_last_refused(struct lobby *lb);
+/* Shut down and close every connection still in handshake. NULL: no-op. */
+void lobby_free(struct lobby *lb);
+
 /* stats.c */
 void stats_fill(struct tern_session *s, struct tern_stats *st);
 void stats_capture_final(struct tern_session *s);

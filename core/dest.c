@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The destination side: the load thread. It accepts the control channel,
- * checks HELLO against our own RAM layout and capabilities, accepts the
- * worker channels, and then follows the control stream: RAM_SYNC n releases
+ * The destination side: the load thread. It takes the control channel from
+ * the lobby (lobby.c: strays are closed and forgotten there), checks HELLO
+ * against our own RAM layout and capabilities, lets the worker channels join
+ * within handshake-timeout, and then follows the control stream: RAM_SYNC n releases
  * the workers' round-n barrier, SECTION_FULL loads a device, EOS ends the
  * RAM (every channel read SYNC|LAST and every page announced arrived).
  * Then LOADED, the digest when verify-ram is on, COMPLETE, and the guest
@@ -15,8 +16,6 @@
 #include <stdlib.h>
 
 #include "core_priv.h"
-
-#define ACCEPT_TIMEOUT_MS 30000
 
 static int rp_send(struct tern_session *s, enum ctl_type type, const void *p, size_t len)
 {
@@ -51,56 +50,59 @@ static void mf_failed(void *opaque)
 		session_fail(s, &err);
 }
 
-static int accept_conn(struct tern_session *s, int timeout_ms, const char *what,
-		       struct tern_conn **ret_conn, struct tern_error *err)
+/* The handshake's bound and the read deadline after it (params.c). */
+static int handshake_ms(struct tern_session *s)
 {
-	struct tern_listener *l;
-	int ret;
-
-	pthread_mutex_lock(&s->lock);
-	l = s->cancel || s->err.code ? NULL : s->listener;
-	pthread_mutex_unlock(&s->lock);
-	if (!l)
-		return -ECANCELED;
-	ret = l->ops->accept(l, timeout_ms, ret_conn, err);
-	if (ret)
-		return tern_error_prefix(err, "waiting for the %s", what);
-	return 0;
+	return (int)params_get(&s->params, PARAM_HANDSHAKE_TIMEOUT);
 }
 
-static int dest_handshake(struct tern_session *s, struct tern_error *err)
+static int io_ms(struct tern_session *s)
 {
+	return (int)params_get(&s->params, PARAM_IO_TIMEOUT);
+}
+
+/*
+ * Wait for the source: the first connection that presents a control stream
+ * header and a HELLO (lobby.c) becomes the control channel; strays before it
+ * are closed and forgotten. No deadline here but the program's own (cancel):
+ * the source may come whenever it likes.
+ */
+static int dest_handshake(struct tern_session *s, struct lobby *lb, struct tern_error *err)
+{
+	struct lobby_entry e;
 	struct tern_conn *ctl;
-	uint16_t type;
-	uint8_t *p = NULL;
-	uint32_t len;
 	int ret, sent;
 
-	ret = accept_conn(s, -1, "source", &ctl, err);
-	if (ret)
-		return ret;
+	for (;;) {
+		ret = lobby_next(lb, 0, &e, err);
+		if (ret)
+			return tern_error_prefix(err, "waiting for the source");
+		if (e.kind == LOBBY_CONTROL)
+			break;
+		lobby_refuse(lb, &e, "a worker channel before any control channel");
+	}
+	ctl = e.conn;
 	ret = session_set_ctl(s, ctl);
-	if (ret)
+	if (ret) {
+		free(e.payload);
 		return ret;
+	}
 	__atomic_store_n(&s->start_ns, tern_now_ns(), __ATOMIC_RELAXED);
+	/* From here on a read that stops inside a frame, or a write that makes
+	 * no progress, fails after io-timeout (and TCP keepalive uses it). */
+	ret = conn_set_io_timeout(ctl, io_ms(s));
+	if (!ret)
+		ret = conn_set_recv_timeout(ctl, io_ms(s));
+	if (ret && ret != -EOPNOTSUPP) {
+		free(e.payload);
+		return tern_error_set(err, ret, "control channel: setting its io-timeout: %s",
+				      strerror(-ret));
+	}
 	pthread_mutex_lock(&s->ctl_wlock);
 	sent = ctl_send_stream_hdr(ctl, CTL_RP_MAGIC);
 	pthread_mutex_unlock(&s->ctl_wlock);
-	/* Read on even if that failed: a source that closed early left a
-	 * stream whose defect (truncated, bad magic ...) says more than the
-	 * EPIPE our write got. */
-	ret = ctl_recv_stream_hdr(ctl, CTL_MAGIC, "control channel", err);
-	if (ret)
-		return ret;
-	ret = ctl_recv(ctl, "control channel", &type, &p, &len, err);
-	if (ret)
-		return ret;
-	if (type != CTL_HELLO)
-		ret = tern_error_set(err, -EPROTO, "control channel: %s frame before HELLO",
-				     ctl_type_name(type));
-	else
-		ret = hello_check(s, p, len, err);
-	free(p);
+	ret = hello_check(s, e.payload, e.len, err);
+	free(e.payload);
 	if (ret)
 		return ret;
 	if (sent)
@@ -109,12 +111,20 @@ static int dest_handshake(struct tern_session *s, struct tern_error *err)
 	return rp_send(s, CTL_HELLO_ACK, NULL, 0);
 }
 
-static int dest_join_channels(struct tern_session *s, struct tern_error *err)
+/*
+ * The join window: every worker channel presents a hello naming this
+ * session and a channel not yet taken, within handshake-timeout of our
+ * HELLO_ACK. Anything else -- a second control channel, another session's
+ * channel, a duplicate, junk, silence -- is closed and forgotten and takes
+ * no channel; only the window running out fails the migration.
+ */
+static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct tern_error *err)
 {
 	struct mf_config cfg = session_mf_config(s, mf_failed);
+	uint64_t deadline = tern_now_ms() + (uint64_t)handshake_ms(s);
 	struct tern_listener *l;
+	uint32_t joined = 0;
 	struct mf_recv *r;
-	uint32_t i;
 	int ret;
 
 	ret = mf_recv_new(&cfg, &r, err);
@@ -123,25 +133,46 @@ static int dest_join_channels(struct tern_session *s, struct tern_error *err)
 	pthread_mutex_lock(&s->lock);
 	s->mf_recv = r;
 	pthread_mutex_unlock(&s->lock);
-	for (i = 0; i < s->nchannels; i++) {
-		struct tern_conn *c;
+	while (joined < s->nchannels) {
+		struct tern_error why = {0};
+		char peer[sizeof(((struct tern_conn *)0)->peer)];
+		struct lobby_entry e;
+		uint32_t index;
 
-		ret = accept_conn(s, ACCEPT_TIMEOUT_MS, "worker channels", &c, err);
+		ret = lobby_next(lb, deadline, &e, err);
+		if (ret == -ETIMEDOUT) {
+			const char *last = lobby_last_refused(lb);
+
+			return tern_error_set(err, ret,
+					      "worker channels: %u of %u joined within %d ms "
+					      "(handshake-timeout)%s%s",
+					      joined, s->nchannels, handshake_ms(s),
+					      last ? "; last refused: " : "", last ? last : "");
+		}
 		if (ret)
-			return ret;
-		pthread_mutex_lock(&s->lock);
-		s->pending = c;
-		ret = s->cancel ? -ECANCELED : 0;
-		pthread_mutex_unlock(&s->lock);
+			return tern_error_prefix(err, "waiting for the worker channels");
+		if (e.kind != LOBBY_WORKER) {
+			lobby_refuse(lb, &e, "a second control channel");
+			continue;
+		}
+		if (mf_hello_check(e.hello, &cfg, &index, &why)) {
+			lobby_refuse(lb, &e, why.msg);
+			continue;
+		}
+		ret = conn_set_io_timeout(e.conn, io_ms(s));
 		if (!ret)
-			ret = mf_recv_add_channel(r, c, err);
-		else
-			conn_close(c);
-		pthread_mutex_lock(&s->lock);
-		s->pending = NULL;
-		pthread_mutex_unlock(&s->lock);
-		if (ret)
-			return ret;
+			ret = conn_set_recv_timeout(e.conn, io_ms(s));
+		if (ret && ret != -EOPNOTSUPP) {
+			tern_error_set(&why, ret, "setting its io-timeout: %s", strerror(-ret));
+			lobby_refuse(lb, &e, why.msg);
+			continue;
+		}
+		memcpy(peer, e.conn->peer, sizeof(peer));
+		if (mf_recv_join(r, e.conn, index, &why)) {
+			lobby_note_refused(lb, peer, why.msg);
+			continue;
+		}
+		joined++;
 	}
 	/* Everyone is in: free the address. */
 	pthread_mutex_lock(&s->lock);
@@ -304,11 +335,16 @@ void *dest_thread(void *arg)
 	struct tern_listener *l;
 	struct mf_recv *r;
 	struct tern_conn *ctl;
+	struct lobby *lb = NULL;
 	int ret;
 
-	ret = dest_handshake(s, &err);
+	ret = lobby_new(s, handshake_ms(s), &lb, &err);
 	if (!ret)
-		ret = dest_join_channels(s, &err);
+		ret = dest_handshake(s, lb, &err);
+	if (!ret)
+		ret = dest_join_channels(s, lb, &err);
+	/* Strays still in handshake: closed now, not at the end. */
+	lobby_free(lb);
 	if (!ret) {
 		__atomic_store_n(&s->setup_end_ns, tern_now_ns(), __ATOMIC_RELAXED);
 		if (!session_transition(s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE))

@@ -290,7 +290,8 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 		return tern_error_set(err, ret, "starting the return-path thread: %s",
 				      strerror(-ret));
 	s->rp_started = true;
-	ret = wait_reply(s, &s->got_ack, "HELLO_ACK", HANDSHAKE_TIMEOUT_MS, err);
+	ret = wait_reply(s, &s->got_ack, "HELLO_ACK",
+			 (int)params_get(&s->params, PARAM_HANDSHAKE_TIMEOUT), err);
 	if (ret)
 		return ret;
 	/* one control-channel round trip (and the destination's checks): what

@@ -269,6 +269,12 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
  * worker for that channel. @conn: consumed, success or not.
  */
 int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_error *err);
+/*
+ * mf_recv_join() - run a worker for channel @index on @conn, whose hello the
+ * caller has read and checked (mf_hello_check()). -EPROTO when that channel
+ * has joined already. @conn: consumed, success or not.
+ */
+int mf_recv_join(struct mf_recv *r, struct tern_conn *conn, uint32_t index, struct tern_error *err);
 /* Whether every channel has joined. */
 bool mf_recv_complete(struct mf_recv *r);
 /*

@@ -84,6 +84,13 @@ static void recv_fail(struct mf_recv *r, const struct tern_error *cause)
 
 static int io_error(struct mf_recv_chan *c, int ret, const char *what, struct tern_error *err)
 {
+	/* The read deadline (io-timeout) ran out inside the packet. */
+	if (ret == -EAGAIN)
+		return tern_error_set(
+		    err, -ETIMEDOUT,
+		    "worker channel %u: no data for %d ms in the middle of packet "
+		    "%" PRIu64 "'s %s",
+		    c->index, c->conn->recv_timeout_ms, c->seq, what);
 	if (ret == -EPIPE)
 		return tern_error_set(
 		    err, ret, "channel %u: %s closed the connection in packet %" PRIu64 " (%s)",
@@ -233,7 +240,8 @@ static void *recv_worker(void *arg)
 	for (;;) {
 		struct mf_packet_hdr h;
 
-		ret = conn_recv(c->conn, hdrbuf, sizeof(hdrbuf));
+		/* Quiet between packets is no stall: see conn_recv_msg(). */
+		ret = conn_recv_msg(c->conn, hdrbuf, sizeof(hdrbuf));
 		if (ret) {
 			io_error(c, ret, "header", &err);
 			break;
@@ -316,7 +324,6 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_error *err)
 {
 	uint8_t hello[MF_HELLO_SIZE];
-	struct mf_recv_chan *c;
 	uint32_t index;
 	int ret;
 
@@ -324,11 +331,27 @@ int mf_recv_add_channel(struct mf_recv *r, struct tern_conn *conn, struct tern_e
 	if (ret) {
 		tern_error_set(err, ret, "worker channel from %s: reading hello: %s", conn->peer,
 			       ret == -EPIPE ? "connection closed" : strerror(-ret));
-		goto err_close;
+		conn_close(conn);
+		return ret;
 	}
 	ret = mf_hello_check(hello, &r->cfg, &index, err);
-	if (ret)
+	if (ret) {
+		conn_close(conn);
+		return ret;
+	}
+	return mf_recv_join(r, conn, index, err);
+}
+
+int mf_recv_join(struct mf_recv *r, struct tern_conn *conn, uint32_t index, struct tern_error *err)
+{
+	struct mf_recv_chan *c;
+	int ret;
+
+	if (index >= r->cfg.nchannels) {
+		ret = tern_error_set(err, -EINVAL, "worker channel %u of %u", index,
+				     r->cfg.nchannels);
 		goto err_close;
+	}
 	c = &r->chans[index];
 	pthread_mutex_lock(&r->lock);
 	if (c->conn) {

@@ -301,6 +301,24 @@ static int tcp_conn_set_io_timeout(struct tern_conn *c, int timeout_ms)
 	return sock_is_inet(tc->fd) ? sock_set_liveness(tc->fd, timeout_ms) : 0;
 }
 
+/*
+ * The read deadline lives here, and only here: SO_RCVTIMEO. A recvmsg() that
+ * gets no byte in time fails with EAGAIN, which tcp_conn_xfer_iov() passes
+ * on as -EAGAIN; one that got part of its bytes returns them and the loop's
+ * next call starts the clock again. No poll() per read on the hot path, and
+ * shutdown() still wakes the read for cancel.
+ */
+static int tcp_conn_set_recv_timeout(struct tern_conn *c, int timeout_ms)
+{
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+
+	if (timeout_ms < 0)
+		return -EINVAL;
+	if (setsockopt(((struct tcp_conn *)c)->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)))
+		return -errno;
+	return 0;
+}
+
 static const struct tern_conn_ops tcp_conn_ops = {
     .send_iov = tcp_conn_send_iov,
     .recv = tcp_conn_recv,
@@ -308,6 +326,7 @@ static const struct tern_conn_ops tcp_conn_ops = {
     .shutdown = tcp_conn_shutdown,
     .close = tcp_conn_close,
     .delivery_rate = tcp_conn_delivery_rate,
+    .set_recv_timeout = tcp_conn_set_recv_timeout,
     .set_io_timeout = tcp_conn_set_io_timeout,
 };
 

@@ -10,10 +10,16 @@
  * errno. shutdown() may be called from any thread to make every blocked call
  * on that object return (cancel); close() frees and must be called once,
  * after the I/O threads are done with the object.
+ *
+ * Read deadlines (issue 10): set_recv_timeout() bounds how long a recv may go
+ * without receiving a byte; it then fails with -EAGAIN. A message read in
+ * two steps (conn_recv_msg()) tells a quiet peer between messages, which the
+ * caller may wait out, from one that stopped in the middle of a message.
  */
 #ifndef TERN_TRANSPORT_H
 #define TERN_TRANSPORT_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -39,12 +45,18 @@ struct tern_conn_ops {
 	 * TCP_USER_TIMEOUT). Reads are not bounded by it. Call it before the
 	 * I/O threads start. */
 	int (*set_io_timeout)(struct tern_conn *c, int timeout_ms);
+	/* Optional: a recv that receives no byte for @timeout_ms (0: no limit)
+	 * fails with -EAGAIN; a byte received restarts the clock, so a stall is
+	 * seen between @timeout_ms and twice that after the last byte. Call it
+	 * between reads, not during one. */
+	int (*set_recv_timeout)(struct tern_conn *c, int timeout_ms);
 };
 
 /* Every transport's connection starts with this. */
 struct tern_conn {
 	const struct tern_conn_ops *ops;
-	char peer[64]; /* for messages: "127.0.0.1:4444", "unix:/path" */
+	char peer[64];	     /* for messages: "127.0.0.1:4444", "unix:/path" */
+	int recv_timeout_ms; /* for messages: the last set_recv_timeout() (0: none) */
 };
 
 struct tern_listener_ops {
@@ -96,6 +108,38 @@ static inline int conn_recv_iov(struct tern_conn *c, struct iovec *iov, int iovc
 static inline int conn_set_io_timeout(struct tern_conn *c, int timeout_ms)
 {
 	return c->ops->set_io_timeout ? c->ops->set_io_timeout(c, timeout_ms) : 0;
+}
+
+/* 0, or -EOPNOTSUPP when the transport has no read deadline. */
+static inline int conn_set_recv_timeout(struct tern_conn *c, int timeout_ms)
+{
+	int ret = c->ops->set_recv_timeout ? c->ops->set_recv_timeout(c, timeout_ms) : -EOPNOTSUPP;
+
+	if (!ret)
+		c->recv_timeout_ms = timeout_ms;
+	return ret;
+}
+
+/*
+ * conn_recv_msg() - read a message's first @len bytes (a frame or packet
+ * header). Between messages a peer may rightly say nothing for a long time
+ * (its guest paused for an operator, its other channels busy), so the wait
+ * for the first byte ignores the read deadline and ends only with a byte,
+ * EOF, an error or shutdown(); the rest of the header is bound by it like any
+ * read inside a message (-EAGAIN: the peer stopped mid-message).
+ */
+static inline int conn_recv_msg(struct tern_conn *c, void *buf, size_t len)
+{
+	int ret;
+
+	if (!len)
+		return 0;
+	do
+		ret = c->ops->recv(c, buf, 1);
+	while (ret == -EAGAIN);
+	if (ret || len == 1)
+		return ret;
+	return c->ops->recv(c, (uint8_t *)buf + 1, len - 1);
 }
 
 static inline void conn_shutdown(struct tern_conn *c)
