@@ -353,7 +353,6 @@ static void join_window_case(int nsilent)
 	/* the strays were closed, not kept */
 	for (i = 0; i < n; i++)
 		if (st[i].conn) {
-			fprintf(stderr, "[test] stray %d\n", i);
 			expect_stray_closed(&st[i], now_ms());
 			stray_close(&st[i]);
 		}
