@@ -351,6 +351,12 @@ enum dt_est_part {
 	DT_EST_PARTS,
 };
 
+/* One subscription to the session's events (observe.c). */
+struct session_observer {
+	const struct tern_observer_ops *ops;
+	void *opaque;
+};
+
 struct tern_session {
 	/* immutable after creation */
 	struct tern_vmm_ops vmm;
@@ -394,7 +400,7 @@ struct tern_session {
 	/* protected by ->lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
-	/* From ->err up to ->mgmt_lock: one attempt's state, zero in a new
+	/* From ->err up to ->obs_lock: one attempt's state, zero in a new
 	 * session and zeroed when a failed or cancelled source migrates again
 	 * (session.c): what must outlive an attempt goes elsewhere. */
 	struct tern_error err;	    /* first local error */
@@ -460,13 +466,20 @@ struct tern_session {
 	char final_reason[128];
 	bool final_stats;
 
-	/* the management server (mgmt.c): ->mgmt is written under ->mgmt_lock
-	 * and read with atomic loads; a notifier holds ->mgmt_lock while it
-	 * posts, so tern_mgmt_close() cannot free the server under it. Lock
-	 * order: ->lock, then ->mgmt_lock, then the server's own queue lock. */
-	pthread_mutex_t mgmt_lock;
-	struct mgmt_server *mgmt;
+	/* who subscribed to the session's events (observe.c): written under
+	 * ->obs_lock, ->nobs also read with atomic loads; a notifier holds
+	 * ->obs_lock while it calls the hooks. Lock order: ->lock, then
+	 * ->obs_lock, then the hooks' own locks. */
+	pthread_mutex_t obs_lock;
+	struct session_observer obs[TERN_MAX_OBSERVERS];
+	uint32_t nobs;
 };
+
+/* observe.c: tell the subscribers (a no-op, one atomic load, without any) */
+void observers_state(struct tern_session *s, enum tern_status from, enum tern_status to);
+void observers_round(struct tern_session *s, uint64_t round, uint64_t dirty_pages);
+/* tern_session_free(): empty the list, then run each closing hook */
+void observers_closing(struct tern_session *s);
 
 /* state.c */
 /* One compare-and-swap; false when the status was not @from. */

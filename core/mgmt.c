@@ -8,9 +8,10 @@
  * points (tern_stats_get, tern_param_set, tern_cancel, ...), so the server
  * holds none of its own locks while it calls into the session.
  *
- * Events (state changes, rounds) come from the migration and load threads
- * through mgmt_notify_*(). Those threads must never wait for a client, so a
- * notifier formats the line on its own stack, copies it into each subscribed
+ * Events (state changes, rounds) come from the migration and load threads:
+ * the server subscribes to its session with tern_observer_add(), as any
+ * VMM could, and the rest of core/ knows nothing of it (observe.c). Those threads must never wait
+ * for a client, so a notifier formats the line on its own stack, copies it into each subscribed
  * client's bounded queue under ->qlock (a memcpy per client, nothing that
  * blocks) and pokes the eventfd; the server thread moves queued lines to the
  * client's output buffer when that buffer has room. A client that does not
@@ -114,16 +115,13 @@ static void mgmt_wake(struct mgmt_server *m)
 		return;
 }
 
-static void mgmt_post(struct tern_session *s, const char *line, size_t len)
+/* Called with the session's observer lock held (observe.c): @m cannot be
+ * closed under us, since tern_mgmt_close() removes the subscription first. */
+static void mgmt_post(struct mgmt_server *m, const char *line, size_t len)
 {
-	struct mgmt_server *m;
 	bool posted = false;
 	uint32_t i;
 
-	pthread_mutex_lock(&s->mgmt_lock);
-	m = s->mgmt;
-	if (!m)
-		goto out;
 	pthread_mutex_lock(&m->qlock);
 	for (i = 0; i < MGMT_MAX_CLIENTS; i++) {
 		struct mgmt_client *c = m->clients[i];
@@ -141,43 +139,50 @@ static void mgmt_post(struct tern_session *s, const char *line, size_t len)
 	pthread_mutex_unlock(&m->qlock);
 	if (posted)
 		mgmt_wake(m);
-out:
-	pthread_mutex_unlock(&s->mgmt_lock);
 }
 
-void mgmt_notify_state(struct tern_session *s, enum tern_status from, enum tern_status to)
+static void mgmt_on_state(void *opaque, enum tern_status from, enum tern_status to)
 {
 	char line[MGMT_EVENT_MAX];
 	int n;
 
-	if (!__atomic_load_n(&s->mgmt, __ATOMIC_ACQUIRE))
-		return;
 	n = snprintf(line, sizeof(line), "{\"event\":\"state\",\"from\":\"%s\",\"to\":\"%s\"}\n",
 		     tern_status_name(from), tern_status_name(to));
 	if (n > 0 && (size_t)n < sizeof(line))
-		mgmt_post(s, line, (size_t)n);
+		mgmt_post(opaque, line, (size_t)n);
 }
 
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-
-void mgmt_notify_round(struct tern_session *s, uint64_t round, uint64_t dirty_pages)
+static void mgmt_on_round(void *opaque, const struct tern_round_info *r)
 {
 	char line[MGMT_EVENT_MAX];
 	int n;
 
-	if (!__atomic_load_n(&s->mgmt, __ATOMIC_ACQUIRE))
-		return;
 	n = snprintf(line, sizeof(line),
 		     "{\"event\":\"round\",\"round\":%" PRIu64 ",\"dirty_pages\":%" PRIu64
 		     ",\"dirty_pages_rate\":%" PRIu64 ",\"dirty_sync_us\":%" PRIu64
 		     ",\"ram_remaining\":%" PRIu64 ",\"bandwidth_bps\":%" PRIu64
 		     ",\"expected_downtime_ms\":%" PRIu64 ",\"cpu_throttle_percent\":%u}\n",
-		     round, dirty_pages, LD(s->dirty_pages_rate), LD(s->dirty_sync_ns) / 1000,
-		     LD(s->remaining_pages) * s->page_size, LD(s->bw_bps),
-		     LD(s->expected_downtime_ms), LD(s->throttle_pct));
+		     r->round, r->dirty_pages, r->dirty_pages_rate, r->dirty_sync_us,
+		     r->ram_remaining, r->bandwidth_bps, r->expected_downtime_ms,
+		     r->cpu_throttle_percent);
 	if (n > 0 && (size_t)n < sizeof(line))
-		mgmt_post(s, line, (size_t)n);
+		mgmt_post(opaque, line, (size_t)n);
 }
+
+static void server_stop(struct mgmt_server *m);
+
+/* The session is being freed: its subscription is gone already. */
+static void mgmt_on_closing(void *opaque)
+{
+	server_stop(opaque);
+}
+
+/* The management server subscribes to its session like any VMM could. */
+static const struct tern_observer_ops mgmt_observer = {
+    .state = mgmt_on_state,
+    .round = mgmt_on_round,
+    .closing = mgmt_on_closing,
+};
 
 /* ---- output ---------------------------------------------------------------- */
 
@@ -619,7 +624,7 @@ TERN_EXPORT int tern_mgmt_listen(struct tern_session *s, const char *path, struc
 	if (len >= sizeof(m->path))
 		return tern_error_set(err, -ENAMETOOLONG, "mgmt: socket path longer than %zu bytes",
 				      sizeof(m->path) - 1);
-	if (__atomic_load_n(&s->mgmt, __ATOMIC_ACQUIRE))
+	if (tern_observer_find(s, &mgmt_observer))
 		return tern_error_set(err, -EBUSY, "mgmt: this session has a server already");
 	m = calloc(1, sizeof(*m));
 	if (!m)
@@ -645,9 +650,11 @@ TERN_EXPORT int tern_mgmt_listen(struct tern_session *s, const char *path, struc
 		tern_error_set(err, ret, "mgmt: starting the server thread: %s", strerror(-ret));
 		goto err_unlink;
 	}
-	pthread_mutex_lock(&s->mgmt_lock);
-	__atomic_store_n(&s->mgmt, m, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&s->mgmt_lock);
+	ret = tern_observer_add(s, &mgmt_observer, m, err);
+	if (ret) {
+		server_stop(m);
+		return ret;
+	}
 	return 0;
 
 err_unlink:
@@ -657,19 +664,9 @@ err_server:
 	return ret;
 }
 
-TERN_EXPORT void tern_mgmt_close(struct tern_session *s)
+/* Stop the thread, remove the socket, free the server (no subscription). */
+static void server_stop(struct mgmt_server *m)
 {
-	struct mgmt_server *m;
-
-	if (!s)
-		return;
-	/* Detach first: once ->mgmt_lock is released no notifier holds @m. */
-	pthread_mutex_lock(&s->mgmt_lock);
-	m = s->mgmt;
-	__atomic_store_n(&s->mgmt, NULL, __ATOMIC_RELEASE);
-	pthread_mutex_unlock(&s->mgmt_lock);
-	if (!m)
-		return;
 	__atomic_store_n(&m->quit, true, __ATOMIC_RELEASE);
 	mgmt_wake(m);
 	pthread_join(m->thread, NULL);
@@ -677,15 +674,25 @@ TERN_EXPORT void tern_mgmt_close(struct tern_session *s)
 	server_free(m);
 }
 
+TERN_EXPORT void tern_mgmt_close(struct tern_session *s)
+{
+	struct mgmt_server *m = tern_observer_find(s, &mgmt_observer);
+
+	/* Unsubscribe first: once that returned no hook posts to @m; a
+	 * concurrent close (or the session's free) that got there first
+	 * owns @m, and we leave it alone. */
+	if (!m || tern_observer_remove(s, &mgmt_observer, m))
+		return;
+	server_stop(m);
+}
+
 void mgmt_set_idle_ms(struct tern_session *s, uint32_t idle_ms)
 {
-	struct mgmt_server *m;
+	/* tests only: no close may race this */
+	struct mgmt_server *m = tern_observer_find(s, &mgmt_observer);
 
-	pthread_mutex_lock(&s->mgmt_lock);
-	m = s->mgmt;
 	if (m) {
 		__atomic_store_n(&m->idle_ms, idle_ms, __ATOMIC_RELAXED);
 		mgmt_wake(m); /* its poll() timeout was computed with the old bound */
 	}
-	pthread_mutex_unlock(&s->mgmt_lock);
 }

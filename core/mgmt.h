@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The management server's hooks into the rest of core/ (mgmt.c). The
- * migration and load threads report what happens through mgmt_notify_*();
- * each is a single atomic load when no server runs, and never blocks on a
- * client when one does (see mgmt.c).
+ * Between the management server's two files (mgmt.c, the socket, and
+ * mgmt_cmd.c, the protocol), and for its tests. The rest of core/ never
+ * includes this: the server hears of the session's events as a subscriber
+ * (tern_observer_add(), observe.c).
  */
 #ifndef TERN_CORE_MGMT_H
 #define TERN_CORE_MGMT_H
@@ -12,12 +12,6 @@
 #include <stdint.h>
 
 #include "tern/tern.h"
-
-/* A transition @from -> @to was made (session_transition()). */
-void mgmt_notify_state(struct tern_session *s, enum tern_status from, enum tern_status to);
-
-/* Source: round @round's dirty-log sync completed and found @dirty_pages. */
-void mgmt_notify_round(struct tern_session *s, uint64_t round, uint64_t dirty_pages);
 
 /* ---- between mgmt.c (the socket) and mgmt_cmd.c (the protocol) ---- */
 

@@ -35,7 +35,7 @@ TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->ctl_wlock, NULL);
 	pthread_cond_init(&s->cond, NULL);
-	pthread_mutex_init(&s->mgmt_lock, NULL);
+	pthread_mutex_init(&s->obs_lock, NULL);
 	*ret_session = s;
 	return 0;
 }
@@ -82,7 +82,7 @@ static int session_rearmable(struct tern_session *s, bool source, struct tern_er
  * `migrate` run again after failed or cancelled: join the ended thread,
  * drop the send maps (ram_prepare_source() makes them anew, with this
  * attempt's clear-bitmap-shift), and zero everything from ->err to
- * ->mgmt_lock -- the attempt's flags, errors, threads and figures, all zero
+ * ->obs_lock -- the attempt's flags, errors, threads and figures, all zero
  * in a fresh session too. What the VMM set up (RAM blocks, sections,
  * dirty-log providers, parameters) and the management server stay.
  *
@@ -107,7 +107,7 @@ static void session_rearm(struct tern_session *s)
 	}
 	pthread_mutex_lock(&s->lock);
 	memset(&s->err, 0,
-	       offsetof(struct tern_session, mgmt_lock) - offsetof(struct tern_session, err));
+	       offsetof(struct tern_session, obs_lock) - offsetof(struct tern_session, err));
 	__atomic_store_n(&s->status, TERN_STATUS_NONE, __ATOMIC_RELEASE);
 	s->started = false;
 	pthread_mutex_unlock(&s->lock);
@@ -301,8 +301,9 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 
 	if (!s)
 		return;
-	/* First: no request may start, cancel or query what is torn down. */
-	tern_mgmt_close(s);
+	/* First: the subscribers go (the management server joins its thread),
+	 * so no request may start, cancel or query what is torn down. */
+	observers_closing(s);
 	if (s->thread_started) {
 		tern_cancel(s);
 		pthread_join(s->thread, NULL);
@@ -315,6 +316,6 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->ctl_wlock);
 	pthread_mutex_destroy(&s->lock);
-	pthread_mutex_destroy(&s->mgmt_lock);
+	pthread_mutex_destroy(&s->obs_lock);
 	free(s);
 }

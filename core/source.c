@@ -45,7 +45,6 @@
 #include <time.h>
 
 #include "core_priv.h"
-#include "mgmt.h"
 #include "tcp/tcp.h"
 
 #define HANDSHAKE_TIMEOUT_MS 30000
@@ -682,7 +681,7 @@ static int sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t pau
 	 * with the estimate for what this sync left */
 	if (!rc->final)
 		estimate_downtime_us(s, rc, synced_bytes(s));
-	mgmt_notify_round(s, __atomic_add_fetch(&s->rounds, 1, __ATOMIC_RELAXED), newly);
+	observers_round(s, __atomic_add_fetch(&s->rounds, 1, __ATOMIC_RELAXED), newly);
 	return 0;
 }
 

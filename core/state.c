@@ -10,7 +10,6 @@
  *   destination: none -> setup -> active -> completed | failed
  */
 #include "core_priv.h"
-#include "mgmt.h"
 
 static const char *const status_names[TERN_STATUS_MAX] = {
     [TERN_STATUS_INVALID] = "invalid",
@@ -54,7 +53,7 @@ bool session_transition(struct tern_session *s, enum tern_status from, enum tern
 		     tern_status_name(from), tern_status_name(to));
 	if (s->vmm.state_changed)
 		s->vmm.state_changed(s->vmm_opaque, from, to);
-	mgmt_notify_state(s, from, to); /* a no-op without a management server */
+	observers_state(s, from, to); /* one atomic load without subscribers */
 	if (status_is_final(to)) {
 		pthread_mutex_lock(&s->lock);
 		pthread_cond_broadcast(&s->cond);

@@ -534,6 +534,66 @@ struct tern_stats {
 TERN_EXPORT int tern_stats_get(struct tern_session *s, struct tern_stats *ret_stats);
 
 /**
+ * struct tern_round_info - a source's round, as its dirty-log sync left it.
+ * @round: 1 for the bulk round, then one more per sync.
+ * @dirty_pages: pages this sync found newly dirty.
+ * The others are tern_stats' figures of the moment, by the same names
+ * (@ram_remaining: bytes this sync left to send).
+ */
+struct tern_round_info {
+	uint64_t round;
+	uint64_t dirty_pages;
+	uint64_t dirty_pages_rate;
+	uint64_t dirty_sync_us;
+	uint64_t ram_remaining;
+	uint64_t bandwidth_bps;
+	uint64_t expected_downtime_ms;
+	uint32_t cpu_throttle_percent;
+};
+
+#define TERN_MAX_OBSERVERS 8
+
+/**
+ * struct tern_observer_ops - a subscriber to a session's events (the
+ * management server is one; a VMM may add its own). Every hook is optional.
+ * @state: a transition @from -> @to, from the thread that made it.
+ * @round: source: a round's dirty-log sync completed (migration thread).
+ * @closing: tern_session_free() began; the subscription is gone already.
+ *	Stop whatever uses the session before returning (called once, from
+ *	the thread that frees the session).
+ *
+ * @state and @round run with the session's observer lock held: they must
+ * not block (queue the event and wake a thread of your own) and must not
+ * call back into the session. Once tern_observer_remove() returned, no hook
+ * of that subscription runs.
+ */
+struct tern_observer_ops {
+	void (*state)(void *opaque, enum tern_status from, enum tern_status to);
+	void (*round)(void *opaque, const struct tern_round_info *info);
+	void (*closing)(void *opaque);
+};
+
+/**
+ * tern_observer_add() - subscribe @ops with @opaque (copied by reference:
+ * @ops must outlive the subscription). Thread-safe.
+ * Return: 0; -EEXIST for the same pair twice; -ENOSPC past
+ * TERN_MAX_OBSERVERS.
+ */
+TERN_EXPORT int tern_observer_add(struct tern_session *s, const struct tern_observer_ops *ops,
+				  void *opaque, struct tern_error *err);
+
+/**
+ * tern_observer_remove() - end the subscription of @ops with @opaque.
+ * Thread-safe; not from inside a hook. Return: 0, or -ENOENT when there was
+ * none (removed already, or the session is being freed).
+ */
+TERN_EXPORT int tern_observer_remove(struct tern_session *s, const struct tern_observer_ops *ops,
+				     void *opaque);
+
+/** tern_observer_find() - the @opaque of a subscription of @ops, or NULL. */
+TERN_EXPORT void *tern_observer_find(struct tern_session *s, const struct tern_observer_ops *ops);
+
+/**
  * tern_mgmt_listen() - serve the management protocol (docs/MGMT.md: JSON,
  * one request and one reply per line) on a Unix stream socket at @path.
  *

@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "tests/cmocka_compat.h"
+#include "core/core_priv.h"
 #include "core/mgmt.h"
 #include "tern/tern.h"
 
@@ -1381,7 +1382,7 @@ static void test_slow_subscriber(void **state)
 	/* Far more than the queue, the server's output bound and the socket
 	 * buffer hold together; posted from this thread, which must not block. */
 	for (i = 0; i < N; i++)
-		mgmt_notify_state(f->s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE);
+		observers_state(f->s, TERN_STATUS_SETUP, TERN_STATUS_ACTIVE);
 
 	/* Every event arrives or is counted as dropped: read until they add up
 	 * (a lost one would hang here, and the read's guard fails the test). */
