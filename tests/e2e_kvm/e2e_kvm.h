@@ -73,6 +73,8 @@ struct pair_cfg {
 	const char *const *src_extra; /* NULL-terminated */
 	const char *const *dst_extra; /* NULL-terminated */
 	bool kill_dest_mid;	      /* SIGKILL the destination once pages land */
+	unsigned int dest_grace_s;    /* SIGTERM a destination that outlives its
+				       * source by so long; 0: DEST_GRACE_S */
 	/* runs once both are started, before waiting for the end; it must
 	 * keep pumping the pair (pair_pump()) while it waits */
 	void (*during)(struct pair *p, void *ctx, uint64_t deadline);

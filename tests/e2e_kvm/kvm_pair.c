@@ -72,6 +72,7 @@ static void kill_dest_mid(struct pair *p, uint64_t deadline)
 
 void run_pair(const struct pair_cfg *c, struct pair *p)
 {
+	unsigned int grace;
 	struct bench_proc *const both[2] = {&p->src, &p->dst};
 	uint64_t deadline = deadline_in(PAIR_DEADLINE_S);
 	char *dv[48], *sv[48], uri[256];
@@ -137,6 +138,7 @@ void run_pair(const struct pair_cfg *c, struct pair *p)
 		c->during(p, c->ctx, deadline);
 
 	/* The source first; then the destination gets a grace, then SIGTERM (it cancels). */
+	grace = c->dest_grace_s ? c->dest_grace_s : DEST_GRACE_S;
 	while (!bench_proc_pump(both, 2, bench_now_ns() + NS_PER_S)) {
 		uint64_t now = bench_now_ns();
 
@@ -149,12 +151,11 @@ void run_pair(const struct pair_cfg *c, struct pair *p)
 			continue;
 		if (!src_end)
 			src_end = now;
-		if (!p->dst_termed &&
-		    now >= src_end + (uint64_t)(DEST_GRACE_S * time_scale * NS_PER_S)) {
+		if (!p->dst_termed && now >= src_end + (uint64_t)(grace * time_scale * NS_PER_S)) {
 			fprintf(stderr,
 				"e2e_kvm: destination still running %.0f s after the source: "
 				"SIGTERM\n",
-				DEST_GRACE_S * time_scale);
+				grace * time_scale);
 			bench_proc_signal(&p->dst, SIGTERM);
 			p->dst_termed = true;
 		}
