@@ -192,4 +192,9 @@ int parse_u64(const char *s, uint64_t *ret);
  */
 int unix_path_reclaim(const char *path);
 
+struct stat;
+/* 1 when a socket in our network namespace listens on the file @st
+ * describes, 0 when none does, negative errno when the kernel cannot say. */
+int unix_sock_listening(const struct stat *st);
+
 #endif /* TERN_UTIL_H */
