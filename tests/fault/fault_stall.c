@@ -129,8 +129,11 @@ static void *mute_thread(void *arg)
 	return NULL;
 }
 
-static void mute_start(struct mute_dst *d, enum mute_mode mode)
+/* @use_unix: a Unix socket (its send timeout, no keepalive), else TCP. */
+static void mute_start_on(struct mute_dst *d, enum mute_mode mode, bool use_unix)
 {
+	char uri[300] = "tcp:127.0.0.1:0";
+
 	const struct tern_transport_ops *tp;
 	struct tern_error err = {0};
 	const char *addr;
@@ -139,12 +142,19 @@ static void mute_start(struct mute_dst *d, enum mute_mode mode)
 	d->mode = mode;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cond, NULL);
-	/* TCP: the keepalive and TCP_USER_TIMEOUT path is the one exercised */
-	if (tcp_transport_for_uri("tcp:127.0.0.1:0", &tp, &addr, &err) ||
-	    tp->listen(addr, &d->l, &err) || d->l->ops->uri(d->l, d->uri, sizeof(d->uri)))
+	if (use_unix)
+		unix_uri(uri, sizeof(uri));
+	if (tcp_transport_for_uri(uri, &tp, &addr, &err) || tp->listen(addr, &d->l, &err) ||
+	    d->l->ops->uri(d->l, d->uri, sizeof(d->uri)))
 		fail_msg("mute destination: %s", err.msg);
 	assert_rc_equal(pthread_create(&d->thread, NULL, mute_thread, d), 0);
 	d->started = true;
+}
+
+/* TCP: the keepalive and TCP_USER_TIMEOUT path is exercised too. */
+static void mute_start(struct mute_dst *d, enum mute_mode mode)
+{
+	mute_start_on(d, mode, false);
 }
 
 /* Wait until @bytes of worker-channel data arrived; false after @timeout_ms. */
@@ -278,6 +288,57 @@ static void test_stopped_io_timeout(void **state)
 	mute_stop(&d);
 }
 
+/* The same over a Unix socket. */
+static void test_stopped_io_timeout_unix(void **state)
+{
+	struct tern_stats st;
+	struct mute_dst d;
+	struct peer src;
+	uint64_t t0;
+
+	mute_start_on(&d, MUTE_STOP_READING, true);
+	src_start(&src, huge_ram, &d, 1000, 0, true);
+	assert_true(mute_wait_read(&d, NCHAN << 20, FAULT_WAIT_MS));
+	t0 = now_ms();
+	expect_end(&src, t0, TERN_STATUS_FAILED, "could not write", 6000);
+	tern_stats_get(src.s, &st);
+	assert_str_contains(st.error, "worker channel");
+	expect_guest_running(&src);
+	peer_free(&src);
+	mute_stop(&d);
+}
+
+/*
+ * migration-timeout 1 s with policy force: force switches over, which needs
+ * the pages the migration thread is waiting to hand to the blocked workers
+ * anyway, so it waits on; io-timeout fails the migration, naming the
+ * channel, and the guest runs on (never paused, or resumed).
+ */
+static void test_stopped_timeout_force(void **state)
+{
+	struct tern_error err = {0};
+	struct mute_dst d;
+	struct peer src;
+	uint64_t t0;
+
+	mute_start(&d, MUTE_STOP_READING);
+	peer_new(&src, true, huge_ram, 1, NULL, 0);
+	peer_add_always_dirty(&src);
+	peer_param(&src, "downtime-limit", 1);
+	peer_param(&src, "multifd-channels", NCHAN);
+	peer_param(&src, "io-timeout", 1000);
+	peer_param(&src, "migration-timeout", 1);
+	if (tern_param_set_str(src.s, "migration-timeout-policy", "force", &err))
+		fail_msg("migration-timeout-policy: %s", err.msg);
+	if (tern_migrate(src.s, d.uri, &err))
+		fail_msg("tern_migrate %s: %s", d.uri, err.msg);
+	t0 = now_ms();
+	expect_end(&src, t0, TERN_STATUS_FAILED, "could not write", 8000);
+	expect_guest_running(&src);
+	peer_free(&src);
+	mute_stop(&d);
+}
+
 /* tern_cancel() with the destination stopped: cancelled within a second. */
 static void test_stopped_cancel(void **state)
 {
@@ -341,6 +402,8 @@ int main(int argc, char **argv)
 	static const struct CMUnitTest tests[] = {
 	    FAULT_CASE(test_stopped_migration_timeout),
 	    FAULT_CASE(test_stopped_io_timeout),
+	    FAULT_CASE(test_stopped_io_timeout_unix),
+	    FAULT_CASE(test_stopped_timeout_force),
 	    FAULT_CASE(test_stopped_cancel),
 	    FAULT_CASE(test_no_ram_sync_ack),
 	    FAULT_CASE(test_no_complete),
