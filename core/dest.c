@@ -75,8 +75,11 @@ static int dest_handshake(struct tern_session *s, struct lobby *lb, struct tern_
 
 	for (;;) {
 		ret = lobby_next(lb, 0, &e, err);
-		if (ret)
-			return tern_error_prefix(err, "waiting for the source");
+		if (ret) {
+			/* a cancel sets no message: return ret, not err's code */
+			tern_error_prefix(err, "waiting for the source");
+			return ret;
+		}
 		if (e.kind == LOBBY_CONTROL)
 			break;
 		lobby_refuse(lb, &e, "a worker channel before any control channel");
