@@ -152,8 +152,10 @@ static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct t
 					      joined, s->nchannels, handshake_ms(s),
 					      last ? "; last refused: " : "", last ? last : "");
 		}
-		if (ret)
-			return tern_error_prefix(err, "waiting for the worker channels");
+		if (ret) {
+			tern_error_prefix(err, "waiting for the worker channels");
+			return ret; /* a cancel sets no message */
+		}
 		if (e.kind != LOBBY_WORKER) {
 			lobby_refuse(lb, &e, "a second control channel");
 			continue;
