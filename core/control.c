@@ -26,6 +26,7 @@ static const char *const ctl_names[CTL_TYPE_MAX] = {
     [CTL_RAM_SYNC_ACK] = "RAM_SYNC_ACK",
     [CTL_RAM_HINT] = "RAM_HINT",
     [CTL_RESUMED] = "RESUMED",
+    [CTL_KEEPALIVE] = "KEEPALIVE",
 };
 
 /* The most payload each frame type may carry. */
@@ -37,6 +38,7 @@ static const uint32_t ctl_max_len[CTL_TYPE_MAX] = {
     [CTL_COMPLETE] = 64,    [CTL_COMMIT] = 8,
     [CTL_RAM_SYNC_ACK] = 8, [CTL_RAM_HINT] = CTL_HINT_MAX,
     [CTL_RESUMED] = 8, /* u64: ns its resume callback took */
+    [CTL_KEEPALIVE] = 0,
 };
 
 const char *ctl_type_name(uint16_t type)
@@ -257,8 +259,11 @@ int ctl_send(struct tern_conn *c, enum ctl_type type, const void *payload, size_
 	return conn_send_iov(c, iov, len ? 2 : 1);
 }
 
-int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t **ret_payload,
-	     uint32_t *ret_len, struct tern_error *err)
+/* @who: NULL to wait for the next frame without a deadline, else the peer
+ * that must say something within the read deadline (named if it does not). */
+static int ctl_recv_frame(struct tern_conn *c, const char *what, const char *who,
+			  uint16_t *ret_type, uint8_t **ret_payload, uint32_t *ret_len,
+			  struct tern_error *err)
 {
 	uint8_t h[CTL_HDR_SIZE];
 	uint16_t type, flags;
@@ -266,8 +271,13 @@ int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t 
 	uint8_t *p = NULL;
 	int ret;
 
-	/* Quiet between frames is no stall: see conn_recv_msg(). */
-	ret = conn_recv_msg(c, h, sizeof(h));
+	/* Quiet between frames is no stall (see conn_recv_msg()), unless the
+	 * peer keeps the channel alive with KEEPALIVE frames. */
+	ret = who ? conn_recv_msg_bounded(c, h, sizeof(h)) : conn_recv_msg(c, h, sizeof(h));
+	if (ret == -ETIME)
+		return tern_error_set(err, -ETIMEDOUT,
+				      "%s: nothing from %s for %d ms (not even a keepalive)", what,
+				      who, c->recv_timeout_ms);
 	if (ret == -EPIPE)
 		return tern_error_set(err, ret, "%s: %s closed the connection", what, c->peer);
 	if (ret == -EAGAIN)
@@ -315,6 +325,18 @@ int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t 
 	*ret_payload = p;
 	*ret_len = len;
 	return 0;
+}
+
+int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t **ret_payload,
+	     uint32_t *ret_len, struct tern_error *err)
+{
+	return ctl_recv_frame(c, what, NULL, ret_type, ret_payload, ret_len, err);
+}
+
+int ctl_recv_bounded(struct tern_conn *c, const char *what, const char *who, uint16_t *ret_type,
+		     uint8_t **ret_payload, uint32_t *ret_len, struct tern_error *err)
+{
+	return ctl_recv_frame(c, what, who, ret_type, ret_payload, ret_len, err);
 }
 
 int ctl_send_error(struct tern_conn *c, int code, const char *msg)

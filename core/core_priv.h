@@ -168,6 +168,7 @@ enum ctl_type {
 	CTL_RAM_SYNC_ACK, /* dst -> src: every page of round n has landed */
 	CTL_RAM_HINT,	  /* src -> dst: the 2 MiB regions of a block that hold data */
 	CTL_RESUMED,	  /* dst -> src, after COMMIT: the guest runs; resume's cost */
+	CTL_KEEPALIVE,	  /* src -> dst: nothing else to say for io-timeout / 3 */
 	CTL_TYPE_MAX,
 };
 
@@ -220,6 +221,13 @@ int ctl_send(struct tern_conn *c, enum ctl_type type, const void *payload, size_
  */
 int ctl_recv(struct tern_conn *c, const char *what, uint16_t *ret_type, uint8_t **ret_payload,
 	     uint32_t *ret_len, struct tern_error *err);
+/*
+ * ctl_recv_bounded() - as ctl_recv(), but the wait for the frame's first byte
+ * is bounded by the connection's read deadline too: -ETIMEDOUT when @who sent
+ * nothing at all (not even a KEEPALIVE) for that long.
+ */
+int ctl_recv_bounded(struct tern_conn *c, const char *what, const char *who, uint16_t *ret_type,
+		     uint8_t **ret_payload, uint32_t *ret_len, struct tern_error *err);
 int ctl_send_error(struct tern_conn *c, int code, const char *msg);
 /* Decode an ERROR payload into @err as "@who: <message>". */
 int ctl_decode_error(const uint8_t *p, uint32_t len, const char *who, struct tern_error *err);
@@ -427,6 +435,9 @@ struct tern_session {
 	bool thread_started;
 	pthread_t rp_thread; /* source: return path */
 	bool rp_started;
+	/* source, migration thread only: ctl_bytes at the last look, and when
+	 * it last changed (ctl_keepalive_maybe()) */
+	uint64_t ka_bytes, ka_ns;
 
 	/* figures: written by the migration / load thread, read by anyone
 	 * through __atomic loads */

@@ -9,6 +9,11 @@
  * Then LOADED, the digest when verify-ram is on, COMPLETE, and the guest
  * starts only when the source answers COMMIT (see source.c).
  *
+ * The source says something on the control channel at least every
+ * io-timeout / 3 (KEEPALIVE when it has nothing else to say), so each wait
+ * for its next frame is bounded by io-timeout: a source stopped or wedged
+ * with its sockets open fails the migration instead of holding it forever.
+ *
  * Every frame is validated before it is acted on; any error ends in
  * `failed` with the reason sent to the source on the return path, and the
  * guest is never started.
@@ -188,6 +193,18 @@ static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct t
 	return 0;
 }
 
+/*
+ * The next control frame. A live source says something at least every
+ * io-timeout / 3 of its own (a KEEPALIVE when it has nothing else to say),
+ * so a source silent for our io-timeout is stopped or wedged, not busy.
+ */
+static int ctl_recv_source(struct tern_session *s, uint16_t *ret_type, uint8_t **ret_payload,
+			   uint32_t *ret_len, struct tern_error *err)
+{
+	return ctl_recv_bounded(s->ctl, "control channel", "the source", ret_type, ret_payload,
+				ret_len, err);
+}
+
 static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t last_round,
 		       struct tern_error *err)
 {
@@ -239,8 +256,12 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	if (ret)
 		return tern_error_set(err, ret, "sending COMPLETE: %s", strerror(-ret));
 
-	/* Wait for the source to let go of the guest. */
-	ret = ctl_recv(s->ctl, "control channel", &type, &cp, &clen, err);
+	/* Wait for the source to let go of the guest (keepalives aside). */
+	do {
+		free(cp);
+		cp = NULL;
+		ret = ctl_recv_source(s, &type, &cp, &clen, err);
+	} while (!ret && type == CTL_KEEPALIVE);
 	if (ret)
 		return tern_error_prefix(err, "waiting for COMMIT");
 	if (type == CTL_ERROR) {
@@ -266,10 +287,12 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 	int ret;
 
 	for (;;) {
-		ret = ctl_recv(s->ctl, "control channel", &type, &p, &len, err);
+		ret = ctl_recv_source(s, &type, &p, &len, err);
 		if (ret)
 			return ret;
 		switch (type) {
+		case CTL_KEEPALIVE:
+			break; /* the source is alive; nothing changes */
 		case CTL_RAM_SYNC: {
 			uint64_t round = len == 8 ? get_be64(p) : 0;
 

@@ -34,6 +34,10 @@
  *     in which neither the workers wrote a byte nor a round was
  *     acknowledged: an answer queues behind the pages sent before it, so
  *     a slow link that still moves is waited for, a silent peer is not.
+ * The destination in turn bounds its wait for our next control frame by
+ * its io-timeout, so while it waits -- and once per batch -- the migration
+ * thread sends KEEPALIVE when the control channel was quiet for io-timeout
+ * / 3 (ctl_keepalive_maybe()).
  * Each of these waits wakes every SRC_WAIT_TICK_MS to look at
  * migration-timeout (before switchover), and a cancel wakes them at once
  * and shuts the channels, which kicks every thread out of its syscall. A
@@ -69,6 +73,36 @@ static int ctl_write_error(struct tern_session *s, int code, const char *what,
 				      "reading)",
 				      what, io_timeout_ms(s));
 	return tern_error_set(err, code, "sending %s: %s", what, strerror(-code));
+}
+
+/*
+ * The destination bounds its wait for our next control frame by its
+ * io-timeout (dest.c): a source that is alive but has nothing to say -- a
+ * long round on the workers, pre-switchover, a digest -- says KEEPALIVE
+ * once it sent nothing on the control channel for io-timeout / 3, so a
+ * destination with the same io-timeout never takes it for a stopped one.
+ * Cheap enough for every batch: a clock read and a counter, and a send only
+ * when one is due. Only the migration thread writes the control channel
+ * (the return-path thread only reads it), so no lock.
+ */
+static int ctl_keepalive_maybe(struct tern_session *s, struct tern_error *err)
+{
+	uint64_t now = tern_now_ns(), bytes = __atomic_load_n(&s->ctl_bytes, __ATOMIC_RELAXED);
+	int ret;
+
+	if (bytes != s->ka_bytes || !s->ka_ns) {
+		s->ka_bytes = bytes;
+		s->ka_ns = now;
+		return 0;
+	}
+	if (now - s->ka_ns < (uint64_t)io_timeout_ms(s) * 1000000 / 3)
+		return 0;
+	ret = ctl_send(s->ctl, CTL_KEEPALIVE, NULL, 0);
+	if (ret)
+		return ctl_write_error(s, ret, "KEEPALIVE", err);
+	s->ka_bytes = __atomic_add_fetch(&s->ctl_bytes, CTL_HDR_SIZE, __ATOMIC_RELAXED);
+	s->ka_ns = now;
+	return 0;
 }
 
 /* ---- return path --------------------------------------------------------- */
@@ -403,7 +437,7 @@ static uint64_t wire_total(struct tern_session *s)
  * ROUND_CUT when the round should end now (round_must_end()), or a negative
  * errno.
  */
-static int pace(struct tern_session *s, struct round_ctx *rc)
+static int pace(struct tern_session *s, struct round_ctx *rc, struct tern_error *err)
 {
 	/* With the guest paused, every millisecond is downtime: the last round
 	 * goes as fast as the link allows, as in QEMU's completion stage. */
@@ -415,6 +449,7 @@ static int pace(struct tern_session *s, struct round_ctx *rc)
 		uint64_t sleep_ns =
 		    ratelimit_account(&rc->rl, now, wire, rc->sent_pages * s->page_size, max);
 		struct timespec ts;
+		int ret;
 
 		__atomic_store_n(&s->bw_bps, rc->rl.bw_bps, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->ram_bps, rc->rl.ram_bps, __ATOMIC_RELAXED);
@@ -424,6 +459,10 @@ static int pace(struct tern_session *s, struct round_ctx *rc)
 			return 0;
 		if (session_stopping(s) || mf_send_error(s->mf_send, NULL))
 			return -ECANCELED;
+		/* a slow max-bandwidth may hold the sender here for long */
+		ret = ctl_keepalive_maybe(s, err);
+		if (ret)
+			return ret;
 		ts.tv_sec = (time_t)(sleep_ns / 1000000000ull);
 		ts.tv_nsec = (long)(sleep_ns % 1000000000ull);
 		nanosleep(&ts, NULL);
@@ -443,7 +482,11 @@ static int timeout_reached(struct tern_session *s, uint64_t pending, struct tern
 static int wait_tick(struct tern_session *s, struct round_ctx *rc, struct tern_error *err)
 {
 	uint64_t dl;
+	int ret;
 
+	ret = ctl_keepalive_maybe(s, err);
+	if (ret)
+		return ret;
 	if (!rc || rc->final ||
 	    params_get(&s->params, PARAM_MIGRATION_TIMEOUT_POLICY) != TIMEOUT_POLICY_CANCEL + 1)
 		return 0;
@@ -471,7 +514,8 @@ static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_b
 	if (ret)
 		return ret;
 	__atomic_store_n(&s->queued_pages, rc->sent_pages, __ATOMIC_RELAXED);
-	return pace(s, rc);
+	ret = ctl_keepalive_maybe(s, err);
+	return ret ? ret : pace(s, rc, err);
 }
 
 /*
@@ -924,6 +968,8 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
 	for (;;) {
 		round++;
 		ret = sync_dirty(s, rc, 0, err);
+		if (!ret) /* a large guest's sync is a long step */
+			ret = ctl_keepalive_maybe(s, err);
 		if (ret)
 			return ret;
 		pending = synced_bytes(s);
@@ -968,17 +1014,26 @@ static int precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_r
  */
 static int pre_switchover(struct tern_session *s, struct tern_error *err)
 {
+	struct timespec ts;
 	int ret = 0;
 
 	if (!caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER))
 		return 0;
 	tern_log_msg(&s->log, 6, "pre-switchover: the guest is paused; waiting for continue");
 	pthread_mutex_lock(&s->lock);
-	while (!s->continue_req && !s->cancel && !s->err.code)
-		pthread_cond_wait(&s->cond, &s->lock);
-	if (s->cancel)
+	/* The operator may take minutes: keep the destination waiting too. */
+	while (!s->continue_req && !s->cancel && !s->err.code) {
+		pthread_mutex_unlock(&s->lock);
+		ret = ctl_keepalive_maybe(s, err);
+		pthread_mutex_lock(&s->lock);
+		if (ret)
+			break;
+		ts = tern_deadline_ms(SRC_WAIT_TICK_MS);
+		pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+	}
+	if (!ret && s->cancel)
 		ret = -ECANCELED;
-	else if (s->err.code)
+	else if (!ret && s->err.code)
 		ret = tern_error_set(err, s->err.code, "%s", s->err.msg);
 	pthread_mutex_unlock(&s->lock);
 	if (!ret && !session_transition(s, TERN_STATUS_PRE_SWITCHOVER, TERN_STATUS_DEVICE))
@@ -1085,7 +1140,13 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	if (verify) {
 		uint64_t t0 = tern_now_ns();
 
-		ret = ram_digest_compute(s, &mine, err);
+		/* The destination digests its RAM meanwhile, and waits for
+		 * COMMIT once done: what we take longer is silence to it. */
+		ret = ctl_keepalive_maybe(s, err);
+		if (!ret)
+			ret = ram_digest_compute(s, &mine, err);
+		if (!ret)
+			ret = ctl_keepalive_maybe(s, err);
 		if (ret)
 			return ret;
 		verify_ns = tern_now_ns() - t0;

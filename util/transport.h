@@ -142,6 +142,27 @@ static inline int conn_recv_msg(struct tern_conn *c, void *buf, size_t len)
 	return c->ops->recv(c, (uint8_t *)buf + 1, len - 1);
 }
 
+/*
+ * conn_recv_msg_bounded() - as conn_recv_msg(), for a peer that promises to
+ * say something (a keepalive at least) well within the read deadline: the
+ * wait for the first byte is bounded by it too, and fails with -ETIME (the
+ * peer said nothing at all), told apart from -EAGAIN (it stopped in the
+ * middle of a message).
+ */
+static inline int conn_recv_msg_bounded(struct tern_conn *c, void *buf, size_t len)
+{
+	int ret;
+
+	if (!len)
+		return 0;
+	ret = c->ops->recv(c, buf, 1);
+	if (ret == -EAGAIN)
+		return -ETIME;
+	if (ret || len == 1)
+		return ret;
+	return c->ops->recv(c, (uint8_t *)buf + 1, len - 1);
+}
+
 static inline void conn_shutdown(struct tern_conn *c)
 {
 	if (c)

@@ -186,6 +186,11 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        acknowledgement, before the migration fails naming
  *                        the channel and what it waited for; TCP channels
  *                        also get keepalive and TCP_USER_TIMEOUT from it.
+ *                        The source says KEEPALIVE on the control channel
+ *                        after io-timeout / 3 of its own without a frame,
+ *                        and the destination fails once the source said
+ *                        nothing there for io-timeout of its own: set the
+ *                        same value on both sides.
  * Capabilities (booleans, before start only):
  *   verify-ram           digest all RAM on both sides after the last page,
  *                        fail on mismatch; default off

@@ -10,7 +10,9 @@
  * must happen: a stray is closed and forgotten and a real migration after
  * (or during) it completes with identical RAM; a peer that stalls after the
  * handshake fails the migration with a message that names the channel and
- * what it waited for.
+ * what it waited for. A source silent between control frames fails it after
+ * io-timeout; KEEPALIVE frames, from a fake or from a real source paused in
+ * pre-switchover, hold it as long as they come.
  *
  * The destination runs with handshake-timeout 500 ms and io-timeout 1000 ms.
  * Bounds are there to catch a hang, not to time anything: HANG_BOUND_MS is
@@ -75,6 +77,38 @@ static enum tern_status status_of(struct peer *p)
 
 	tern_stats_get(p->s, &st);
 	return st.status;
+}
+
+/* A live source's migration thread: KEEPALIVE every io-timeout / 3. */
+struct keepalive {
+	struct fake_src *fs;
+	pthread_t thread;
+	volatile int stop;
+};
+
+static void *keepalive_run(void *arg)
+{
+	struct keepalive *ka = arg;
+
+	while (!__atomic_load_n(&ka->stop, __ATOMIC_ACQUIRE)) {
+		usleep(IO_MS / 3 * 1000);
+		/* the destination may have hung up by now: no matter */
+		fsrc_send_frame(ka->fs, CTL_KEEPALIVE, NULL, 0);
+	}
+	return NULL;
+}
+
+static void keepalive_start(struct keepalive *ka, struct fake_src *fs)
+{
+	ka->fs = fs;
+	ka->stop = 0;
+	assert_int_equal(pthread_create(&ka->thread, NULL, keepalive_run, ka), 0);
+}
+
+static void keepalive_stop(struct keepalive *ka)
+{
+	__atomic_store_n(&ka->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(ka->thread, NULL);
 }
 
 /* ---- strays ---------------------------------------------------------------- */
@@ -150,6 +184,8 @@ static uint64_t real_migration(struct peer *dst, uint32_t channels)
 
 	peer_new(&src, true, ram, 1, NULL, 0);
 	peer_param(&src, "multifd-channels", channels);
+	/* as docs/PROTOCOL.md asks: the destination's io-timeout on both sides */
+	peer_param(&src, "io-timeout", IO_MS);
 	t0 = now_ms();
 	if (tern_migrate(src.s, dst->uri, &err))
 		fail_msg("tern_migrate %s: %s", dst->uri, err.msg);
@@ -318,6 +354,7 @@ static void join_window_case(int nsilent)
 	static const char junk[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"; /* TLS */
 	struct stray st[NSTRAYS + 8];
 	struct fake_src fs, other;
+	struct keepalive ka;
 	uint8_t foreign[16];
 	struct peer dst;
 	uint64_t t0;
@@ -345,6 +382,8 @@ static void join_window_case(int nsilent)
 	CHECK(fsrc_send_hello(&other, layout, 1));
 	/* the real channels */
 	CHECK_ERR(fsrc_open_channels(&fs, &err));
+	/* alive while the strays are checked: silence would fail it first */
+	keepalive_start(&ka, &fs);
 	/* channel 0 once more: it is taken */
 	stray_worker_hello(&st[n++], dst.uri, fs.uuid, 0, 2, MF_HELLO_SIZE);
 	assert_true(peer_wait_status(&dst, TERN_STATUS_ACTIVE, HANG_BOUND_MS));
@@ -356,6 +395,7 @@ static void join_window_case(int nsilent)
 			expect_stray_closed(&st[i], now_ms());
 			stray_close(&st[i]);
 		}
+	keepalive_stop(&ka);
 	fsrc_close(&other);
 	fsrc_close(&fs);
 	expect_final(&dst, TERN_STATUS_FAILED, "closed the connection");
@@ -421,9 +461,15 @@ static void test_silent_mid_worker_hello(void **state)
 	peer_free(&dst);
 }
 
-/* Handshake, channels, then @cut on the wire and nothing more. */
-static void stall_case(uint32_t nchannels, void (*cut)(struct fake_src *fs), const char *needle)
+/*
+ * Handshake, channels, then @cut on the wire and nothing more -- but
+ * keepalives on the control channel with @keepalive, as a source whose
+ * worker stalled while its migration thread lives would send.
+ */
+static void stall_case(uint32_t nchannels, void (*cut)(struct fake_src *fs), bool keepalive,
+		       const char *needle)
 {
+	struct keepalive ka = {0};
 	struct fake_src fs;
 	struct peer dst;
 	uint64_t t0, el;
@@ -432,11 +478,15 @@ static void stall_case(uint32_t nchannels, void (*cut)(struct fake_src *fs), con
 	fsrc_init(&fs, dst.uri, nchannels);
 	CHECK_ERR(fsrc_handshake(&fs, layout, 1, &err));
 	CHECK_ERR(fsrc_open_channels(&fs, &err));
+	if (keepalive)
+		keepalive_start(&ka, &fs);
 	assert_true(peer_wait_status(&dst, TERN_STATUS_ACTIVE, HANG_BOUND_MS));
 	cut(&fs);
 	t0 = now_ms();
 	el = expect_fail_in_time(&dst, t0, needle);
 	assert_true(el + 50 >= IO_MS);
+	if (keepalive)
+		keepalive_stop(&ka);
 	fsrc_close(&fs);
 	peer_free(&dst);
 }
@@ -476,21 +526,118 @@ static void cut_mid_frame(struct fake_src *fs)
 
 static void test_silent_mid_payload(void **state)
 {
-	stall_case(2, cut_mid_payload,
+	stall_case(2, cut_mid_payload, true,
 		   "worker channel 1: no data for 1000 ms in the middle of packet 0's pages");
 }
 
 static void test_silent_mid_packet_header(void **state)
 {
-	stall_case(1, cut_mid_header,
+	stall_case(1, cut_mid_header, true,
 		   "worker channel 0: no data for 1000 ms in the middle of packet 0's header");
 }
 
 static void test_silent_mid_frame(void **state)
 {
-	stall_case(1, cut_mid_frame,
+	/* no keepalive: it would end the frame */
+	stall_case(1, cut_mid_frame, false,
 		   "control channel: no data for 1000 ms in the middle of a SECTION_FULL "
 		   "frame's payload");
+}
+
+/* Round 1 whole (one page, SYNC, RAM_SYNC 1), then nothing, not even a keepalive. */
+static void cut_after_ram_sync(struct fake_src *fs)
+{
+	static uint8_t page[4096] = {7};
+	uint64_t off = 0;
+
+	assert_int_equal(fs->page_size, sizeof(page));
+	CHECK(fsrc_send_pages(fs, 0, 0, &off, 1, 0, page));
+	CHECK(fsrc_send_sync(fs, 0, false));
+	CHECK(fsrc_ram_sync(fs, 1));
+}
+
+#define SILENT_SOURCE_MSG                                                                          \
+	"control channel: nothing from the source for 1000 ms (not even a keepalive)"
+
+/* A source alive but silent between frames (SIGSTOPped, wedged): its kernel
+ * answers TCP keepalive, so only the destination's own bound ends this. */
+static void test_silent_after_ram_sync(void **state)
+{
+	stall_case(1, cut_after_ram_sync, false, SILENT_SOURCE_MSG);
+}
+
+/*
+ * KEEPALIVE frames every io-timeout / 3 hold the destination for three times
+ * its io-timeout with nothing else said, and change nothing; once they stop,
+ * the bound applies again.
+ */
+static void test_keepalives_hold_dest(void **state)
+{
+	struct fake_src fs;
+	struct peer dst;
+	uint64_t t0, el;
+	int i;
+
+	dest_new(&dst);
+	fsrc_init(&fs, dst.uri, 1);
+	CHECK_ERR(fsrc_handshake(&fs, layout, 1, &err));
+	CHECK_ERR(fsrc_open_channels(&fs, &err));
+	assert_true(peer_wait_status(&dst, TERN_STATUS_ACTIVE, HANG_BOUND_MS));
+	cut_after_ram_sync(&fs);
+	t0 = now_ms();
+	for (i = 0; i < 9; i++) {
+		usleep(IO_MS / 3 * 1000);
+		CHECK(fsrc_send_frame(&fs, CTL_KEEPALIVE, NULL, 0));
+	}
+	el = now_ms() - t0;
+	fprintf(stderr, "[test] %" PRIu64 " ms of keepalives only\n", el);
+	assert_true(el >= 2 * IO_MS);
+	assert_int_equal(status_of(&dst), TERN_STATUS_ACTIVE);
+	t0 = now_ms();
+	el = expect_fail_in_time(&dst, t0, SILENT_SOURCE_MSG);
+	assert_true(el + 50 >= IO_MS);
+	fsrc_close(&fs);
+	peer_free(&dst);
+}
+
+/*
+ * A real source held in pre-switchover (guest paused, nothing to send) for
+ * three times the io-timeout both sides use: its keepalives keep the
+ * destination waiting, and the migration completes on continue.
+ */
+#define HOLD_MS (3 * IO_MS)
+
+static void test_paused_source_keeps_dest(void **state)
+{
+	struct tern_error err = {0};
+	struct peer src, dst;
+	uint64_t t0, held;
+
+	dest_new(&dst);
+	peer_new(&src, true, ram, 1, NULL, 0);
+	peer_param(&src, "io-timeout", IO_MS);
+	if (tern_cap_set(src.s, "pause-before-switchover", true, &err))
+		fail_msg("pause-before-switchover: %s", err.msg);
+	if (tern_migrate(src.s, dst.uri, &err))
+		fail_msg("tern_migrate %s: %s", dst.uri, err.msg);
+	assert_true(peer_wait_status(&src, TERN_STATUS_PRE_SWITCHOVER, HANG_BOUND_MS));
+	t0 = now_ms();
+	usleep(HOLD_MS * 1000);
+	assert_int_equal(status_of(&src), TERN_STATUS_PRE_SWITCHOVER);
+	assert_int_equal(status_of(&dst), TERN_STATUS_ACTIVE);
+	held = now_ms() - t0;
+	if (tern_continue(src.s, &err))
+		fail_msg("tern_continue: %s", err.msg);
+	expect_final(&src, TERN_STATUS_COMPLETED, "");
+	expect_final(&dst, TERN_STATUS_COMPLETED, "");
+	fprintf(stderr,
+		"[test] held in pre-switchover %" PRIu64 " ms, completed %" PRIu64
+		" ms after continue\n",
+		held, now_ms() - t0 - held);
+	assert_memory_equal(dst.ram[0].host, src.ram[0].host, RAM_SIZE);
+	assert_uint_equal(probe_resumes(&dst.probe), 1);
+	peer_free(&src);
+	peer_free(&dst);
 }
 
 int main(int argc, char **argv)
@@ -510,6 +657,9 @@ int main(int argc, char **argv)
 	    FAULT_CASE(test_silent_mid_payload),
 	    FAULT_CASE(test_silent_mid_packet_header),
 	    FAULT_CASE(test_silent_mid_frame),
+	    FAULT_CASE(test_silent_after_ram_sync),
+	    FAULT_CASE(test_keepalives_hold_dest),
+	    FAULT_CASE(test_paused_source_keeps_dest),
 	};
 
 	return fault_main("fault_stray", tests, ARRAY_SIZE(tests), argc, argv);

@@ -813,6 +813,7 @@ static const struct {
     {CTL_RAM_SYNC_ACK, "RAM_SYNC_ACK", 8},
     {CTL_RAM_HINT, "RAM_HINT", 1u << 20},
     {CTL_RESUMED, "RESUMED", 8},
+    {CTL_KEEPALIVE, "KEEPALIVE", 0},
 };
 _Static_assert(ARRAY_SIZE(frame_types) == CTL_TYPE_MAX - 1, "a frame type without a test case");
 
@@ -1014,6 +1015,38 @@ static void test_ctl_recv_truncated_header(void **state)
 	f->a = NULL;
 	assert_rc_equal(ctl_recv(f->b, "ctl", &type, &p, &len, &f->err), -EPIPE);
 	assert_str_contains(f->err.msg, "closed the connection");
+}
+
+/*
+ * ctl_recv_bounded(): a peer silent between frames is named after the read
+ * deadline (not even a keepalive); one that stops inside a header is told
+ * apart; ctl_recv() would wait for either without a deadline of its own.
+ */
+static void test_ctl_recv_bounded(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *p = NULL;
+	uint16_t type;
+	uint32_t len;
+
+	open_pair(f);
+	assert_rc_equal(conn_set_recv_timeout(f->b, 100), 0);
+	assert_rc_equal(ctl_send(f->a, CTL_KEEPALIVE, NULL, 0), 0);
+	assert_rc_equal(ctl_recv_bounded(f->b, "ctl", "the source", &type, &p, &len, &f->err), 0);
+	assert_int_equal(type, CTL_KEEPALIVE);
+	assert_int_equal(len, 0);
+	assert_null(p);
+
+	assert_rc_equal(ctl_recv_bounded(f->b, "ctl", "the source", &type, &p, &len, &f->err),
+			-ETIMEDOUT);
+	assert_string_equal(f->err.msg,
+			    "ctl: nothing from the source for 100 ms (not even a keepalive)");
+
+	tern_error_clear(&f->err);
+	send_raw(f, "\x00\x05\x00", 3);
+	assert_rc_equal(ctl_recv_bounded(f->b, "ctl", "the source", &type, &p, &len, &f->err),
+			-ETIMEDOUT);
+	assert_str_contains(f->err.msg, "in the middle of a frame header");
 }
 
 static void test_ctl_stream_hdr(void **state)
@@ -2574,6 +2607,7 @@ int main(void)
 	    T(test_ctl_recv_bad_header),
 	    T(test_ctl_recv_truncated),
 	    T(test_ctl_recv_truncated_header),
+	    T(test_ctl_recv_bounded),
 	    T(test_ctl_stream_hdr),
 	    T(test_ctl_error_frames),
 	    T(test_ctl_error_malformed),
