@@ -91,10 +91,16 @@ static void *mute_thread(void *arg)
 	struct tern_error err = {0};
 	uint16_t type;
 	uint8_t *p = NULL;
+	struct tern_conn *conn = NULL;
 	uint32_t len, i;
 	int ret;
 
-	ret = d->l->ops->accept(d->l, FP_RECV_TIMEOUT_MS, &d->ctl, &err);
+	/* Connections are published under ->lock: mute_stop() shuts them down
+	 * from the test's thread while this one may still be accepting. */
+	ret = d->l->ops->accept(d->l, FP_RECV_TIMEOUT_MS, &conn, &err);
+	pthread_mutex_lock(&d->lock);
+	d->ctl = conn;
+	pthread_mutex_unlock(&d->lock);
 	if (!ret)
 		ret = ctl_recv_stream_hdr(d->ctl, CTL_MAGIC, "mute destination", &err);
 	if (!ret)
@@ -107,7 +113,11 @@ static void *mute_thread(void *arg)
 	for (i = 0; !ret && i < NCHAN; i++) {
 		struct mute_chan *c = &d->chan[i];
 
-		ret = d->l->ops->accept(d->l, FP_RECV_TIMEOUT_MS, &c->conn, &err);
+		conn = NULL;
+		ret = d->l->ops->accept(d->l, FP_RECV_TIMEOUT_MS, &conn, &err);
+		pthread_mutex_lock(&d->lock);
+		c->conn = conn;
+		pthread_mutex_unlock(&d->lock);
 		c->d = d;
 		if (!ret)
 			ret = -pthread_create(&c->thread, NULL, mute_chan_thread, c);
@@ -178,9 +188,11 @@ static void mute_stop(struct mute_dst *d)
 	uint32_t i;
 
 	d->l->ops->shutdown(d->l);
+	pthread_mutex_lock(&d->lock);
 	conn_shutdown(d->ctl);
 	for (i = 0; i < NCHAN; i++)
 		conn_shutdown(d->chan[i].conn);
+	pthread_mutex_unlock(&d->lock);
 	if (d->started)
 		pthread_join(d->thread, NULL);
 	for (i = 0; i < NCHAN; i++) {
