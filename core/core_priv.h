@@ -143,8 +143,11 @@ struct ram_digest {
 	uint64_t h[2];
 };
 
-/* Digest every block, in parallel chunks. */
-int ram_digest_compute(struct tern_session *s, struct ram_digest *ret, struct tern_error *err);
+/* Digest every block, in parallel chunks. @tick: NULL, or called on the
+ * calling thread between its chunks (the source's keepalive: a large RAM's
+ * digest must not be silence to the destination). */
+int ram_digest_compute(struct tern_session *s, struct ram_digest *ret,
+		       void (*tick)(struct tern_session *s), struct tern_error *err);
 
 /* ---- control channel framing (control.c) ------------------------------ */
 

@@ -242,7 +242,7 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	if (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) {
 		struct ram_digest d;
 
-		ret = ram_digest_compute(s, &d, err);
+		ret = ram_digest_compute(s, &d, NULL, err);
 		if (ret)
 			return ret;
 		complete[0] = 1;

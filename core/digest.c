@@ -60,6 +60,9 @@ struct digest_job {
 	uint64_t *chunk_off;
 	uint64_t (*out)[2];
 	uint64_t next; /* atomic */
+	/* the calling thread's, between its chunks (immutable) */
+	void (*tick)(struct tern_session *s);
+	pthread_t caller;
 };
 
 static void *digest_worker(void *arg)
@@ -76,13 +79,16 @@ static void *digest_worker(void *arg)
 		b = j->s->blocks[j->chunk_block[k]];
 		len = MIN(DIGEST_CHUNK, b->size - j->chunk_off[k]);
 		hash_chunk(b->host + j->chunk_off[k], len, k + 1, j->out[k]);
+		if (j->tick && pthread_equal(pthread_self(), j->caller))
+			j->tick(j->s);
 	}
 }
 
-int ram_digest_compute(struct tern_session *s, struct ram_digest *ret, struct tern_error *err)
+int ram_digest_compute(struct tern_session *s, struct ram_digest *ret,
+		       void (*tick)(struct tern_session *s), struct tern_error *err)
 {
 	pthread_t threads[DIGEST_MAX_THREADS];
-	struct digest_job j = {.s = s};
+	struct digest_job j = {.s = s, .tick = tick, .caller = pthread_self()};
 	uint64_t k = 0, h0 = P1, h1 = P2;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	int nthreads, started = 0, i;

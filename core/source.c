@@ -85,6 +85,16 @@ static int ctl_write_error(struct tern_session *s, int code, const char *what,
  * when one is due. Only the migration thread writes the control channel
  * (the return-path thread only reads it), so no lock.
  */
+static int ctl_keepalive_maybe(struct tern_session *s, struct tern_error *err);
+
+/* Between the digest's chunks: a failed send shows in the wait that follows. */
+static void digest_keepalive(struct tern_session *s)
+{
+	struct tern_error ignored = {0};
+
+	ctl_keepalive_maybe(s, &ignored);
+}
+
 static int ctl_keepalive_maybe(struct tern_session *s, struct tern_error *err)
 {
 	uint64_t now = tern_now_ns(), bytes = __atomic_load_n(&s->ctl_bytes, __ATOMIC_RELAXED);
@@ -1144,7 +1154,7 @@ static int switchover(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 		 * COMMIT once done: what we take longer is silence to it. */
 		ret = ctl_keepalive_maybe(s, err);
 		if (!ret)
-			ret = ram_digest_compute(s, &mine, err);
+			ret = ram_digest_compute(s, &mine, digest_keepalive, err);
 		if (!ret)
 			ret = ctl_keepalive_maybe(s, err);
 		if (ret)

@@ -2439,7 +2439,7 @@ static void digest_of(struct tern_session *s, struct ram_digest *d)
 	struct tern_error err = {0};
 
 	memset(d, 0, sizeof(*d));
-	assert_rc_equal(ram_digest_compute(s, d, &err), 0);
+	assert_rc_equal(ram_digest_compute(s, d, NULL, &err), 0);
 }
 
 static bool digest_eq(const struct ram_digest *a, const struct ram_digest *b)
