@@ -703,6 +703,16 @@ static int boot_and_fill(struct tv_app *a, struct tv_result *r)
 	return 0;
 }
 
+/* A source's boot: on failure the VM is gone and the line printed. */
+static int source_boot(struct tv_app *a, struct tv_result *r)
+{
+	if (!boot_and_fill(a, r))
+		return 0;
+	tv_vm_fini(a->vm);
+	print_result(a->cfg, r);
+	return -1;
+}
+
 static int run_standalone(struct tv_app *a)
 {
 	struct tv_result r = {.side = "standalone", .transport = "none"};
@@ -916,11 +926,8 @@ static int run_source(struct tv_app *a)
 	bool ended = true;
 	int ret;
 
-	if (boot_and_fill(a, &r)) {
-		tv_vm_fini(a->vm);
-		print_result(cfg, &r);
+	if (source_boot(a, &r))
 		return 1;
-	}
 	ret = source_setup(a, &s, &log, &err);
 	if (!ret)
 		ret = tern_migrate(s, cfg->migrate_to, &err);
@@ -971,11 +978,8 @@ static int run_managed(struct tv_app *a)
 	bool ended = true;
 	int ret;
 
-	if (boot_and_fill(a, &r)) {
-		tv_vm_fini(a->vm);
-		print_result(cfg, &r);
+	if (source_boot(a, &r))
 		return 1;
-	}
 	ret = source_setup(a, &s, &log, &err);
 	if (!ret) {
 		a->s = s;
