@@ -55,22 +55,6 @@ static void dcase_start(struct dcase *c, bool use_unix, uint32_t nchannels)
 	fsrc_init(&c->fs, c->dst.uri, nchannels);
 }
 
-#define CHECK(call)                                                                                \
-	do {                                                                                       \
-		int _r = (call);                                                                   \
-		if (_r)                                                                            \
-			fail_msg("%s: %d (%s)", #call, _r, strerror(-_r));                         \
-	} while (0)
-
-/* A call that takes a struct tern_error * named err as its last argument. */
-#define CHECK_ERR(call)                                                                            \
-	do {                                                                                       \
-		struct tern_error err = {0};                                                       \
-		int _r = (call);                                                                   \
-		if (_r)                                                                            \
-			fail_msg("%s: %s", #call, err.msg);                                        \
-	} while (0)
-
 /* The return path's stream header; the destination sends it on accept. */
 static void read_rp_hdr(struct dcase *c)
 {

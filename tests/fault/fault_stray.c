@@ -40,21 +40,6 @@
 static const struct ram_spec ram[] = {{"ram0", RAM_SIZE}};
 static const struct fp_block layout[] = {{"ram0", RAM_SIZE}};
 
-#define CHECK(call)                                                                                \
-	do {                                                                                       \
-		int _r = (call);                                                                   \
-		if (_r)                                                                            \
-			fail_msg("%s: %d (%s)", #call, _r, strerror(-_r));                         \
-	} while (0)
-
-#define CHECK_ERR(call)                                                                            \
-	do {                                                                                       \
-		struct tern_error err = {0};                                                       \
-		int _r = (call);                                                                   \
-		if (_r)                                                                            \
-			fail_msg("%s: %s", #call, err.msg);                                        \
-	} while (0)
-
 static uint64_t now_ms(void)
 {
 	struct timespec ts;

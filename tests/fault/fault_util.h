@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <tern/tern.h>
 
@@ -147,5 +148,22 @@ int fault_teardown(void **state);
  */
 int fault_main(const char *group, const struct CMUnitTest *tests, size_t ntests, int argc,
 	       char **argv);
+
+/* A call that returns 0 or a negative errno: fail the test with both. */
+#define CHECK(call)                                                                                \
+	do {                                                                                       \
+		int _r = (call);                                                                   \
+		if (_r)                                                                            \
+			fail_msg("%s: %d (%s)", #call, _r, strerror(-_r));                         \
+	} while (0)
+
+/* A call that takes a struct tern_error * named err as its last argument. */
+#define CHECK_ERR(call)                                                                            \
+	do {                                                                                       \
+		struct tern_error err = {0};                                                       \
+		int _r = (call);                                                                   \
+		if (_r)                                                                            \
+			fail_msg("%s: %s", #call, err.msg);                                        \
+	} while (0)
 
 #endif /* TERN_FAULT_UTIL_H */
