@@ -85,6 +85,16 @@ const char *cap_name(enum cap_id id);
 bool caps_get(const struct params *p, enum cap_id id);
 uint64_t caps_bits(const struct params *p);
 
+/* ---- transports (transport_uri.c) ------------------------------------- */
+
+/*
+ * transport_for_uri() - the transport for @uri (tcp:, unix:, rdma:) and, in
+ * @ret_addr, the part after "scheme:". -EINVAL for a malformed address,
+ * -EPROTONOSUPPORT for an unknown scheme, each with a message naming @uri.
+ */
+int transport_for_uri(const char *uri, const struct tern_transport_ops **ret_ops,
+		      const char **ret_addr, struct tern_error *err);
+
 /* ---- states (state.c) ------------------------------------------------- */
 
 struct session_state {

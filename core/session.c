@@ -128,7 +128,7 @@ static int session_start(struct tern_session *s, bool source, const char *uri,
 		return tern_error_set(err, -EINVAL, "missing or overlong URI");
 	if (!s->nblocks)
 		return tern_error_set(err, -EINVAL, "no RAM block registered");
-	ret = tcp_transport_for_uri(uri, &s->tp, &addr, err);
+	ret = transport_for_uri(uri, &s->tp, &addr, err);
 	if (ret)
 		return ret;
 	/* only now: a refused request leaves the last attempt's figures */

@@ -16,6 +16,7 @@
 
 #include <sys/socket.h>
 
+#include "util/hostport.h"
 #include "util/transport.h"
 
 extern const struct tern_transport_ops tcp_transport_ops;  /* "tcp" */
@@ -41,18 +42,12 @@ int tcp_conn_from_fd(int fd, const char *peer, struct tern_conn **ret_conn, stru
  * test; no other module should need them.
  */
 
-/* "HOST:PORT" or "[V6ADDR]:PORT", split; both parts non-empty. */
-struct tcp_addr {
-	char host[256];
-	char port[8];
-};
-
 /*
  * tcp_addr_parse() - split @addr (the part of a tcp URI after "tcp:") into
  * @ret_addr. -EINVAL with a message naming @addr for an empty host, a missing,
  * non-numeric or out-of-range port, or a bare IPv6 address without brackets.
  */
-int tcp_addr_parse(const char *addr, struct tcp_addr *ret_addr, struct tern_error *err);
+int tcp_addr_parse(const char *addr, struct hostport *ret_addr, struct tern_error *err);
 
 /*
  * tcp_sockaddr_uri() - format @sa as a URI: "tcp:1.2.3.4:5", "tcp:[::1]:5",

@@ -472,7 +472,7 @@ static int tcp_connect(const char *addr, int timeout_ms, struct tern_conn **ret_
 	uint64_t deadline = tern_now_ms() + (timeout_ms > 0 ? (uint64_t)timeout_ms : 0);
 	struct addrinfo *res, *ai;
 	char peer[sizeof(((struct tern_conn *)0)->peer)];
-	struct tcp_addr a;
+	struct hostport a;
 	int ret, fd = -ENOENT;
 
 	ret = tcp_addr_parse(addr, &a, err);
@@ -620,7 +620,7 @@ static int tcp_listen(const char *addr, struct tern_listener **ret_listener, str
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res, *ai;
 	const char *what = "socket";
-	struct tcp_addr a;
+	struct hostport a;
 	int ret, fd = -1, one = 1, code = -EADDRNOTAVAIL;
 
 	ret = tcp_addr_parse(addr, &a, err);

@@ -23,57 +23,14 @@
 /* The longest unix socket path bind() takes, without its NUL. */
 #define TCP_UNIX_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 
-/*
- * Split "HOST:PORT" / "[V6]:PORT" into @a. Returns NULL, or why @addr is
- * not an address (for the callers' messages, which name what they parsed).
- */
-static const char *addr_split(const char *addr, struct tcp_addr *a)
+int tcp_addr_parse(const char *addr, struct hostport *ret_addr, struct tern_error *err)
 {
-	const char *host = addr, *colon, *port;
-	size_t hostlen;
-	uint64_t v;
-
-	if (addr[0] == '[') {
-		const char *rb = strchr(addr, ']');
-
-		if (!rb)
-			return "missing ']' after IPv6 address";
-		host = addr + 1;
-		hostlen = (size_t)(rb - host);
-		if (rb[1] != ':')
-			return rb[1] ? "expected ':' after ']'" : "missing port";
-		colon = rb + 1;
-	} else {
-		colon = strrchr(addr, ':');
-		if (!colon)
-			return "missing port";
-		hostlen = (size_t)(colon - addr);
-		if (memchr(addr, ':', hostlen))
-			return "IPv6 address must be in brackets, e.g. [::1]:4444";
-	}
-	if (!hostlen)
-		return "empty host";
-	if (hostlen >= sizeof(a->host))
-		return "host name too long";
-	port = colon + 1;
-	if (!*port)
-		return "missing port";
-	if (strlen(port) >= sizeof(a->port) || parse_u64(port, &v) || v > 65535)
-		return "port is not a number in 0..65535";
-	memcpy(a->host, host, hostlen);
-	a->host[hostlen] = '\0';
-	memcpy(a->port, port, strlen(port) + 1);
-	return NULL;
-}
-
-int tcp_addr_parse(const char *addr, struct tcp_addr *ret_addr, struct tern_error *err)
-{
-	struct tcp_addr a;
+	struct hostport a;
 	const char *why;
 
 	if (!addr)
 		return tern_error_set(err, -EINVAL, "tcp: no address");
-	why = addr_split(addr, &a);
+	why = hostport_split(addr, &a);
 	if (why)
 		return tern_error_set(err, -EINVAL, "tcp: bad address \"%s\": %s", addr, why);
 	*ret_addr = a;
@@ -84,7 +41,7 @@ int tcp_transport_for_uri(const char *uri, const struct tern_transport_ops **ret
 			  const char **ret_addr, struct tern_error *err)
 {
 	const char *colon, *rest;
-	struct tcp_addr a;
+	struct hostport a;
 	const char *why;
 	size_t slen;
 
@@ -100,7 +57,7 @@ int tcp_transport_for_uri(const char *uri, const struct tern_transport_ops **ret
 	rest = colon + 1;
 
 	if (slen == 3 && !memcmp(uri, "tcp", 3)) {
-		why = addr_split(rest, &a);
+		why = hostport_split(rest, &a);
 		if (why)
 			return tern_error_set(err, -EINVAL,
 					      "URI \"%s\": %s (expected tcp:HOST:PORT)", uri, why);

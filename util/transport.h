@@ -15,11 +15,23 @@
  * without receiving a byte; it then fails with -EAGAIN. A message read in
  * two steps (conn_recv_msg()) tells a quiet peer between messages, which the
  * caller may wait out, from one that stopped in the middle of a message.
+ *
+ * Page placement (issue 11). A stream transport (tcp:, unix:) carries a
+ * packet's pages in the byte stream after its header; a placement transport
+ * (rdma:) writes each page straight to its final address in the peer's
+ * guest RAM and then delivers the header, ordered after those writes, so
+ * "header received" means "pages in place". The worker channels speak one
+ * interface to both: bind_ram() once per channel, send_packet() per packet,
+ * and on the receiving side recv_pages() / recv_payload() after the header
+ * and offsets. The helpers below fall back to the byte stream where a
+ * transport leaves these ops NULL, so multifd/ never asks which transport
+ * it has.
  */
 #ifndef TERN_TRANSPORT_H
 #define TERN_TRANSPORT_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -28,6 +40,41 @@
 
 struct tern_conn;
 struct tern_listener;
+
+/* One RAM block as a transport may register it: the channel's blocks are
+ * numbered 0..n-1 in the same order on both sides (the HELLO layout). */
+struct tern_ram_region {
+	uint8_t *host;
+	uint64_t size;
+};
+
+/* How a channel registers guest RAM; the sending side chooses, and a
+ * placement transport tells its peer. */
+struct tern_bind_opts {
+	bool pin_all;	    /* every region whole, once, at bind (rdma-pin-all) */
+	uint64_t pin_limit; /* pin_all off: most bytes this channel keeps registered
+			     * on each side at once (0: the transport's default) */
+};
+
+/* Where a packet's pages belong on the peer: iov[1 + i] (page_size bytes,
+ * inside region @region of the bound RAM) goes to offset off[i] of the
+ * peer's region @region. */
+struct tern_placement {
+	uint32_t region;
+	uint32_t npages;
+	uint32_t page_size;
+	const uint64_t *off; /* host byte order, page-aligned, validated by the caller */
+};
+
+/* A transport's own figures for one connection, added up by the caller. */
+struct tern_xport_stats {
+	uint64_t pinned_bytes;	    /* registered now (gauge) */
+	uint64_t pinned_peak;	    /* most registered at once */
+	uint64_t reg_ns;	    /* time spent registering memory */
+	uint64_t chunks_registered; /* registrations made (pin-all: one per region) */
+	uint64_t placed_bytes;	    /* page bytes written straight into the peer's RAM */
+	uint64_t staged_bytes;	    /* encoded payload bytes that went through a staging ring */
+};
 
 struct tern_conn_ops {
 	int (*send_iov)(struct tern_conn *c, struct iovec *iov, int iovcnt);
@@ -50,6 +97,33 @@ struct tern_conn_ops {
 	 * seen between @timeout_ms and twice that after the last byte. Call it
 	 * between reads, not during one. */
 	int (*set_recv_timeout)(struct tern_conn *c, int timeout_ms);
+
+	/* ---- page placement: all NULL on a stream transport ---- */
+
+	/* Both sides, once, before the first packet, from the thread that
+	 * does the channel's I/O: the RAM packets of this channel refer to.
+	 * @opts: the sending side's choice; NULL on the receiving side, which
+	 * follows what its peer chose. */
+	int (*bind_ram)(struct tern_conn *c, const struct tern_ram_region *regions, uint32_t n,
+			const struct tern_bind_opts *opts);
+	/* Give up every registration now (the receiving side calls it when its
+	 * channel ends, successful or not: no remote key stays valid). */
+	void (*unbind_ram)(struct tern_conn *c);
+	/* One packet: iov[0] is the header and offsets, iov[1..] the data. With
+	 * @place, iov[1..] are pages to put at their final address on the peer;
+	 * without, an encoded payload that the peer reads with recv_payload(). */
+	int (*send_packet)(struct tern_conn *c, const struct iovec *iov, int iovcnt,
+			   const struct tern_placement *place);
+	/* The pages of a packet whose header and offsets were read (and
+	 * checked): land them at @dst. A placement transport finds them there
+	 * already and returns 0. */
+	int (*recv_pages)(struct tern_conn *c, struct iovec *dst, int n);
+	/* The encoded payload of @len bytes that follows a packet's offsets:
+	 * *ret_view points at it (in @buf, or in the transport's own staging
+	 * memory), valid until the next call on the connection. */
+	int (*recv_payload)(struct tern_conn *c, void *buf, size_t len, const void **ret_view);
+	/* Add this connection's figures to @st. Thread-safe. */
+	void (*xport_stats)(struct tern_conn *c, struct tern_xport_stats *st);
 };
 
 /* Every transport's connection starts with this. */
@@ -57,6 +131,10 @@ struct tern_conn {
 	const struct tern_conn_ops *ops;
 	char peer[64];	     /* for messages: "127.0.0.1:4444", "unix:/path" */
 	int recv_timeout_ms; /* for messages: the last set_recv_timeout() (0: none) */
+	/* for messages: what the transport knows of its last failure beyond the
+	 * errno ("work completion status 12 (transport retry counter exceeded)
+	 * on RDMA WRITE"), "" if nothing; written by the failing call's thread */
+	char detail[160];
 };
 
 struct tern_listener_ops {
@@ -161,6 +239,53 @@ static inline int conn_recv_msg_bounded(struct tern_conn *c, void *buf, size_t l
 	if (ret || len == 1)
 		return ret;
 	return c->ops->recv(c, (uint8_t *)buf + 1, len - 1);
+}
+
+/* ---- page placement (see the top of this file) ---- */
+
+static inline int conn_bind_ram(struct tern_conn *c, const struct tern_ram_region *regions,
+				uint32_t n, const struct tern_bind_opts *opts)
+{
+	return c->ops->bind_ram ? c->ops->bind_ram(c, regions, n, opts) : 0;
+}
+
+static inline void conn_unbind_ram(struct tern_conn *c)
+{
+	if (c && c->ops->unbind_ram)
+		c->ops->unbind_ram(c);
+}
+
+static inline int conn_send_packet(struct tern_conn *c, struct iovec *iov, int iovcnt,
+				   const struct tern_placement *place)
+{
+	if (c->ops->send_packet)
+		return c->ops->send_packet(c, iov, iovcnt, place);
+	return c->ops->send_iov(c, iov, iovcnt);
+}
+
+static inline int conn_recv_pages(struct tern_conn *c, struct iovec *dst, int n)
+{
+	if (c->ops->recv_pages)
+		return c->ops->recv_pages(c, dst, n);
+	return c->ops->recv_iov(c, dst, n);
+}
+
+static inline int conn_recv_payload(struct tern_conn *c, void *buf, size_t len,
+				    const void **ret_view)
+{
+	int ret;
+
+	if (c->ops->recv_payload)
+		return c->ops->recv_payload(c, buf, len, ret_view);
+	ret = c->ops->recv(c, buf, len);
+	*ret_view = ret ? NULL : buf;
+	return ret;
+}
+
+static inline void conn_xport_stats(struct tern_conn *c, struct tern_xport_stats *st)
+{
+	if (c && c->ops->xport_stats)
+		c->ops->xport_stats(c, st);
 }
 
 static inline void conn_shutdown(struct tern_conn *c)

@@ -27,7 +27,7 @@ static int dial_fd(const char *uri, struct tern_error *err)
 	if (!strncmp(uri, "tcp:", 4)) {
 		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 		struct addrinfo *res;
-		struct tcp_addr a;
+		struct hostport a;
 
 		ret = tcp_addr_parse(uri + 4, &a, err);
 		if (ret)

@@ -123,7 +123,7 @@ static void test_uri_tcp(void **state)
 	struct fixture *f = *state;
 	const struct tern_transport_ops *ops = NULL;
 	const char *addr = NULL, *uri = "tcp:127.0.0.1:4444";
-	struct tcp_addr a;
+	struct hostport a;
 
 	assert_rc_equal(tcp_transport_for_uri(uri, &ops, &addr, &f->err), 0);
 	assert_ptr_equal(ops, &tcp_transport_ops);
@@ -158,7 +158,7 @@ static void test_uri_ipv6(void **state)
 	struct fixture *f = *state;
 	const struct tern_transport_ops *ops = NULL;
 	const char *addr = NULL;
-	struct tcp_addr a;
+	struct hostport a;
 
 	assert_rc_equal(tcp_transport_for_uri("tcp:[::1]:4444", &ops, &addr, &f->err), 0);
 	assert_ptr_equal(ops, &tcp_transport_ops);
@@ -191,7 +191,7 @@ static void test_uri_bad_scheme(void **state)
 static void test_uri_missing_port(void **state)
 {
 	struct fixture *f = *state;
-	struct tcp_addr a = {.host = "sentinel"};
+	struct hostport a = {.host = "sentinel"};
 
 	check_bad_uri("tcp:127.0.0.1", -EINVAL, "missing port");
 	check_bad_uri("tcp:127.0.0.1:", -EINVAL, "missing port");
