@@ -31,6 +31,7 @@ static const struct {
     {"migration-timeout-policy", CTL_KIND_NAME},
     {"handshake-timeout", CTL_KIND_MS},
     {"io-timeout", CTL_KIND_MS},
+    {"rdma-pin-limit", CTL_KIND_SIZE},
 };
 
 enum ctl_kind ctl_param_kind(const char *name)

@@ -93,12 +93,17 @@ static const struct param_desc param_table[PARAM_MAX] = {
     /* bounds on waiting for a peer: see tern.h */
     [PARAM_HANDSHAKE_TIMEOUT] = {"handshake-timeout", 100, 600000, 10000, false, " ms"},
     [PARAM_IO_TIMEOUT] = {"io-timeout", 1000, 3600000, 30000, false, " ms"},
+    /* rdma, rdma-pin-all off: shared by the channels, each keeps at least
+     * 4 MiB (rdma/rdma_regcache.h) */
+    [PARAM_RDMA_PIN_LIMIT] = {"rdma-pin-limit", 4ull << 20, 1ull << 50, 1ull << 30, false,
+			      " bytes"},
 };
 
 static const char *const cap_names[CAP_MAX] = {
     [CAP_VERIFY_RAM] = "verify-ram",
     [CAP_AUTO_CONVERGE] = "auto-converge",
     [CAP_PAUSE_BEFORE_SWITCHOVER] = "pause-before-switchover",
+    [CAP_RDMA_PIN_ALL] = "rdma-pin-all",
 };
 
 void params_init(struct params *p)

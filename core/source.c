@@ -506,6 +506,25 @@ static int wait_tick(struct tern_session *s, struct round_ctx *rc, struct tern_e
 	return timeout_reached(s, synced_bytes(s), err);
 }
 
+/*
+ * Wait until every worker has sent its hello and bound guest RAM to its
+ * channel: on rdma with rdma-pin-all, both sides register all of it now, and
+ * that cost belongs to the setup time, not to the first round.
+ */
+static int workers_ready(struct tern_session *s, struct tern_error *err)
+{
+	int ret;
+
+	while ((ret = mf_send_flush(s->mf_send, SRC_WAIT_TICK_MS)) == -EAGAIN) {
+		ret = wait_tick(s, NULL, err);
+		if (ret)
+			return ret;
+	}
+	if (ret && mf_send_error(s->mf_send, err))
+		return tern_error_prefix(err, "setting up the worker channels");
+	return ret;
+}
+
 static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_batch **bp,
 		       struct tern_error *err)
 {
@@ -1254,6 +1273,8 @@ void *source_thread(void *arg)
 	int ret;
 
 	ret = src_setup(s, addr, &err);
+	if (!ret)
+		ret = workers_ready(s, &err);
 	if (ret)
 		goto out;
 	__atomic_store_n(&s->setup_end_ns, tern_now_ns(), __ATOMIC_RELAXED);

@@ -104,6 +104,12 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 	    .xbzrle = s->xbzrle,
 	    .blocks = s->mf_blocks,
 	    .nblocks = s->nblocks,
+	    .bind =
+		{
+		    .pin_all = caps_get(&s->params, CAP_RDMA_PIN_ALL),
+		    .pin_limit = params_get(&s->params, PARAM_RDMA_PIN_LIMIT) /
+				 (s->nchannels ? s->nchannels : 1),
+		},
 	    .log = &s->log,
 	    .on_error = on_error,
 	    .opaque = s,

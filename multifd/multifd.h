@@ -107,6 +107,9 @@ struct mf_config {
 	 * make no progress (the caller also set it on each connection), and
 	 * the longest the producer waits for a worker to take anything */
 	int io_timeout_ms;
+	/* source: how the channels register guest RAM on a placement
+	 * transport (rdma-pin-all, rdma-pin-limit); ignored by streams */
+	struct tern_bind_opts bind;
 	const struct tern_log *log;
 	/* Called once, from the worker that failed first, after its error is
 	 * recorded: core uses it to wake its own threads. May be NULL. */
@@ -210,7 +213,11 @@ struct mf_batch {
 
 /*
  * mf_send_start() - start one worker per connection. Each sends its hello,
- * then packets. @conns: consumed (closed by mf_send_free()), success or not.
+ * binds the RAM to its connection (conn_bind_ram(): a placement transport
+ * registers it and learns the peer's keys; a stream does nothing), then
+ * sends packets. mf_send_flush() waits for the hellos and the binding too, so
+ * a caller that wants the setup's cost in its setup time calls it next.
+ * @conns: consumed (closed by mf_send_free()), success or not.
  */
 int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct mf_send **ret,
 		  struct tern_error *err);
@@ -253,6 +260,8 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
  * (then it says only "at least"). Thread-safe.
  */
 uint64_t mf_send_link_rate(struct mf_send *s);
+/* The transports' own figures (registration, placement) summed over channels. */
+void mf_send_xport_stats(struct mf_send *s, struct tern_xport_stats *total);
 /* Codec figures summed over channels; @reason (@len bytes, may be NULL): the
  * explanation of AUTO's last choice on any channel ("" before the first). */
 void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *reason, size_t len);
@@ -288,6 +297,7 @@ int mf_recv_error(struct mf_recv *r, struct tern_error *err);
 void mf_recv_shutdown(struct mf_recv *r);
 void mf_recv_stats(struct mf_recv *r, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
 void mf_recv_codec_stats(struct mf_recv *r, struct mf_codec_stats *total);
+void mf_recv_xport_stats(struct mf_recv *r, struct tern_xport_stats *total);
 void mf_recv_free(struct mf_recv *r);
 
 #endif /* TERN_MULTIFD_H */

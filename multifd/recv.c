@@ -61,6 +61,7 @@ struct mf_recv {
 	struct tern_error err;
 	/* immutable after new */
 	struct mf_recv_chan *chans;
+	struct tern_ram_region *regions; /* cfg.blocks, as transports see them */
 };
 
 static void recv_fail(struct mf_recv *r, const struct tern_error *cause)
@@ -92,11 +93,14 @@ static int io_error(struct mf_recv_chan *c, int ret, const char *what, struct te
 		    "%" PRIu64 "'s %s",
 		    c->index, c->conn->recv_timeout_ms, c->seq, what);
 	if (ret == -EPIPE)
-		return tern_error_set(
-		    err, ret, "channel %u: %s closed the connection in packet %" PRIu64 " (%s)",
-		    c->index, c->conn->peer, c->seq, what);
-	return tern_error_set(err, ret, "channel %u: reading %s of packet %" PRIu64 ": %s",
-			      c->index, what, c->seq, strerror(-ret));
+		return tern_error_set(err, ret,
+				      "channel %u: %s closed the connection in packet %" PRIu64
+				      " (%s)%s%s",
+				      c->index, c->conn->peer, c->seq, what,
+				      c->conn->detail[0] ? ": " : "", c->conn->detail);
+	return tern_error_set(err, ret, "channel %u: reading %s of packet %" PRIu64 ": %s%s%s",
+			      c->index, what, c->seq, strerror(-ret),
+			      c->conn->detail[0] ? ": " : "", c->conn->detail);
 }
 
 /* Wait for the load thread to release @round. false when told to stop. */
@@ -144,6 +148,7 @@ static int land_encoded(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
 	const char *name = codec_name((enum tern_codec_id)h->codec);
 	struct codec_stats v = {0};
 	struct codec_dec *dec = NULL;
+	const void *payload = NULL;
 	struct codec_stats *d;
 	uint32_t i;
 	int ret;
@@ -156,12 +161,12 @@ static int land_encoded(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
 	ret = chan_decoder(c, h->codec, &dec, err);
 	if (ret)
 		return ret;
-	ret = conn_recv(c->conn, c->payload, h->payload_len);
+	ret = conn_recv_payload(c->conn, c->payload, h->payload_len, &payload);
 	if (ret)
 		return io_error(c, ret, "payload", err);
 	for (i = 0; i < h->normal; i++)
 		c->dst[i] = blk->host + get_be64(c->offsets + 8 * (size_t)i);
-	ret = codec_decode(dec, c->payload, h->payload_len, c->dst, h->normal, err);
+	ret = codec_decode(dec, payload, h->payload_len, c->dst, h->normal, err);
 	if (ret)
 		return tern_error_prefix(err, "channel %u packet %" PRIu64 " (%s)", c->index,
 					 c->seq, name);
@@ -196,7 +201,7 @@ static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, str
 			c->iov[i].iov_len = page;
 		}
 		if (h->normal) {
-			ret = conn_recv_iov(c->conn, c->iov, (int)h->normal);
+			ret = conn_recv_pages(c->conn, c->iov, (int)h->normal);
 			if (ret)
 				return io_error(c, ret, "pages", err);
 			stat_add(&c->cstats.codec[TERN_CODEC_NONE].pages, h->normal);
@@ -237,6 +242,11 @@ static void *recv_worker(void *arg)
 	uint64_t round = 1;
 	int ret;
 
+	ret = conn_bind_ram(c->conn, r->regions, r->cfg.nblocks, NULL);
+	if (ret) {
+		io_error(c, ret, "its RAM registration", &err);
+		goto fail;
+	}
 	for (;;) {
 		struct mf_packet_hdr h;
 
@@ -256,8 +266,10 @@ static void *recv_worker(void *arg)
 			/* a SYNC is a packet, as on the send side */
 			__atomic_fetch_add(&c->stats.packets, 1, __ATOMIC_RELAXED);
 			if (!wait_release(c, round))
-				return NULL; /* stopped: the error is recorded elsewhere */
+				goto out; /* stopped: the error is recorded elsewhere */
 			if (h.flags & MF_FLAG_LAST) {
+				/* the last page is in: no key of ours stays valid */
+				conn_unbind_ram(c->conn);
 				pthread_mutex_lock(&r->lock);
 				c->done = true;
 				pthread_cond_broadcast(&r->cond);
@@ -272,11 +284,15 @@ static void *recv_worker(void *arg)
 			break;
 		c->seq++;
 	}
+fail:
 	pthread_mutex_lock(&r->lock);
 	ret = r->quit;
 	pthread_mutex_unlock(&r->lock);
 	if (!ret)
 		recv_fail(r, &err);
+out:
+	/* Failed or stopped: the peer may not write into our RAM any more. */
+	conn_unbind_ram(c->conn);
 	return NULL;
 }
 
@@ -296,10 +312,13 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	r->chans = calloc(cfg->nchannels, sizeof(*r->chans));
-	if (!r->chans) {
+	r->regions = calloc(cfg->nblocks ? cfg->nblocks : 1, sizeof(*r->regions));
+	if (!r->chans || !r->regions) {
 		mf_recv_free(r);
 		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
 	}
+	for (i = 0; i < cfg->nblocks; i++)
+		r->regions[i] = (struct tern_ram_region){cfg->blocks[i].host, cfg->blocks[i].size};
 	for (i = 0; i < cfg->nchannels; i++) {
 		struct mf_recv_chan *c = &r->chans[i];
 
@@ -480,6 +499,21 @@ void mf_recv_codec_stats(struct mf_recv *r, struct mf_codec_stats *total)
 		mf_codec_stats_add(total, &r->chans[i].cstats);
 }
 
+void mf_recv_xport_stats(struct mf_recv *r, struct tern_xport_stats *total)
+{
+	uint32_t i;
+
+	for (i = 0; i < r->cfg.nchannels; i++) {
+		struct tern_conn *conn;
+
+		/* a channel joins under the lock; its conn then stays till free */
+		pthread_mutex_lock(&r->lock);
+		conn = r->chans[i].conn;
+		pthread_mutex_unlock(&r->lock);
+		conn_xport_stats(conn, total);
+	}
+}
+
 void mf_recv_free(struct mf_recv *r)
 {
 	uint32_t i, id;
@@ -504,6 +538,7 @@ void mf_recv_free(struct mf_recv *r)
 		}
 	}
 	free(r->chans);
+	free(r->regions);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r);

@@ -91,6 +91,7 @@ struct mf_send_chan {
 	/* worker thread only */
 	uint64_t seq;
 	uint8_t *hdrbuf; /* header + offsets */
+	uint64_t *offh;	 /* the normal pages' offsets, host order (placement) */
 	struct iovec *iov;
 	uint32_t iov_max; /* entries of ->iov */
 	struct codec_page *pages;
@@ -115,6 +116,7 @@ struct mf_send {
 	struct tern_error err;
 	char auto_reason[MF_AUTO_REASON_MAX];
 	/* immutable after start */
+	struct tern_ram_region *regions; /* cfg.blocks, as transports see them */
 	uint32_t nbatches;
 	struct mf_batch *batches;
 	struct mf_send_chan *chans;
@@ -151,8 +153,9 @@ static int chan_send_error(struct mf_send_chan *c, int ret, const char *what,
 				      "worker channel %u: could not write %s to %s for %d ms "
 				      "(peer not reading)",
 				      c->index, what, c->conn->peer, c->owner->cfg.io_timeout_ms);
-	return tern_error_set(err, ret, "channel %u: sending %s to %s: %s", c->index, what,
-			      c->conn->peer, strerror(-ret));
+	return tern_error_set(err, ret, "channel %u: sending %s to %s: %s%s%s", c->index, what,
+			      c->conn->peer, strerror(-ret), c->conn->detail[0] ? ": " : "",
+			      c->conn->detail);
 }
 
 static void stat_add(uint64_t *field, uint64_t v)
@@ -393,6 +396,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	struct codec_stats before = {0}, after = {0};
 	uint64_t payload, t0, enc_ns = 0, send_ns, key_base = (uint64_t)b->block << 40;
 	char reason[MF_AUTO_REASON_MAX];
+	struct tern_placement place;
 	bool decided = false;
 	struct mf_packet_hdr h;
 	size_t hdrlen;
@@ -411,6 +415,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 				xbzrle_cache_drop(cache, key_base | b->pages[i]);
 		} else {
 			put_be64(offs + 8 * (size_t)normal, off);
+			c->offh[normal] = off;
 			c->pages[normal].src = p;
 			c->pages[normal].key = key_base | b->pages[i];
 			normal++;
@@ -430,7 +435,8 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 		codec = cfg->method;
 
 	if (codec == TERN_CODEC_NONE) {
-		/* Zero copy: the pages go from guest RAM to the socket. */
+		/* Zero copy: the pages go from guest RAM to the socket, or to
+		 * their final address in the peer's RAM (placement). */
 		for (i = 0; i < normal; i++) {
 			c->iov[iovcnt].iov_base = (void *)c->pages[i].src;
 			c->iov[iovcnt].iov_len = page;
@@ -484,8 +490,15 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	mf_hdr_encode(c->hdrbuf, &h);
 	c->iov[0].iov_base = c->hdrbuf;
 	c->iov[0].iov_len = hdrlen;
+	place = (struct tern_placement){
+	    .region = b->block,
+	    .npages = normal,
+	    .page_size = page,
+	    .off = c->offh,
+	};
 	t0 = tern_now_ns();
-	ret = conn_send_iov(c->conn, c->iov, (int)iovcnt);
+	ret = conn_send_packet(c->conn, c->iov, (int)iovcnt,
+			       codec == TERN_CODEC_NONE ? &place : NULL);
 	send_ns = tern_now_ns() - t0;
 	if (ret)
 		return chan_send_error(c, ret, "a packet", err);
@@ -531,6 +544,17 @@ static void *send_worker(void *arg)
 		goto fail;
 	}
 	stat_add(&c->stats.wire_bytes, MF_HELLO_SIZE);
+	ret = conn_bind_ram(c->conn, s->regions, s->cfg.nblocks, &s->cfg.bind);
+	if (ret) {
+		chan_send_error(c, ret, "its RAM registration", &err);
+		goto fail;
+	}
+	/* ready: mf_send_flush() waited for this */
+	pthread_mutex_lock(&s->lock);
+	c->busy = false;
+	s->progress++;
+	pthread_cond_broadcast(&s->free_cond);
+	pthread_mutex_unlock(&s->lock);
 
 	for (;;) {
 		struct mf_batch *b = NULL;
@@ -624,12 +648,24 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	}
 	for (i = 0; i < s->nbatches; i++)
 		s->pool[s->pool_len++] = &s->batches[i];
+	s->regions = calloc(cfg->nblocks ? cfg->nblocks : 1, sizeof(*s->regions));
+	if (!s->regions) {
+		for (i = 0; i < cfg->nchannels; i++)
+			conn_close(conns[i]);
+		free(s->chans);
+		s->chans = NULL;
+		mf_send_free(s);
+		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
+	}
+	for (i = 0; i < cfg->nblocks; i++)
+		s->regions[i] = (struct tern_ram_region){cfg->blocks[i].host, cfg->blocks[i].size};
 	for (i = 0; i < cfg->nchannels; i++) {
 		struct mf_send_chan *c = &s->chans[i];
 
 		c->owner = s;
 		c->index = i;
 		c->conn = conns[i];
+		c->busy = true; /* until its hello is sent and its RAM bound */
 		pthread_cond_init(&c->work_cond, NULL);
 	}
 	for (id = TERN_CODEC_NONE + 1; id < TERN_CODEC_MAX; id++)
@@ -644,9 +680,10 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 		c->iov_max = iov_max + 1;
 		c->iov = calloc(c->iov_max, sizeof(*c->iov));
 		c->pages = calloc(MF_MAX_PAGES, sizeof(*c->pages));
+		c->offh = calloc(MF_MAX_PAGES, sizeof(*c->offh));
 		c->autosel.est[TERN_CODEC_NONE].ratio = 1; /* none is known without a try */
 		c->autosel.est[TERN_CODEC_NONE].samples = 1;
-		if (!c->hdrbuf || !c->iov || !c->pages) {
+		if (!c->hdrbuf || !c->iov || !c->pages || !c->offh) {
 			rc = tern_error_set(err, -ENOMEM, "multifd: out of memory");
 			goto err_stop;
 		}
@@ -920,6 +957,14 @@ void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *
 	}
 }
 
+void mf_send_xport_stats(struct mf_send *s, struct tern_xport_stats *total)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->cfg.nchannels; i++)
+		conn_xport_stats(s->chans[i].conn, total);
+}
+
 void mf_send_free(struct mf_send *s)
 {
 	uint32_t i, id;
@@ -950,12 +995,14 @@ void mf_send_free(struct mf_send *s)
 			free(c->hdrbuf);
 			free(c->iov);
 			free(c->pages);
+			free(c->offh);
 			for (id = 0; id < MF_NCODECS; id++)
 				if (c->enc[id])
 					codec_enc_free(c->enc[id]);
 		}
 	}
 	free(s->chans);
+	free(s->regions);
 	free(s->batches);
 	free(s->pool);
 	pthread_cond_destroy(&s->free_cond);

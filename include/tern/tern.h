@@ -191,6 +191,12 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        and the destination fails once the source said
  *                        nothing there for io-timeout of its own: set the
  *                        same value on both sides.
+ *   rdma-pin-limit       bytes, 4 MiB..1 PiB, default 1 GiB (before start
+ *                        only; source side, rdma: only): with rdma-pin-all
+ *                        off, the most guest RAM registered (pinned) at once
+ *                        on each side, shared by the channels; chunks of
+ *                        1 MiB are registered as they are first sent and the
+ *                        least recently used are released beyond it
  * Capabilities (booleans, before start only):
  *   verify-ram           digest all RAM on both sides after the last page,
  *                        fail on mismatch; default off
@@ -200,6 +206,12 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        per such round, up to max-cpu-throttle
  *   pause-before-switchover  with the guest paused for switchover, wait in
  *                        `pre-switchover` until tern_continue() (or a cancel)
+ *   rdma-pin-all         rdma: only, source side (the destination follows):
+ *                        register all guest RAM on both sides at setup
+ *                        (the cost shows in setup_ms; every page pinned for
+ *                        the whole migration, RLIMIT_MEMLOCK permitting);
+ *                        off (default): register in chunks as pages are
+ *                        first sent, up to rdma-pin-limit
  *
  * downtime-limit and max-bandwidth changed during a migration take effect
  * within one rate window (100 ms): a changed downtime-limit ends the round

@@ -146,6 +146,7 @@ static const struct {
     {"migration-timeout", PARAM_MIGRATION_TIMEOUT, 0, 31536000, 0, true},
     {"handshake-timeout", PARAM_HANDSHAKE_TIMEOUT, 100, 600000, 10000, false},
     {"io-timeout", PARAM_IO_TIMEOUT, 1000, 3600000, 30000, false},
+    {"rdma-pin-limit", PARAM_RDMA_PIN_LIMIT, 4ull << 20, 1ull << 50, 1ull << 30, false},
 };
 /* the numeric ones; multifd-compression and migration-timeout-policy (names)
  * have test_params_compression and test_params_timeout_policy */
