@@ -125,6 +125,8 @@ struct bench_opts {
 	const char *verbosity;	    /* NULL, "-v" or "-q" */
 	const char *tbf_burst;	    /* NULL = scaled with the rate */
 	const char *tbf_latency;
+	const char *rdma_addr; /* --transport rdma: both sides' address */
+	bool rdma_pin_all;
 	bool json;
 };
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const transports[] = {"tcp", "unix", NULL};
+static const char *const transports[] = {"tcp", "unix", "rdma", NULL};
 static const char *const codecs[] = {"none", "zlib", "zstd", "xbzrle", "auto", NULL};
 /* zero: zero-heavy, ZERO_HEAVY_PCT % zero pages and random data in the rest */
 static const char *const fills[] = {"random", "text", "zero", NULL};
@@ -383,6 +383,12 @@ static const char *scenario_invalid(const struct bench_opts *o, const struct ben
 	if (s->v[AX_LINK].num && !strcmp(s->v[AX_TRANSPORT].text, "unix"))
 		return "the unix transport on a shaped link makes no sense (a Unix socket never "
 		       "crosses the veth pair): use --transport tcp there";
+	if (!strcmp(s->v[AX_TRANSPORT].text, "rdma") && s->v[AX_LINK].num)
+		return "the rdma transport on a shaped link: a tbf qdisc shapes IP, not the "
+		       "RDMA device (use max-bandwidth instead)";
+	if (!strcmp(s->v[AX_TRANSPORT].text, "rdma") && !o->rdma_addr)
+		return "--transport rdma needs --rdma-addr ADDR (or TERN_RDMA_ADDR): an address "
+		       "on the RDMA device's netdev";
 	if (s->v[AX_DIRTY_RATE].num && !s->v[AX_DIRTY_WS].num)
 		return "a dirty rate with a working set of 0";
 	if (s->v[AX_DIRTY_WS].num > s->v[AX_RAM].num)

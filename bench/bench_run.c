@@ -173,6 +173,8 @@ static void args_source_knobs(struct argv_buf *a, const struct bench_opts *o,
 		arg_u64(a, "--migration-timeout", o->migration_timeout_s);
 	if (o->timeout_policy)
 		arg2(a, "--timeout-policy", o->timeout_policy);
+	if (o->rdma_pin_all && !strcmp(sc->v[AX_TRANSPORT].text, "rdma"))
+		arg(a, "--rdma-pin-all");
 }
 
 /*
@@ -598,6 +600,9 @@ void bench_run_one(const struct bench_opts *o, const struct bench_scenario *sc, 
 		snprintf(sock, sizeof(sock), "/tmp/tern-bench-%d-%u.sock", (int)getpid(), seq);
 		unlink(sock);
 		snprintf(listen_uri, sizeof(listen_uri), "unix:%s", sock);
+	} else if (!strcmp(sc->v[AX_TRANSPORT].text, "rdma")) {
+		snprintf(listen_uri, sizeof(listen_uri),
+			 strchr(o->rdma_addr, ':') ? "rdma:[%s]:0" : "rdma:%s:0", o->rdma_addr);
 	} else {
 		snprintf(listen_uri, sizeof(listen_uri), "tcp:%s:0",
 			 sc->link ? sc->link->addr_dst : "127.0.0.1");

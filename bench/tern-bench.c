@@ -63,7 +63,8 @@ static void usage(FILE *f)
 	    "  --link L                loopback (default) or a tbf rate: 1gbit, 10gbit,\n"
 	    "                          500mbit (a veth pair between two network\n"
 	    "                          namespaces made for the run; needs root)\n"
-	    "  --transport tcp|unix    (default tcp; unix only on loopback)\n"
+	    "  --transport tcp|unix|rdma  (default tcp; unix only on loopback; rdma\n"
+	    "                          needs --rdma-addr: an RDMA device's address)\n"
 	    "  --codec NAME            none zlib zstd xbzrle auto (default none)\n"
 	    "  --channels N            worker channels, 1..64 (default 2)\n"
 	    "  --ram SIZE              guest RAM (K M G = powers of 1024; default 1G)\n"
@@ -84,6 +85,9 @@ static void usage(FILE *f)
 	    "  --zero-pct P            zero pages of the random and text fills (default 0)\n"
 	    "  --max-bandwidth RATE    bytes/s, 0 = unlimited (default 0)\n"
 	    "  --verify, --no-verify   digest all RAM on both sides at the end (default on)\n"
+	    "  --rdma-addr ADDR        --transport rdma: the address both sides use, on\n"
+	    "                          the RDMA device's netdev (default $TERN_RDMA_ADDR)\n"
+	    "  --rdma-pin-all          --transport rdma: the rdma-pin-all capability\n"
 	    "  --migration-timeout S   the library's migration-timeout (passed only when set)\n"
 	    "  --timeout-policy P      cancel|force (passed only when set)\n"
 	    "  --mgmt PATH             management socket: the source's at PATH, the\n"
@@ -173,6 +177,8 @@ enum {
 	OPT_MAXBW,
 	OPT_VERIFY,
 	OPT_NO_VERIFY,
+	OPT_RDMA_ADDR,
+	OPT_RDMA_PIN_ALL,
 	OPT_MIG_TIMEOUT,
 	OPT_TIMEOUT_POLICY,
 	OPT_MGMT,
@@ -213,6 +219,8 @@ static const struct option long_opts[] = {
     {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
     {"max-bandwidth", required_argument, NULL, OPT_MAXBW},
     {"verify", no_argument, NULL, OPT_VERIFY},
+    {"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
+    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
     {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
     {"migration-timeout", required_argument, NULL, OPT_MIG_TIMEOUT},
     {"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
@@ -299,6 +307,12 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o, struct cli *
 			break;
 		case OPT_VERIFY:
 			o->verify = true;
+			break;
+		case OPT_RDMA_ADDR:
+			o->rdma_addr = optarg;
+			break;
+		case OPT_RDMA_PIN_ALL:
+			o->rdma_pin_all = true;
 			break;
 		case OPT_NO_VERIFY:
 			o->verify = false;
@@ -654,6 +668,8 @@ int main(int argc, char **argv)
 		return ret;
 	}
 
+	if (!o.rdma_addr && getenv("TERN_RDMA_ADDR") && *getenv("TERN_RDMA_ADDR"))
+		o.rdma_addr = getenv("TERN_RDMA_ADDR");
 	pick_guest(&o, &c, human);
 	drop_kvm_only(&o, &c, human);
 	if (!c.kill_after_given)

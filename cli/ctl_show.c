@@ -230,6 +230,22 @@ static void show_wire(FILE *out, struct json_object *st)
 	fprintf(out, "%s\n", n > 1 ? ")" : "");
 }
 
+/* rdma: what is registered, what it cost, how the pages travelled. */
+static void show_rdma(FILE *out, struct json_object *st)
+{
+	char a[32], b[32], c[32], d[32], e[32];
+
+	fprintf(out,
+		LABEL "%s pinned (peak %s) in %llu registrations, %s registering; %s "
+		      "written in place, %s staged\n",
+		"rdma", units_fmt_bytes(ctl_u64(st, "rdma_pinned_bytes"), a, sizeof(a)),
+		units_fmt_bytes(ctl_u64(st, "rdma_pinned_peak"), b, sizeof(b)),
+		(unsigned long long)ctl_u64(st, "rdma_chunks_registered"),
+		units_fmt_us(ctl_u64(st, "rdma_reg_us"), c, sizeof(c)),
+		units_fmt_bytes(ctl_u64(st, "rdma_placed_bytes"), d, sizeof(d)),
+		units_fmt_bytes(ctl_u64(st, "rdma_staged_bytes"), e, sizeof(e)));
+}
+
 void ctl_show_query(FILE *out, struct json_object *st)
 {
 	const char *status = ctl_str(st, "status");
@@ -283,6 +299,8 @@ void ctl_show_query(FILE *out, struct json_object *st)
 		fprintf(out, LABEL "not measured yet; last sync %s, clear %s\n", "dirty rate",
 			units_fmt_us(ctl_u64(st, "dirty_sync_us"), b, sizeof(b)),
 			units_fmt_us(ctl_u64(st, "dirty_clear_us"), c, sizeof(c)));
+	if (ctl_u64(st, "rdma_pinned_peak"))
+		show_rdma(out, st);
 	if (ctl_u64(st, "cpu_throttle_percent"))
 		fprintf(out, LABEL "%llu%%\n", "cpu throttle",
 			(unsigned long long)ctl_u64(st, "cpu_throttle_percent"));

@@ -489,6 +489,7 @@ struct tern_session {
 	struct mf_chan_stats final_total;
 	struct mf_chan_stats final_chan[TERN_MAX_CHANNELS];
 	struct mf_codec_stats final_codec;
+	struct tern_xport_stats final_xport;
 	char final_reason[128];
 	bool final_stats;
 

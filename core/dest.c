@@ -404,6 +404,8 @@ void *dest_thread(void *arg)
 	if (r) {
 		mf_recv_stats(r, &s->final_total, s->final_chan);
 		mf_recv_codec_stats(r, &s->final_codec);
+		s->final_xport = (struct tern_xport_stats){0};
+		mf_recv_xport_stats(r, &s->final_xport);
 		mf_recv_free(r);
 	}
 	if (l)

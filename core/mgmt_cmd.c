@@ -209,6 +209,12 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	add_u64(o, "dirty_rate_window_ms", st->dirty_rate_window_ms);
 	add_u64(o, "dirty_sync_us", st->dirty_sync_us);
 	add_u64(o, "dirty_clear_us", st->dirty_clear_us);
+	add_u64(o, "rdma_pinned_bytes", st->rdma_pinned_bytes);
+	add_u64(o, "rdma_pinned_peak", st->rdma_pinned_peak);
+	add_u64(o, "rdma_reg_us", st->rdma_reg_us);
+	add_u64(o, "rdma_chunks_registered", st->rdma_chunks_registered);
+	add_u64(o, "rdma_placed_bytes", st->rdma_placed_bytes);
+	add_u64(o, "rdma_staged_bytes", st->rdma_staged_bytes);
 	add_u64(o, "throughput_bps", st->throughput_bps);
 	add_u64(o, "bandwidth_bps", st->bandwidth_bps);
 	add_u64(o, "round_bytes", st->round_bytes);

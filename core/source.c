@@ -1326,6 +1326,8 @@ out:
 		s->final_total = (struct mf_chan_stats){0};
 		mf_send_stats(mf, &s->final_total, s->final_chan);
 		mf_send_codec_stats(mf, &s->final_codec, s->final_reason, sizeof(s->final_reason));
+		s->final_xport = (struct tern_xport_stats){0};
+		mf_send_xport_stats(mf, &s->final_xport);
 		mf_send_free(mf);
 	}
 	if (s->xbzrle)

@@ -59,6 +59,7 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 {
 	struct mf_chan_stats total = {0}, chan[TERN_MAX_CHANNELS];
 	struct mf_codec_stats cs = {0};
+	struct tern_xport_stats xs = {0};
 	uint64_t start, end, setup_end, now = tern_now_ns(), pages, elapsed;
 	uint32_t i;
 
@@ -77,13 +78,16 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	if (s->mf_send) {
 		mf_send_stats(s->mf_send, &total, chan);
 		mf_send_codec_stats(s->mf_send, &cs, st->auto_reason, sizeof(st->auto_reason));
+		mf_send_xport_stats(s->mf_send, &xs);
 	} else if (s->mf_recv) {
 		mf_recv_stats(s->mf_recv, &total, chan);
 		mf_recv_codec_stats(s->mf_recv, &cs);
+		mf_recv_xport_stats(s->mf_recv, &xs);
 	} else if (s->final_stats) {
 		total = s->final_total;
 		memcpy(chan, s->final_chan, sizeof(chan));
 		cs = s->final_codec;
+		xs = s->final_xport;
 		snprintf(st->auto_reason, sizeof(st->auto_reason), "%s", s->final_reason);
 	}
 	if (s->err.code && status_is_final(st->status))
@@ -114,6 +118,12 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	st->dirty_clear_us = LD(s->dirty_clear_ns) / 1000;
 	st->bandwidth_bps = LD(s->bw_bps);
 	stats_fill_codecs(st, &cs);
+	st->rdma_pinned_bytes = xs.pinned_bytes;
+	st->rdma_pinned_peak = xs.pinned_peak;
+	st->rdma_reg_us = xs.reg_ns / 1000;
+	st->rdma_chunks_registered = xs.chunks_registered;
+	st->rdma_placed_bytes = xs.placed_bytes;
+	st->rdma_staged_bytes = xs.staged_bytes;
 	if (s->is_source)
 		st->xbzrle_cache_size = LD(s->xbzrle_size);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)

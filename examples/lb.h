@@ -56,6 +56,9 @@ struct lb_cfg {
 	size_t page_size;
 	const char *mgmt;      /* this process's side (the source when both run) */
 	const char *mgmt_dest; /* the forked destination's */
+	const char *rdma_addr; /* --transport rdma: the address both sides use */
+	bool rdma_pin_all;
+	uint64_t rdma_pin_limit; /* 0: the default */
 	/* source only; 0 / NULL: the library's default */
 	struct converge_opts conv; /* the source's convergence options */
 };

@@ -113,21 +113,25 @@ void lb_print_json(const char *side, const char *transport, const struct lb_cfg 
 		      st->xbzrle_cache_size, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
 		      st->xbzrle_overflows, st->xbzrle_bytes, st->xbzrle_cache_hit_rate,
 		      st->xbzrle_encoding_rate, reason, cfg->dirty_bytes);
-	n +=
-	    snprintf(line + n, sizeof(line) - (size_t)n,
-		     ",\"round_bytes\":%" PRIu64 ",\"round_sent_bytes\":%" PRIu64
-		     ",\"cpu_throttle_percent\":%u,\"expected_sync_us\":%" PRIu64
-		     ",\"expected_ram_us\":%" PRIu64 ",\"expected_device_us\":%" PRIu64
-		     ",\"expected_resume_us\":%" PRIu64 ",\"downtime_pause_us\":%" PRIu64
-		     ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
-		     ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
-		     ",\"downtime_resume_us\":%" PRIu64
-		     ",\"throttle_max_percent\":%u,\"throttle_held_ms\":%" PRIu64,
-		     st->round_bytes, st->round_sent_bytes, st->cpu_throttle_percent,
-		     st->expected_sync_us, st->expected_ram_us, st->expected_device_us,
-		     st->expected_resume_us, st->downtime_pause_us, st->downtime_wait_us,
-		     st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
-		     st->downtime_resume_us, w ? w->throttle_max : 0, w ? w->held_ns / 1000000 : 0);
+	n += snprintf(line + n, sizeof(line) - (size_t)n,
+		      ",\"round_bytes\":%" PRIu64 ",\"round_sent_bytes\":%" PRIu64
+		      ",\"cpu_throttle_percent\":%u,\"expected_sync_us\":%" PRIu64
+		      ",\"expected_ram_us\":%" PRIu64 ",\"expected_device_us\":%" PRIu64
+		      ",\"expected_resume_us\":%" PRIu64 ",\"downtime_pause_us\":%" PRIu64
+		      ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
+		      ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
+		      ",\"downtime_resume_us\":%" PRIu64
+		      ",\"throttle_max_percent\":%u,\"throttle_held_ms\":%" PRIu64
+		      ",\"rdma_pinned_peak\":%" PRIu64 ",\"rdma_reg_us\":%" PRIu64
+		      ",\"rdma_chunks_registered\":%" PRIu64 ",\"rdma_placed_bytes\":%" PRIu64
+		      ",\"rdma_staged_bytes\":%" PRIu64,
+		      st->round_bytes, st->round_sent_bytes, st->cpu_throttle_percent,
+		      st->expected_sync_us, st->expected_ram_us, st->expected_device_us,
+		      st->expected_resume_us, st->downtime_pause_us, st->downtime_wait_us,
+		      st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
+		      st->downtime_resume_us, w ? w->throttle_max : 0, w ? w->held_ns / 1000000 : 0,
+		      st->rdma_pinned_peak, st->rdma_reg_us, st->rdma_chunks_registered,
+		      st->rdma_placed_bytes, st->rdma_staged_bytes);
 	if (!lb_side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
 			err = "verify-ram was requested but the RAM was not verified";

@@ -83,6 +83,10 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_param_set(s, "multifd-zstd-level", cfg->zstd_level, err);
 	if (!ret && cfg->xbzrle_cache)
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
+	if (!ret && cfg->rdma_pin_all)
+		ret = tern_cap_set(s, "rdma-pin-all", true, err);
+	if (!ret && cfg->rdma_pin_limit)
+		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
 	if (strcmp(side, "src"))
 		return ret;
 	if (!ret)

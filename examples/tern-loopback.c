@@ -171,6 +171,11 @@ static int run_both(const struct lb_cfg *cfg)
 			snprintf(listen_uri, sizeof(listen_uri), "unix:/tmp/tern-loopback-%d.sock",
 				 (int)getpid());
 			unlink(listen_uri + 5);
+		} else if (!strcmp(cfg->transport, "rdma")) {
+			/* rdma_cm needs an address on the RDMA device's netdev */
+			snprintf(listen_uri, sizeof(listen_uri),
+				 strchr(cfg->rdma_addr, ':') ? "rdma:[%s]:0" : "rdma:%s:0",
+				 cfg->rdma_addr);
 		} else {
 			snprintf(listen_uri, sizeof(listen_uri), "tcp:127.0.0.1:0");
 		}
@@ -212,7 +217,11 @@ static void usage(FILE *f)
 		"usage: %s [options]\n"
 		"  --ram SIZE             memory to migrate (default 256M; 1G, 1GiB, ...)\n"
 		"  --channels N           worker channels, 1..%d (default 2)\n"
-		"  --transport tcp|unix   loopback transport (default tcp)\n"
+		"  --transport tcp|unix|rdma  loopback transport (default tcp)\n"
+		"  --rdma-addr ADDR       --transport rdma: an address on the RDMA device's\n"
+		"                         netdev (default: $TERN_RDMA_ADDR)\n"
+		"  --rdma-pin-all         rdma-pin-all capability (register all RAM at setup)\n"
+		"  --rdma-pin-limit SIZE  rdma-pin-limit parameter (default 1G)\n"
 		"  --zero-pct P           percentage of pages left zero (default 0)\n"
 		"  --zero-run N           zero or not is decided for runs of N pages\n"
 		"                         (default 1: scattered; 512: 2 MiB runs)\n"
@@ -255,6 +264,9 @@ int main(int argc, char **argv)
 		OPT_RAM = 256,
 		OPT_CHANNELS,
 		OPT_TRANSPORT,
+		OPT_RDMA_ADDR,
+		OPT_RDMA_PIN_ALL,
+		OPT_RDMA_PIN_LIMIT,
 		OPT_ZERO_PCT,
 		OPT_ZERO_RUN,
 		OPT_FILL,
@@ -286,6 +298,9 @@ int main(int argc, char **argv)
 	    {"ram", required_argument, NULL, OPT_RAM},
 	    {"channels", required_argument, NULL, OPT_CHANNELS},
 	    {"transport", required_argument, NULL, OPT_TRANSPORT},
+	    {"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
+	    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
+	    {"rdma-pin-limit", required_argument, NULL, OPT_RDMA_PIN_LIMIT},
 	    {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
 	    {"zero-run", required_argument, NULL, OPT_ZERO_RUN},
 	    {"fill", required_argument, NULL, OPT_FILL},
@@ -338,9 +353,19 @@ int main(int argc, char **argv)
 			cfg.channels =
 			    (unsigned int)opt_uint("--channels", optarg, TERN_MAX_CHANNELS);
 			break;
+		case OPT_RDMA_ADDR:
+			cfg.rdma_addr = optarg;
+			break;
+		case OPT_RDMA_PIN_ALL:
+			cfg.rdma_pin_all = true;
+			break;
+		case OPT_RDMA_PIN_LIMIT:
+			cfg.rdma_pin_limit = opt_size("--rdma-pin-limit", optarg);
+			break;
 		case OPT_TRANSPORT:
-			if (strcmp(optarg, "tcp") && strcmp(optarg, "unix"))
-				lb_die("--transport: tcp or unix, not '%s'", optarg);
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "unix") &&
+			    strcmp(optarg, "rdma"))
+				lb_die("--transport: tcp, unix or rdma, not '%s'", optarg);
 			cfg.transport = optarg;
 			break;
 		case OPT_ZERO_PCT: {
@@ -511,6 +536,13 @@ int main(int argc, char **argv)
 	/* nothing but a `continue` on the source's socket would end the wait */
 	if (cfg.conv.pause_before_switchover && !cfg.mgmt)
 		lb_die("--pause-before-switchover needs --mgmt (continue comes through it)");
+	if (!cfg.incoming && !cfg.migrate_to && !strcmp(cfg.transport, "rdma")) {
+		if (!cfg.rdma_addr)
+			cfg.rdma_addr = getenv("TERN_RDMA_ADDR");
+		if (!cfg.rdma_addr || !*cfg.rdma_addr)
+			lb_die("--transport rdma: give --rdma-addr ADDR (or TERN_RDMA_ADDR), an "
+			       "address on the RDMA device's netdev: rdma_cm cannot use loopback");
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	if (cfg.incoming) {

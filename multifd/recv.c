@@ -93,11 +93,10 @@ static int io_error(struct mf_recv_chan *c, int ret, const char *what, struct te
 		    "%" PRIu64 "'s %s",
 		    c->index, c->conn->recv_timeout_ms, c->seq, what);
 	if (ret == -EPIPE)
-		return tern_error_set(err, ret,
-				      "channel %u: %s closed the connection in packet %" PRIu64
-				      " (%s)%s%s",
-				      c->index, c->conn->peer, c->seq, what,
-				      c->conn->detail[0] ? ": " : "", c->conn->detail);
+		return tern_error_set(
+		    err, ret, "channel %u: %s closed the connection in packet %" PRIu64 " (%s)%s%s",
+		    c->index, c->conn->peer, c->seq, what, c->conn->detail[0] ? ": " : "",
+		    c->conn->detail);
 	return tern_error_set(err, ret, "channel %u: reading %s of packet %" PRIu64 ": %s%s%s",
 			      c->index, what, c->seq, strerror(-ret),
 			      c->conn->detail[0] ? ": " : "", c->conn->detail);

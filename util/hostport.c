@@ -47,4 +47,3 @@ const char *hostport_split(const char *addr, struct hostport *a)
 	memcpy(a->port, port, strlen(port) + 1);
 	return NULL;
 }
-

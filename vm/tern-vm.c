@@ -176,6 +176,8 @@ static void usage(FILE *f)
 	    "  --codec-level N         multifd-zstd-level (1..20) or multifd-zlib-level (1..9)\n"
 	    "  --xbzrle-cache SIZE     xbzrle-cache-size (default 64M)\n"
 	    "  --verify                verify-ram capability\n"
+	    "  --rdma-pin-all          rdma: register all guest RAM at setup (rdma-pin-all)\n"
+	    "  --rdma-pin-limit SIZE   rdma: most RAM registered at once otherwise\n"
 	    "  --mgmt PATH             serve the management socket (docs/MGMT.md) at PATH\n"
 	    "                          once the migration (or listening) has started;\n"
 	    "                          alone: run the guest until a `migrate` through it\n"
@@ -240,6 +242,8 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_CODEC_LEVEL,
 		OPT_XBZRLE_CACHE,
 		OPT_VERIFY,
+		OPT_RDMA_PIN_ALL,
+		OPT_RDMA_PIN_LIMIT,
 		OPT_WATCH_MS,
 		OPT_TIMEOUT,
 		OPT_CANCEL_ON,
@@ -272,6 +276,8 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"codec-level", required_argument, NULL, OPT_CODEC_LEVEL},
 	    {"xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
+	    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
+	    {"rdma-pin-limit", required_argument, NULL, OPT_RDMA_PIN_LIMIT},
 	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
 	    {"cancel-on", required_argument, NULL, OPT_CANCEL_ON},
@@ -361,6 +367,12 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_XBZRLE_CACHE:
 			cfg->xbzrle_cache = parse_scaled("--xbzrle-cache", optarg, false);
+			break;
+		case OPT_RDMA_PIN_ALL:
+			cfg->rdma_pin_all = true;
+			break;
+		case OPT_RDMA_PIN_LIMIT:
+			cfg->rdma_pin_limit = parse_scaled("--rdma-pin-limit", optarg, false);
 			break;
 		case OPT_VERIFY:
 			cfg->verify = true;
@@ -511,7 +523,9 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
 		     ",\"downtime_resume_us\":%" PRIu64
 		     ",\"throttle_max_percent\":%u,\"throttle_end_percent\":%u"
-		     ",\"throttle_held_ms\":%" PRIu64 "}\n",
+		     ",\"throttle_held_ms\":%" PRIu64 ",\"rdma_pinned_peak\":%" PRIu64
+		     ",\"rdma_reg_us\":%" PRIu64 ",\"rdma_chunks_registered\":%" PRIu64
+		     ",\"rdma_placed_bytes\":%" PRIu64 ",\"rdma_staged_bytes\":%" PRIu64 "}\n",
 		     r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
 		     r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
 		     r->have_st && st->multifd_compression[0] ? st->multifd_compression
@@ -528,7 +542,9 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     st->expected_ram_us, st->expected_device_us, st->expected_resume_us,
 		     st->downtime_pause_us, st->downtime_wait_us, st->downtime_sync_us,
 		     st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us,
-		     r->throttle_max, r->throttle_end, r->throttle_held_ms);
+		     r->throttle_max, r->throttle_end, r->throttle_held_ms, st->rdma_pinned_peak,
+		     st->rdma_reg_us, st->rdma_chunks_registered, st->rdma_placed_bytes,
+		     st->rdma_staged_bytes);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
 			     status);
@@ -765,6 +781,10 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
+	if (!ret && cfg->rdma_pin_all)
+		ret = tern_cap_set(s, "rdma-pin-all", true, err);
+	if (!ret && cfg->rdma_pin_limit)
+		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
 	if (!ret)
 		ret = converge_opts_apply(s, &cfg->conv, err);
 	if (!ret)

@@ -36,6 +36,8 @@ struct tv_cfg {
 	uint64_t codec_level;  /* multifd-zstd-level / multifd-zlib-level; 0: default */
 	uint64_t xbzrle_cache; /* xbzrle-cache-size; 0: default */
 	bool verify;
+	bool rdma_pin_all;	 /* rdma-pin-all capability */
+	uint64_t rdma_pin_limit; /* rdma-pin-limit, 0: the default */
 	uint64_t watch_ms;
 	uint64_t timeout_s;
 	enum tern_status cancel_on; /* TERN_STATUS_INVALID: none */

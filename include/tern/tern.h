@@ -495,6 +495,14 @@ struct tern_codec_stats {
  *	the destination had them all), device (saving sections on the source
  *	and loading them on the destination), resume (the final handshake and
  *	the destination's resume callback). They add up to the downtime.
+ * @rdma_*: this side's channels, rdma: only (0 on tcp: and unix:): guest RAM
+ *	registered now (@rdma_pinned_bytes; 0 again once the channels ended)
+ *	and at most (@rdma_pinned_peak), time spent registering it
+ *	(@rdma_reg_us: with rdma-pin-all all of it falls in @setup_ms),
+ *	registrations made (@rdma_chunks_registered: 1 MiB chunks, or one per
+ *	block and channel with rdma-pin-all), page bytes written by RDMA WRITE
+ *	straight into the destination's RAM (@rdma_placed_bytes) and encoded
+ *	payload bytes that went through the staging ring (@rdma_staged_bytes).
  */
 struct tern_stats {
 	enum tern_status status;
@@ -545,6 +553,12 @@ struct tern_stats {
 	uint64_t downtime_device_us;
 	uint64_t downtime_resume_us;
 	uint64_t dirty_rate_window_ms;
+	uint64_t rdma_pinned_bytes;
+	uint64_t rdma_pinned_peak;
+	uint64_t rdma_reg_us;
+	uint64_t rdma_chunks_registered;
+	uint64_t rdma_placed_bytes;
+	uint64_t rdma_staged_bytes;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

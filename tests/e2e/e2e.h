@@ -39,6 +39,9 @@ struct e2e_cfg {
 	bool sequential;	/* the writer cycles through the working set in order */
 	bool no_zero_writes;	/* the writer never writes a zero page */
 	bool expect_dirty_rate; /* assert the source's dirty rate is near the writer's */
+	const char *rdma_addr;	/* rdma: the address both sides use ($TERN_RDMA_ADDR) */
+	bool rdma_pin_all;
+	uint64_t rdma_pin_limit; /* 0: the default */
 };
 
 /*

@@ -54,6 +54,69 @@ static void check_dirty_rate(struct e2e_src *src, const struct tern_stats *st, u
 		e2e_fail(&src->failures, "dirty rate %.0f B/s outside %.0f..%.0f", got, low, high);
 }
 
+/*
+ * rdma: how the pages travelled and what was pinned, from both sides'
+ * figures. Raw pages (codec none) are written in place and nothing else is;
+ * encoded payloads go through the staging ring; the destination holds no
+ * registration once it completed; pin-all pins all RAM, and otherwise the
+ * registration cache keeps within rdma-pin-limit (each channel at least
+ * 4 MiB) and, when the limit is smaller than what was sent, re-registers.
+ */
+static void check_rdma(struct e2e_src *src, const struct tern_stats *st,
+		       const struct tern_stats *dst)
+{
+	const struct e2e_cfg *cfg = src->cfg;
+	uint64_t raw = st->codec[TERN_STATS_CODEC_NONE].bytes_in, staged = 0;
+	uint64_t limit = cfg->rdma_pin_limit ? cfg->rdma_pin_limit : 1ull << 30;
+	uint64_t floor = (uint64_t)cfg->channels * (4ull << 20);
+	int c;
+
+	for (c = TERN_STATS_CODEC_ZLIB; c < TERN_STATS_CODECS; c++)
+		staged += st->codec[c].bytes_out;
+	e2e_note("rdma: source placed %" PRIu64 " staged %" PRIu64 " pinned peak %" PRIu64
+		 " in %" PRIu64 " registrations (%" PRIu64 " us); destination pinned peak %" PRIu64
+		 " now %" PRIu64 " in %" PRIu64 " registrations",
+		 st->rdma_placed_bytes, st->rdma_staged_bytes, st->rdma_pinned_peak,
+		 st->rdma_chunks_registered, st->rdma_reg_us, dst->rdma_pinned_peak,
+		 dst->rdma_pinned_bytes, dst->rdma_chunks_registered);
+	if (st->rdma_placed_bytes != raw)
+		e2e_fail(&src->failures,
+			 "rdma: %" PRIu64 " bytes written in place, %" PRIu64
+			 " bytes of raw pages sent",
+			 st->rdma_placed_bytes, raw);
+	if (st->rdma_staged_bytes < staged)
+		e2e_fail(&src->failures,
+			 "rdma: %" PRIu64 " bytes staged, %" PRIu64
+			 " bytes of encoded payload sent",
+			 st->rdma_staged_bytes, staged);
+	if (dst->rdma_pinned_bytes)
+		e2e_fail(&src->failures,
+			 "rdma: the destination still has %" PRIu64
+			 " bytes registered after completing",
+			 dst->rdma_pinned_bytes);
+	if (!dst->rdma_pinned_peak || !dst->rdma_chunks_registered)
+		e2e_fail(&src->failures, "rdma: the destination never registered its RAM");
+	if (cfg->rdma_pin_all) {
+		if (st->rdma_pinned_peak < cfg->ram || dst->rdma_pinned_peak < cfg->ram)
+			e2e_fail(&src->failures,
+				 "rdma-pin-all: peak pinned %" PRIu64 " / %" PRIu64
+				 " bytes, less than the %" PRIu64 " of RAM",
+				 st->rdma_pinned_peak, dst->rdma_pinned_peak, cfg->ram);
+		return;
+	}
+	if (limit < floor)
+		limit = floor;
+	if (st->rdma_pinned_peak > limit || dst->rdma_pinned_peak > limit)
+		e2e_fail(&src->failures,
+			 "rdma-pin-limit %" PRIu64 ": peak pinned %" PRIu64 " / %" PRIu64 " bytes",
+			 limit, st->rdma_pinned_peak, dst->rdma_pinned_peak);
+	if (raw > 2 * limit && st->rdma_chunks_registered << 20 <= limit)
+		e2e_fail(&src->failures,
+			 "rdma-pin-limit %" PRIu64 ": %" PRIu64 " bytes sent raw, yet only %" PRIu64
+			 " chunks registered (no eviction)",
+			 limit, raw, st->rdma_chunks_registered);
+}
+
 static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 {
 	struct e2e_src src = {.cfg = cfg};
@@ -107,6 +170,9 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 		e2e_check_codecs(&src, &st, &rep.stats);
 	if (cfg->expect_dirty_rate && st.status == TERN_STATUS_COMPLETED)
 		check_dirty_rate(&src, &st, writes);
+	if (!strcmp(cfg->transport, "rdma") && st.status == TERN_STATUS_COMPLETED &&
+	    rep.stats.status == TERN_STATUS_COMPLETED)
+		check_rdma(&src, &st, &rep.stats);
 
 out:
 	e2e_src_free(&src);
@@ -132,7 +198,11 @@ static void usage(FILE *f, const char *prog)
 	fprintf(
 	    f,
 	    "usage: %s [options]\n"
-	    "  --transport tcp|unix    (default tcp)\n"
+	    "  --transport tcp|unix|rdma  (default tcp; rdma: on $TERN_RDMA_ADDR, an\n"
+	    "                          address on an RDMA device's netdev; exit 77\n"
+	    "                          (skip) when it is not set)\n"
+	    "  --rdma-pin-all          rdma-pin-all capability\n"
+	    "  --rdma-pin-limit SIZE   rdma-pin-limit parameter\n"
 	    "  --channels N            (default 2)\n"
 	    "  --ram SIZE              (default 256M)\n"
 	    "  --zero-pct P            pages left zero (default 30)\n"
@@ -204,6 +274,8 @@ int main(int argc, char **argv)
 	    {"expect-xbzrle-hits", no_argument, NULL, 'H'},
 	    {"sequential", no_argument, NULL, 'S'},
 	    {"expect-dirty-rate", no_argument, NULL, 'E'},
+	    {"rdma-pin-all", no_argument, NULL, 'P'},
+	    {"rdma-pin-limit", required_argument, NULL, 'L'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -228,8 +300,9 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			if (strcmp(optarg, "tcp") && strcmp(optarg, "unix")) {
-				fprintf(stderr, "--transport: tcp or unix\n");
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "unix") &&
+			    strcmp(optarg, "rdma")) {
+				fprintf(stderr, "--transport: tcp, unix or rdma\n");
 				return 2;
 			}
 			cfg.transport = optarg;
@@ -296,6 +369,12 @@ int main(int argc, char **argv)
 		case 'E':
 			cfg.expect_dirty_rate = true;
 			break;
+		case 'P':
+			cfg.rdma_pin_all = true;
+			break;
+		case 'L':
+			cfg.rdma_pin_limit = opt_size("--rdma-pin-limit", optarg);
+			break;
 		case 'v':
 			cfg.log_level = LOG_DEBUG;
 			break;
@@ -319,6 +398,15 @@ int main(int argc, char **argv)
 	if (cfg.dirty_bytes >= cfg.page_size) {
 		fprintf(stderr, "--dirty-bytes: less than a page (%zu)\n", cfg.page_size);
 		return 2;
+	}
+	if (!strcmp(cfg.transport, "rdma")) {
+		cfg.rdma_addr = getenv("TERN_RDMA_ADDR");
+		if (!cfg.rdma_addr || !*cfg.rdma_addr) {
+			printf(
+			    "SKIP: --transport rdma needs TERN_RDMA_ADDR (an address on an RDMA "
+			    "device's netdev; scripts/rdma-in-qemu/ runs this with rxe and siw)\n");
+			return 77;
+		}
 	}
 	if (cfg.ws > cfg.ram)
 		cfg.ws = cfg.ram;

@@ -96,6 +96,10 @@ static int session_params(struct tern_session *s, const struct e2e_cfg *cfg, con
 		ret = tern_param_set_str(s, "multifd-compression", cfg->codec, err);
 	if (!ret && cfg->xbzrle_cache)
 		ret = tern_param_set(s, "xbzrle-cache-size", cfg->xbzrle_cache, err);
+	if (!ret && cfg->rdma_pin_all)
+		ret = tern_cap_set(s, "rdma-pin-all", true, err);
+	if (!ret && cfg->rdma_pin_limit)
+		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
 	return ret;
 }
 
@@ -254,6 +258,9 @@ static int run_destination(const struct e2e_cfg *cfg, int fd)
 	if (!strcmp(cfg->transport, "unix")) {
 		snprintf(uri, sizeof(uri), "unix:/tmp/tern-e2e-%d.sock", (int)getpid());
 		unlink(uri + 5);
+	} else if (!strcmp(cfg->transport, "rdma")) {
+		snprintf(uri, sizeof(uri),
+			 strchr(cfg->rdma_addr, ':') ? "rdma:[%s]:0" : "rdma:%s:0", cfg->rdma_addr);
 	} else {
 		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:0");
 	}
