@@ -126,6 +126,9 @@ void lb_log_start(void);
 void lb_log_to_stderr(void *opaque, int level, const char *msg);
 void lb_emit_line(const char *line);
 void lb_defer_line(char *buf);
+/* The process's CPU time is counted from here (the migration's start) to the
+ * JSON line: "cpu_user_us" and "cpu_sys_us", every thread of the process. */
+void lb_cpu_mark(void);
 bool lb_side_ok(const struct tern_stats *st, const struct lb_cfg *cfg);
 void lb_print_json(const char *side, const char *transport, const struct lb_cfg *cfg,
 		   const struct tern_stats *st, const struct lb_writer *w, const char *extra_err);

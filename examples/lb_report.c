@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "lb.h"
@@ -62,6 +63,18 @@ void lb_defer_line(char *buf)
 	deferred_line = buf;
 }
 
+static struct rusage cpu_mark;
+
+void lb_cpu_mark(void)
+{
+	getrusage(RUSAGE_SELF, &cpu_mark);
+}
+
+static uint64_t tv_us(const struct timeval *tv)
+{
+	return (uint64_t)tv->tv_sec * 1000000 + (uint64_t)tv->tv_usec;
+}
+
 bool lb_side_ok(const struct tern_stats *st, const struct lb_cfg *cfg)
 {
 	return st->status == TERN_STATUS_COMPLETED && (!cfg->verify || st->verified);
@@ -75,6 +88,7 @@ void lb_print_json(const char *side, const char *transport, const struct lb_cfg 
 	static const char *const cn[TERN_STATS_CODECS] = {"", "none", "zlib", "zstd", "xbzrle"};
 	int c;
 	const char *err = extra_err && *extra_err ? extra_err : st->error;
+	struct rusage ru;
 	int n;
 
 	n = snprintf(line, sizeof(line),
@@ -132,6 +146,11 @@ void lb_print_json(const char *side, const char *transport, const struct lb_cfg 
 		      st->downtime_resume_us, w ? w->throttle_max : 0, w ? w->held_ns / 1000000 : 0,
 		      st->rdma_pinned_peak, st->rdma_reg_us, st->rdma_chunks_registered,
 		      st->rdma_placed_bytes, st->rdma_staged_bytes);
+	getrusage(RUSAGE_SELF, &ru);
+	n += snprintf(line + n, sizeof(line) - (size_t)n,
+		      ",\"cpu_user_us\":%" PRIu64 ",\"cpu_sys_us\":%" PRIu64,
+		      tv_us(&ru.ru_utime) - tv_us(&cpu_mark.ru_utime),
+		      tv_us(&ru.ru_stime) - tv_us(&cpu_mark.ru_stime));
 	if (!lb_side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
 			err = "verify-ram was requested but the RAM was not verified";

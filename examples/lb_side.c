@@ -129,6 +129,7 @@ int lb_run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd, co
 		ret = session_setup(s, cfg, "dst", &err);
 	if (!ret)
 		ret = tern_ram_register(s, "ram0", ram, cfg->ram, NULL, &err);
+	lb_cpu_mark();
 	if (!ret)
 		ret = tern_incoming(s, uri, &err);
 	if (!ret)
@@ -212,6 +213,7 @@ int lb_run_source(const struct lb_cfg *cfg, const char *uri)
 		if (ret < 0)
 			snprintf(err.msg, sizeof(err.msg), "writer thread: %s", strerror(-ret));
 	}
+	lb_cpu_mark();
 	if (!ret)
 		ret = tern_migrate(s, uri, &err);
 	if (!ret && cfg->mgmt && tern_mgmt_listen(s, cfg->mgmt, &err)) {
