@@ -108,7 +108,8 @@ struct mf_config {
 	 * the longest the producer waits for a worker to take anything */
 	int io_timeout_ms;
 	/* source: how the channels register guest RAM on a placement
-	 * transport (rdma-pin-all, rdma-pin-limit); ignored by streams */
+	 * transport (the session's pin-all capability and pin limit);
+	 * ignored by streams */
 	struct tern_bind_opts bind;
 	const struct tern_log *log;
 	/* Called once, from the worker that failed first, after its error is
