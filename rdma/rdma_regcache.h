@@ -81,7 +81,9 @@ int rdma_regcache_new(const struct tern_ram_region *regions, uint32_t nregions,
  * work request that will use it; the chunk is not released before
  * rdma_regcache_completed(c, s) with s >= seq. -EBUSY when the limit is
  * reached and every registered chunk is still in use: reap completions, call
- * rdma_regcache_completed(), retry. An error of reg() is returned as is.
+ * rdma_regcache_completed(), retry (@err is not set then: it is flow control,
+ * and a message left there would hide a later real error). An error of reg()
+ * is returned as is, and the chunk stays unregistered.
  */
 int rdma_regcache_get(struct rdma_regcache *c, uint32_t region, uint64_t off, uint64_t len,
 		      uint64_t seq, uint32_t *ret_key, struct tern_error *err);

@@ -25,7 +25,9 @@
  * struct rdma_ring - the sender's view of the peer's staging ring
  * @size: bytes in the ring
  * @head: monotonic: bytes allocated, skips included
- * @tail: monotonic: bytes the peer released (tail <= head <= tail + size)
+ * @tail: monotonic: bytes the peer released (tail <= head; head - tail <= size,
+ *	except that a span allocated in an empty ring may follow a skip, so
+ *	more than a lap apart: nothing else fits until the peer releases it)
  */
 struct rdma_ring {
 	uint64_t size;
