@@ -4,7 +4,10 @@
 set -euo pipefail
 
 pkgs=(meson ninja-build pkg-config gcc clang clang-format libclang-rt-14-dev git zlib1g-dev libzstd-dev
-      libjson-c-dev libibverbs-dev librdmacm-dev libcmocka-dev python3)
+      libjson-c-dev libibverbs-dev librdmacm-dev libcmocka-dev python3
+      # suite rdma: its providers on a host with RDMA, else scripts/rdma-in-qemu/
+      # (the VM; siw.ko is compiled there from apt-get downloaded kernel sources)
+      ibverbs-providers iproute2 qemu-system-x86 busybox-static cpio make xz-utils)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||

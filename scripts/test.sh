@@ -43,6 +43,36 @@ else
 	fi
 fi
 
+# Suite rdma (tests/rdma, the e2e cases over rdma:, tests/rdma_harness) ran
+# above and skipped: its tests need TERN_RDMA_ADDR, an address on the netdev of
+# an RDMA device. Where this host has one, run the suite on it; otherwise run
+# it on soft devices, rxe and siw, in a QEMU/TCG VM (scripts/rdma-in-qemu/), on
+# the gcc build's binaries. As for KVM: no result from the VM (exit 125) is
+# reported and skipped; a case that fails, fails.
+echo "== rdma suite =="
+if rdma_host=$(scripts/rdma-in-qemu/host-device.sh); then
+	read -r rdma_dev rdma_addr <<<"$rdma_host"
+	echo "RDMA device $rdma_dev with address $rdma_addr here: suite rdma runs on it"
+	TERN_RDMA_DEV=$rdma_dev TERN_RDMA_ADDR=$rdma_addr \
+		meson test -C build --suite rdma --print-errorlogs --num-processes 1
+elif [ "${TERN_SKIP_RDMA_QEMU:-0}" = 1 ]; then
+	echo "SKIPPED: no RDMA device here, and TERN_SKIP_RDMA_QEMU=1"
+else
+	set +e
+	scripts/rdma-in-qemu/run-suite.sh build >/tmp/tern-rdmaq.log 2>&1
+	rc=$?
+	set -e
+	sed -n '/^==== rdma-in-qemu:/,$p' /tmp/tern-rdmaq.log
+	if [ "$rc" = 125 ]; then
+		tail -30 /tmp/tern-rdmaq.log
+		echo "SKIPPED: the QEMU/TCG VM gave no result (see above); suite rdma not run"
+	elif [ "$rc" != 0 ]; then
+		tail -150 /tmp/tern-rdmaq.log
+		echo "FAILED: suite rdma on rxe/siw in the QEMU/TCG VM (exit $rc; log /tmp/tern-rdmaq.log)"
+		exit 1
+	fi
+fi
+
 echo "== clang ASan+UBSan build =="
 [ -d build-asan ] || CC=clang meson setup build-asan -Db_sanitize=address,undefined \
 	-Db_lundef=false -Dbuildtype=debugoptimized -Dwerror=true >/dev/null

@@ -6,10 +6,11 @@
 Picks the tests of suite "rdma" (meson names it "<project>:rdma"), or the
 named ones. Writes OUT_CASES: one shell line per (case, device),
     run_case NAME DEV ADDR TIMEOUT WORKDIR env K=V... CMD ARGS...
-with every word quoted for busybox sh, and OUT_FILES: the absolute paths
-the cases name (commands and arguments that exist on this host), which
-run-suite.sh copies into the guest at the same paths. Prints the sum of the
-cases' timeouts (seconds), for the whole-VM timeout.
+with every word quoted for busybox sh, and OUT_FILES: the files the cases
+name (commands and arguments, absolute or relative to the test's workdir,
+that exist on this host), which run-suite.sh copies into the guest at the
+same paths. Prints the sum of the cases' timeouts (seconds), for the
+whole-VM timeout.
 """
 import json
 import os
@@ -54,8 +55,10 @@ def main():
             lines.append(" ".join(shlex.quote(w) for w in words))
             for w in t["cmd"]:
                 w = w.split("=", 1)[-1]  # --vm=/path too
-                if os.path.isabs(w) and os.path.isfile(w):
-                    files.add(w)
+                # relative paths are the test's: meson runs it in its workdir
+                w = os.path.join(t["workdir"] or build, w)
+                if os.path.isfile(w):
+                    files.add(os.path.normpath(w))
     with open(out_cases, "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(out_files, "w") as f:

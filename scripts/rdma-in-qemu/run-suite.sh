@@ -97,6 +97,8 @@ ship+=" $(find "$B" -maxdepth 1 -name 'libtern.so*' ! -type d | tr '\n' ' ')"
 for p in vm/tern-vm bench/tern-bench examples/tern-loopback cli/ternctl; do
 	[ -x "$B/$p" ] && ship+=" $B/$p"
 done
+# GNU date before busybox's in PATH: test scripts time things with +%s%N
+ship+=" $(command -v date)"
 # the host's providers match the host's libibverbs that the binaries bring
 ship+=" $(ls /usr/lib/$MA/libibverbs/lib{rxe,siw}-rdmav*.so 2>/dev/null | tr '\n' ' ')"
 # (at the path given: /usr/bin/sh stays /usr/bin/sh, a copy of what it links to)
