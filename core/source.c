@@ -373,6 +373,13 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 		s->xbzrle_param = size;
 		__atomic_store_n(&s->xbzrle_size, xbzrle_cache_size(s->xbzrle), __ATOMIC_RELAXED);
 	}
+	/* before the workers start: they bind the blocks as this fills them in */
+	ret = ram_prepare_source(s, err);
+	if (ret) {
+		for (i = 0; i < s->nchannels; i++)
+			conn_close(conns[i]);
+		return ret;
+	}
 	cfg = session_mf_config(s, mf_failed);
 	cfg.io_timeout_ms = io_timeout_ms(s);
 	ret = mf_send_start(&cfg, conns, &mf, err);
@@ -383,7 +390,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	if (s->cancel)
 		mf_send_shutdown(mf);
 	pthread_mutex_unlock(&s->lock);
-	return ram_prepare_source(s, err);
+	return 0;
 }
 
 /* ---- rounds ------------------------------------------------------------- */
