@@ -331,12 +331,22 @@ static int sender_bind(struct rdma_conn *c, const struct tern_bind_opts *opts,
 	p->ring_addr = p->ack.a;
 	p->ring_rkey = (uint32_t)p->ack.c;
 	rdma_ring_init(&p->ring, p->ack.b);
-	p->stage = aligned_alloc(4096, p->ack.b);
+	return 0;
+}
+
+/* The local mirror of the peer's ring, at the first encoded payload: a
+ * channel that only places pages never pins it. */
+static int stage_open(struct rdma_conn *c)
+{
+	struct rdma_place *p = c->place;
+	struct tern_error err = {0};
+
+	p->stage = aligned_alloc(4096, p->ring.size);
 	if (!p->stage)
-		return -ENOMEM;
-	p->stage_mr = reg_timed(c, p->stage, p->ack.b, 0, false, "the staging buffer", err);
+		return rdma_fail(c, -ENOMEM, "out of memory for the staging buffer");
+	p->stage_mr = reg_timed(c, p->stage, p->ring.size, 0, false, "the staging buffer", &err);
 	if (!p->stage_mr)
-		return rdma_fail(c, err->code, "%s", err->msg);
+		return rdma_fail(c, err.code, "%s", err.msg);
 	return 0;
 }
 
@@ -681,6 +691,8 @@ static int send_staged(struct rdma_conn *c, struct iovec *iov, int iovcnt)
 
 	for (int i = 1; i < iovcnt; i++)
 		len += iov[i].iov_len;
+	if (!p->stage_mr && (ret = stage_open(c)))
+		return ret;
 	if (iov[0].iov_len > RDMA_BUF_SIZE - RDMA_MSG_HDR_LEN || !iov[0].iov_len)
 		return -EMSGSIZE;
 	for (;;) {

@@ -67,6 +67,7 @@ struct rdma_conn {
 	 * serializes, as for TCP's full-length calls) */
 	int failed; /* negative errno once the connection broke, 0 while fine */
 	bool peer_gone;
+	bool detail_is_flush; /* conn->detail tells of a flush, not its cause */
 	int recv_timeout_ms, io_timeout_ms;
 	uint64_t sq_posted, sq_done;	 /* work requests posted / known complete */
 	uint64_t sends;			 /* SENDs posted: credits used */

@@ -120,15 +120,24 @@ int rdma_reap(struct rdma_conn *c)
 			    kind < RDMA_WR_MAX && wr_names[kind] ? wr_names[kind] : "?";
 
 			if (wc[i].status != IBV_WC_SUCCESS) {
-				if (wc[i].status == IBV_WC_WR_FLUSH_ERR)
+				if (wc[i].status == IBV_WC_WR_FLUSH_ERR) {
+					if (!c->base.detail[0])
+						c->detail_is_flush = true;
 					rdma_fail(c, -EPIPE,
 						  "%s flushed: the queue pair went to the error "
 						  "state (peer gone or link broken)",
 						  what);
-				else
-					rdma_fail(c, -EIO, "work completion status %d (%s) on %s",
-						  wc[i].status, ibv_wc_status_str(wc[i].status),
-						  what);
+					continue;
+				}
+				/* the status that broke the QP says more than the
+				 * flushes it caused, whichever was reaped first */
+				if (c->detail_is_flush) {
+					c->base.detail[0] = '\0';
+					c->failed = 0;
+					c->detail_is_flush = false;
+				}
+				rdma_fail(c, -EIO, "work completion status %d (%s) on %s",
+					  wc[i].status, ibv_wc_status_str(wc[i].status), what);
 				continue;
 			}
 			progress++;
