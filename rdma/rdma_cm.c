@@ -180,8 +180,16 @@ static struct rdma_conn *conn_alloc(void)
 		return NULL;
 	c->base.ops = &rdma_conn_ops;
 	c->cur = -1;
+	pthread_mutex_init(&c->lock, NULL);
 	c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->wake_fd < 0) {
+	c->kick_fd[0] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	c->kick_fd[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (c->wake_fd < 0 || c->kick_fd[0] < 0 || c->kick_fd[1] < 0) {
+		for (int i = 0; i < 2; i++)
+			if (c->kick_fd[i] >= 0)
+				close(c->kick_fd[i]);
+		if (c->wake_fd >= 0)
+			close(c->wake_fd);
 		free(c);
 		return NULL;
 	}
@@ -317,6 +325,9 @@ void rdma_conn_free(struct rdma_conn *c)
 	free(c->fb_mem);
 	if (c->wake_fd >= 0)
 		close(c->wake_fd);
+	close(c->kick_fd[0]);
+	close(c->kick_fd[1]);
+	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
 

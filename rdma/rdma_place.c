@@ -418,8 +418,8 @@ answer:
 	return ret;
 }
 
-int rdma_bind_ram(struct tern_conn *tc, const struct tern_ram_region *regions, uint32_t n,
-		  const struct tern_bind_opts *opts)
+int rdma_bind_ram_locked(struct tern_conn *tc, const struct tern_ram_region *regions, uint32_t n,
+			 const struct tern_bind_opts *opts)
 {
 	struct rdma_conn *c = (struct rdma_conn *)tc;
 	struct tern_error err = {0};
@@ -674,7 +674,7 @@ static int send_placed(struct rdma_conn *c, struct iovec *iov, int iovcnt,
 			return ret;
 	}
 	/* the header after the writes: its arrival means the pages are there */
-	return c->base.ops->send_iov(&c->base, iov, 1);
+	return rdma_stream_send(c, iov, 1);
 }
 
 static int send_staged(struct rdma_conn *c, struct iovec *iov, int iovcnt)
@@ -745,8 +745,8 @@ static int send_staged(struct rdma_conn *c, struct iovec *iov, int iovcnt)
 	return rdma_send_msg(c, &m, iov, 1);
 }
 
-int rdma_send_packet(struct tern_conn *tc, const struct iovec *iov, int iovcnt,
-		     const struct tern_placement *place)
+int rdma_send_packet_locked(struct tern_conn *tc, const struct iovec *iov, int iovcnt,
+			    const struct tern_placement *place)
 {
 	struct rdma_conn *c = (struct rdma_conn *)tc;
 	struct iovec *v = (struct iovec *)iov;
@@ -755,12 +755,12 @@ int rdma_send_packet(struct tern_conn *tc, const struct iovec *iov, int iovcnt,
 	if (ret)
 		return ret;
 	if (!c->place || !c->place->sender || iovcnt < 1)
-		return tc->ops->send_iov(tc, v, iovcnt);
+		return rdma_stream_send(c, v, iovcnt);
 	if (place)
 		return send_placed(c, v, iovcnt, place);
 	if (iovcnt > 1)
 		return send_staged(c, v, iovcnt);
-	return tc->ops->send_iov(tc, v, iovcnt);
+	return rdma_stream_send(c, v, iovcnt);
 }
 
 /* ---- receiver: pages and payloads --------------------------------------- */
@@ -797,7 +797,7 @@ int rdma_place_release(struct rdma_conn *c)
 	return rdma_feedback_send(c);
 }
 
-int rdma_recv_pages(struct tern_conn *tc, struct iovec *dst, int n)
+int rdma_recv_pages_locked(struct tern_conn *tc, struct iovec *dst, int n)
 {
 	struct rdma_conn *c = (struct rdma_conn *)tc;
 	int ret = rdma_check(c);
@@ -805,11 +805,11 @@ int rdma_recv_pages(struct tern_conn *tc, struct iovec *dst, int n)
 	if (ret)
 		return ret;
 	if (!c->place || c->place->sender || !c->place->ring_mr)
-		return tc->ops->recv_iov(tc, dst, n);
+		return rdma_stream_recv_iov(c, dst, n);
 	return rdma_place_release(c); /* the pages are in place already */
 }
 
-int rdma_recv_payload(struct tern_conn *tc, void *buf, size_t len, const void **ret_view)
+int rdma_recv_payload_locked(struct tern_conn *tc, void *buf, size_t len, const void **ret_view)
 {
 	struct rdma_conn *c = (struct rdma_conn *)tc;
 	struct rdma_place *p = c->place;
@@ -819,7 +819,7 @@ int rdma_recv_payload(struct tern_conn *tc, void *buf, size_t len, const void **
 	if (ret)
 		return ret;
 	if (!p || p->sender || !p->ring_mr) {
-		ret = tc->ops->recv(tc, buf, len);
+		ret = rdma_stream_recv(c, buf, len);
 		*ret_view = ret ? NULL : buf;
 		return ret;
 	}
@@ -899,7 +899,7 @@ void rdma_place_free(struct rdma_conn *c)
 	c->place = NULL;
 }
 
-void rdma_unbind_ram(struct tern_conn *tc)
+void rdma_unbind_ram_locked(struct tern_conn *tc)
 {
 	rdma_place_free((struct rdma_conn *)tc);
 }
@@ -932,8 +932,13 @@ void rdma_test_corrupt_rkey(struct tern_conn *tc, uint32_t mask)
 
 int rdma_test_send_raw(struct tern_conn *tc, const struct rdma_msg *m, const void *payload)
 {
+	struct rdma_conn *c = (struct rdma_conn *)tc;
 	struct rdma_msg copy = *m;
 	struct iovec iov = {.iov_base = (void *)payload, .iov_len = m->len};
+	int ret;
 
-	return rdma_send_msg((struct rdma_conn *)tc, &copy, &iov, 1);
+	rdma_lock(c, RDMA_ROLE_SEND);
+	ret = rdma_send_msg(c, &copy, &iov, 1);
+	rdma_unlock(c);
+	return ret;
 }

@@ -9,6 +9,7 @@
 #define TERN_RDMA_PRIV_H
 
 #include <infiniband/verbs.h>
+#include <pthread.h>
 #include <rdma/rdma_cma.h>
 
 #include "util/util.h"
@@ -54,7 +55,8 @@ struct rdma_conn {
 	struct ibv_comp_channel *cch;
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
-	int wake_fd; /* eventfd, readable once shutdown() ran */
+	int wake_fd;	/* eventfd, readable once shutdown() ran */
+	int kick_fd[2]; /* eventfds: completions reaped for a waiting role */
 	uint8_t *rx_mem, *tx_mem, *fb_mem;
 	struct ibv_mr *rx_mr, *tx_mr, *fb_in_mr, *fb_out_mr;
 	struct rdma_priv peer;
@@ -62,10 +64,9 @@ struct rdma_conn {
 	/* any thread: set once, by shutdown() */
 	bool shut;
 
-	/* the I/O thread(s): one sender, one receiver (they share the CQ:
-	 * a connection is driven by one thread at a time, or the caller
-	 * serializes, as for TCP's full-length calls) */
-	int failed; /* negative errno once the connection broke, 0 while fine */
+	pthread_mutex_t lock; /* everything below; dropped while waiting */
+	bool waiting[2];      /* a call of that role sleeps in rdma_wait() */
+	int failed;	      /* negative errno once the connection broke, 0 while fine */
 	bool peer_gone;
 	bool detail_is_flush; /* conn->detail tells of a flush, not its cause */
 	int recv_timeout_ms, io_timeout_ms;
@@ -140,6 +141,17 @@ int rdma_next_msg(struct rdma_conn *c, uint64_t deadline_ms, struct rdma_msg *re
 		  const uint8_t **ret_payload);
 void rdma_consume(struct rdma_conn *c);
 int rdma_feedback_send(struct rdma_conn *c);
+/* The stream with the lock held (the ops table's calls take it). */
+int rdma_stream_send(struct rdma_conn *c, struct iovec *iov, int iovcnt);
+int rdma_stream_recv(struct rdma_conn *c, void *buf, size_t len);
+int rdma_stream_recv_iov(struct rdma_conn *c, struct iovec *iov, int iovcnt);
+/* Every op holds c->lock but while it sleeps in rdma_wait(); @role says
+ * which side of a connection used by two threads at once (a control
+ * channel: one sends, one receives) this call is, so that completions one
+ * reaps wake the other. */
+enum { RDMA_ROLE_SEND, RDMA_ROLE_RECV };
+void rdma_lock(struct rdma_conn *c, int role);
+void rdma_unlock(struct rdma_conn *c);
 void rdma_feedback_read(struct rdma_conn *c);
 
 /* rdma_place.c */
@@ -151,13 +163,14 @@ int rdma_place_data(struct rdma_conn *c, const struct rdma_msg *m);
 int rdma_place_release(struct rdma_conn *c);
 void rdma_place_completed(struct rdma_conn *c);
 void rdma_place_free(struct rdma_conn *c);
-int rdma_bind_ram(struct tern_conn *tc, const struct tern_ram_region *regions, uint32_t n,
-		  const struct tern_bind_opts *opts);
-void rdma_unbind_ram(struct tern_conn *tc);
-int rdma_send_packet(struct tern_conn *tc, const struct iovec *iov, int iovcnt,
-		     const struct tern_placement *place);
-int rdma_recv_pages(struct tern_conn *tc, struct iovec *dst, int n);
-int rdma_recv_payload(struct tern_conn *tc, void *buf, size_t len, const void **ret_view);
+/* the ops of rdma_conn_ops, called with the connection's lock held */
+int rdma_bind_ram_locked(struct tern_conn *tc, const struct tern_ram_region *regions, uint32_t n,
+			 const struct tern_bind_opts *opts);
+void rdma_unbind_ram_locked(struct tern_conn *tc);
+int rdma_send_packet_locked(struct tern_conn *tc, const struct iovec *iov, int iovcnt,
+			    const struct tern_placement *place);
+int rdma_recv_pages_locked(struct tern_conn *tc, struct iovec *dst, int n);
+int rdma_recv_payload_locked(struct tern_conn *tc, void *buf, size_t len, const void **ret_view);
 void rdma_xport_stats(struct tern_conn *tc, struct tern_xport_stats *st);
 
 /* rdma_cm.c */

@@ -36,6 +36,7 @@
  * completion means every earlier request of the send queue completed.
  */
 #include <assert.h>
+#include <pthread.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -52,10 +53,26 @@ static const char *const wr_names[RDMA_WR_MAX] = {
     [RDMA_WR_RECV] = "RECV",
 };
 
+static __thread int rdma_role; /* the role of this thread's current call */
+
+/* Completions reaped or a failure seen by this call may be what a call of
+ * the other role sleeps for: it would not get a completion event of its
+ * own for them. */
+static void kick_other(struct rdma_conn *c)
+{
+	int other = !rdma_role;
+	uint64_t one = 1;
+
+	if (c->waiting[other] && write(c->kick_fd[other], &one, sizeof(one)) < 0) {
+		/* an eventfd's counter does not overflow here */
+	}
+}
+
 int rdma_fail(struct rdma_conn *c, int code, const char *fmt, ...)
 {
 	va_list ap;
 
+	kick_other(c);
 	if (!c->failed)
 		c->failed = code;
 	if (!c->base.detail[0]) {
@@ -156,6 +173,8 @@ int rdma_reap(struct rdma_conn *c)
 		return rdma_fail(c, -EIO, "ibv_poll_cq failed");
 	if (c->sq_done != done)
 		rdma_place_completed(c);
+	if (progress)
+		kick_other(c);
 	return progress;
 }
 
@@ -185,11 +204,14 @@ static void handle_cm_events(struct rdma_conn *c)
 
 int rdma_wait(struct rdma_conn *c, uint64_t deadline_ms, int poll_us)
 {
-	struct pollfd pfd[3] = {{.fd = c->cch->fd, .events = POLLIN},
+	int role = rdma_role;
+	struct pollfd pfd[4] = {{.fd = c->cch->fd, .events = POLLIN},
 				{.fd = c->ech->fd, .events = POLLIN},
-				{.fd = c->wake_fd, .events = POLLIN}};
+				{.fd = c->wake_fd, .events = POLLIN},
+				{.fd = c->kick_fd[role], .events = POLLIN}};
 	struct timespec ts, *tsp = NULL;
 	struct ibv_cq *cq;
+	uint64_t kicks;
 	void *ctx;
 	int n;
 
@@ -215,11 +237,19 @@ int rdma_wait(struct rdma_conn *c, uint64_t deadline_ms, int poll_us)
 		ts.tv_nsec = poll_us * 1000L;
 		tsp = &ts;
 	}
-	n = ppoll(pfd, 3, tsp, NULL);
+	c->waiting[role] = true;
+	pthread_mutex_unlock(&c->lock);
+	n = ppoll(pfd, 4, tsp, NULL);
+	pthread_mutex_lock(&c->lock);
+	c->waiting[role] = false;
+	rdma_role = role;
 	if (n < 0)
 		return errno == EINTR ? 0 : rdma_fail(c, -errno, "poll failed");
 	if (pfd[2].revents)
 		return -ECANCELED;
+	if (pfd[3].revents && read(c->kick_fd[role], &kicks, sizeof(kicks)) < 0) {
+		/* EAGAIN: drained already */
+	}
 	if (pfd[0].revents && !ibv_get_cq_event(c->cch, &cq, &ctx))
 		ibv_ack_cq_events(cq, 1);
 	if (pfd[1].revents)
@@ -385,9 +415,8 @@ static uint32_t msg_room(struct rdma_conn *c)
 	return MIN(RDMA_BUF_SIZE, c->peer.buf_size) - RDMA_MSG_HDR_LEN;
 }
 
-static int rdma_conn_send_iov(struct tern_conn *tc, struct iovec *iov, int iovcnt)
+int rdma_stream_send(struct rdma_conn *c, struct iovec *iov, int iovcnt)
 {
-	struct rdma_conn *c = (struct rdma_conn *)tc;
 	size_t total = 0, done = 0;
 	int ret = rdma_check(c);
 
@@ -470,9 +499,8 @@ int rdma_next_msg(struct rdma_conn *c, uint64_t deadline_ms, struct rdma_msg *re
 	}
 }
 
-static int rdma_conn_recv(struct tern_conn *tc, void *buf, size_t len)
+int rdma_stream_recv(struct rdma_conn *c, void *buf, size_t len)
 {
-	struct rdma_conn *c = (struct rdma_conn *)tc;
 	uint8_t *dst = buf;
 	int ret;
 
@@ -511,10 +539,10 @@ static int rdma_conn_recv(struct tern_conn *tc, void *buf, size_t len)
 	return 0;
 }
 
-static int rdma_conn_recv_iov(struct tern_conn *tc, struct iovec *iov, int iovcnt)
+int rdma_stream_recv_iov(struct rdma_conn *c, struct iovec *iov, int iovcnt)
 {
 	for (int i = 0; i < iovcnt; i++) {
-		int ret = rdma_conn_recv(tc, iov[i].iov_base, iov[i].iov_len);
+		int ret = rdma_stream_recv(c, iov[i].iov_base, iov[i].iov_len);
 
 		if (ret)
 			return ret;
@@ -557,6 +585,87 @@ static int rdma_conn_set_recv_timeout(struct tern_conn *tc, int timeout_ms)
 	return 0;
 }
 
+void rdma_lock(struct rdma_conn *c, int role)
+{
+	pthread_mutex_lock(&c->lock);
+	rdma_role = role;
+}
+
+void rdma_unlock(struct rdma_conn *c)
+{
+	pthread_mutex_unlock(&c->lock);
+}
+
+#define LOCKED(c, role, call)                                                                      \
+	({                                                                                         \
+		rdma_lock((c), (role));                                                            \
+		__typeof__(call) ret_ = (call);                                                    \
+		rdma_unlock(c);                                                                    \
+		ret_;                                                                              \
+	})
+
+static int rdma_conn_send_iov(struct tern_conn *tc, struct iovec *iov, int iovcnt)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, RDMA_ROLE_SEND, rdma_stream_send(c, iov, iovcnt));
+}
+
+static int rdma_conn_recv(struct tern_conn *tc, void *buf, size_t len)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, RDMA_ROLE_RECV, rdma_stream_recv(c, buf, len));
+}
+
+static int rdma_conn_recv_iov(struct tern_conn *tc, struct iovec *iov, int iovcnt)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, RDMA_ROLE_RECV, rdma_stream_recv_iov(c, iov, iovcnt));
+}
+
+static int rdma_conn_bind_ram(struct tern_conn *tc, const struct tern_ram_region *regions,
+			      uint32_t n, const struct tern_bind_opts *opts)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, opts ? RDMA_ROLE_SEND : RDMA_ROLE_RECV,
+		      rdma_bind_ram_locked(tc, regions, n, opts));
+}
+
+static void rdma_conn_unbind_ram(struct tern_conn *tc)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	rdma_lock(c, RDMA_ROLE_RECV);
+	rdma_unbind_ram_locked(tc);
+	rdma_unlock(c);
+}
+
+static int rdma_conn_send_packet(struct tern_conn *tc, const struct iovec *iov, int iovcnt,
+				 const struct tern_placement *place)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, RDMA_ROLE_SEND, rdma_send_packet_locked(tc, iov, iovcnt, place));
+}
+
+static int rdma_conn_recv_pages(struct tern_conn *tc, struct iovec *dst, int n)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, RDMA_ROLE_RECV, rdma_recv_pages_locked(tc, dst, n));
+}
+
+static int rdma_conn_recv_payload(struct tern_conn *tc, void *buf, size_t len,
+				  const void **ret_view)
+{
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+
+	return LOCKED(c, RDMA_ROLE_RECV, rdma_recv_payload_locked(tc, buf, len, ret_view));
+}
+
 const struct tern_conn_ops rdma_conn_ops = {
     .send_iov = rdma_conn_send_iov,
     .recv = rdma_conn_recv,
@@ -565,10 +674,10 @@ const struct tern_conn_ops rdma_conn_ops = {
     .close = rdma_conn_close,
     .set_io_timeout = rdma_conn_set_io_timeout,
     .set_recv_timeout = rdma_conn_set_recv_timeout,
-    .bind_ram = rdma_bind_ram,
-    .unbind_ram = rdma_unbind_ram,
-    .send_packet = rdma_send_packet,
-    .recv_pages = rdma_recv_pages,
-    .recv_payload = rdma_recv_payload,
+    .bind_ram = rdma_conn_bind_ram,
+    .unbind_ram = rdma_conn_unbind_ram,
+    .send_packet = rdma_conn_send_packet,
+    .recv_pages = rdma_conn_recv_pages,
+    .recv_payload = rdma_conn_recv_payload,
     .xport_stats = rdma_xport_stats,
 };

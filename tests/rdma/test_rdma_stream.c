@@ -104,6 +104,63 @@ static void case_flood(void)
 	check_no_leaks("stream one-way flood (credits)");
 }
 
+struct echo {
+	struct tern_conn *c;
+	int n, ret;
+};
+
+static void *echo_thread(void *opaque)
+{
+	struct echo *e = opaque;
+	uint8_t msg[300];
+
+	for (int i = 0; i < e->n && !e->ret; i++) {
+		e->ret = conn_recv(e->c, msg, sizeof(msg));
+		if (!e->ret)
+			e->ret = conn_send(e->c, msg, sizeof(msg));
+	}
+	return NULL;
+}
+
+static void *send_thread(void *opaque)
+{
+	struct echo *e = opaque;
+	uint8_t msg[300];
+
+	for (int i = 0; i < e->n && !e->ret; i++) {
+		memset(msg, (uint8_t)i, sizeof(msg));
+		e->ret = conn_send(e->c, msg, sizeof(msg));
+	}
+	return NULL;
+}
+
+/* A control channel's pattern: one thread sends while another receives on
+ * the same connection (the peer echoes). */
+static void case_duplex(void)
+{
+	enum { N = 3000 };
+	struct echo echo = {.n = N}, snd = {.n = N};
+	uint8_t msg[300];
+	pthread_t te, ts;
+	struct pair p;
+
+	pair_open(&p);
+	echo.c = p.srv;
+	snd.c = p.cli;
+	CHECK(!pthread_create(&te, NULL, echo_thread, &echo));
+	CHECK(!pthread_create(&ts, NULL, send_thread, &snd));
+	for (int i = 0; i < N; i++) {
+		CHECK_RET(conn_recv(p.cli, msg, sizeof(msg)), 0);
+		CHECK(msg[0] == (uint8_t)i && msg[299] == (uint8_t)i);
+	}
+	pthread_join(ts, NULL);
+	pthread_join(te, NULL);
+	CHECK_RET(snd.ret, 0);
+	CHECK_RET(echo.ret, 0);
+	pair_close(&p);
+	check_no_leaks("duplex: one thread sends, another receives, same connection");
+}
+
 static void case_recv_timeout(void)
 {
 	struct pair p;
@@ -257,6 +314,7 @@ int main(void)
 	case_round_trip();
 	case_large();
 	case_flood();
+	case_duplex();
 	case_recv_timeout();
 	case_shutdown();
 	case_qp_error();
