@@ -9,8 +9,8 @@ named ones. Writes OUT_CASES: one shell line per (case, device),
 with every word quoted for busybox sh, and OUT_FILES: the files the cases
 name (commands and arguments, absolute or relative to the test's workdir,
 that exist on this host), which run-suite.sh copies into the guest at the
-same paths. Prints the sum of the cases' timeouts (seconds), for the
-whole-VM timeout.
+same paths. Prints the sum of the cases' timeouts and the longest one
+(seconds), for the whole-VM timeout and the stall watch.
 """
 import json
 import os
@@ -44,11 +44,13 @@ def main():
             sys.exit("run-suite: unknown device %s (known: %s)" % (d, " ".join(DEV_ADDR)))
     files = set()
     total = 0
+    longest = 0
     lines = []
     for dev in devs:
         for t in chosen:
             timeout = int((t["timeout"] or NO_TIMEOUT) * float(scale))
             total += timeout
+            longest = max(longest, timeout)
             env = ["%s=%s" % kv for kv in sorted(t["env"].items())]
             words = ["run_case", t["name"], dev, DEV_ADDR[dev], str(timeout),
                      t["workdir"] or build, "env"] + env + t["cmd"]
@@ -63,7 +65,7 @@ def main():
         f.write("\n".join(lines) + "\n")
     with open(out_files, "w") as f:
         f.write("\n".join(sorted(files)) + "\n")
-    print(total)
+    print(total, longest)
 
 
 if __name__ == "__main__":

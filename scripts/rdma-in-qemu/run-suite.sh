@@ -26,6 +26,9 @@
 #   RDMAQ_TIMEOUT_SCALE  multiplies meson's per-test timeouts (default 2: TCG)
 #   RDMAQ_TIMEOUT        seconds for the whole VM (default: the sum of the cases'
 #                        timeouts plus 120)
+#   RDMAQ_STALL          seconds of console silence after which the guest counts as
+#                        stuck and QEMU is stopped (default: the longest case's
+#                        timeout plus 120)
 #   RDMAQ_FILES          more host files to copy in (same paths, with their libraries)
 #   RDMAQ_APPEND         extra kernel cmdline ("rdmaq.dmesg" prints dmesg after setup)
 #
@@ -54,9 +57,13 @@ DEVS=${RDMAQ_DEVS:-rxe0 siw0}
 WORK=$(mktemp -d /tmp/rdmaq-suite.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 meson introspect --tests "$B" >"$WORK/tests.json"
-total=$(python3 "$HERE/plan.py" "$WORK/tests.json" "$B" "$DEVS" "${RDMAQ_TIMEOUT_SCALE:-2}" \
-	"$WORK/cases" "$WORK/files" "$@")
+read -r total longest < <(python3 "$HERE/plan.py" "$WORK/tests.json" "$B" "$DEVS" \
+	"${RDMAQ_TIMEOUT_SCALE:-2}" "$WORK/cases" "$WORK/files" "$@" || echo fail)
+[ "$total" != fail ] || exit 2
 VM_TIMEOUT=${RDMAQ_TIMEOUT:-$((total + 120))}
+# the guest speaks at least when a case ends or times out: silence for longer
+# than the longest case means the guest itself is stuck
+STALL=${RDMAQ_STALL:-$((longest + 120))}
 
 # The appliance not being buildable here (packages, network) says nothing about
 # the code under test: no result.
@@ -178,20 +185,40 @@ cat "$DIR/base.cpio.gz" "$WORK/test.cpio.gz" >"$WORK/initrd"
 
 BIOS=()
 [ -f /usr/share/qemu/qboot.rom ] && BIOS=(-bios /usr/share/qemu/qboot.rom) # faster than SeaBIOS
+# A guest whose console stays silent for $STALL s is hung below the tests
+# (a case's own timeout would have spoken): stop QEMU.
+stall_watch() {
+	local last=-1 size quiet now
+	quiet=$(date +%s)
+	while sleep 5; do
+		size=$(stat -c %s "$WORK/console.log" 2>/dev/null || echo 0)
+		now=$(date +%s)
+		if [ "$size" != "$last" ]; then last=$size quiet=$now; continue; fi
+		[ $((now - quiet)) -ge "$STALL" ] || continue
+		echo "RDMAQ-STALL: no console output for $STALL s: the guest is stuck; stopping QEMU"
+		kill "$(cat "$WORK/qemu.pid")" 2>/dev/null
+		return
+	done
+}
 t0=$(date +%s)
+: >"$WORK/console.log"
+stall_watch &
+wpid=$!
 set +e
 timeout --foreground -k 5 "$VM_TIMEOUT" \
-	qemu-system-x86_64 "${BIOS[@]}" -accel tcg -cpu max -m "${RDMAQ_MEM:-2G}" \
+	qemu-system-x86_64 "${BIOS[@]}" -pidfile "$WORK/qemu.pid" -accel tcg -cpu max -m "${RDMAQ_MEM:-2G}" \
 	-smp "${RDMAQ_SMP:-2}" -nodefaults -no-user-config -display none -serial stdio -no-reboot \
 	-kernel "$DIR/vmlinux" -initrd "$WORK/initrd" \
 	-append "console=ttyS0 quiet loglevel=3 panic=-1 ${RDMAQ_APPEND:-}" </dev/null |
-	tr -d '\r' | tee "$WORK/console.log"
+	sed -u 's/\r$//' | tee "$WORK/console.log"
 qrc=${PIPESTATUS[0]}
 set -e
+kill $wpid 2>/dev/null || true
+wait $wpid 2>/dev/null || true
 
 # The verdict, from the console: every (case, device) must have passed, or
 # skipped where the same case passed on another device.
-echo "==== rdma-in-qemu: wall $(($(date +%s) - t0)) s, VM timeout ${VM_TIMEOUT} s, qemu exit $qrc"
+echo "==== rdma-in-qemu: wall $(($(date +%s) - t0)) s, VM timeout ${VM_TIMEOUT} s, stall ${STALL} s, qemu exit $qrc"
 if ! grep -q '^RDMAQ-READY' "$WORK/console.log"; then
 	echo "RDMAQ-SUMMARY no result: the guest did not come up"
 	exit 125
