@@ -30,12 +30,15 @@
 #                        stuck and QEMU is stopped (default: the longest case's
 #                        timeout plus 120)
 #   RDMAQ_FILES          more host files to copy in (same paths, with their libraries)
+#   RDMAQ_GDB=1          put gdb (and the Python it embeds) into the guest: a timed-out
+#                        case's dump then has every thread's user-space backtrace
 #   RDMAQ_APPEND         extra kernel cmdline ("rdmaq.dmesg" prints dmesg after setup)
 #
 # Prints the guest console; per case
 #   RDMAQ-CASE <name> dev=<rxe0|siw0> rc=<exit code> seconds=<wall time in the guest>
 # then a summary. A case that outlives its timeout gets its output so far,
-# then every process's threads with their states and kernel stacks printed
+# then every process's threads with their states and kernel stacks (and user
+# stacks with RDMAQ_GDB=1), the queue pairs and rdma_cm ids printed
 # (RDMAQ-TIMEOUT ... RDMAQ-DUMP end), and is killed with its process group.
 # Exit status: 0 iff every case passed. A skip (77) is a failure, since the
 # device is there, unless the same case passed on another device: a case may
@@ -108,6 +111,15 @@ done
 ship+=" $(command -v date)"
 # the host's providers match the host's libibverbs that the binaries bring
 ship+=" $(ls /usr/lib/$MA/libibverbs/lib{rxe,siw}-rdmav*.so 2>/dev/null | tr '\n' ' ')"
+if [ "${RDMAQ_GDB:-0}" = 1 ]; then
+	gdb=$(command -v gdb) || { echo "run-suite: RDMAQ_GDB=1 but no gdb here" >&2; exit 2; }
+	ship+=" $gdb $(ls /lib/$MA/libthread_db.so* 2>/dev/null | tr '\n' ' ')"
+	# gdb embeds Python, which will not start without its standard library
+	py=$(ldd "$gdb" | sed -n 's/.*lib\(python3\.[0-9]*\)\.so.*/\1/p' | head -1)
+	for d in ${py:+/usr/lib/$py} /usr/share/gdb; do
+		[ -d "$d" ] && mkdir -p "$T$(dirname "$d")" && cp -a "$d" "$T$(dirname "$d")/"
+	done
+fi
 # (at the path given: /usr/bin/sh stays /usr/bin/sh, a copy of what it links to)
 for f in $ship ${RDMAQ_FILES:-}; do put_with_deps "$(realpath -s "$f")"; done
 mkdir -p "$T$B"
@@ -131,7 +143,12 @@ dump_threads() {
 			echo "  tid ${t##*/} $(grep -E '^(Name|State)' "$t/status" | tr '\n\t' '  ') wchan=$(cat "$t/wchan" 2>/dev/null)"
 			sed 's/^/      /' "$t/stack" 2>/dev/null
 		done
+		command -v gdb >/dev/null &&
+			gdb -nx -batch -p "${d#/proc/}" -ex 'thread apply all bt' 2>&1 | grep -vE '^\[New LWP|^$'
 	done
+	echo "RDMAQ-DUMP queue pairs and rdma_cm ids:"
+	rdma resource show qp
+	rdma resource show cm_id
 }
 OUT=/tmp/rdmaq-case.out
 run_case() { # name dev addr timeout workdir cmd...
