@@ -266,7 +266,7 @@ err_reg : {
 	int code = -errno;
 
 	rdma_reg_error(msg, sizeof(msg), code, "message buffers",
-		       (uint64_t)(RDMA_RECV_DEPTH + RDMA_SEND_BUFS) * RDMA_BUF_SIZE);
+		       (uint64_t)(RDMA_RECV_DEPTH + RDMA_SEND_BUFS) * RDMA_BUF_SIZE, NULL);
 	return tern_error_set(err, code, "%s", msg);
 }
 err:

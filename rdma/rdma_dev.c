@@ -37,6 +37,7 @@ static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rdma_pd_ref *pds;		  /* dev_lock */
 static struct rdma_shared_mr *shared_mrs; /* dev_lock */
 static long live[RDMA_OBJ_MAX];		  /* atomics */
+static uint64_t registered_bytes;	  /* atomic: what this process has pinned */
 
 static const char *const obj_names[RDMA_OBJ_MAX] = {
     [RDMA_OBJ_PD] = "PD", [RDMA_OBJ_CQ] = "CQ",	      [RDMA_OBJ_QP] = "QP",
@@ -125,24 +126,31 @@ struct ibv_mr *rdma_reg(struct ibv_pd *pd, void *addr, size_t len, int access)
 {
 	struct ibv_mr *mr = ibv_reg_mr(pd, addr, len, access);
 
-	if (mr)
+	if (mr) {
 		rdma_obj_add(RDMA_OBJ_MR, 1);
+		__atomic_add_fetch(&registered_bytes, (uint64_t)mr->length, __ATOMIC_RELAXED);
+	}
 	return mr;
 }
 
 int rdma_dereg(struct ibv_mr *mr)
 {
+	uint64_t len;
 	int ret;
 
 	if (!mr)
 		return 0;
+	len = mr->length;
 	ret = ibv_dereg_mr(mr);
-	if (!ret)
+	if (!ret) {
 		rdma_obj_add(RDMA_OBJ_MR, -1);
+		__atomic_sub_fetch(&registered_bytes, len, __ATOMIC_RELAXED);
+	}
 	return -ret;
 }
 
-struct ibv_mr *rdma_shared_mr_get(struct ibv_pd *pd, void *addr, size_t len, int access)
+struct ibv_mr *rdma_shared_mr_get(struct ibv_pd *pd, void *addr, size_t len, int access,
+				  bool *ret_created)
 {
 	struct rdma_shared_mr *s;
 	struct ibv_mr *mr = NULL;
@@ -154,6 +162,7 @@ struct ibv_mr *rdma_shared_mr_get(struct ibv_pd *pd, void *addr, size_t len, int
 		    s->access == access) {
 			s->refs++;
 			mr = s->mr;
+			*ret_created = false;
 			goto out;
 		}
 	}
@@ -171,6 +180,7 @@ struct ibv_mr *rdma_shared_mr_get(struct ibv_pd *pd, void *addr, size_t len, int
 	}
 	s->access = access;
 	s->refs = 1;
+	*ret_created = true;
 	s->next = shared_mrs;
 	shared_mrs = s;
 	mr = s->mr;
@@ -181,12 +191,13 @@ out:
 	return mr;
 }
 
-void rdma_shared_mr_put(struct ibv_mr *mr)
+bool rdma_shared_mr_put(struct ibv_mr *mr)
 {
 	struct rdma_shared_mr **p, *s;
+	bool freed = false;
 
 	if (!mr)
-		return;
+		return false;
 	pthread_mutex_lock(&dev_lock);
 	for (p = &shared_mrs; (s = *p); p = &s->next) {
 		if (s->mr != mr)
@@ -195,10 +206,12 @@ void rdma_shared_mr_put(struct ibv_mr *mr)
 			*p = s->next;
 			rdma_dereg(s->mr);
 			free(s);
+			freed = true;
 		}
 		break;
 	}
 	pthread_mutex_unlock(&dev_lock);
+	return freed;
 }
 
 /* "8 MiB", "unlimited", "512 KiB" */
@@ -212,19 +225,24 @@ static void size_str(char *buf, size_t size, uint64_t v)
 		snprintf(buf, size, "%" PRIu64 " KiB", v >> 10);
 }
 
-int rdma_reg_error(char *buf, size_t size, int code, const char *what, uint64_t len)
+int rdma_reg_error(char *buf, size_t size, int code, const char *what, uint64_t len,
+		   const char *alt)
 {
-	char want[32], lim[32];
+	uint64_t need = __atomic_load_n(&registered_bytes, __ATOMIC_RELAXED) + len;
+	char want[32], lim[32], atleast[32];
 	struct rlimit rl;
 
 	size_str(want, sizeof(want), len);
 	if ((code == -ENOMEM || code == -EPERM || code == -EAGAIN) &&
 	    !getrlimit(RLIMIT_MEMLOCK, &rl)) {
 		size_str(lim, sizeof(lim), rl.rlim_cur);
+		/* what this process pins already, plus this, in whole MiB */
+		size_str(atleast, sizeof(atleast), (need + (1ull << 20) - 1) & ~((1ull << 20) - 1));
 		snprintf(buf, size,
-			 "registering %s of %s failed: %s; RLIMIT_MEMLOCK is %s: raise it "
-			 "(ulimit -l) above what is pinned, or turn rdma-pin-all off",
-			 want, what, strerror_r(-code, (char[64]){""}, 64), lim);
+			 "registering %s of %s failed: %s; RLIMIT_MEMLOCK is %s: raise it (ulimit "
+			 "-l) to at least %s%s%s",
+			 want, what, strerror_r(-code, (char[64]){""}, 64), lim, atleast,
+			 alt ? " or " : "", alt ? alt : "");
 	} else {
 		snprintf(buf, size, "registering %s of %s failed: %s", want, what,
 			 strerror_r(-code, (char[64]){""}, 64));

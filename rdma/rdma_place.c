@@ -98,35 +98,57 @@ static void pinned_add(struct rdma_conn *c, int64_t delta)
 		__atomic_store_n(&c->st.peak, now, __ATOMIC_RELAXED);
 }
 
+/* What a registration is, for the figures: guest RAM counts as pinned (a
+ * whole region shared by the channels counts once, on the channel that
+ * registered it and on the one that let it go); the staging ring and its
+ * mirror are the transport's own buffers, timed but not counted. */
+enum reg_kind { REG_RAM, REG_RAM_SHARED, REG_BUFFER };
+
 /* Register and account; on failure a message in @err. */
 static struct ibv_mr *reg_timed(struct rdma_conn *c, void *addr, uint64_t len, int access,
-				bool shared, const char *what, struct tern_error *err)
+				enum reg_kind kind, const char *what, struct tern_error *err)
 {
 	uint64_t t0 = tern_now_ns();
-	struct ibv_mr *mr = shared ? rdma_shared_mr_get(c->pd, addr, len, access)
-				   : rdma_reg(c->pd, addr, len, access);
+	bool counted = kind == REG_RAM;
+	struct ibv_mr *mr = kind == REG_RAM_SHARED
+				? rdma_shared_mr_get(c->pd, addr, len, access, &counted)
+				: rdma_reg(c->pd, addr, len, access);
 	char msg[256];
 
 	rdma_stat_add(&c->st.reg_ns, tern_now_ns() - t0);
 	if (!mr) {
-		rdma_reg_error(msg, sizeof(msg), errno ? -errno : -ENOMEM, what, len);
-		tern_error_set(err, errno ? -errno : -ENOMEM, "%s", msg);
+		int code = errno ? -errno : -ENOMEM;
+
+		rdma_reg_error(msg, sizeof(msg), code, what, len,
+			       kind == REG_BUFFER	       ? NULL
+			       : c->place && c->place->pin_all ? "turn rdma-pin-all off"
+							       : "lower the pin limit");
+		tern_error_set(err, code, "%s", msg);
 		return NULL;
 	}
-	rdma_stat_add(&c->st.chunks, 1);
-	pinned_add(c, (int64_t)len);
+	if (counted) {
+		rdma_stat_add(&c->st.chunks, 1);
+		pinned_add(c, (int64_t)len);
+	}
 	return mr;
 }
 
-static void dereg_counted(struct rdma_conn *c, struct ibv_mr *mr, bool shared)
+static void dereg_counted(struct rdma_conn *c, struct ibv_mr *mr, enum reg_kind kind)
 {
+	uint64_t len;
+	bool counted;
+
 	if (!mr)
 		return;
-	pinned_add(c, -(int64_t)mr->length);
-	if (shared)
-		rdma_shared_mr_put(mr);
-	else
+	len = mr->length;
+	if (kind == REG_RAM_SHARED) {
+		counted = rdma_shared_mr_put(mr);
+	} else {
+		counted = kind == REG_RAM;
 		rdma_dereg(mr);
+	}
+	if (counted)
+		pinned_add(c, -(int64_t)len);
 }
 
 /* ---- sender: registration caches ------------------------------------- */
@@ -134,7 +156,7 @@ static void dereg_counted(struct rdma_conn *c, struct ibv_mr *mr, bool shared)
 static int local_reg(void *opaque, uint32_t region, uint64_t chunk, uint8_t *addr, uint64_t len,
 		     uint32_t *ret_key, void **ret_handle, struct tern_error *err)
 {
-	struct ibv_mr *mr = reg_timed(opaque, addr, len, 0, false, "guest RAM", err);
+	struct ibv_mr *mr = reg_timed(opaque, addr, len, 0, REG_RAM, "guest RAM", err);
 
 	if (!mr)
 		return err && err->code ? err->code : -ENOMEM;
@@ -145,7 +167,7 @@ static int local_reg(void *opaque, uint32_t region, uint64_t chunk, uint8_t *add
 
 static void local_dereg(void *opaque, uint32_t region, uint64_t chunk, void *handle)
 {
-	dereg_counted(opaque, handle, false);
+	dereg_counted(opaque, handle, REG_RAM);
 }
 
 /* Wait for the peer's answer (BIND_ACK, REG_ACK) of type @type. */
@@ -187,6 +209,17 @@ static int wait_ack(struct rdma_conn *c, uint8_t type, struct tern_error *err)
 	return 0;
 }
 
+/* The destination refused to register: its limit, not ours, is the one. */
+static void remote_reg_error(char *buf, size_t size, int code, uint64_t len, bool pin_all)
+{
+	snprintf(buf, size, "the destination could not register %" PRIu64 " MiB of guest RAM: %s%s",
+		 (uint64_t)DIV_ROUND_UP(len, 1ull << 20), strerror_r(-code, (char[64]){""}, 64),
+		 code == -ENOMEM || code == -EPERM || code == -EAGAIN
+		     ? pin_all ? " (its RLIMIT_MEMLOCK; or turn rdma-pin-all off)"
+			       : " (its RLIMIT_MEMLOCK; or lower the pin limit)"
+		     : "");
+}
+
 static int remote_reg(void *opaque, uint32_t region, uint64_t chunk, uint8_t *addr, uint64_t len,
 		      uint32_t *ret_key, void **ret_handle, struct tern_error *err)
 {
@@ -211,7 +244,7 @@ static int remote_reg(void *opaque, uint32_t region, uint64_t chunk, uint8_t *ad
 	if (code) {
 		char msg[200];
 
-		rdma_reg_error(msg, sizeof(msg), -code, "guest RAM at the destination", len);
+		remote_reg_error(msg, sizeof(msg), -code, len, false);
 		return tern_error_set(err, rdma_fail(c, -code, "%s", msg), "%s", msg);
 	}
 	p->chunk_raddr[region][chunk] = p->ack.c;
@@ -285,7 +318,7 @@ static int sender_bind(struct rdma_conn *c, const struct tern_bind_opts *opts,
 			return -ENOMEM;
 		for (uint32_t i = 0; i < p->n; i++) {
 			p->local_mr[i] = reg_timed(c, p->regions[i].host, p->regions[i].size, 0,
-						   true, "guest RAM", err);
+						   REG_RAM_SHARED, "guest RAM", err);
 			if (!p->local_mr[i])
 				return rdma_fail(c, err->code, "%s", err->msg);
 		}
@@ -312,8 +345,11 @@ static int sender_bind(struct rdma_conn *c, const struct tern_bind_opts *opts,
 	if (p->ack.d) {
 		char msg[200];
 
-		rdma_reg_error(msg, sizeof(msg), -(int)p->ack.d, "guest RAM at the destination",
-			       p->pin_all ? p->regions[0].size : 0);
+		uint64_t total = 0;
+
+		for (uint32_t i = 0; p->pin_all && i < p->n; i++)
+			total += p->regions[i].size;
+		remote_reg_error(msg, sizeof(msg), -(int)p->ack.d, total, p->pin_all);
 		return tern_error_set(err, rdma_fail(c, -(int)p->ack.d, "%s", msg), "%s", msg);
 	}
 	if (!p->ack.b || p->ack.b > (1ull << 30) ||
@@ -344,7 +380,8 @@ static int stage_open(struct rdma_conn *c)
 	p->stage = aligned_alloc(4096, p->ring.size);
 	if (!p->stage)
 		return rdma_fail(c, -ENOMEM, "out of memory for the staging buffer");
-	p->stage_mr = reg_timed(c, p->stage, p->ring.size, 0, false, "the staging buffer", &err);
+	p->stage_mr =
+	    reg_timed(c, p->stage, p->ring.size, 0, REG_BUFFER, "the staging buffer", &err);
 	if (!p->stage_mr)
 		return rdma_fail(c, err.code, "%s", err.msg);
 	return 0;
@@ -389,11 +426,11 @@ static int receiver_bind(struct rdma_conn *c)
 		ack.d = ENOMEM;
 		goto answer;
 	}
-	p->ring_mr = reg_timed(c, p->ring_mem, p->ring_size, RDMA_DST_ACCESS, false,
+	p->ring_mr = reg_timed(c, p->ring_mem, p->ring_size, RDMA_DST_ACCESS, REG_BUFFER,
 			       "the staging ring", &err);
 	for (uint32_t i = 0; p->ring_mr && p->pin_all && i < p->n; i++) {
 		p->region_mr[i] = reg_timed(c, p->regions[i].host, p->regions[i].size,
-					    RDMA_DST_ACCESS, true, "guest RAM", &err);
+					    RDMA_DST_ACCESS, REG_RAM_SHARED, "guest RAM", &err);
 		if (!p->region_mr[i])
 			break;
 		put_be64(regs + i * 16, (uintptr_t)p->regions[i].host);
@@ -473,7 +510,7 @@ static int handle_reg(struct rdma_conn *c, const struct rdma_msg *m)
 	if (m->type == RDMA_MSG_UNREG) {
 		if (*slot) {
 			p->dst_pinned -= (*slot)->length;
-			dereg_counted(c, *slot, false);
+			dereg_counted(c, *slot, REG_RAM);
 			*slot = NULL;
 		}
 		return 0;
@@ -485,7 +522,7 @@ static int handle_reg(struct rdma_conn *c, const struct rdma_msg *m)
 					 "REG from %s: %" PRIu64
 					 " bytes pinned, over its limit %" PRIu64,
 					 c->base.peer, p->dst_pinned, p->pin_limit);
-		*slot = reg_timed(c, p->regions[region].host + off, len, RDMA_DST_ACCESS, false,
+		*slot = reg_timed(c, p->regions[region].host + off, len, RDMA_DST_ACCESS, REG_RAM,
 				  "guest RAM", &err);
 		if (*slot)
 			p->dst_pinned += len;
@@ -870,19 +907,19 @@ void rdma_place_free(struct rdma_conn *c)
 	rdma_regcache_free(p->local_rc);
 	for (uint32_t i = 0; i < p->n; i++) {
 		if (p->local_mr)
-			dereg_counted(c, p->local_mr[i], true);
+			dereg_counted(c, p->local_mr[i], REG_RAM_SHARED);
 		if (p->region_mr)
-			dereg_counted(c, p->region_mr[i], true);
+			dereg_counted(c, p->region_mr[i], REG_RAM_SHARED);
 		if (p->chunk_mr && p->chunk_mr[i]) {
 			for (uint64_t k = 0; k < nchunks(p, i); k++)
-				dereg_counted(c, p->chunk_mr[i][k], false);
+				dereg_counted(c, p->chunk_mr[i][k], REG_RAM);
 			free(p->chunk_mr[i]);
 		}
 		if (p->chunk_raddr)
 			free(p->chunk_raddr[i]);
 	}
-	dereg_counted(c, p->ring_mr, false);
-	dereg_counted(c, p->stage_mr, false);
+	dereg_counted(c, p->ring_mr, REG_BUFFER);
+	dereg_counted(c, p->stage_mr, REG_BUFFER);
 	free(p->ring_mem);
 	free(p->stage);
 	free(p->local_mr);
@@ -901,7 +938,16 @@ void rdma_place_free(struct rdma_conn *c)
 
 void rdma_unbind_ram_locked(struct tern_conn *tc)
 {
-	rdma_place_free((struct rdma_conn *)tc);
+	struct rdma_conn *c = (struct rdma_conn *)tc;
+	uint64_t deadline =
+	    tern_now_ms() + (uint64_t)(c->io_timeout_ms > 0 ? c->io_timeout_ms : 30000);
+
+	/* a sender's WRITEs still read its registered pages: let them finish
+	 * (every packet ends with a signaled SEND) before the keys go */
+	while (c->place && c->place->sender && !rdma_check(c) && c->sq_done < c->last_signaled)
+		if (rdma_wait(c, deadline, 0))
+			break;
+	rdma_place_free(c);
 }
 
 void rdma_xport_stats(struct tern_conn *tc, struct tern_xport_stats *st)

@@ -71,6 +71,7 @@ struct rdma_conn {
 	bool detail_is_flush; /* conn->detail tells of a flush, not its cause */
 	int recv_timeout_ms, io_timeout_ms;
 	uint64_t sq_posted, sq_done;	 /* work requests posted / known complete */
+	uint64_t last_signaled;		 /* the last signaled WR: all before it are done with it */
 	uint64_t sends;			 /* SENDs posted: credits used */
 	uint64_t peer_reposted;		 /* the peer's feedback: credits returned */
 	uint64_t peer_released;		 /* the peer's feedback: ring bytes released */
@@ -114,10 +115,14 @@ void rdma_pd_put(struct ibv_pd *pd);
 struct ibv_mr *rdma_reg(struct ibv_pd *pd, void *addr, size_t len, int access);
 int rdma_dereg(struct ibv_mr *mr);
 /* A whole region's MR, shared by every channel of the process (refcounted). */
-struct ibv_mr *rdma_shared_mr_get(struct ibv_pd *pd, void *addr, size_t len, int access);
-void rdma_shared_mr_put(struct ibv_mr *mr);
-/* "registering N MiB of @what failed: <errno>; RLIMIT_MEMLOCK is ..." */
-int rdma_reg_error(char *buf, size_t size, int code, const char *what, uint64_t len);
+struct ibv_mr *rdma_shared_mr_get(struct ibv_pd *pd, void *addr, size_t len, int access,
+				  bool *ret_created);
+/* true when this put released the registration */
+bool rdma_shared_mr_put(struct ibv_mr *mr);
+/* "registering N MiB of @what failed: <errno>; RLIMIT_MEMLOCK is ... raise it
+ * to at least ...[ or @alt]" */
+int rdma_reg_error(char *buf, size_t size, int code, const char *what, uint64_t len,
+		   const char *alt);
 /* "rxe0, siw0" or "none" */
 void rdma_device_names(char *buf, size_t size);
 

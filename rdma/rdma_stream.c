@@ -289,6 +289,8 @@ int rdma_post_send(struct rdma_conn *c, struct ibv_send_wr *wr, enum rdma_wr_kin
 		return rdma_fail(c, -EIO, "ibv_post_send (%s): %s", wr_names[kind],
 				 strerror_r(ret < 0 ? -ret : ret, (char[64]){""}, 64));
 	c->sq_posted = seq;
+	if (signaled)
+		c->last_signaled = seq;
 	if (ret_seq)
 		*ret_seq = seq;
 	return 0;

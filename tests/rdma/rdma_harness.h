@@ -123,7 +123,11 @@ static inline void check_no_leaks(const char *name)
 		fprintf(stderr, "%s: %ld verbs objects left: %s\n", name, n, what);
 		exit(1);
 	}
-	printf("ok - %s\n", name);
+	static uint64_t last;
+	uint64_t now = tern_now_ms();
+
+	printf("ok - %s (%.1f s)\n", name, last ? (double)(now - last) / 1e3 : 0.0);
+	last = now;
 	fflush(stdout);
 }
 

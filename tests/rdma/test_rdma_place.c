@@ -320,6 +320,7 @@ static void case_wrong_rkey(void)
 	struct tern_bind_opts opts = {.pin_all = true};
 	uint64_t off[4] = {0, PAGE, 2 * PAGE, 3 * PAGE};
 	struct session s;
+	uint64_t t0;
 	int ret = 0;
 
 	memset(&s, 0, sizeof(s));
@@ -332,11 +333,13 @@ static void case_wrong_rkey(void)
 	CHECK(!pthread_create(&s.t, NULL, receiver_thread, &s.rx));
 	CHECK_RET(conn_send(s.p.cli, "hello, this is thirty-two bytes", 32), 0);
 	CHECK_RET(conn_bind_ram(s.p.cli, s.src.r, 2, &opts), 0);
+	t0 = tern_now_ms();
 	for (int i = 0; i < 200 && !ret; i++) {
 		ret = send_pages(s.p.cli, &s.src, 0, off, 4, (uint32_t)i);
 		usleep(10000);
 	}
-	printf("# wrong rkey: %d (%s): \"%s\"\n", ret, strerror(-ret), s.p.cli->detail);
+	printf("# wrong rkey: %d (%s) after %.1f s: \"%s\"\n", ret, strerror(-ret),
+	       (double)(tern_now_ms() - t0) / 1e3, s.p.cli->detail);
 	CHECK(ret < 0);
 	CHECK(strstr(s.p.cli->detail, "status") || strstr(s.p.cli->detail, "flushed"));
 	session_close(&s);
