@@ -126,10 +126,11 @@ static struct ibv_mr *reg_timed(struct rdma_conn *c, void *addr, uint64_t len, i
 		tern_error_set(err, code, "%s", msg);
 		return NULL;
 	}
-	if (counted) {
+	/* the ring counts as a registration, not as pinned guest RAM */
+	if (counted || kind == REG_BUFFER)
 		rdma_stat_add(&c->st.chunks, 1);
+	if (counted)
 		pinned_add(c, (int64_t)len);
-	}
 	return mr;
 }
 

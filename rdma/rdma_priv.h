@@ -64,9 +64,10 @@ struct rdma_conn {
 	/* any thread: set once, by shutdown() */
 	bool shut;
 
-	pthread_mutex_t lock; /* everything below; dropped while waiting */
-	bool waiting[2];      /* a call of that role sleeps in rdma_wait() */
-	int failed;	      /* negative errno once the connection broke, 0 while fine */
+	pthread_mutex_t lock;	 /* everything below; dropped while waiting */
+	bool waiting[2];	 /* a call of that role sleeps in rdma_wait() */
+	unsigned int roles_seen; /* 1 << role of every call so far */
+	int failed;		 /* negative errno once the connection broke, 0 while fine */
 	bool peer_gone;
 	bool detail_is_flush; /* conn->detail tells of a flush, not its cause */
 	int recv_timeout_ms, io_timeout_ms;

@@ -45,6 +45,7 @@
 #include "rdma_priv.h"
 
 #define RDMA_DEFAULT_IO_TIMEOUT_MS 30000
+#define RDMA_DUPLEX_NAP_MS 50
 
 static const char *const wr_names[RDMA_WR_MAX] = {
     [RDMA_WR_SEND] = "SEND",
@@ -235,6 +236,15 @@ int rdma_wait(struct rdma_conn *c, uint64_t deadline_ms, int poll_us)
 	if (poll_us > 0 && (!tsp || ts.tv_sec || ts.tv_nsec > poll_us * 1000L)) {
 		ts.tv_sec = 0;
 		ts.tv_nsec = poll_us * 1000L;
+		tsp = &ts;
+	}
+	/* A connection used by two threads (the control channel) sleeps at
+	 * most RDMA_DUPLEX_NAP_MS at a time: a backstop should a completion
+	 * the other thread reaped not reach us through the kick. */
+	if (c->roles_seen == 3 &&
+	    (!tsp || ts.tv_sec || ts.tv_nsec > RDMA_DUPLEX_NAP_MS * 1000000L)) {
+		ts.tv_sec = 0;
+		ts.tv_nsec = RDMA_DUPLEX_NAP_MS * 1000000L;
 		tsp = &ts;
 	}
 	c->waiting[role] = true;
@@ -591,6 +601,7 @@ void rdma_lock(struct rdma_conn *c, int role)
 {
 	pthread_mutex_lock(&c->lock);
 	rdma_role = role;
+	c->roles_seen |= 1u << role;
 }
 
 void rdma_unlock(struct rdma_conn *c)

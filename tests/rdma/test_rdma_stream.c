@@ -149,8 +149,15 @@ static void case_duplex(void)
 	snd.c = p.cli;
 	CHECK(!pthread_create(&te, NULL, echo_thread, &echo));
 	CHECK(!pthread_create(&ts, NULL, send_thread, &snd));
+	/* a lost wakeup fails here rather than hanging the suite */
+	CHECK_RET(conn_set_recv_timeout(p.cli, 20000), 0);
 	for (int i = 0; i < N; i++) {
-		CHECK_RET(conn_recv(p.cli, msg, sizeof(msg)), 0);
+		int ret = conn_recv(p.cli, msg, sizeof(msg));
+
+		if (ret)
+			fprintf(stderr, "echo %d: %d; sender %d, echo thread %d: %s\n", i, ret,
+				snd.ret, echo.ret, p.cli->detail);
+		CHECK_RET(ret, 0);
 		CHECK(msg[0] == (uint8_t)i && msg[299] == (uint8_t)i);
 	}
 	pthread_join(ts, NULL);
