@@ -607,6 +607,9 @@ static int xbzrle_round_barrier(struct tern_session *s, struct round_ctx *rc,
  * provider log is re-armed before the first of its pages is queued -- and so
  * before any of them is read.
  */
+static int wait_acked(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		      struct tern_error *err);
+
 static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool last,
 		      struct tern_error *err)
 {
@@ -618,6 +621,10 @@ static int send_round(struct tern_session *s, struct round_ctx *rc, uint64_t rou
 	int ret;
 
 	ret = xbzrle_round_barrier(s, rc, err);
+	/* Placed pages land as they are sent: round n-1 must have landed (and
+	 * its zero pages been cleared) on every channel first. */
+	if (!ret && round > 1 && mf_send_places_pages(s->mf_send))
+		ret = wait_acked(s, rc, round - 1, err);
 	pthread_mutex_lock(&s->lock);
 	s->sync_marks[round % 4].round = 0; /* not this round's until its RAM_SYNC */
 	pthread_mutex_unlock(&s->lock);

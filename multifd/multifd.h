@@ -261,6 +261,15 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
  * (then it says only "at least"). Thread-safe.
  */
 uint64_t mf_send_link_rate(struct mf_send *s);
+/*
+ * Whether the channels place pages in the peer's RAM as they send them
+ * (conn_places_pages()). The receiving side's SYNC barrier then orders
+ * nothing: a page of round n+1 would land at once, before a copy of round n
+ * still in flight on another channel, or before the peer clears a page that
+ * round n sent as zero. The caller must not send round n+1's pages before
+ * the peer acknowledged round n.
+ */
+bool mf_send_places_pages(struct mf_send *s);
 /* The transports' own figures (registration, placement) summed over channels. */
 void mf_send_xport_stats(struct mf_send *s, struct tern_xport_stats *total);
 /* Codec figures summed over channels; @reason (@len bytes, may be NULL): the

@@ -957,6 +957,11 @@ void mf_send_codec_stats(struct mf_send *s, struct mf_codec_stats *total, char *
 	}
 }
 
+bool mf_send_places_pages(struct mf_send *s)
+{
+	return s->cfg.nchannels && conn_places_pages(s->chans[0].conn);
+}
+
 void mf_send_xport_stats(struct mf_send *s, struct tern_xport_stats *total)
 {
 	uint32_t i;

@@ -255,6 +255,13 @@ static inline void conn_unbind_ram(struct tern_conn *c)
 		c->ops->unbind_ram(c);
 }
 
+/* Whether pages reach the peer's RAM the moment they are sent (placement),
+ * rather than when the peer reads them from the stream. */
+static inline bool conn_places_pages(const struct tern_conn *c)
+{
+	return c->ops->send_packet != NULL;
+}
+
 static inline int conn_send_packet(struct tern_conn *c, struct iovec *iov, int iovcnt,
 				   const struct tern_placement *place)
 {
