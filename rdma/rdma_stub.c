@@ -6,9 +6,9 @@
 #include "util/util.h"
 #include "rdma.h"
 
-#define RDMA_NOT_BUILT                                                                         \
-	"this build of tern has no RDMA support: rdma-core's headers were missing when it was " \
-	"configured (install libibverbs-dev and librdmacm-dev, then meson setup "            \
+#define RDMA_NOT_BUILT                                                                             \
+	"this build of tern has no RDMA support: rdma-core's headers were missing when it was "    \
+	"configured (install libibverbs-dev and librdmacm-dev, then meson setup "                  \
 	"-Drdma=enabled)"
 
 static int stub_listen(const char *addr, struct tern_listener **ret_listener,

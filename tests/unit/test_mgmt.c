@@ -518,8 +518,8 @@ static void test_params(void **state)
 
 static void test_caps_list(void **state)
 {
-	static const char *const caps[] = {"verify-ram", "auto-converge",
-					   "pause-before-switchover", "rdma-pin-all"};
+	static const char *const caps[] = {"verify-ram", "auto-converge", "pause-before-switchover",
+					   "rdma-pin-all"};
 	struct fixture *f = *state;
 	struct tern_error err = {0};
 	struct json_object *r, *ret;
