@@ -638,7 +638,8 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	s->nbatches = 2 * cfg->nchannels + 1;
 	s->batches = calloc(s->nbatches, sizeof(*s->batches));
 	s->pool = calloc(s->nbatches, sizeof(*s->pool));
-	if (!s->chans || !s->batches || !s->pool) {
+	s->regions = calloc(cfg->nblocks ? cfg->nblocks : 1, sizeof(*s->regions));
+	if (!s->chans || !s->batches || !s->pool || !s->regions) {
 		for (i = 0; i < cfg->nchannels; i++)
 			conn_close(conns[i]);
 		free(s->chans);
@@ -648,15 +649,6 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	}
 	for (i = 0; i < s->nbatches; i++)
 		s->pool[s->pool_len++] = &s->batches[i];
-	s->regions = calloc(cfg->nblocks ? cfg->nblocks : 1, sizeof(*s->regions));
-	if (!s->regions) {
-		for (i = 0; i < cfg->nchannels; i++)
-			conn_close(conns[i]);
-		free(s->chans);
-		s->chans = NULL;
-		mf_send_free(s);
-		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
-	}
 	for (i = 0; i < cfg->nblocks; i++)
 		s->regions[i] = (struct tern_ram_region){cfg->blocks[i].host, cfg->blocks[i].size};
 	for (i = 0; i < cfg->nchannels; i++) {

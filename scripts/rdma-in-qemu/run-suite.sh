@@ -34,6 +34,8 @@
 #   RDMAQ_FILES          more host files to copy in (same paths, with their libraries)
 #   RDMAQ_GDB=1          put gdb (and the Python it embeds) into the guest: a timed-out
 #                        case's dump then has every thread's user-space backtrace
+#   RDMAQ_RUN            "COMMAND ARGS": run that instead of the suite, once, on the
+#                        first device (benchmarks: scripts/rdma-in-qemu/bench-transports.sh)
 #   RDMAQ_APPEND         extra kernel cmdline ("rdmaq.dmesg" prints dmesg after setup)
 #
 # Prints the guest console; per case
@@ -65,6 +67,19 @@ meson introspect --tests "$B" >"$WORK/tests.json"
 read -r total longest < <(python3 "$HERE/plan.py" "$WORK/tests.json" "$B" "$DEVS" \
 	"${RDMAQ_TIMEOUT_SCALE:-2}" "$WORK/cases" "$WORK/files" "$@" || echo fail)
 [ "$total" != fail ] || exit 2
+# RDMAQ_RUN="COMMAND ARGS": run that one command instead (a benchmark, say),
+# once, on the first device, as case "run" with its environment
+if [ -n "${RDMAQ_RUN:-}" ]; then
+	read -r -a run <<<"$RDMAQ_RUN"
+	dev0=${DEVS%% *}
+	case $dev0 in rxe0) a0=10.77.1.1 ;; *) a0=10.77.2.1 ;; esac
+	total=${RDMAQ_RUN_TIMEOUT:-1800}
+	longest=$total
+	printf 'run_case run %s %s %s %q env' "$dev0" "$a0" "$total" "$B" >"$WORK/cases"
+	printf ' %q' "${run[@]}" >>"$WORK/cases"
+	echo >>"$WORK/cases"
+	[ -f "${run[0]}" ] && echo "$(realpath "${run[0]}")" >"$WORK/files"
+fi
 VM_TIMEOUT=${RDMAQ_TIMEOUT:-$((total + 120))}
 # the guest speaks at least when a case ends or times out: silence for longer
 # than the longest case means the guest itself is stuck
