@@ -116,7 +116,11 @@ static int dest_handshake(struct tern_session *s, struct lobby *lb, struct tern_
 	if (sent)
 		return tern_error_set(err, sent, "control channel from %s: %s", ctl->peer,
 				      strerror(-sent));
-	return rp_send(s, CTL_HELLO_ACK, NULL, 0);
+	ret = rp_send(s, CTL_HELLO_ACK, NULL, 0);
+	if (ret)
+		return tern_error_set(err, ret, "control channel from %s: sending HELLO_ACK: %s",
+				      ctl->peer, strerror(-ret));
+	return 0;
 }
 
 /*

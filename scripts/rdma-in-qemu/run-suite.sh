@@ -7,8 +7,10 @@
 # The cases are meson's own: `meson introspect --tests BUILD_DIR` gives each
 # test of suite rdma (or each one named) with its command, arguments, env and
 # timeout. Each runs once per device, with
-#   TERN_RDMA_DEV=rxe0 TERN_RDMA_ADDR=10.77.1.1    (rxe on a dummy netdev)
-#   TERN_RDMA_DEV=siw0 TERN_RDMA_ADDR=10.77.2.1    (siw on another one)
+#   TERN_RDMA_DEV=rxe0 TERN_RDMA_ADDR=10.77.1.1 TERN_RDMA_ADDR6=fd77:1::1
+#                                                  (rxe on a dummy netdev)
+#   TERN_RDMA_DEV=siw0 TERN_RDMA_ADDR=10.77.2.1 TERN_RDMA_ADDR6=fd77:2::1
+#                                                  (siw on another one)
 # as root, with RLIMIT_MEMLOCK unlimited, its working directory the build dir.
 # The binaries run as they were built (dynamically linked): each file a case
 # names, the build's libtern.so* and programs (tern-vm, tern-bench,
@@ -177,7 +179,9 @@ run_case() { # name dev addr timeout workdir cmd...
 	if grep -q ACTIVE /sys/class/infiniband/$dev/ports/1/state 2>/dev/null; then
 		cd "$wd"
 		# its own process group, so that a timeout kills what it started too
-		TERN_RDMA_ADDR=$addr TERN_RDMA_DEV=$dev setsid "$@" >$OUT 2>&1 </dev/null &
+		# the IPv6 address init gave the same netdev: fd77:<n>::1 for 10.77.<n>.1
+		a6=fd77:$(echo "$addr" | cut -d. -f3)::1
+		TERN_RDMA_ADDR=$addr TERN_RDMA_ADDR6=$a6 TERN_RDMA_DEV=$dev setsid "$@" >$OUT 2>&1 </dev/null &
 		cpid=$!
 		(
 			sleep "$tmo"

@@ -205,6 +205,8 @@ static void usage(FILE *f, const char *prog)
 	    "  --transport tcp|unix|rdma  (default tcp; rdma: on $TERN_RDMA_ADDR, an\n"
 	    "                          address on an RDMA device's netdev; exit 77\n"
 	    "                          (skip) when it is not set)\n"
+	    "  --rdma-ipv6             rdma on $TERN_RDMA_ADDR6 (an IPv6 address of the\n"
+	    "                          same netdev) instead; exit 77 when it is not set\n"
 	    "  --rdma-pin-all          rdma-pin-all capability\n"
 	    "  --rdma-pin-limit SIZE   rdma-pin-limit parameter\n"
 	    "  --channels N            (default 2)\n"
@@ -279,6 +281,7 @@ int main(int argc, char **argv)
 	    {"sequential", no_argument, NULL, 'S'},
 	    {"expect-dirty-rate", no_argument, NULL, 'E'},
 	    {"rdma-pin-all", no_argument, NULL, 'P'},
+	    {"rdma-ipv6", no_argument, NULL, '6'},
 	    {"rdma-pin-limit", required_argument, NULL, 'L'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
@@ -299,6 +302,7 @@ int main(int argc, char **argv)
 	    .log_level = LOG_INFO,
 	    .codec = "none",
 	};
+	const char *rdma_env = "TERN_RDMA_ADDR";
 	int c;
 
 	while ((c = getopt_long(argc, argv, "vqh", longopts, NULL)) != -1) {
@@ -376,6 +380,9 @@ int main(int argc, char **argv)
 		case 'P':
 			cfg.rdma_pin_all = true;
 			break;
+		case '6':
+			rdma_env = "TERN_RDMA_ADDR6";
+			break;
 		case 'L':
 			cfg.rdma_pin_limit = opt_size("--rdma-pin-limit", optarg);
 			break;
@@ -404,11 +411,11 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!strcmp(cfg.transport, "rdma")) {
-		cfg.rdma_addr = getenv("TERN_RDMA_ADDR");
+		cfg.rdma_addr = getenv(rdma_env);
 		if (!cfg.rdma_addr || !*cfg.rdma_addr) {
-			printf(
-			    "SKIP: --transport rdma needs TERN_RDMA_ADDR (an address on an RDMA "
-			    "device's netdev; scripts/rdma-in-qemu/ runs this with rxe and siw)\n");
+			printf("SKIP: --transport rdma needs %s (an address on an RDMA "
+			       "device's netdev; scripts/rdma-in-qemu/ runs this with rxe and siw)\n",
+			       rdma_env);
 			return 77;
 		}
 	}

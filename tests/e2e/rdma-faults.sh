@@ -4,7 +4,7 @@
 # $TERN_RDMA_ADDR ($TERN_RDMA_DEV names it: rxe0, siw0). Skips (77) without
 # one; scripts/rdma-in-qemu/ runs it once on rxe and once on siw.
 #
-#   rdma-faults.sh TERN_LOOPBACK CASE
+#   rdma-faults.sh TERN_LOOPBACK TERNCTL CASE
 #
 # dest-killed    the destination is SIGKILLed while pages flow: the source
 #                ends `failed` with a message naming what broke, within
@@ -23,9 +23,18 @@
 #                source reports the destination's reason). rxe lets root
 #                pin past the limit (CAP_IPC_LOCK); siw counts it even for
 #                root: these cases skip on rxe.
+# cancel-setup / cancel-active / cancel-pre-switchover
+#                `ternctl cancel` on the source's management socket once its
+#                status reads setup (the destination is SIGSTOPped, so the
+#                rdma_cm connect waits for an accept), active (pages flow
+#                over a slow link), or pre-switchover (pause-before-switchover
+#                holds it there, every page placed). The source ends
+#                `cancelled` within 10 s of the cancel and exits 1; the
+#                destination ends `failed` with a message, never completed.
 set -u
 lb=$1
-case_name=$2
+ctl=$2
+case_name=$3
 if [ -z "${TERN_RDMA_ADDR:-}" ]; then
 	echo "SKIP: needs TERN_RDMA_ADDR (an address on an RDMA device's netdev)"
 	exit 77
@@ -98,6 +107,41 @@ wait_pid() {
 	fi
 	wait "$1"
 	rc=$?
+}
+
+# cancel_in STATE: cancel the source ($src, socket $tmp/src.sock) once its
+# status reads STATE, then check both ends
+cancel_in() {
+	n=0
+	st=""
+	while [ "$n" -lt 600 ]; do
+		st=$("$ctl" -s "$tmp/src.sock" --json query 2>/dev/null |
+			grep -o '"status":"[^"]*"' | head -n 1 | cut -d'"' -f4)
+		[ "$st" = "$1" ] && break
+		kill -0 "$src" 2>/dev/null || fail "the source ended before reaching $1"
+		sleep 0.1
+		n=$((n + 1))
+	done
+	[ "$st" = "$1" ] || fail "the source never reached $1 (last: '$st')"
+	t0=$(date +%s%N)
+	"$ctl" -s "$tmp/src.sock" cancel >/dev/null || fail "ternctl cancel refused in $1"
+	wait_pid "$src" 30
+	src=""
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	st=$(field status "$tmp/src.out")
+	say "source exited $rc $ms ms after the cancel: $st: $(field error "$tmp/src.out")"
+	[ "$rc" = 1 ] || fail "source exit status $rc, expected 1"
+	[ "$st" = cancelled ] || fail "source ended '$st', expected cancelled"
+	[ "$ms" -lt 10000 ] || fail "the cancel took $ms ms (limit 10 s)"
+	kill -CONT "$dst" 2>/dev/null
+	wait_pid "$dst" 60
+	dst=""
+	st=$(field status "$tmp/dst.out")
+	err=$(field error "$tmp/dst.out")
+	say "destination exited $rc: $st: $err"
+	[ "$rc" != 0 ] || fail "destination exit status 0"
+	[ "$st" = failed ] || fail "destination ended '$st', expected failed"
+	[ -n "$err" ] || fail "the destination gives no reason"
 }
 
 ram=32M
@@ -189,6 +233,28 @@ memlock-source | memlock-dest)
 	esac
 	wait_pid "$dst" 30
 	dst=""
+	;;
+cancel-setup)
+	start_dest - --ram $ram
+	kill -STOP "$dst"
+	"$lb" --migrate-to "$uri" --ram $ram --mgmt "$tmp/src.sock" --timeout 120 \
+		>"$tmp/src.out" 2>"$tmp/src.err" &
+	src=$!
+	cancel_in setup
+	;;
+cancel-active)
+	start_dest - --ram $ram
+	"$lb" --migrate-to "$uri" --ram $ram $slow --mgmt "$tmp/src.sock" --timeout 120 \
+		>"$tmp/src.out" 2>"$tmp/src.err" &
+	src=$!
+	cancel_in active
+	;;
+cancel-pre-switchover)
+	start_dest - --ram $ram
+	"$lb" --migrate-to "$uri" --ram $ram --pause-before-switchover \
+		--mgmt "$tmp/src.sock" --timeout 120 >"$tmp/src.out" 2>"$tmp/src.err" &
+	src=$!
+	cancel_in pre-switchover
 	;;
 *)
 	echo "rdma-faults.sh: unknown case '$case_name'" >&2
