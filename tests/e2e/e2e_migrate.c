@@ -413,9 +413,10 @@ int main(int argc, char **argv)
 	if (!strcmp(cfg.transport, "rdma")) {
 		cfg.rdma_addr = getenv(rdma_env);
 		if (!cfg.rdma_addr || !*cfg.rdma_addr) {
-			printf("SKIP: --transport rdma needs %s (an address on an RDMA "
-			       "device's netdev; scripts/rdma-in-qemu/ runs this with rxe and siw)\n",
-			       rdma_env);
+			printf(
+			    "SKIP: --transport rdma needs %s (an address on an RDMA "
+			    "device's netdev; scripts/rdma-in-qemu/ runs this with rxe and siw)\n",
+			    rdma_env);
 			return 77;
 		}
 	}
