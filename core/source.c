@@ -77,7 +77,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	uint32_t i;
 	int ret;
 
-	ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &ctl, err);
+	ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, s->cancel_fd, &ctl, err);
 	if (ret)
 		return ret;
 	ret = session_set_ctl(s, ctl);
@@ -116,7 +116,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	__atomic_store_n(&s->rtt_ns, tern_now_ns() - t0, __ATOMIC_RELAXED);
 
 	for (i = 0; i < s->nchannels; i++) {
-		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, &conns[i], err);
+		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, s->cancel_fd, &conns[i], err);
 		if (!ret) {
 			ret = conn_set_io_timeout(conns[i], src_io_timeout_ms(s));
 			if (ret)
