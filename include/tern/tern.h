@@ -415,6 +415,35 @@ enum tern_stats_codec {
 	TERN_STATS_CODECS,
 };
 
+/*
+ * Slots of the per-class CPU arrays of struct tern_stats: the library's
+ * threads by what they do (slot 0 is unused). Each names itself so that
+ * `top -H` and profilers show it:
+ *   migration  the source's migration thread (tern-mig) and return path
+ *              (tern-rp); the destination's load thread (tern-load)
+ *   send       the source's worker channels (tern-send/N)
+ *   recv       the destination's worker channels (tern-recv/N)
+ *   prefault   the destination's RAM_HINT prefault thread (tern-prefault)
+ *   digest     verify-ram's RAM digest: its threads (tern-digest/N) and
+ *              the migration / load thread's own share of the digest
+ *   mgmt       the management server (tern-mgmt)
+ *   other      the rest: the destination's lobby readers (tern-lobby)
+ */
+enum tern_cpu_class {
+	TERN_CPU_INVALID = 0,
+	TERN_CPU_MIGRATION,
+	TERN_CPU_SEND,
+	TERN_CPU_RECV,
+	TERN_CPU_PREFAULT,
+	TERN_CPU_DIGEST,
+	TERN_CPU_MGMT,
+	TERN_CPU_OTHER,
+	TERN_CPU_CLASSES,
+};
+
+/** tern_cpu_class_name() - "migration", "send", ... ("invalid" when out of range). */
+TERN_EXPORT const char *tern_cpu_class_name(enum tern_cpu_class c);
+
 /**
  * struct tern_codec_stats - what went through one codec (source: encoded;
  * destination: decoded), normal pages only (zero pages never reach a codec).
