@@ -168,6 +168,7 @@ static void *prefault_main(void *arg)
 {
 	struct prefault *pf = arg;
 	struct tern_session *s = pf->s;
+	CPU_THREAD(cpu, &s->cpu, TERN_CPU_PREFAULT, "tern-prefault");
 	uint32_t bi;
 
 	for (bi = 0; bi < s->nblocks; bi++) {

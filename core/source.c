@@ -155,6 +155,7 @@ static void delivered_learn(struct tern_session *s, uint64_t round, uint64_t now
 static void *rp_thread(void *arg)
 {
 	struct tern_session *s = arg;
+	CPU_THREAD(cpu, &s->cpu, TERN_CPU_MIGRATION, "tern-rp");
 	struct tern_error err = {0};
 	uint16_t type;
 	uint8_t *p;
@@ -1286,6 +1287,7 @@ void *source_thread(void *arg)
 	bool paused = false;
 	int ret;
 
+	s->cpu_main = cpu_thread_start(&s->cpu, TERN_CPU_MIGRATION, "tern-mig");
 	ret = src_setup(s, addr, &err);
 	if (!ret)
 		ret = workers_ready(s, &err);
