@@ -214,6 +214,23 @@ void bench_fmt_rate(uint64_t bps, char *buf, size_t len);
 extern const char *const bench_fig_names[];
 extern const unsigned int bench_fig_count;
 
+/*
+ * What the migration cost each side in CPU (the programs' cpu_* fields,
+ * common/stats_json.c): per thread class, in the order the table shows
+ * them. A record carries the source's under the programs' names and the
+ * destination's with "dest_" before them.
+ */
+extern const char *const bench_cpu_classes[];
+extern const unsigned int bench_cpu_class_count;
+/* The classes that are one thread per side: their ceiling caps the whole migration. */
+bool bench_cpu_class_serial(const char *cls);
+/*
+ * bench_cpu_key() - the record's name of a CPU figure: @what "s_per_gib",
+ * "user_us" or "sys_us" of class @cls, or of the side's total when @cls is
+ * NULL ("cpu_s_per_gib", "cpu_lib_user_us", ...); "dest_" first when @dest.
+ */
+void bench_cpu_key(char *buf, size_t len, bool dest, const char *cls, const char *what);
+
 struct bench_group {
 	char key[BENCH_KEY_MAX];     /* guest and every axis: what --baseline matches on */
 	char label[BENCH_LABEL_MAX]; /* the axes that vary in this result set */

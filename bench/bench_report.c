@@ -62,6 +62,27 @@ const char *const bench_fig_names[] = {
 };
 const unsigned int bench_fig_count = sizeof(bench_fig_names) / sizeof(bench_fig_names[0]);
 
+const char *const bench_cpu_classes[] = {"migration", "send", "recv", "prefault",
+					 "digest",    "mgmt", "other"};
+const unsigned int bench_cpu_class_count = sizeof(bench_cpu_classes) / sizeof(bench_cpu_classes[0]);
+
+bool bench_cpu_class_serial(const char *cls)
+{
+	return !strcmp(cls, "migration") || !strcmp(cls, "prefault") || !strcmp(cls, "mgmt");
+}
+
+void bench_cpu_key(char *buf, size_t len, bool dest, const char *cls, const char *what)
+{
+	const char *pre = dest ? "dest_" : "";
+
+	if (cls)
+		snprintf(buf, len, "%scpu_%s_%s", pre, cls, what);
+	else if (!strcmp(what, "s_per_gib"))
+		snprintf(buf, len, "%scpu_s_per_gib", pre);
+	else
+		snprintf(buf, len, "%scpu_lib_%s", pre, what);
+}
+
 /* Other fields of the source's line worth a column in the results file. */
 static const char *const src_extra[] = {
     "xbzrle_cache_hits", "xbzrle_cache_misses", "xbzrle_overflows",  "xbzrle_cache_hit_rate",
@@ -229,6 +250,15 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 		fprintf(f, "; %.0f rounds", v);
 	if (bench_json_num(r->src, "transferred_bytes", &v))
 		fprintf(f, "; %.3f GB on the wire", v / 1e9);
+	if (bench_json_num(r->src, "cpu_s_per_gib", &v)) {
+		double d;
+
+		fprintf(f, "; CPU %.3f", v);
+		if (bench_json_num(r->dst, "cpu_s_per_gib", &d))
+			fprintf(f, " / %.3f s per GiB (source / destination)", d);
+		else
+			fprintf(f, " s per GiB (source)");
+	}
 	fprintf(f, "; dirty rate %s", rate);
 	if (bench_json_num(r->src, "throttle_max_percent", &v) && v > 0)
 		fprintf(f, "; throttled up to %.0f%%", v);
@@ -261,6 +291,24 @@ static void copy_key(json_object *to, const char *as, json_object *from, const c
 		json_object_object_add(to, as, json_object_get(v));
 	else
 		json_object_object_add(to, as, NULL);
+}
+
+/* Every CPU figure of both sides' lines into the record (null when absent). */
+static void copy_cpu(json_object *j, const struct bench_run *r)
+{
+	static const char *const what[] = {"s_per_gib", "user_us", "sys_us"};
+	char as[96], key[96];
+	unsigned int side, c, w;
+
+	for (side = 0; side < 2; side++)
+		for (c = 0; c <= bench_cpu_class_count; c++)
+			for (w = 0; w < 3; w++) {
+				const char *cls = c ? bench_cpu_classes[c - 1] : NULL;
+
+				bench_cpu_key(key, sizeof(key), false, cls, what[w]);
+				bench_cpu_key(as, sizeof(as), side, cls, what[w]);
+				copy_key(j, as, side ? r->dst : r->src, key);
+			}
 }
 
 /* Every knob of the run, axes and single values alike. */
@@ -339,6 +387,7 @@ json_object *bench_run_json(const struct bench_opts *o, const struct bench_run *
 	copy_key(j, "progress_rising", r->dst, "progress_rising");
 	copy_key(j, "dest_progress_at_resume", r->dst, "progress_at_resume");
 	copy_key(j, "dest_progress_after", r->dst, "progress_after");
+	copy_cpu(j, r);
 	json_object_object_add(j, "dest_memory", json_object_new_string(DEST_MEMORY));
 	json_object_object_add(j, "source_exit", json_object_new_string(r->src_exit));
 	json_object_object_add(j, "dest_exit", json_object_new_string(r->dst_exit));

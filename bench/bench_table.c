@@ -215,10 +215,29 @@ static json_object *num_json(double v)
 	return json_object_new_double(v);
 }
 
+/* {median, min, max, n} of @field into @j, or null when no completed run has it. */
+static void summary_add(json_object *j, const struct bench_group *g, const char *field)
+{
+	struct bench_stat st;
+	json_object *s;
+
+	if (!bench_group_stat(g, field, &st)) {
+		json_object_object_add(j, field, NULL);
+		return;
+	}
+	s = json_object_new_object();
+	json_object_object_add(s, "median", num_json(st.median));
+	json_object_object_add(s, "min", num_json(st.min));
+	json_object_object_add(s, "max", num_json(st.max));
+	json_object_object_add(s, "n", json_object_new_int64(st.n));
+	json_object_object_add(j, field, s);
+}
+
 json_object *bench_group_summary_json(const struct bench_group *g)
 {
 	json_object *j = json_object_new_object(), *axes = json_object_new_object();
-	unsigned int i;
+	unsigned int i, side;
+	char key[96];
 
 	json_object_object_add(j, "summary", json_object_new_boolean(true));
 	json_object_object_add(j, "scenario_label", json_object_new_string(g->label));
@@ -229,21 +248,15 @@ json_object *bench_group_summary_json(const struct bench_group *g)
 	json_object_object_add(j, "runs", json_object_new_int64(g->n));
 	json_object_object_add(j, "completed", json_object_new_int64(g->completed));
 	json_object_object_add(j, "ok", json_object_new_int64(g->ok));
-	for (i = 0; i < bench_fig_count; i++) {
-		struct bench_stat st;
-		json_object *s;
-
-		if (!bench_group_stat(g, bench_fig_names[i], &st)) {
-			json_object_object_add(j, bench_fig_names[i], NULL);
-			continue;
+	for (i = 0; i < bench_fig_count; i++)
+		summary_add(j, g, bench_fig_names[i]);
+	/* both sides' CPU per GiB, in total and per class */
+	for (side = 0; side < 2; side++)
+		for (i = 0; i <= bench_cpu_class_count; i++) {
+			bench_cpu_key(key, sizeof(key), side, i ? bench_cpu_classes[i - 1] : NULL,
+				      "s_per_gib");
+			summary_add(j, g, key);
 		}
-		s = json_object_new_object();
-		json_object_object_add(s, "median", num_json(st.median));
-		json_object_object_add(s, "min", num_json(st.min));
-		json_object_object_add(s, "max", num_json(st.max));
-		json_object_object_add(s, "n", json_object_new_int64(st.n));
-		json_object_object_add(j, bench_fig_names[i], s);
-	}
 	return j;
 }
 
@@ -335,6 +348,104 @@ static void put_ms_of_us(struct tbl *t, const struct bench_group *g, const char 
 	put_stat(t, g, field, 1000, 1, false);
 }
 
+/* The median of @field over the completed runs; false without one. */
+static bool median_of(const struct bench_group *g, const char *field, double *ret)
+{
+	struct bench_stat st;
+
+	if (!bench_group_stat(g, field, &st))
+		return false;
+	*ret = st.median;
+	return true;
+}
+
+/*
+ * The lowest ceiling of a serial class (one thread per side) on @dest's
+ * side, from the medians; false when no such class cost anything.
+ */
+static bool lowest_serial_ceiling(const struct bench_group *g, bool dest, const char **ret_cls,
+				  double *ret_ceiling)
+{
+	unsigned int c;
+	char key[96];
+	double v, best = 0;
+	bool any = false;
+
+	for (c = 0; c < bench_cpu_class_count; c++) {
+		if (!bench_cpu_class_serial(bench_cpu_classes[c]))
+			continue;
+		bench_cpu_key(key, sizeof(key), dest, bench_cpu_classes[c], "s_per_gib");
+		if (!median_of(g, key, &v) || v <= 0 || (any && 1 / v >= best))
+			continue;
+		best = 1 / v;
+		*ret_cls = bench_cpu_classes[c];
+		any = true;
+	}
+	*ret_ceiling = best;
+	return any;
+}
+
+/*
+ * CPU-seconds per GiB moved, per side and thread class (medians), each with
+ * its ceiling 1 / that in GiB/s, and the lowest ceiling of the serial
+ * classes: what one core per serial stage caps the migration at.
+ */
+static void print_cpu_table(const struct bench_results *res, FILE *f)
+{
+	struct tbl t = {.ncol = 4 + bench_cpu_class_count};
+	unsigned int i, c, side;
+	bool any = false;
+	char key[96];
+
+	for (i = 0; i < res->n && !any; i++)
+		any = median_of(&res->g[i], "cpu_s_per_gib", &(double){0});
+	fprintf(f,
+		"\nCPU-seconds per GiB moved (medians; the library's threads from the start of "
+		"the migration to its end, per GiB of RAM carried), (ceiling GiB/s = 1 / that):\n");
+	if (!any) {
+		fprintf(f, "  (none: the programs do not print cpu_s_per_gib yet)\n");
+		return;
+	}
+	tbl_put(&t, "scenario");
+	tbl_put(&t, "side");
+	tbl_put(&t, "total");
+	for (c = 0; c < bench_cpu_class_count; c++)
+		tbl_put(&t, "%s", bench_cpu_classes[c]);
+	tbl_put(&t, "lowest serial ceiling");
+	for (i = 0; i < res->n; i++) {
+		const struct bench_group *g = &res->g[i];
+
+		for (side = 0; side < 2; side++) {
+			const char *cls = NULL;
+			double v, ceil;
+
+			tbl_put(&t, "%s", g->label);
+			tbl_put(&t, "%s", side ? "destination" : "source");
+			bench_cpu_key(key, sizeof(key), side, NULL, "s_per_gib");
+			if (median_of(g, key, &v))
+				tbl_put(&t, "%.3f", v);
+			else
+				tbl_put(&t, "-");
+			for (c = 0; c < bench_cpu_class_count; c++) {
+				bench_cpu_key(key, sizeof(key), side, bench_cpu_classes[c],
+					      "s_per_gib");
+				if (!median_of(g, key, &v) || v <= 0)
+					tbl_put(&t, "-");
+				else
+					tbl_put(&t, "%.3g (%.3g)", v, 1 / v);
+			}
+			if (lowest_serial_ceiling(g, side, &cls, &ceil))
+				tbl_put(&t, "%s %.2f GiB/s", cls, ceil);
+			else
+				tbl_put(&t, "-");
+		}
+	}
+	tbl_print(&t, f);
+	fprintf(f,
+		"  serial: one thread per side (migration, prefault, mgmt); send, recv and "
+		"digest run on several threads, so their ceiling grows with the cores they get\n");
+}
+
 void bench_print_table(const struct bench_results *res, FILE *f)
 {
 	static const char *const meas[] = {"downtime_pause_us",	 "downtime_wait_us",
@@ -408,6 +519,7 @@ void bench_print_table(const struct bench_results *res, FILE *f)
 			put_ms_of_us(&t, g, expd[k]);
 	}
 	tbl_print(&t, f);
+	print_cpu_table(res, f);
 }
 
 /* ---- baseline ---------------------------------------------------------------------- */
@@ -423,15 +535,68 @@ static void put_ratio(struct tbl *t, const struct bench_group *now, const struct
 		tbl_put(t, "x%.3f", a.median / b.median);
 }
 
+/*
+ * Per side and thread class, the ratio new/baseline of the CPU-seconds per
+ * GiB (< 1: cheaper; a class's ceiling moves by the inverse), and of the
+ * lowest serial ceiling itself (> 1: a higher cap).
+ */
+static void print_cpu_baseline(const struct bench_results *now, const struct bench_results *base,
+			       FILE *f)
+{
+	struct tbl t = {.ncol = 4 + bench_cpu_class_count};
+	unsigned int i, k, c, side;
+	char key[96];
+
+	fprintf(f,
+		"\nCPU-seconds per GiB moved, new/baseline (< 1 is cheaper; a class's ceiling "
+		"is the inverse), and the lowest serial ceiling new/baseline (> 1 is higher):\n");
+	tbl_put(&t, "scenario");
+	tbl_put(&t, "side");
+	tbl_put(&t, "total");
+	for (c = 0; c < bench_cpu_class_count; c++)
+		tbl_put(&t, "%s", bench_cpu_classes[c]);
+	tbl_put(&t, "lowest serial ceiling");
+	for (i = 0; i < now->n; i++) {
+		const struct bench_group *g = &now->g[i], *b = NULL;
+
+		for (k = 0; k < base->n && !b; k++)
+			if (!strcmp(base->g[k].key, g->key))
+				b = &base->g[k];
+		if (!b)
+			continue;
+		for (side = 0; side < 2; side++) {
+			const char *cn = NULL, *cb = NULL;
+			double vn, vb;
+
+			tbl_put(&t, "%s", g->label);
+			tbl_put(&t, "%s", side ? "destination" : "source");
+			bench_cpu_key(key, sizeof(key), side, NULL, "s_per_gib");
+			put_ratio(&t, g, b, key);
+			for (c = 0; c < bench_cpu_class_count; c++) {
+				bench_cpu_key(key, sizeof(key), side, bench_cpu_classes[c],
+					      "s_per_gib");
+				put_ratio(&t, g, b, key);
+			}
+			if (lowest_serial_ceiling(g, side, &cn, &vn) &&
+			    lowest_serial_ceiling(b, side, &cb, &vb) && vb > 0)
+				tbl_put(&t, "x%.3f (%s, was %s)", vn / vb, cn, cb);
+			else
+				tbl_put(&t, "-");
+		}
+	}
+	tbl_print(&t, f);
+}
+
 void bench_print_baseline(const struct bench_results *now, const struct bench_results *base,
 			  const char *base_path, FILE *f)
 {
-	struct tbl t = {.ncol = 6};
+	struct tbl t = {.ncol = 8};
 	unsigned int i, k, both = 0, only_base = 0;
 
 	fprintf(f,
 		"\nagainst the baseline %s: ratio of medians new/baseline over completed runs "
-		"(throughput > 1 is faster, the others < 1 are better):\n",
+		"(throughput > 1 is faster, the others < 1 are better; CPU: CPU-seconds per GiB "
+		"moved):\n",
 		base_path);
 	tbl_put(&t, "scenario");
 	tbl_put(&t, "completed new/base");
@@ -439,6 +604,8 @@ void bench_print_baseline(const struct bench_results *now, const struct bench_re
 	tbl_put(&t, "total time");
 	tbl_put(&t, "downtime");
 	tbl_put(&t, "wire bytes");
+	tbl_put(&t, "CPU source");
+	tbl_put(&t, "CPU destination");
 	for (i = 0; i < now->n; i++) {
 		const struct bench_group *g = &now->g[i], *b = NULL;
 
@@ -454,6 +621,8 @@ void bench_print_baseline(const struct bench_results *now, const struct bench_re
 		put_ratio(&t, g, b, "total_ms");
 		put_ratio(&t, g, b, "downtime_ms");
 		put_ratio(&t, g, b, "transferred_bytes");
+		put_ratio(&t, g, b, "cpu_s_per_gib");
+		put_ratio(&t, g, b, "dest_cpu_s_per_gib");
 	}
 	for (k = 0; k < base->n; k++) {
 		bool found = false;
@@ -469,4 +638,6 @@ void bench_print_baseline(const struct bench_results *now, const struct bench_re
 	fprintf(f, "  %u scenario%s in both, %u only here, %u only in the baseline%s\n", both,
 		both == 1 ? "" : "s", now->n - both, only_base,
 		both ? "" : " (a scenario is its guest and every axis' value)");
+	if (both)
+		print_cpu_baseline(now, base, f);
 }

@@ -448,6 +448,9 @@ struct tern_session {
 
 	pthread_t thread; /* migration or load thread */
 	bool thread_started;
+	/* that thread's own CPU (that thread only; stats_capture_final() adds
+	 * it before the figures are final) */
+	struct cpu_thread cpu_main;
 	pthread_t rp_thread; /* source: return path */
 	bool rp_started;
 	/* source, migration thread only: ctl_bytes at the last look, and when
@@ -504,6 +507,10 @@ struct tern_session {
 	int cancel_fd;
 	struct session_observer obs[TERN_MAX_OBSERVERS];
 	uint32_t nobs;
+
+	/* the attempt's CPU per thread class: opened by tern_migrate() and
+	 * tern_incoming(), closed by stats_capture_final() (its own lock) */
+	struct cpu_acct cpu;
 };
 
 /* observe.c: tell the subscribers (a no-op, one atomic load, without any) */
@@ -571,6 +578,9 @@ void lobby_free(struct lobby *lb);
 
 /* stats.c */
 void stats_fill(struct tern_session *s, struct tern_stats *st);
+/* On the migration / load thread, as the migration ends (its threads
+ * joined): keep the data plane's figures and close the CPU accounting,
+ * this thread's own share added. */
 void stats_capture_final(struct tern_session *s);
 
 #endif /* TERN_CORE_PRIV_H */

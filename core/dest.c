@@ -370,6 +370,7 @@ void *dest_thread(void *arg)
 	struct lobby *lb = NULL;
 	int ret;
 
+	s->cpu_main = cpu_thread_start(&s->cpu, TERN_CPU_MIGRATION, "tern-load");
 	ret = lobby_new(s, handshake_ms(s), &lb, &err);
 	if (!ret)
 		ret = dest_handshake(s, lb, &err);

@@ -63,6 +63,7 @@ struct digest_job {
 	/* the calling thread's, between its chunks (immutable) */
 	void (*tick)(struct tern_session *s);
 	pthread_t caller;
+	uint32_t named; /* atomic: the threads that named themselves */
 };
 
 static void *digest_worker(void *arg)
@@ -82,6 +83,16 @@ static void *digest_worker(void *arg)
 		if (j->tick && pthread_equal(pthread_self(), j->caller))
 			j->tick(j->s);
 	}
+}
+
+/* A thread of the digest's own (the caller works too, in its own class). */
+static void *digest_thread(void *arg)
+{
+	struct digest_job *j = arg;
+	CPU_THREAD(cpu, &j->s->cpu, TERN_CPU_DIGEST, "tern-digest/%u",
+		   __atomic_add_fetch(&j->named, 1, __ATOMIC_RELAXED));
+
+	return digest_worker(j);
 }
 
 int ram_digest_compute(struct tern_session *s, struct ram_digest *ret,
@@ -119,9 +130,11 @@ int ram_digest_compute(struct tern_session *s, struct ram_digest *ret,
 		nthreads = (int)MAX(j.nchunks, 1);
 	/* This thread is one of the workers. */
 	for (i = 1; i < nthreads; i++)
-		if (!pthread_create(&threads[i], NULL, digest_worker, &j))
+		if (!pthread_create(&threads[i], NULL, digest_thread, &j))
 			started++;
+	cpu_thread_switch(&s->cpu_main, TERN_CPU_DIGEST);
 	digest_worker(&j);
+	cpu_thread_switch(&s->cpu_main, TERN_CPU_MIGRATION);
 	for (i = 1; i <= started; i++)
 		pthread_join(threads[i], NULL);
 

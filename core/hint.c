@@ -124,9 +124,15 @@ struct hint_map {
  */
 #define PREFAULT_MAX_THREADS 8
 
+struct prefault_thread {
+	struct prefault *pf;
+	uint32_t index;
+	pthread_t thread;
+};
+
 struct prefault {
 	struct tern_session *s;
-	pthread_t threads[PREFAULT_MAX_THREADS];
+	struct prefault_thread threads[PREFAULT_MAX_THREADS];
 	uint32_t nthreads; /* started */
 	uint64_t cursor;   /* atomic: the next region, counted over all blocks */
 	uint64_t nregions; /* over all blocks */
@@ -198,8 +204,10 @@ static bool region_at(const struct prefault *pf, uint64_t idx, uint32_t *bi, uin
 
 static void *prefault_main(void *arg)
 {
-	struct prefault *pf = arg;
+	struct prefault_thread *pt = arg;
+	struct prefault *pf = pt->pf;
 	struct tern_session *s = pf->s;
+	CPU_THREAD(cpu, &s->cpu, TERN_CPU_PREFAULT, "tern-prefault/%u", pt->index);
 	uint64_t idx, r;
 	uint32_t bi;
 
@@ -241,7 +249,6 @@ void hint_prefault_start(struct tern_session *s)
 {
 	struct prefault *pf = s->prefault;
 	uint32_t bi, i, n;
-	char name[16];
 
 	if (!pf || pf->nthreads)
 		return;
@@ -253,10 +260,9 @@ void hint_prefault_start(struct tern_session *s)
 	n = prefault_threads(s);
 	/* Best effort: without the threads, pages fault in as they land. */
 	for (i = 0; i < n; i++) {
-		if (pthread_create(&pf->threads[i], NULL, prefault_main, pf))
+		pf->threads[i] = (struct prefault_thread){.pf = pf, .index = i};
+		if (pthread_create(&pf->threads[i].thread, NULL, prefault_main, &pf->threads[i]))
 			break;
-		snprintf(name, sizeof(name), "tern-prefault/%u", i);
-		pthread_setname_np(pf->threads[i], name);
 		pf->nthreads++;
 	}
 }
@@ -270,7 +276,7 @@ void hint_prefault_stop(struct tern_session *s)
 		return;
 	__atomic_store_n(&pf->stop, true, __ATOMIC_RELAXED);
 	for (i = 0; i < pf->nthreads; i++)
-		pthread_join(pf->threads[i], NULL);
+		pthread_join(pf->threads[i].thread, NULL);
 	for (bi = 0; bi < MAX_BLOCKS; bi++)
 		free(pf->maps[bi].bits);
 	free(pf);

@@ -77,6 +77,7 @@ struct lobby {
 static void *lobby_read(void *arg)
 {
 	struct lobby_conn *lc = arg;
+	CPU_THREAD(cpu, &lc->owner->s->cpu, TERN_CPU_OTHER, "tern-lobby");
 	struct tern_error e = {0};
 	uint8_t h[CTL_STREAM_HDR_SIZE];
 	uint16_t type;

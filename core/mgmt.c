@@ -446,6 +446,9 @@ static int server_timeout(struct mgmt_server *m, uint32_t idle_ms)
 static void *server_thread(void *arg)
 {
 	struct mgmt_server *m = arg;
+	/* It outlives migrations: it adds what each burst of work cost
+	 * before it sleeps, and what falls outside a migration is dropped. */
+	CPU_THREAD(cpu, &m->s->cpu, TERN_CPU_MGMT, "tern-mgmt");
 	struct pollfd pfd[MGMT_SLOTS + 2];
 	uint32_t slot[MGMT_SLOTS + 2];
 	uint32_t i, n, idle_ms;
@@ -473,6 +476,7 @@ static void *server_thread(void *arg)
 			pfd[n].revents = 0;
 			slot[n++] = i;
 		}
+		cpu_thread_flush(&cpu);
 		if (poll(pfd, n, server_timeout(m, idle_ms)) < 0) {
 			if (errno == EINTR)
 				continue;

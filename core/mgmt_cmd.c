@@ -177,6 +177,24 @@ static void add_u64(struct json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
+/* The CPU arrays as an object keyed by class name (slot 0 is unused). */
+static struct json_object *cpu_json(const struct tern_stats *st)
+{
+	struct json_object *o = json_object_new_object();
+	uint32_t i;
+
+	for (i = TERN_CPU_INVALID + 1; o && i < TERN_CPU_CLASSES; i++) {
+		struct json_object *c = json_object_new_object();
+
+		if (!c)
+			break;
+		add_u64(c, "user_us", st->cpu_user_us[i]);
+		add_u64(c, "sys_us", st->cpu_sys_us[i]);
+		json_object_object_add(o, tern_cpu_class_name(i), c);
+	}
+	return o;
+}
+
 static struct json_object *stats_json(const struct tern_stats *st)
 {
 	struct json_object *o = json_object_new_object(), *a, *codecs;
@@ -261,6 +279,9 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	json_object_object_add(o, "xbzrle_encoding_rate",
 			       json_object_new_double(st->xbzrle_encoding_rate));
 	json_object_object_add(o, "auto_reason", json_object_new_string(st->auto_reason));
+	json_object_object_add(o, "cpu", cpu_json(st));
+	add_u64(o, "cpu_total_user_us", st->cpu_total_user_us);
+	add_u64(o, "cpu_total_sys_us", st->cpu_total_sys_us);
 	return o;
 }
 

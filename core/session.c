@@ -38,6 +38,7 @@ TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->obs_lock, NULL);
 	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	cpu_acct_init(&s->cpu);
 	*ret_session = s;
 	return 0;
 }
@@ -164,6 +165,7 @@ TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct ter
 	pthread_mutex_unlock(&s->lock);
 	s->start_ns = tern_now_ns();
 	s->started = true;
+	cpu_acct_open(&s->cpu);
 	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);
 	ret = -pthread_create(&s->thread, NULL, source_thread, s);
 	if (ret) {
@@ -198,6 +200,7 @@ TERN_EXPORT int tern_incoming(struct tern_session *s, const char *uri, struct te
 	}
 	s->listener = l;
 	s->started = true;
+	cpu_acct_open(&s->cpu);
 	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);
 	ret = -pthread_create(&s->thread, NULL, dest_thread, s);
 	if (ret) {
@@ -328,5 +331,6 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 	pthread_mutex_destroy(&s->obs_lock);
 	if (s->cancel_fd >= 0)
 		close(s->cancel_fd);
+	cpu_acct_fini(&s->cpu);
 	free(s);
 }

@@ -202,6 +202,7 @@ void *source_thread(void *arg)
 	bool paused = false;
 	int ret;
 
+	s->cpu_main = cpu_thread_start(&s->cpu, TERN_CPU_MIGRATION, "tern-mig");
 	ret = src_setup(s, addr, &err);
 	if (!ret)
 		ret = src_workers_ready(s, &err);

@@ -68,6 +68,7 @@ void src_digest_keepalive(struct tern_session *s)
 void *src_rp_thread(void *arg)
 {
 	struct tern_session *s = arg;
+	CPU_THREAD(cpu, &s->cpu, TERN_CPU_MIGRATION, "tern-rp");
 	struct tern_error err = {0};
 	uint16_t type;
 	uint8_t *p;

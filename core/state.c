@@ -111,6 +111,7 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 				 (s->nchannels ? s->nchannels : 1),
 		},
 	    .log = &s->log,
+	    .cpu = &s->cpu,
 	    .on_error = on_error,
 	    .opaque = s,
 	};

@@ -50,6 +50,8 @@ static void stats_fill_codecs(struct tern_stats *st, const struct mf_codec_stats
 
 void stats_capture_final(struct tern_session *s)
 {
+	cpu_thread_end(&s->cpu_main);
+	cpu_acct_close(&s->cpu);
 	pthread_mutex_lock(&s->lock);
 	s->final_stats = true;
 	pthread_mutex_unlock(&s->lock);
@@ -124,6 +126,11 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	st->rdma_chunks_registered = xs.chunks_registered;
 	st->rdma_placed_bytes = xs.placed_bytes;
 	st->rdma_staged_bytes = xs.staged_bytes;
+	cpu_acct_get(&s->cpu, st->cpu_user_us, st->cpu_sys_us);
+	for (i = TERN_CPU_INVALID + 1; i < TERN_CPU_CLASSES; i++) {
+		st->cpu_total_user_us += st->cpu_user_us[i];
+		st->cpu_total_sys_us += st->cpu_sys_us[i];
+	}
 	if (s->is_source)
 		st->xbzrle_cache_size = LD(s->xbzrle_size);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)

@@ -22,7 +22,7 @@
 #define LB_HUGE_ALIGN (2ull << 20)
 #define LB_THROTTLE_PERIOD_NS 100000000ull /* 100 ms */
 #define LB_URI_MAX 256
-#define LB_LINE_MAX 4096
+#define LB_LINE_MAX 8192
 
 enum lb_fill {
 	LB_FILL_INVALID = 0,

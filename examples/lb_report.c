@@ -15,6 +15,7 @@
 
 #include "lb.h"
 #include "common/json_out.h"
+#include "common/stats_json.h"
 
 const char *const lb_prog = "tern-loopback";
 
@@ -80,84 +81,54 @@ bool lb_side_ok(const struct tern_stats *st, const struct lb_cfg *cfg)
 	return st->status == TERN_STATUS_COMPLETED && (!cfg->verify || st->verified);
 }
 
-/* @w: the source's writer (its throttle figures), NULL on the destination. */
+/*
+ * @w: the source's writer (its throttle figures), NULL on the destination.
+ * The library's figures are common/stats_json.c's, as tern-vm prints them;
+ * ram_transferred_bytes, xbzrle_hits, xbzrle_misses, xbzrle_delta_bytes and
+ * xbzrle_hit_rate are this program's older names for some of them, kept
+ * for the scripts that read them (bench/link.py, tests/e2e/stopped-dest.sh).
+ */
 void lb_print_json(const char *side, const char *transport, const struct lb_cfg *cfg,
 		   const struct tern_stats *st, const struct lb_writer *w, const char *extra_err)
 {
-	char line[LB_LINE_MAX], esc[600], reason[300];
-	static const char *const cn[TERN_STATS_CODECS] = {"", "none", "zlib", "zstd", "xbzrle"};
-	int c;
+	char line[LB_LINE_MAX], esc[600];
 	const char *err = extra_err && *extra_err ? extra_err : st->error;
 	struct rusage ru;
-	int n;
+	size_t n = 0;
 
-	n = snprintf(line, sizeof(line),
-		     "{\"side\":\"%s\",\"status\":\"%s\",\"verified\":%s,\"ram_bytes\":%" PRIu64
-		     ",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
-		     ",\"expected_downtime_ms\":%" PRIu64 ",\"verify_ms\":%" PRIu64
-		     ",\"transferred_bytes\":%" PRIu64 ",\"ram_transferred_bytes\":%" PRIu64
-		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
-		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_rate_window_ms\":%" PRIu64
-		     ",\"throughput_bps\":%" PRIu64 ",\"bandwidth_bps\":%" PRIu64
-		     ",\"channels\":%u,\"transport\":\"%s\","
-		     "\"codec\":\"%s\",\"zero_pct\":%g,\"zero_run\":%" PRIu64
-		     ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64,
-		     side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
-		     st->total_ms, st->setup_ms, st->downtime_ms, st->expected_downtime_ms,
-		     st->verify_ms, st->wire_bytes, st->ram_transferred, st->normal_pages,
-		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
-		     st->dirty_rate_window_ms, st->throughput_bps, st->bandwidth_bps, cfg->channels,
-		     transport, st->multifd_compression[0] ? st->multifd_compression : cfg->codec,
-		     cfg->zero_pct, cfg->zero_run ? cfg->zero_run : 1,
-		     cfg->fill == LB_FILL_TEXT ? "text" : "random", cfg->dirty_rate);
-	for (c = TERN_STATS_CODEC_NONE; c < TERN_STATS_CODECS; c++)
-		n += snprintf(line + n, sizeof(line) - (size_t)n,
-			      ",\"%s_pages\":%" PRIu64 ",\"%s_bytes_in\":%" PRIu64
-			      ",\"%s_bytes_out\":%" PRIu64 ",\"%s_rate\":%.3f,\"%s_ms\":%" PRIu64
-			      ",\"auto_%s_packets\":%" PRIu64,
-			      cn[c], st->codec[c].pages, cn[c], st->codec[c].bytes_in, cn[c],
-			      st->codec[c].bytes_out, cn[c], st->codec[c].compression_rate, cn[c],
-			      st->codec[c].time_ms, cn[c], st->codec[c].auto_packets);
-	json_escape(reason, sizeof(reason), st->auto_reason);
-	n += snprintf(line + n, sizeof(line) - (size_t)n,
-		      ",\"xbzrle_cache_size\":%" PRIu64 ",\"xbzrle_hits\":%" PRIu64
-		      ",\"xbzrle_misses\":%" PRIu64 ",\"xbzrle_overflows\":%" PRIu64
-		      ",\"xbzrle_delta_bytes\":%" PRIu64 ",\"xbzrle_hit_rate\":%.4f"
-		      ",\"xbzrle_encoding_rate\":%.3f,\"auto_reason\":\"%s\",\"dirty_bytes\":%zu",
-		      st->xbzrle_cache_size, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
-		      st->xbzrle_overflows, st->xbzrle_bytes, st->xbzrle_cache_hit_rate,
-		      st->xbzrle_encoding_rate, reason, cfg->dirty_bytes);
-	n += snprintf(line + n, sizeof(line) - (size_t)n,
-		      ",\"round_bytes\":%" PRIu64 ",\"round_sent_bytes\":%" PRIu64
-		      ",\"cpu_throttle_percent\":%u,\"expected_sync_us\":%" PRIu64
-		      ",\"expected_ram_us\":%" PRIu64 ",\"expected_device_us\":%" PRIu64
-		      ",\"expected_resume_us\":%" PRIu64 ",\"downtime_pause_us\":%" PRIu64
-		      ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
-		      ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
-		      ",\"downtime_resume_us\":%" PRIu64
-		      ",\"throttle_max_percent\":%u,\"throttle_held_ms\":%" PRIu64
-		      ",\"rdma_pinned_peak\":%" PRIu64 ",\"rdma_reg_us\":%" PRIu64
-		      ",\"rdma_chunks_registered\":%" PRIu64 ",\"rdma_placed_bytes\":%" PRIu64
-		      ",\"rdma_staged_bytes\":%" PRIu64,
-		      st->round_bytes, st->round_sent_bytes, st->cpu_throttle_percent,
-		      st->expected_sync_us, st->expected_ram_us, st->expected_device_us,
-		      st->expected_resume_us, st->downtime_pause_us, st->downtime_wait_us,
-		      st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
-		      st->downtime_resume_us, w ? w->throttle_max : 0, w ? w->held_ns / 1000000 : 0,
-		      st->rdma_pinned_peak, st->rdma_reg_us, st->rdma_chunks_registered,
-		      st->rdma_placed_bytes, st->rdma_staged_bytes);
+	json_append(line, sizeof(line), &n,
+		    "{\"side\":\"%s\",\"status\":\"%s\",\"verified\":%s,\"ram_bytes\":%" PRIu64
+		    ",\"channels\":%u,\"transport\":\"%s\",\"codec\":\"%s\",\"zero_pct\":%g"
+		    ",\"zero_run\":%" PRIu64 ",\"fill\":\"%s\",\"dirty_rate_set_bps\":%" PRIu64
+		    ",\"dirty_bytes\":%zu",
+		    side, tern_status_name(st->status), st->verified ? "true" : "false", cfg->ram,
+		    cfg->channels, transport,
+		    st->multifd_compression[0] ? st->multifd_compression : cfg->codec,
+		    cfg->zero_pct, cfg->zero_run ? cfg->zero_run : 1,
+		    cfg->fill == LB_FILL_TEXT ? "text" : "random", cfg->dirty_rate,
+		    cfg->dirty_bytes);
+	stats_json_lib(line, sizeof(line), &n, st);
+	json_append(line, sizeof(line), &n,
+		    ",\"ram_transferred_bytes\":%" PRIu64 ",\"xbzrle_hits\":%" PRIu64
+		    ",\"xbzrle_misses\":%" PRIu64 ",\"xbzrle_delta_bytes\":%" PRIu64
+		    ",\"xbzrle_hit_rate\":%.4f,\"throttle_max_percent\":%u"
+		    ",\"throttle_held_ms\":%" PRIu64,
+		    st->ram_transferred, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
+		    st->xbzrle_bytes, st->xbzrle_cache_hit_rate, w ? w->throttle_max : 0,
+		    w ? w->held_ns / 1000000 : 0);
+	/* the whole process (the writer included), from just before
+	 * tern_incoming() / tern_migrate() to now */
 	getrusage(RUSAGE_SELF, &ru);
-	n += snprintf(line + n, sizeof(line) - (size_t)n,
-		      ",\"cpu_user_us\":%" PRIu64 ",\"cpu_sys_us\":%" PRIu64,
-		      tv_us(&ru.ru_utime) - tv_us(&cpu_mark.ru_utime),
-		      tv_us(&ru.ru_stime) - tv_us(&cpu_mark.ru_stime));
+	json_append(line, sizeof(line), &n, ",\"cpu_user_us\":%" PRIu64 ",\"cpu_sys_us\":%" PRIu64,
+		    tv_us(&ru.ru_utime) - tv_us(&cpu_mark.ru_utime),
+		    tv_us(&ru.ru_stime) - tv_us(&cpu_mark.ru_stime));
 	if (!lb_side_ok(st, cfg)) {
 		if (!*err && st->status == TERN_STATUS_COMPLETED)
 			err = "verify-ram was requested but the RAM was not verified";
 		json_escape(esc, sizeof(esc), *err ? err : "unknown error");
-		n += snprintf(line + n, sizeof(line) - (size_t)n, ",\"error\":\"%s\"", esc);
+		json_append(line, sizeof(line), &n, ",\"error\":\"%s\"", esc);
 	}
-	snprintf(line + n, sizeof(line) - (size_t)n, "}\n");
+	json_append(line, sizeof(line), &n, "}\n");
 	if (deferred_line) {
 		snprintf(deferred_line, LB_LINE_MAX, "%s", line);
 		return;

@@ -130,6 +130,7 @@ static void *writer_main(void *arg)
 	uint64_t rng = w->seed | 1;
 	uint64_t t0 = lb_now_ns(), done = 0, period0 = 0;
 
+	pthread_setname_np(pthread_self(), "lb-writer");
 	for (;;) {
 		uint64_t allowed, elapsed, page;
 		unsigned int pct;

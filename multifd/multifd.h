@@ -112,6 +112,8 @@ struct mf_config {
 	 * ignored by streams */
 	struct tern_bind_opts bind;
 	const struct tern_log *log;
+	/* where the workers add their CPU when they end (NULL: nowhere) */
+	struct cpu_acct *cpu;
 	/* Called once, from the worker that failed first, after its error is
 	 * recorded: core uses it to wake its own threads. May be NULL. */
 	void (*on_error)(void *opaque);

@@ -236,6 +236,7 @@ static void *recv_worker(void *arg)
 {
 	struct mf_recv_chan *c = arg;
 	struct mf_recv *r = c->owner;
+	CPU_THREAD(cpu, r->cfg.cpu, TERN_CPU_RECV, "tern-recv/%u", c->index);
 	struct tern_error err = {0};
 	uint8_t hdrbuf[MF_HDR_SIZE];
 	uint64_t round = 1;

@@ -533,6 +533,7 @@ static void *send_worker(void *arg)
 {
 	struct mf_send_chan *c = arg;
 	struct mf_send *s = c->owner;
+	CPU_THREAD(cpu, s->cfg.cpu, TERN_CPU_SEND, "tern-send/%u", c->index);
 	struct tern_error err = {0};
 	uint8_t hello[MF_HELLO_SIZE];
 	int ret;

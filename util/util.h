@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * util: what every layer shares and nothing else -- errors, logging,
- * monotonic time, big-endian byte order, atomic bitmaps and full-length I/O
- * helpers. Depends on nothing of ours but the public error struct.
+ * monotonic time, big-endian byte order, atomic bitmaps, full-length I/O
+ * helpers and thread CPU accounting. Depends on nothing of ours but the
+ * public header's types.
  */
 #ifndef TERN_UTIL_H
 #define TERN_UTIL_H
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -171,6 +173,68 @@ uint64_t bitmap_count(const uint64_t *map, uint64_t nbits);
  * not @dst had them already).
  */
 uint64_t bitmap_drain_atomic(uint64_t *dst, uint64_t *src, uint64_t nbits);
+
+/* ---- thread CPU accounting (cpu_acct.c) --------------------------------- */
+
+/*
+ * struct cpu_acct - a migration's CPU per thread class (enum
+ * tern_cpu_class): the user and system microseconds its threads added
+ * between cpu_acct_open() and cpu_acct_close(). Adds outside that window
+ * are dropped. Every call is thread-safe.
+ */
+struct cpu_acct {
+	pthread_mutex_t lock;
+	/* protected by ->lock */
+	bool open;
+	uint64_t user_us[TERN_CPU_CLASSES];
+	uint64_t sys_us[TERN_CPU_CLASSES];
+};
+
+void cpu_acct_init(struct cpu_acct *a);
+void cpu_acct_fini(struct cpu_acct *a);
+/* Zero the totals and start counting. */
+void cpu_acct_open(struct cpu_acct *a);
+/* Stop counting: the totals stay as they are until the next open. */
+void cpu_acct_close(struct cpu_acct *a);
+/* Add to @cls (an invalid class counts as other); false when closed (dropped). */
+bool cpu_acct_add(struct cpu_acct *a, enum tern_cpu_class cls, uint64_t user_us, uint64_t sys_us);
+void cpu_acct_get(struct cpu_acct *a, uint64_t user_us[TERN_CPU_CLASSES],
+		  uint64_t sys_us[TERN_CPU_CLASSES]);
+
+/*
+ * struct cpu_thread - one thread's share: its usage
+ * (getrusage(RUSAGE_THREAD)) when it last added to @acct. Only the thread
+ * itself may call the functions below on it.
+ */
+struct cpu_thread {
+	struct cpu_acct *acct; /* NULL: count nothing */
+	enum tern_cpu_class cls;
+	uint64_t user_us, sys_us;
+};
+
+/*
+ * cpu_thread_start() - on the thread it describes, at its start: name the
+ * thread (printf-style @fmt, cut to the kernel's 15 bytes; NULL: keep its
+ * name) and mark its usage. @a: NULL to name only.
+ */
+struct cpu_thread cpu_thread_start(struct cpu_acct *a, enum tern_cpu_class cls, const char *fmt,
+				   ...) __attribute__((format(printf, 3, 4)));
+/* Add the usage since the last mark to the class, and mark again. */
+void cpu_thread_flush(struct cpu_thread *t);
+/* Flush, then count what follows in @cls. */
+void cpu_thread_switch(struct cpu_thread *t, enum tern_cpu_class cls);
+/* Flush for the last time; later calls add nothing. */
+void cpu_thread_end(struct cpu_thread *t);
+
+/*
+ * CPU_THREAD() - one declaration at the top of a thread's function: names
+ * the thread, and adds its CPU to @acct's class @cls on every way out of
+ * the function (the cleanup runs before the thread can be joined).
+ *	CPU_THREAD(ct, s->cfg.cpu, TERN_CPU_SEND, "tern-send/%u", c->index);
+ */
+#define CPU_THREAD(var, acct, cls, ...)                                                            \
+	struct cpu_thread var __attribute__((cleanup(cpu_thread_end), unused)) =                   \
+	    cpu_thread_start(acct, cls, __VA_ARGS__)
 
 /* ---- misc --------------------------------------------------------------- */
 

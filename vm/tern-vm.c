@@ -35,8 +35,9 @@
 
 #include "tv.h"
 #include "common/json_out.h"
+#include "common/stats_json.h"
 
-#define TV_LINE_MAX 4096
+#define TV_LINE_MAX 8192
 #define TV_FINAL_GRACE_MS 30000 /* after a cancel, how long the library may take to end */
 
 static const char *prog = "tern-vm";
@@ -491,63 +492,37 @@ static const char *jbool(bool b)
 	return b ? "true" : "false";
 }
 
+/* The library's figures are common/stats_json.c's, as tern-loopback prints them. */
 static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 {
 	const struct tern_stats *st = &r->st;
 	const char *status = r->have_st ? tern_status_name(st->status) : "none";
 	const char *err = r->error[0] ? r->error : (r->have_st ? st->error : "");
 	char line[TV_LINE_MAX], esc[700];
-	int n;
+	size_t n = 0;
 
 	json_escape(esc, sizeof(esc), err);
-	n = snprintf(line, sizeof(line),
-		     "{\"side\":\"%s\",\"status\":\"%s\",\"error\":\"%s\",\"verified\":%s,"
-		     "\"ram_bytes\":%" PRIu64 ",\"vcpus\":%u,\"channels\":%u,\"transport\":\"%s\","
-		     "\"codec\":\"%s\",\"xbzrle_cache_hits\":%" PRIu64
-		     ",\"xbzrle_cache_misses\":%" PRIu64 ",\"xbzrle_overflows\":%" PRIu64
-		     ",\"xbzrle_cache_hit_rate\":%.4f,\"ram_transferred\":%" PRIu64
-		     ",\"total_ms\":%" PRIu64 ",\"setup_ms\":%" PRIu64 ",\"downtime_ms\":%" PRIu64
-		     ",\"expected_downtime_ms\":%" PRIu64 ",\"transferred_bytes\":%" PRIu64
-		     ",\"normal_pages\":%" PRIu64 ",\"zero_pages\":%" PRIu64 ",\"rounds\":%" PRIu64
-		     ",\"dirty_rate_bps\":%" PRIu64 ",\"dirty_rate_window_ms\":%" PRIu64
-		     ",\"dirty_sync_us\":%" PRIu64 ",\"dirty_clear_us\":%" PRIu64
-		     ",\"kvm_manual_protect\":%s,\"kvm_initially_set\":%s,\"kvm_sync_ns\":%" PRIu64
-		     ",\"kvm_clear_ns\":%" PRIu64 ",\"throughput_bps\":%" PRIu64
-		     ",\"fill_ms\":%" PRIu64 ",\"progress_at_resume\":%" PRIu64
-		     ",\"progress_after\":%" PRIu64 ",\"progress_rising\":%s"
-		     ",\"round_bytes\":%" PRIu64 ",\"round_sent_bytes\":%" PRIu64
-		     ",\"cpu_throttle_percent\":%u,\"expected_sync_us\":%" PRIu64
-		     ",\"expected_ram_us\":%" PRIu64 ",\"expected_device_us\":%" PRIu64
-		     ",\"expected_resume_us\":%" PRIu64 ",\"downtime_pause_us\":%" PRIu64
-		     ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
-		     ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
-		     ",\"downtime_resume_us\":%" PRIu64
-		     ",\"throttle_max_percent\":%u,\"throttle_end_percent\":%u"
-		     ",\"throttle_held_ms\":%" PRIu64 ",\"rdma_pinned_peak\":%" PRIu64
-		     ",\"rdma_reg_us\":%" PRIu64 ",\"rdma_chunks_registered\":%" PRIu64
-		     ",\"rdma_placed_bytes\":%" PRIu64 ",\"rdma_staged_bytes\":%" PRIu64 "}\n",
-		     r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
-		     r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
-		     r->have_st && st->multifd_compression[0] ? st->multifd_compression
-							      : (cfg->codec ? cfg->codec : "none"),
-		     st->xbzrle_cache_hits, st->xbzrle_cache_misses, st->xbzrle_overflows,
-		     st->xbzrle_cache_hit_rate, st->ram_transferred, st->total_ms, st->setup_ms,
-		     st->downtime_ms, st->expected_downtime_ms, st->wire_bytes, st->normal_pages,
-		     st->zero_pages, st->rounds, st->dirty_pages_rate * (uint64_t)st->page_size,
-		     st->dirty_rate_window_ms, st->dirty_sync_us, st->dirty_clear_us,
-		     jbool(r->ks.manual_protect), jbool(r->ks.initially_set), r->ks.sync_ns,
-		     r->ks.clear_ns, st->throughput_bps, r->fill_ms, r->progress_at_resume,
-		     r->progress_after, jbool(r->progress_rising), st->round_bytes,
-		     st->round_sent_bytes, st->cpu_throttle_percent, st->expected_sync_us,
-		     st->expected_ram_us, st->expected_device_us, st->expected_resume_us,
-		     st->downtime_pause_us, st->downtime_wait_us, st->downtime_sync_us,
-		     st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us,
-		     r->throttle_max, r->throttle_end, r->throttle_held_ms, st->rdma_pinned_peak,
-		     st->rdma_reg_us, st->rdma_chunks_registered, st->rdma_placed_bytes,
-		     st->rdma_staged_bytes);
-	if (n < 0 || (size_t)n >= sizeof(line))
-		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
-			     status);
+	json_append(line, sizeof(line), &n,
+		    "{\"side\":\"%s\",\"status\":\"%s\",\"error\":\"%s\",\"verified\":%s,"
+		    "\"ram_bytes\":%" PRIu64 ",\"vcpus\":%u,\"channels\":%u,\"transport\":\"%s\","
+		    "\"codec\":\"%s\"",
+		    r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
+		    r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
+		    r->have_st && st->multifd_compression[0] ? st->multifd_compression
+							     : (cfg->codec ? cfg->codec : "none"));
+	stats_json_lib(line, sizeof(line), &n, st);
+	json_append(
+	    line, sizeof(line), &n,
+	    ",\"kvm_manual_protect\":%s,\"kvm_initially_set\":%s,\"kvm_sync_ns\":%" PRIu64
+	    ",\"kvm_clear_ns\":%" PRIu64 ",\"fill_ms\":%" PRIu64 ",\"progress_at_resume\":%" PRIu64
+	    ",\"progress_after\":%" PRIu64 ",\"progress_rising\":%s,\"throttle_max_percent\":%u"
+	    ",\"throttle_end_percent\":%u,\"throttle_held_ms\":%" PRIu64 "}\n",
+	    jbool(r->ks.manual_protect), jbool(r->ks.initially_set), r->ks.sync_ns, r->ks.clear_ns,
+	    r->fill_ms, r->progress_at_resume, r->progress_after, jbool(r->progress_rising),
+	    r->throttle_max, r->throttle_end, r->throttle_held_ms);
+	if (n >= sizeof(line) - 1)
+		snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
+			 status);
 	fputs(line, stdout);
 	fflush(stdout);
 }

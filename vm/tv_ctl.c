@@ -62,6 +62,7 @@ static void *ctl_main(void *arg)
 {
 	struct tv_ctl *c = arg;
 
+	pthread_setname_np(pthread_self(), "tv-ctl");
 	for (;;) {
 		struct pollfd pfd[2] = {{c->sfd, POLLIN, 0}, {c->efd, POLLIN, 0}};
 		int timeout = 200;

@@ -271,7 +271,10 @@ static void *vcpu_main(void *arg)
 	struct kg_vcpu *kv = &vm->kg.vcpu[v->idx];
 	struct kvm_run *run = kv->run;
 	bool failed = false;
+	char name[16];
 
+	snprintf(name, sizeof(name), "vcpu/%u", v->idx);
+	pthread_setname_np(pthread_self(), name);
 	for (;;) {
 		if (__atomic_load_n(&vm->stop_req, __ATOMIC_ACQUIRE)) {
 			if (vcpu_park(v, run, kv->fd, &failed))
@@ -557,6 +560,7 @@ static void *throttle_main(void *arg)
 	struct tv_vm *vm = arg;
 	uint64_t start = tv_now_ns();
 
+	pthread_setname_np(pthread_self(), "tv-throttle");
 	pthread_mutex_lock(&vm->lock);
 	while (!vm->quit) {
 		uint64_t now = tv_now_ns(), off_at, until;

@@ -415,6 +415,35 @@ enum tern_stats_codec {
 	TERN_STATS_CODECS,
 };
 
+/*
+ * Slots of the per-class CPU arrays of struct tern_stats: the library's
+ * threads by what they do (slot 0 is unused). Each names itself so that
+ * `top -H` and profilers show it:
+ *   migration  the source's migration thread (tern-mig) and return path
+ *              (tern-rp); the destination's load thread (tern-load)
+ *   send       the source's worker channels (tern-send/N)
+ *   recv       the destination's worker channels (tern-recv/N)
+ *   prefault   the destination's RAM_HINT prefault thread (tern-prefault)
+ *   digest     verify-ram's RAM digest: its threads (tern-digest/N) and
+ *              the migration / load thread's own share of the digest
+ *   mgmt       the management server (tern-mgmt)
+ *   other      the rest: the destination's lobby readers (tern-lobby)
+ */
+enum tern_cpu_class {
+	TERN_CPU_INVALID = 0,
+	TERN_CPU_MIGRATION,
+	TERN_CPU_SEND,
+	TERN_CPU_RECV,
+	TERN_CPU_PREFAULT,
+	TERN_CPU_DIGEST,
+	TERN_CPU_MGMT,
+	TERN_CPU_OTHER,
+	TERN_CPU_CLASSES,
+};
+
+/** tern_cpu_class_name() - "migration", "send", ... ("invalid" when out of range). */
+TERN_EXPORT const char *tern_cpu_class_name(enum tern_cpu_class c);
+
 /**
  * struct tern_codec_stats - what went through one codec (source: encoded;
  * destination: decoded), normal pages only (zero pages never reach a codec).
@@ -503,6 +532,18 @@ struct tern_codec_stats {
  *	block and channel with rdma-pin-all), page bytes written by RDMA WRITE
  *	straight into the destination's RAM (@rdma_placed_bytes) and encoded
  *	payload bytes that went through the staging ring (@rdma_staged_bytes).
+ * @cpu_user_us, @cpu_sys_us: this side's CPU that the migration cost, per
+ *	thread class (indexed by enum tern_cpu_class), user and system time
+ *	(getrusage(RUSAGE_THREAD) of each thread), from tern_migrate() /
+ *	tern_incoming() to the final status. A thread adds its time when it
+ *	ends, and every thread of the migration has ended when the final
+ *	status is published, so the figures are complete once tern_wait()
+ *	returned it; while the migration runs they hold only the threads that
+ *	ended (and the management server's time so far). The calls into the
+ *	library on the VMM's own threads (tern_migrate(), tern_stats_get() ...)
+ *	and the VMM's callbacks on its threads are not counted; the callbacks
+ *	made on the migration / load thread are.
+ * @cpu_total_user_us, @cpu_total_sys_us: the sums over the classes.
  */
 struct tern_stats {
 	enum tern_status status;
@@ -559,6 +600,10 @@ struct tern_stats {
 	uint64_t rdma_chunks_registered;
 	uint64_t rdma_placed_bytes;
 	uint64_t rdma_staged_bytes;
+	uint64_t cpu_user_us[TERN_CPU_CLASSES];
+	uint64_t cpu_sys_us[TERN_CPU_CLASSES];
+	uint64_t cpu_total_user_us;
+	uint64_t cpu_total_sys_us;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

@@ -573,7 +573,7 @@ static void test_migrate_watch(void **state)
 {
 	struct run *w = calloc(1, sizeof(*w)), *r;
 	char s[108], d[108], *uri;
-	struct json_object *o;
+	struct json_object *o, *recv;
 
 	assert_non_null(w);
 	sock(s, sizeof(s), "src", 0);
@@ -601,6 +601,9 @@ static void test_migrate_watch(void **state)
 	assert_str_contains(w->out, "migration completed after");
 	assert_str_contains(w->out, "downtime");
 	assert_str_contains(w->out, "verified            yes");
+	/* what the migration cost the source in CPU, its send workers' share */
+	assert_str_contains(w->out, "s per GiB moved");
+	assert_str_contains(w->out, "\n  send ");
 	assert_null(strchr(w->out, '\r')); /* not a terminal: one line per update */
 	free(w);
 
@@ -609,6 +612,12 @@ static void test_migrate_watch(void **state)
 	o = parse_out(r);
 	assert_string_equal(json_object_get_string(get(o, "status")), "completed");
 	assert_true(json_object_get_boolean(get(o, "verified")));
+	/* the destination's receive workers cost it CPU, and the total adds up */
+	recv = get(get(o, "cpu"), "recv");
+	assert_true(json_object_get_uint64(get(recv, "user_us")) +
+		    json_object_get_uint64(get(recv, "sys_us")));
+	assert_true(json_object_get_uint64(get(o, "cpu_total_user_us")) >=
+		    json_object_get_uint64(get(recv, "user_us")));
 	json_object_put(o);
 	free(r);
 
@@ -616,6 +625,7 @@ static void test_migrate_watch(void **state)
 	expect_code(r, 0);
 	assert_str_contains(r->out, "completed (source)");
 	assert_str_contains(r->out, "expected downtime");
+	assert_str_contains(r->out, "\ncpu ");
 	free(r);
 
 	/* watch on a finished migration: the summary at once; --json: JSON lines */

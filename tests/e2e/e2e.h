@@ -80,6 +80,11 @@ struct e2e_report {
 		uint64_t len;
 	} sec[E2E_NSECTIONS];
 	char msg[256];
+	/* the destination process's user + system CPU from just before
+	 * tern_incoming() to the final status, and the thread names it showed
+	 * meanwhile (space-separated) */
+	uint64_t proc_cpu_us;
+	char names[E2E_NAMES_MAX * 16];
 };
 
 /* What the fill left, so that stats can be bounded from both sides. */
@@ -161,5 +166,14 @@ void e2e_check_codecs(struct e2e_src *src, const struct tern_stats *st,
  */
 void e2e_check_breakdown(struct e2e_src *src, const struct tern_stats *st, uint64_t waited_us,
 			 bool pending);
+/*
+ * A completed migration's CPU per thread class (both sides): the classes
+ * that did the work are non-zero on their side and absent on the other, and
+ * the classes add up to no more than the process's CPU over the migration
+ * (@proc_us: the source's, from just before tern_migrate()). And the
+ * library's threads were named: @names (the source's) and the report's.
+ */
+void e2e_check_cpu(struct e2e_src *src, const struct tern_stats *st, uint64_t proc_us,
+		   const struct e2e_names *names, const struct e2e_report *rep);
 
 #endif /* TERN_E2E_H */

@@ -367,3 +367,95 @@ void e2e_check_breakdown(struct e2e_src *src, const struct tern_stats *st, uint6
 		e2e_fail(&src->failures, "cpu_throttle_percent %u after the end",
 			 st->cpu_throttle_percent);
 }
+
+/* One side's CPU per class: @busy must have cost something, @idle nothing,
+ * and all of them no more than the process over the same time. */
+static void check_cpu_side(struct e2e_src *src, const char *side, const struct tern_stats *st,
+			   uint64_t proc_us, const enum tern_cpu_class *busy, unsigned int nbusy,
+			   const enum tern_cpu_class *idle, unsigned int nidle)
+{
+	uint64_t sum = 0, total = st->cpu_total_user_us + st->cpu_total_sys_us;
+	char line[512];
+	size_t used = 0;
+	unsigned int i;
+	int c;
+
+	for (c = TERN_CPU_INVALID + 1; c < TERN_CPU_CLASSES; c++) {
+		sum += st->cpu_user_us[c] + st->cpu_sys_us[c];
+		used +=
+		    (size_t)snprintf(line + used, sizeof(line) - used, " %s %" PRIu64 "+%" PRIu64,
+				     tern_cpu_class_name(c), st->cpu_user_us[c], st->cpu_sys_us[c]);
+	}
+	e2e_note("%s cpu (user+sys us):%s; process %" PRIu64, side, line, proc_us);
+	if (sum != total)
+		e2e_fail(&src->failures,
+			 "%s: the classes add up to %" PRIu64 " us, the total is %" PRIu64, side,
+			 sum, total);
+	/* each figure is rounded down to the microsecond: 1 us a thread */
+	if (sum > proc_us + 1000)
+		e2e_fail(&src->failures,
+			 "%s: the classes add up to %" PRIu64
+			 " us, more than the process's %" PRIu64 " us over the migration",
+			 side, sum, proc_us);
+	for (i = 0; i < nbusy; i++)
+		if (!st->cpu_user_us[busy[i]] && !st->cpu_sys_us[busy[i]])
+			e2e_fail(&src->failures, "%s: no CPU in class %s", side,
+				 tern_cpu_class_name(busy[i]));
+	for (i = 0; i < nidle; i++)
+		if (st->cpu_user_us[idle[i]] || st->cpu_sys_us[idle[i]])
+			e2e_fail(&src->failures, "%s: %" PRIu64 "+%" PRIu64 " us in class %s", side,
+				 st->cpu_user_us[idle[i]], st->cpu_sys_us[idle[i]],
+				 tern_cpu_class_name(idle[i]));
+}
+
+/* @list: "name name ...", as e2e_names_list() made it. */
+static bool name_in(const char *list, const char *name)
+{
+	size_t len = strlen(name);
+	const char *p = list;
+
+	while ((p = strstr(p, name))) {
+		if ((p == list || p[-1] == ' ') && (p[len] == ' ' || !p[len]))
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+void e2e_check_cpu(struct e2e_src *src, const struct tern_stats *st, uint64_t proc_us,
+		   const struct e2e_names *names, const struct e2e_report *rep)
+{
+	static const enum tern_cpu_class src_busy[] = {TERN_CPU_MIGRATION, TERN_CPU_SEND};
+	static const enum tern_cpu_class src_idle[] = {TERN_CPU_RECV, TERN_CPU_PREFAULT,
+						       TERN_CPU_MGMT, TERN_CPU_OTHER};
+	static const enum tern_cpu_class dst_busy[] = {TERN_CPU_MIGRATION, TERN_CPU_RECV};
+	static const enum tern_cpu_class dst_idle[] = {TERN_CPU_SEND, TERN_CPU_MGMT};
+	char list[E2E_NAMES_MAX * 16], name[24];
+	unsigned int i;
+
+	check_cpu_side(src, "source", st, proc_us, src_busy, 2, src_idle, 4);
+	check_cpu_side(src, "destination", &rep->stats, rep->proc_cpu_us, dst_busy, 2, dst_idle, 2);
+	if (src->cfg->verify &&
+	    (!st->cpu_user_us[TERN_CPU_DIGEST] || !rep->stats.cpu_user_us[TERN_CPU_DIGEST]))
+		e2e_fail(&src->failures,
+			 "verify-ram, yet no digest CPU (source %" PRIu64
+			 " us, destination %" PRIu64 " us of user time)",
+			 st->cpu_user_us[TERN_CPU_DIGEST], rep->stats.cpu_user_us[TERN_CPU_DIGEST]);
+
+	/* the threads that live through the whole migration were seen by name */
+	e2e_names_list(names, list, sizeof(list));
+	e2e_note("source threads: %s", list);
+	e2e_note("destination threads: %s", rep->names);
+	if (!e2e_names_seen(names, "tern-mig") || !e2e_names_seen(names, "tern-rp"))
+		e2e_fail(&src->failures, "source: no thread named tern-mig or tern-rp");
+	if (!name_in(rep->names, "tern-load"))
+		e2e_fail(&src->failures, "destination: no thread named tern-load");
+	for (i = 0; i < src->cfg->channels; i++) {
+		snprintf(name, sizeof(name), "tern-send/%u", i);
+		if (!e2e_names_seen(names, name))
+			e2e_fail(&src->failures, "source: no thread named %s", name);
+		snprintf(name, sizeof(name), "tern-recv/%u", i);
+		if (!name_in(rep->names, name))
+			e2e_fail(&src->failures, "destination: no thread named %s", name);
+	}
+}

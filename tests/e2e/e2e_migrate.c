@@ -127,7 +127,8 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 	struct e2e_report rep = {0};
 	struct tern_error err = {0};
 	struct tern_stats st = {0};
-	uint64_t writes = 0;
+	struct e2e_names names = {0};
+	uint64_t writes = 0, cpu0;
 	bool timed_out = false;
 	int ret;
 
@@ -136,9 +137,13 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 		kill(child, SIGKILL);
 		return 2;
 	}
+	if (e2e_names_start(&names) < 0)
+		e2e_fail(&src.failures, "cannot start the thread-name watcher");
+	cpu0 = e2e_process_cpu_us();
 	ret = tern_migrate(src.s, src.uri, &err);
 	if (ret < 0) {
 		e2e_note("tern_migrate: %s (%s)", err.msg[0] ? err.msg : "-", strerror(-ret));
+		e2e_names_stop(&names);
 		e2e_src_free(&src);
 		kill(child, SIGKILL);
 		return 2;
@@ -149,6 +154,8 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 		 cfg->ws >> 20);
 
 	e2e_wait_final(src.s, cfg->timeout_s, &timed_out);
+	cpu0 = e2e_process_cpu_us() - cpu0;
+	e2e_names_stop(&names);
 	tern_stats_get(src.s, &st);
 	writes = e2e_writer_iter(&src.writer);
 	if (timed_out) {
@@ -170,8 +177,10 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 		goto out;
 	if (st.status == TERN_STATUS_COMPLETED)
 		e2e_check_stats(&src, &st, &src.fc, writes);
-	if (st.status == TERN_STATUS_COMPLETED && rep.stats.status == TERN_STATUS_COMPLETED)
+	if (st.status == TERN_STATUS_COMPLETED && rep.stats.status == TERN_STATUS_COMPLETED) {
 		e2e_check_codecs(&src, &st, &rep.stats);
+		e2e_check_cpu(&src, &st, cpu0, &names, &rep);
+	}
 	if (cfg->expect_dirty_rate && st.status == TERN_STATUS_COMPLETED)
 		check_dirty_rate(&src, &st, writes);
 	if (!strcmp(cfg->transport, "rdma") && st.status == TERN_STATUS_COMPLETED &&

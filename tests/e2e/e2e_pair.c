@@ -238,8 +238,10 @@ static int run_destination(const struct e2e_cfg *cfg, int fd)
 	struct e2e_report rep = {0};
 	struct tern_error err = {0};
 	struct tern_session *s = NULL;
+	struct e2e_names names = {0};
 	struct e2e_dst d;
 	bool timed_out;
+	uint64_t cpu0;
 	uint8_t *ram;
 	int i, ret;
 
@@ -273,22 +275,30 @@ static int run_destination(const struct e2e_cfg *cfg, int fd)
 	if (!ret)
 		ret = sections_register(s, d.sec, NULL, &err);
 	if (!ret)
+		ret = e2e_names_start(&names);
+	cpu0 = e2e_process_cpu_us();
+	if (!ret)
 		ret = tern_incoming(s, uri, &err);
 	if (!ret)
 		ret = tern_incoming_uri(s, bound, sizeof(bound));
 	if (ret < 0) {
 		e2e_note("setup failed: %s (%s)", err.msg[0] ? err.msg : "-", strerror(-ret));
+		e2e_names_stop(&names);
 		tern_session_free(s);
 		return 2; /* the parent sees EOF instead of a URI */
 	}
 	bound[sizeof(bound) - 1] = '\0';
 	if (e2e_write_full(fd, bound, sizeof(bound)) < 0) {
+		e2e_names_stop(&names);
 		tern_session_free(s);
 		return 2;
 	}
 
 	/* the source's own guard fires first; this one only stops an orphan */
 	e2e_wait_final(s, cfg->timeout_s + 30, &timed_out);
+	rep.proc_cpu_us = e2e_process_cpu_us() - cpu0;
+	e2e_names_stop(&names);
+	e2e_names_list(&names, rep.names, sizeof(rep.names));
 	tern_stats_get(s, &rep.stats);
 	if (rep.stats.status == TERN_STATUS_COMPLETED) {
 		/* resume may run just after the state changed; give it a moment */

@@ -9,12 +9,14 @@
  * pages, after tern_ram_mark_dirty() for the previous one, so a page written
  * before the pause is always marked dirty before the library's final sync.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -249,6 +251,7 @@ static void *writer_main(void *arg)
 	uint64_t rng = w->seed | 1;
 	uint64_t t0 = e2e_now_ns(), done = 0, period_start = t0;
 
+	pthread_setname_np(pthread_self(), "e2e-writer");
 	for (;;) {
 		uint64_t allowed, elapsed, page, r;
 
@@ -384,4 +387,100 @@ void e2e_writer_throttle(struct e2e_writer *w, unsigned int percent)
 uint64_t e2e_writer_iter(struct e2e_writer *w)
 {
 	return __atomic_load_n(&w->iter, __ATOMIC_RELAXED);
+}
+
+/* ---- thread names ------------------------------------------------------- */
+
+static void names_scan(struct e2e_names *nw)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+
+	if (!d)
+		return;
+	while ((e = readdir(d))) {
+		char path[300], comm[32];
+		unsigned int i;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "re");
+		if (!f)
+			continue; /* ended meanwhile */
+		if (fgets(comm, sizeof(comm), f)) {
+			comm[strcspn(comm, "\n")] = '\0';
+			for (i = 0; i < nw->n && strcmp(nw->name[i], comm); i++)
+				;
+			if (i == nw->n && nw->n < E2E_NAMES_MAX)
+				snprintf(nw->name[nw->n++], sizeof(nw->name[0]), "%.15s", comm);
+		}
+		fclose(f);
+	}
+	closedir(d);
+}
+
+static void *names_main(void *arg)
+{
+	struct e2e_names *nw = arg;
+	struct timespec ts = {.tv_nsec = 1000000};
+
+	pthread_setname_np(pthread_self(), "e2e-names");
+	while (!__atomic_load_n(&nw->quit, __ATOMIC_ACQUIRE)) {
+		names_scan(nw);
+		nanosleep(&ts, NULL);
+	}
+	names_scan(nw);
+	return NULL;
+}
+
+int e2e_names_start(struct e2e_names *nw)
+{
+	memset(nw, 0, sizeof(*nw));
+	if (pthread_create(&nw->thread, NULL, names_main, nw))
+		return -1;
+	nw->started = true;
+	return 0;
+}
+
+void e2e_names_stop(struct e2e_names *nw)
+{
+	if (!nw->started)
+		return;
+	__atomic_store_n(&nw->quit, true, __ATOMIC_RELEASE);
+	pthread_join(nw->thread, NULL);
+	nw->started = false;
+}
+
+bool e2e_names_seen(const struct e2e_names *nw, const char *name)
+{
+	unsigned int i;
+
+	for (i = 0; i < nw->n; i++)
+		if (!strcmp(nw->name[i], name))
+			return true;
+	return false;
+}
+
+void e2e_names_list(const struct e2e_names *nw, char *buf, size_t len)
+{
+	size_t used = 0;
+	unsigned int i;
+
+	if (!len)
+		return;
+	buf[0] = '\0';
+	for (i = 0; i < nw->n && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? " " : "", nw->name[i]);
+}
+
+uint64_t e2e_process_cpu_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }

@@ -127,4 +127,29 @@ void e2e_writer_throttle(struct e2e_writer *w, unsigned int percent);
 /* Pages written so far. Thread-safe. */
 uint64_t e2e_writer_iter(struct e2e_writer *w);
 
+/*
+ * struct e2e_names - the thread names this process showed while it ran: a
+ * thread of its own (e2e-names) reads /proc/self/task/STAR/comm every
+ * millisecond and keeps each name it has not seen yet (the library names
+ * its threads, so that top -H and profilers tell them apart).
+ */
+#define E2E_NAMES_MAX 64
+struct e2e_names {
+	pthread_t thread;
+	bool started;
+	bool quit; /* atomic */
+	/* the watcher's until stopped, then the caller's */
+	unsigned int n;
+	char name[E2E_NAMES_MAX][16];
+};
+
+int e2e_names_start(struct e2e_names *nw);
+void e2e_names_stop(struct e2e_names *nw);
+/* After stop: whether @name was seen. */
+bool e2e_names_seen(const struct e2e_names *nw, const char *name);
+/* After stop: every name seen, space-separated, into @buf (cut to @len). */
+void e2e_names_list(const struct e2e_names *nw, char *buf, size_t len);
+/* This process's user + system CPU so far (getrusage(RUSAGE_SELF)), us. */
+uint64_t e2e_process_cpu_us(void);
+
 #endif /* TERN_E2E_UTIL_H */

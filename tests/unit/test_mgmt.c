@@ -325,7 +325,10 @@ static void test_query(void **state)
 					   "downtime_sync_us",
 					   "downtime_ram_us",
 					   "downtime_device_us",
-					   "downtime_resume_us"};
+					   "downtime_resume_us",
+					   "cpu",
+					   "cpu_total_user_us",
+					   "cpu_total_sys_us"};
 	struct fixture *f = *state;
 	struct json_object *r, *ret, *zstd;
 	size_t i;
@@ -342,6 +345,12 @@ static void test_query(void **state)
 	zstd = get(get(ret, "codec"), "zstd");
 	get(zstd, "pages");
 	get(zstd, "compression_rate");
+	for (i = TERN_CPU_INVALID + 1; i < TERN_CPU_CLASSES; i++) {
+		struct json_object *c = get(get(ret, "cpu"), tern_cpu_class_name(i));
+
+		assert_int_equal(json_object_get_uint64(get(c, "user_us")), 0);
+		assert_int_equal(json_object_get_uint64(get(c, "sys_us")), 0);
+	}
 	json_object_put(r);
 }
 

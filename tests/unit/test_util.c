@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for util/: bitmaps (plain, atomic, drain under concurrency),
- * byte order, error reports, full-length fd I/O, parse_u64 and UUIDs; and
- * the programs' JSON string escaper (common/json_out.h, header-only), which
+ * byte order, error reports, full-length fd I/O, parse_u64, UUIDs and thread
+ * CPU accounting (cpu_acct.c: a thread that burns a known amount of CPU
+ * shows up in its class, within loose bounds, and only there); and the
+ * programs' JSON string escaper (common/json_out.h, header-only), which
  * has no module of its own to be tested with.
  *
  * Helper threads never call cmocka assertions (they longjmp into the main
@@ -540,6 +542,162 @@ static void test_json_escape(void **state)
 	assert_int_equal(json_escape(out, 3, "ab\""), 2);
 }
 
+/* ---- thread CPU accounting ------------------------------------------------- */
+
+struct burner {
+	struct cpu_acct *acct;
+	enum tern_cpu_class cls, then; /* then: switch to it halfway (0: no) */
+	uint64_t burn_ns;	       /* of this thread's own CPU time, per half */
+	char comm[32];		       /* its name, as the kernel has it */
+};
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Spin until this thread has run @ns more: a known amount of CPU, however
+ * busy the machine is, nearly all of it user time (the clock is a system
+ * call: it is read once per 100000 multiplies). */
+static void burn(uint64_t ns)
+{
+	uint64_t until = thread_cpu_ns() + ns;
+	volatile uint64_t x = 1;
+	int i;
+
+	while (thread_cpu_ns() < until)
+		for (i = 0; i < 100000; i++)
+			x = x * 6364136223846793005ull + 1;
+}
+
+static void *burner_main(void *arg)
+{
+	struct burner *b = arg;
+	CPU_THREAD(cpu, b->acct, b->cls, "tern-test/%d", 7);
+	char path[64];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)gettid());
+	f = fopen(path, "r");
+	if (f) {
+		if (!fgets(b->comm, sizeof(b->comm), f))
+			b->comm[0] = '\0';
+		fclose(f);
+	}
+	burn(b->burn_ns);
+	if (!b->then)
+		return NULL; /* the cleanup adds this thread's time */
+	cpu_thread_switch(&cpu, b->then);
+	burn(b->burn_ns);
+	return NULL;
+}
+
+static void burner_run(struct burner *b)
+{
+	pthread_t th;
+
+	assert_int_equal(pthread_create(&th, NULL, burner_main, b), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+}
+
+static uint64_t class_ms(struct cpu_acct *a, enum tern_cpu_class c)
+{
+	uint64_t user[TERN_CPU_CLASSES], sys[TERN_CPU_CLASSES];
+
+	cpu_acct_get(a, user, sys);
+	return (user[c] + sys[c]) / 1000;
+}
+
+static int cpu_setup(void **state)
+{
+	struct cpu_acct *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return -1;
+	cpu_acct_init(a);
+	*state = a;
+	return 0;
+}
+
+static int cpu_teardown(void **state)
+{
+	cpu_acct_fini(*state);
+	free(*state);
+	return 0;
+}
+
+/* 200 ms of CPU lands in its class, mostly as user time, and nowhere else. */
+static void test_cpu_burn(void **state)
+{
+	struct cpu_acct *a = *state;
+	struct burner b = {.acct = a, .cls = TERN_CPU_SEND, .burn_ns = 200000000};
+	uint64_t user[TERN_CPU_CLASSES], sys[TERN_CPU_CLASSES];
+	int c;
+
+	cpu_acct_open(a);
+	burner_run(&b);
+	assert_string_equal(b.comm, "tern-test/7\n");
+	cpu_acct_get(a, user, sys);
+	print_message("send: user %" PRIu64 " us, sys %" PRIu64 " us\n", user[TERN_CPU_SEND],
+		      sys[TERN_CPU_SEND]);
+	assert_in_range(class_ms(a, TERN_CPU_SEND), 190, 1000);
+	assert_true(user[TERN_CPU_SEND] > sys[TERN_CPU_SEND]);
+	for (c = TERN_CPU_INVALID; c < TERN_CPU_CLASSES; c++)
+		if (c != TERN_CPU_SEND)
+			assert_int_equal(user[c] + sys[c], 0);
+	/* closed: the totals stay, a thread's add is dropped */
+	cpu_acct_close(a);
+	b.cls = TERN_CPU_RECV;
+	b.burn_ns = 20000000;
+	burner_run(&b);
+	assert_int_equal(class_ms(a, TERN_CPU_RECV), 0);
+	assert_in_range(class_ms(a, TERN_CPU_SEND), 190, 1000);
+	assert_false(cpu_acct_add(a, TERN_CPU_SEND, 1, 1));
+	/* opened again: from zero */
+	cpu_acct_open(a);
+	assert_int_equal(class_ms(a, TERN_CPU_SEND), 0);
+	assert_true(cpu_acct_add(a, TERN_CPU_INVALID, 5000, 0)); /* counts as other */
+	assert_int_equal(class_ms(a, TERN_CPU_OTHER), 5);
+}
+
+/* A thread that changes class halfway splits its time between the two. */
+static void test_cpu_switch(void **state)
+{
+	struct cpu_acct *a = *state;
+	struct burner b = {
+	    .acct = a, .cls = TERN_CPU_MIGRATION, .then = TERN_CPU_DIGEST, .burn_ns = 60000000};
+
+	cpu_acct_open(a);
+	burner_run(&b);
+	assert_in_range(class_ms(a, TERN_CPU_MIGRATION), 55, 500);
+	assert_in_range(class_ms(a, TERN_CPU_DIGEST), 55, 500);
+	assert_int_equal(class_ms(a, TERN_CPU_SEND), 0);
+}
+
+/* Without totals a thread is only named; the classes have names. */
+static void test_cpu_names(void **state)
+{
+	struct cpu_acct *a = *state;
+	struct burner b = {.acct = NULL, .cls = TERN_CPU_SEND, .burn_ns = 1000000};
+
+	cpu_acct_open(a);
+	burner_run(&b);
+	assert_string_equal(b.comm, "tern-test/7\n");
+	assert_int_equal(class_ms(a, TERN_CPU_SEND), 0);
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_MIGRATION), "migration");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_SEND), "send");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_RECV), "recv");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_PREFAULT), "prefault");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_DIGEST), "digest");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_MGMT), "mgmt");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_OTHER), "other");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_INVALID), "invalid");
+	assert_string_equal(tern_cpu_class_name(TERN_CPU_CLASSES), "invalid");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -567,6 +725,9 @@ int main(void)
 	    cmocka_unit_test(test_parse_u64),
 	    cmocka_unit_test(test_uuid),
 	    cmocka_unit_test(test_json_escape),
+	    cmocka_unit_test_setup_teardown(test_cpu_burn, cpu_setup, cpu_teardown),
+	    cmocka_unit_test_setup_teardown(test_cpu_switch, cpu_setup, cpu_teardown),
+	    cmocka_unit_test_setup_teardown(test_cpu_names, cpu_setup, cpu_teardown),
 	};
 
 	/* A write to a closed socket must fail the test, not kill the runner. */
