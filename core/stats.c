@@ -124,6 +124,10 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 	st->rdma_chunks_registered = xs.chunks_registered;
 	st->rdma_placed_bytes = xs.placed_bytes;
 	st->rdma_staged_bytes = xs.staged_bytes;
+	st->zero_copy_sends = xs.zc_sends;
+	st->zero_copy_bytes = xs.zc_bytes;
+	st->zero_copy_copied = xs.zc_copied;
+	st->zero_copy_fallbacks = xs.zc_fallbacks;
 	if (s->is_source)
 		st->xbzrle_cache_size = LD(s->xbzrle_size);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)
