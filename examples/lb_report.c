@@ -138,14 +138,17 @@ void lb_print_json(const char *side, const char *transport, const struct lb_cfg 
 		      ",\"throttle_max_percent\":%u,\"throttle_held_ms\":%" PRIu64
 		      ",\"rdma_pinned_peak\":%" PRIu64 ",\"rdma_reg_us\":%" PRIu64
 		      ",\"rdma_chunks_registered\":%" PRIu64 ",\"rdma_placed_bytes\":%" PRIu64
-		      ",\"rdma_staged_bytes\":%" PRIu64,
+		      ",\"rdma_staged_bytes\":%" PRIu64 ",\"zero_copy_sends\":%" PRIu64
+		      ",\"zero_copy_bytes\":%" PRIu64 ",\"zero_copy_copied\":%" PRIu64
+		      ",\"zero_copy_fallbacks\":%" PRIu64,
 		      st->round_bytes, st->round_sent_bytes, st->cpu_throttle_percent,
 		      st->expected_sync_us, st->expected_ram_us, st->expected_device_us,
 		      st->expected_resume_us, st->downtime_pause_us, st->downtime_wait_us,
 		      st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
 		      st->downtime_resume_us, w ? w->throttle_max : 0, w ? w->held_ns / 1000000 : 0,
 		      st->rdma_pinned_peak, st->rdma_reg_us, st->rdma_chunks_registered,
-		      st->rdma_placed_bytes, st->rdma_staged_bytes);
+		      st->rdma_placed_bytes, st->rdma_staged_bytes, st->zero_copy_sends,
+		      st->zero_copy_bytes, st->zero_copy_copied, st->zero_copy_fallbacks);
 	getrusage(RUSAGE_SELF, &ru);
 	n += snprintf(line + n, sizeof(line) - (size_t)n,
 		      ",\"cpu_user_us\":%" PRIu64 ",\"cpu_sys_us\":%" PRIu64,

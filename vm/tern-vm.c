@@ -177,6 +177,7 @@ static void usage(FILE *f)
 	    "  --xbzrle-cache SIZE     xbzrle-cache-size (default 64M)\n"
 	    "  --verify                verify-ram capability\n"
 	    "  --rdma-pin-all          rdma: register all guest RAM at setup (rdma-pin-all)\n"
+	    "  --zero-copy-send        source, tcp: send raw pages with MSG_ZEROCOPY\n"
 	    "  --rdma-pin-limit SIZE   rdma: most RAM registered at once otherwise\n"
 	    "  --mgmt PATH             serve the management socket (docs/MGMT.md) at PATH\n"
 	    "                          once the migration (or listening) has started;\n"
@@ -243,6 +244,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_XBZRLE_CACHE,
 		OPT_VERIFY,
 		OPT_RDMA_PIN_ALL,
+		OPT_ZERO_COPY_SEND,
 		OPT_RDMA_PIN_LIMIT,
 		OPT_WATCH_MS,
 		OPT_TIMEOUT,
@@ -277,6 +279,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
+	    {"zero-copy-send", no_argument, NULL, OPT_ZERO_COPY_SEND},
 	    {"rdma-pin-limit", required_argument, NULL, OPT_RDMA_PIN_LIMIT},
 	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -370,6 +373,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_RDMA_PIN_ALL:
 			cfg->rdma_pin_all = true;
+			break;
+		case OPT_ZERO_COPY_SEND:
+			cfg->zero_copy_send = true;
 			break;
 		case OPT_RDMA_PIN_LIMIT:
 			cfg->rdma_pin_limit = parse_scaled("--rdma-pin-limit", optarg, false);
@@ -525,7 +531,9 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     ",\"throttle_max_percent\":%u,\"throttle_end_percent\":%u"
 		     ",\"throttle_held_ms\":%" PRIu64 ",\"rdma_pinned_peak\":%" PRIu64
 		     ",\"rdma_reg_us\":%" PRIu64 ",\"rdma_chunks_registered\":%" PRIu64
-		     ",\"rdma_placed_bytes\":%" PRIu64 ",\"rdma_staged_bytes\":%" PRIu64 "}\n",
+		     ",\"rdma_placed_bytes\":%" PRIu64 ",\"rdma_staged_bytes\":%" PRIu64
+		     ",\"zero_copy_sends\":%" PRIu64 ",\"zero_copy_bytes\":%" PRIu64
+		     ",\"zero_copy_copied\":%" PRIu64 ",\"zero_copy_fallbacks\":%" PRIu64 "}\n",
 		     r->side, status, esc, jbool(st->verified), cfg->ram, cfg->vcpus,
 		     r->have_st && st->channels ? st->channels : cfg->channels, r->transport,
 		     r->have_st && st->multifd_compression[0] ? st->multifd_compression
@@ -544,7 +552,8 @@ static void print_result(const struct tv_cfg *cfg, const struct tv_result *r)
 		     st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us,
 		     r->throttle_max, r->throttle_end, r->throttle_held_ms, st->rdma_pinned_peak,
 		     st->rdma_reg_us, st->rdma_chunks_registered, st->rdma_placed_bytes,
-		     st->rdma_staged_bytes);
+		     st->rdma_staged_bytes, st->zero_copy_sends, st->zero_copy_bytes,
+		     st->zero_copy_copied, st->zero_copy_fallbacks);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = snprintf(line, sizeof(line), "{\"side\":\"%s\",\"status\":\"%s\"}\n", r->side,
 			     status);
@@ -785,6 +794,8 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_cap_set(s, "rdma-pin-all", true, err);
 	if (!ret && cfg->rdma_pin_limit)
 		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
+	if (!ret && cfg->zero_copy_send)
+		ret = tern_cap_set(s, "zero-copy-send", true, err);
 	if (!ret)
 		ret = converge_opts_apply(s, &cfg->conv, err);
 	if (!ret)
