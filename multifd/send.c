@@ -40,7 +40,7 @@
  * channel waits for all its sends to complete before it writes SYNC
  * (SYNC|LAST included), so a round ends, and a migration returns, with
  * nothing of guest RAM in the kernel's hands; on a failure or a cancel the
- * transport's close() abandons what is still in flight (tcp/tcp_conn.c).
+ * transport's close() abandons what is still in flight (util/transport.h).
  *
  * No wait is unbounded. A worker's write that makes no progress for
  * io-timeout fails (the connection's own send timeout, so the page path
