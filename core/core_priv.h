@@ -507,6 +507,10 @@ struct tern_session {
 	 * ->obs_lock while it calls the hooks. Lock order: ->lock, then
 	 * ->obs_lock, then the hooks' own locks. */
 	pthread_mutex_t obs_lock;
+	/* readable once cancelled: ends a transport connect (tern_cancel()
+	 * writes it, each migration drains it); -1 when it could not be made.
+	 * After ->obs_lock: a rearm keeps it. */
+	int cancel_fd;
 	struct session_observer obs[TERN_MAX_OBSERVERS];
 	uint32_t nobs;
 };

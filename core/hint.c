@@ -7,7 +7,7 @@
  * memory much more (measured here: 1.5 s per GiB on one thread, 0.86 s on
  * two). Paid inside the receive path, it is paid serially with the copy.
  * So before round 1 the source tells the destination which 2 MiB regions
- * hold data (RAM_HINT), and a thread there populates exactly those while
+ * hold data (RAM_HINT), and threads there populate exactly those while
  * the pages travel. Regions that are all zero are not in the map, so they
  * stay unallocated, as the zero-page rule wants.
  *
@@ -24,8 +24,10 @@
  *                     bitmap, one bit per region, LSB first
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "compress/compress.h"
 #include "core_priv.h"
@@ -112,11 +114,24 @@ struct hint_map {
 	uint8_t *bits; /* NULL until the block's hint arrived */
 };
 
+/*
+ * Populating is the destination's one stage that is not per channel: one
+ * thread moved about 16 GB/s of fresh memory on a 16-core host, 91% busy,
+ * and capped the 16-channel runs. So it runs on one thread per two
+ * channels (as many as the host has CPUs, at most PREFAULT_MAX_THREADS),
+ * which take 2 MiB regions in order from one atomic cursor: together they
+ * move ahead of the pages as one front, and none waits for another.
+ */
+#define PREFAULT_MAX_THREADS 8
+
 struct prefault {
 	struct tern_session *s;
-	pthread_t thread;
-	bool started;
-	bool stop; /* atomic */
+	pthread_t threads[PREFAULT_MAX_THREADS];
+	uint32_t nthreads; /* started */
+	uint64_t cursor;   /* atomic: the next region, counted over all blocks */
+	uint64_t nregions; /* over all blocks */
+	bool stop;	   /* atomic */
+	bool unsupported;  /* atomic: MADV_POPULATE_WRITE refused */
 	struct hint_map maps[MAX_BLOCKS];
 };
 
@@ -153,7 +168,7 @@ int hint_receive(struct tern_session *s, const uint8_t *p, uint32_t len, struct 
 			return tern_error_set(err, -ENOMEM, "RAM_HINT: out of memory");
 		s->prefault->s = s;
 	}
-	if (s->prefault->started || s->prefault->maps[bi].bits)
+	if (s->prefault->nthreads || s->prefault->maps[bi].bits)
 		return tern_error_set(err, -EPROTO, "RAM_HINT for block '%s' sent twice",
 				      blk->name);
 	s->prefault->maps[bi].bits = malloc(nbytes);
@@ -164,56 +179,98 @@ int hint_receive(struct tern_session *s, const uint8_t *p, uint32_t len, struct 
 	return 0;
 }
 
+/* Region @idx, counted over all blocks: its block and its index there. */
+static bool region_at(const struct prefault *pf, uint64_t idx, uint32_t *bi, uint64_t *r)
+{
+	const struct tern_session *s = pf->s;
+	uint32_t b;
+
+	for (b = 0; b < s->nblocks; b++) {
+		if (idx < pf->maps[b].nregions) {
+			*bi = b;
+			*r = idx;
+			return true;
+		}
+		idx -= pf->maps[b].nregions;
+	}
+	return false;
+}
+
 static void *prefault_main(void *arg)
 {
 	struct prefault *pf = arg;
 	struct tern_session *s = pf->s;
+	uint64_t idx, r;
 	uint32_t bi;
 
-	for (bi = 0; bi < s->nblocks; bi++) {
-		const struct tern_ram_block *blk = s->blocks[bi];
-		const struct hint_map *m = &pf->maps[bi];
-		uint64_t r;
+	while (!__atomic_load_n(&pf->stop, __ATOMIC_RELAXED) &&
+	       !__atomic_load_n(&pf->unsupported, __ATOMIC_RELAXED)) {
+		const struct tern_ram_block *blk;
+		uint64_t off;
 
-		for (r = 0; m->bits && r < m->nregions; r++) {
-			uint64_t off = r << HINT_REGION_SHIFT;
-
-			if (__atomic_load_n(&pf->stop, __ATOMIC_RELAXED))
-				return NULL;
-			if (!(m->bits[r / 8] & (1u << (r % 8))))
-				continue;
-			/* Not supported (before Linux 5.14) or not anonymous
-			 * memory: the pages fault in as they land instead. */
-			if (madvise(blk->host + off,
-				    MIN(1ull << HINT_REGION_SHIFT, blk->size - off),
-				    MADV_POPULATE_WRITE) &&
-			    errno == EINVAL)
-				return NULL;
-		}
+		idx = __atomic_fetch_add(&pf->cursor, 1, __ATOMIC_RELAXED);
+		if (idx >= pf->nregions || !region_at(pf, idx, &bi, &r))
+			break;
+		if (!(pf->maps[bi].bits[r / 8] & (1u << (r % 8))))
+			continue;
+		blk = s->blocks[bi];
+		off = r << HINT_REGION_SHIFT;
+		/* Not supported (before Linux 5.14) or not anonymous memory:
+		 * the pages fault in as they land instead. */
+		if (madvise(blk->host + off, MIN(1ull << HINT_REGION_SHIFT, blk->size - off),
+			    MADV_POPULATE_WRITE) &&
+		    errno == EINVAL)
+			__atomic_store_n(&pf->unsupported, true, __ATOMIC_RELAXED);
 	}
 	return NULL;
+}
+
+/* One thread per two channels, within the CPUs and PREFAULT_MAX_THREADS. */
+static uint32_t prefault_threads(const struct tern_session *s)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint32_t n = DIV_ROUND_UP(MAX(s->nchannels, 1u), 2);
+
+	n = MIN(n, PREFAULT_MAX_THREADS);
+	if (cpus > 0 && n > (uint32_t)cpus)
+		n = (uint32_t)cpus;
+	return MAX(n, 1u);
 }
 
 void hint_prefault_start(struct tern_session *s)
 {
 	struct prefault *pf = s->prefault;
+	uint32_t bi, i, n;
+	char name[16];
 
-	if (!pf || pf->started)
+	if (!pf || pf->nthreads)
 		return;
-	/* Best effort: without the thread, pages fault in as they land. */
-	pf->started = !pthread_create(&pf->thread, NULL, prefault_main, pf);
+	for (bi = 0; bi < s->nblocks; bi++)
+		if (pf->maps[bi].bits) /* a block without its hint: not populated */
+			pf->nregions += pf->maps[bi].nregions;
+		else
+			break;
+	n = prefault_threads(s);
+	/* Best effort: without the threads, pages fault in as they land. */
+	for (i = 0; i < n; i++) {
+		if (pthread_create(&pf->threads[i], NULL, prefault_main, pf))
+			break;
+		snprintf(name, sizeof(name), "tern-prefault/%u", i);
+		pthread_setname_np(pf->threads[i], name);
+		pf->nthreads++;
+	}
 }
 
 void hint_prefault_stop(struct tern_session *s)
 {
 	struct prefault *pf = s->prefault;
-	uint32_t bi;
+	uint32_t bi, i;
 
 	if (!pf)
 		return;
 	__atomic_store_n(&pf->stop, true, __ATOMIC_RELAXED);
-	if (pf->started)
-		pthread_join(pf->thread, NULL);
+	for (i = 0; i < pf->nthreads; i++)
+		pthread_join(pf->threads[i], NULL);
 	for (bi = 0; bi < MAX_BLOCKS; bi++)
 		free(pf->maps[bi].bits);
 	free(pf);

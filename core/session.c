@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "core_priv.h"
@@ -36,6 +37,7 @@ TERN_EXPORT int tern_session_new(const struct tern_vmm_ops *ops, void *opaque,
 	pthread_mutex_init(&s->ctl_wlock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	pthread_mutex_init(&s->obs_lock, NULL);
+	s->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	*ret_session = s;
 	return 0;
 }
@@ -156,6 +158,10 @@ TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct ter
 	ret = session_start(s, true, uri, err);
 	if (ret)
 		return ret;
+	/* a cancel of an earlier migration of this session is not this one's */
+	if (s->cancel_fd >= 0 && read(s->cancel_fd, &(uint64_t){0}, sizeof(uint64_t)) < 0) {
+		/* EAGAIN: nothing to drain */
+	}
 	ret = tern_uuid_generate(s->uuid);
 	if (ret)
 		return tern_error_set(err, ret, "generating the session UUID: %s", strerror(-ret));
@@ -243,6 +249,9 @@ TERN_EXPORT int tern_cancel(struct tern_session *s)
 		       s->is_source ? "source" : "destination");
 	err = s->err;
 	pthread_mutex_unlock(&s->lock);
+	if (s->cancel_fd >= 0 && write(s->cancel_fd, &(uint64_t){1}, sizeof(uint64_t)) < 0) {
+		/* EAGAIN: it is readable already */
+	}
 
 	/* The source goes through cancelling; the destination simply fails. */
 	if (s->is_source) {
@@ -327,5 +336,7 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 	pthread_mutex_destroy(&s->ctl_wlock);
 	pthread_mutex_destroy(&s->lock);
 	pthread_mutex_destroy(&s->obs_lock);
+	if (s->cancel_fd >= 0)
+		close(s->cancel_fd);
 	free(s);
 }

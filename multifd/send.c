@@ -8,7 +8,7 @@
  * packet with a single writev: header and offsets from its own buffer, then
  * the normal pages straight from guest RAM -- no copy of a page in user
  * space. One mutex guards the slots and the batch pool; it is taken a few
- * times per batch (128 pages), never per page.
+ * times per batch (MF_BATCH_PAGES, 512 pages), never per page.
  *
  * A sync request sits in the slot behind the batch queued before it, so each
  * channel writes SYNC n after all of its round-n pages.

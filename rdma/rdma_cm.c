@@ -359,8 +359,8 @@ static int no_device(struct tern_error *err, int code, const char *host, const c
 			      call, errstr(code), devs);
 }
 
-static int rdma_connect_uri(const char *addr, int timeout_ms, struct tern_conn **ret_conn,
-			    struct tern_error *err)
+static int rdma_connect_uri(const char *addr, int timeout_ms, int cancel_fd,
+			    struct tern_conn **ret_conn, struct tern_error *err)
 {
 	uint64_t deadline =
 	    tern_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : RDMA_CONNECT_DEFAULT_MS);
@@ -398,7 +398,7 @@ static int rdma_connect_uri(const char *addr, int timeout_ms, struct tern_conn *
 		ret = no_device(err, -errno, hp.host, "rdma_resolve_addr");
 		goto err_conn;
 	}
-	ret = cm_wait(c->ech, -1, deadline, RDMA_CM_EVENT_ADDR_RESOLVED, NULL, who, err);
+	ret = cm_wait(c->ech, cancel_fd, deadline, RDMA_CM_EVENT_ADDR_RESOLVED, NULL, who, err);
 	if (ret)
 		goto err_conn;
 	if (!c->id->verbs) {
@@ -409,7 +409,7 @@ static int rdma_connect_uri(const char *addr, int timeout_ms, struct tern_conn *
 		ret = tern_error_set(err, -errno, "%s: rdma_resolve_route: %s", who, errstr(errno));
 		goto err_conn;
 	}
-	ret = cm_wait(c->ech, -1, deadline, RDMA_CM_EVENT_ROUTE_RESOLVED, NULL, who, err);
+	ret = cm_wait(c->ech, cancel_fd, deadline, RDMA_CM_EVENT_ROUTE_RESOLVED, NULL, who, err);
 	if (ret)
 		goto err_conn;
 	ret = conn_setup(c, err);
@@ -423,7 +423,7 @@ static int rdma_connect_uri(const char *addr, int timeout_ms, struct tern_conn *
 		ret = tern_error_set(err, -errno, "%s: rdma_connect: %s", who, errstr(errno));
 		goto err_conn;
 	}
-	ret = cm_wait(c->ech, -1, deadline, RDMA_CM_EVENT_ESTABLISHED, &c->peer, who, err);
+	ret = cm_wait(c->ech, cancel_fd, deadline, RDMA_CM_EVENT_ESTABLISHED, &c->peer, who, err);
 	if (ret)
 		goto err_conn;
 	sockaddr_uri(rdma_get_peer_addr(c->id), c->base.peer, sizeof(c->base.peer));

@@ -46,6 +46,8 @@
 
 #define RDMA_DEFAULT_IO_TIMEOUT_MS 30000
 #define RDMA_DUPLEX_NAP_MS 50
+/* After a refused post: how long to wait for the completion that says why */
+#define RDMA_POST_ERR_WAIT_MS 200
 
 static const char *const wr_names[RDMA_WR_MAX] = {
     [RDMA_WR_SEND] = "SEND",
@@ -295,9 +297,21 @@ int rdma_post_send(struct rdma_conn *c, struct ibv_send_wr *wr, enum rdma_wr_kin
 	if (signaled)
 		wr->send_flags |= IBV_SEND_SIGNALED;
 	ret = ibv_post_send(c->qp, wr, &bad);
-	if (ret)
+	if (ret) {
+		uint64_t until = tern_now_ms() + RDMA_POST_ERR_WAIT_MS;
+		int err = ret < 0 ? -ret : ret;
+
+		/* A queue pair in the error state refuses new work (siw says
+		 * EPERM): the completion that broke it says why, and the device
+		 * may deliver it just after. Wait a moment for it. */
+		while (!c->failed && tern_now_ms() < until)
+			if (rdma_wait(c, until, 0))
+				break;
+		if (c->failed)
+			return c->failed;
 		return rdma_fail(c, -EIO, "ibv_post_send (%s): %s", wr_names[kind],
-				 strerror_r(ret < 0 ? -ret : ret, (char[64]){""}, 64));
+				 strerror_r(err, (char[64]){""}, 64));
+	}
 	c->sq_posted = seq;
 	if (signaled)
 		c->last_signaled = seq;

@@ -17,8 +17,8 @@ static int stub_listen(const char *addr, struct tern_listener **ret_listener,
 	return tern_error_set(err, -EPROTONOSUPPORT, "rdma:%s: " RDMA_NOT_BUILT, addr);
 }
 
-static int stub_connect(const char *addr, int timeout_ms, struct tern_conn **ret_conn,
-			struct tern_error *err)
+static int stub_connect(const char *addr, int timeout_ms, int cancel_fd,
+			struct tern_conn **ret_conn, struct tern_error *err)
 {
 	return tern_error_set(err, -EPROTONOSUPPORT, "rdma:%s: " RDMA_NOT_BUILT, addr);
 }

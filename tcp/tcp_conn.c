@@ -516,9 +516,10 @@ static int gai_to_errno(int rc)
  * Connect a new non-blocking socket to @ai by @deadline (@timeout_ms < 0: no limit).
  * Returns the fd, still non-blocking, or a negative errno (-ETIMEDOUT).
  */
-static int sock_connect_inet(const struct addrinfo *ai, int timeout_ms, uint64_t deadline)
+static int sock_connect_inet(const struct addrinfo *ai, int timeout_ms, uint64_t deadline,
+			     int cancel_fd)
 {
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	int fd, rc, soerr = 0;
 	socklen_t sl = sizeof(soerr);
 
@@ -531,10 +532,14 @@ static int sock_connect_inet(const struct addrinfo *ai, int timeout_ms, uint64_t
 		rc = -errno;
 		goto err_fd;
 	}
-	pfd.fd = fd;
-	pfd.events = POLLOUT;
+	pfd[0] = (struct pollfd){.fd = fd, .events = POLLOUT};
+	pfd[1] = (struct pollfd){.fd = cancel_fd, .events = POLLIN};
 	for (;;) {
-		rc = poll(&pfd, 1, time_left_ms(timeout_ms, deadline));
+		rc = poll(pfd, cancel_fd >= 0 ? 2 : 1, time_left_ms(timeout_ms, deadline));
+		if (rc > 0 && cancel_fd >= 0 && pfd[1].revents) {
+			rc = -ECANCELED;
+			goto err_fd;
+		}
 		if (rc > 0)
 			break;
 		if (rc == 0) {
@@ -561,7 +566,7 @@ err_fd:
 	return rc;
 }
 
-static int tcp_connect(const char *addr, int timeout_ms, struct tern_conn **ret_conn,
+static int tcp_connect(const char *addr, int timeout_ms, int cancel_fd, struct tern_conn **ret_conn,
 		       struct tern_error *err)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
@@ -579,11 +584,13 @@ static int tcp_connect(const char *addr, int timeout_ms, struct tern_conn **ret_
 		return tern_error_set(err, gai_to_errno(ret), "connect to tcp:%s: %s", addr,
 				      gai_strerror(ret));
 	for (ai = res; ai; ai = ai->ai_next) {
-		fd = sock_connect_inet(ai, timeout_ms, deadline);
-		if (fd >= 0 || fd == -ETIMEDOUT)
+		fd = sock_connect_inet(ai, timeout_ms, deadline, cancel_fd);
+		if (fd >= 0 || fd == -ETIMEDOUT || fd == -ECANCELED)
 			break;
 	}
 	freeaddrinfo(res);
+	if (fd == -ECANCELED)
+		return tern_error_set(err, fd, "connect to tcp:%s: cancelled", addr);
 	if (fd == -ETIMEDOUT)
 		return tern_error_set(err, fd, "connect to tcp:%s: timed out after %d ms", addr,
 				      timeout_ms);
@@ -613,11 +620,13 @@ static int unix_addr_fill(const char *path, struct sockaddr_un *sun, struct tern
  * A Unix-socket connect does not complete in the background: with the
  * listener's backlog full, a non-blocking one fails with EAGAIN at once and
  * a blocking one waits for room, up to SO_SNDTIMEO. So connect blocking,
- * with the timeout as SO_SNDTIMEO, and clear it afterwards.
+ * with the timeout as SO_SNDTIMEO, and clear it afterwards. (So @cancel_fd
+ * is not watched: the wait is for a local listener's backlog only.)
  */
-static int unix_connect(const char *path, int timeout_ms, struct tern_conn **ret_conn,
-			struct tern_error *err)
+static int unix_connect(const char *path, int timeout_ms, int cancel_fd,
+			struct tern_conn **ret_conn, struct tern_error *err)
 {
+	(void)cancel_fd;
 	struct timeval tv = {.tv_sec = 0};
 	struct sockaddr_un sun;
 	char peer[sizeof(((struct tern_conn *)0)->peer)];

@@ -187,7 +187,9 @@ struct tern_transport_ops {
 	/* @addr: the URI without "scheme:" */
 	int (*listen)(const char *addr, struct tern_listener **ret_listener,
 		      struct tern_error *err);
-	int (*connect)(const char *addr, int timeout_ms, struct tern_conn **ret_conn,
+	/* @cancel_fd: a file descriptor (an eventfd) that turns readable when
+	 * the caller gives up, ending the wait with -ECANCELED; -1: none. */
+	int (*connect)(const char *addr, int timeout_ms, int cancel_fd, struct tern_conn **ret_conn,
 		       struct tern_error *err);
 };
 

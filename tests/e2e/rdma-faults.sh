@@ -29,7 +29,8 @@
 #                rdma_cm connect waits for an accept), active (pages flow
 #                over a slow link), or pre-switchover (pause-before-switchover
 #                holds it there, every page placed). The source ends
-#                `cancelled` within 10 s of the cancel and exits 1; the
+#                `cancelled` within 5 s of the cancel (15 s in setup on siw:
+#                see cancel_in) and exits 1; the
 #                destination ends `failed` with a message, never completed.
 set -u
 lb=$1
@@ -132,7 +133,11 @@ cancel_in() {
 	say "source exited $rc $ms ms after the cancel: $st: $(field error "$tmp/src.out")"
 	[ "$rc" = 1 ] || fail "source exit status $rc, expected 1"
 	[ "$st" = cancelled ] || fail "source ended '$st', expected cancelled"
-	[ "$ms" -lt 10000 ] || fail "the cancel took $ms ms (limit 10 s)"
+	# siw: a connecting rdma_cm id is destroyed only when the kernel's MPA
+	# request times out (10 s in siw_cm), so a cancel in setup takes that long
+	lim=5000
+	case "$1:$dev" in setup:siw*) lim=15000 ;; esac
+	[ "$ms" -lt "$lim" ] || fail "the cancel took $ms ms (limit $lim ms)"
 	kill -CONT "$dst" 2>/dev/null
 	wait_pid "$dst" 60
 	dst=""

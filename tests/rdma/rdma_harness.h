@@ -93,7 +93,7 @@ static inline void pair_open(struct pair *p)
 	listen_any(&p->l, uri, sizeof(uri));
 	a.l = p->l;
 	CHECK(!pthread_create(&t, NULL, accept_thread, &a));
-	if (rdma_transport_ops.connect(uri + 5, 10000, &p->cli, &err)) {
+	if (rdma_transport_ops.connect(uri + 5, 10000, -1, &p->cli, &err)) {
 		fprintf(stderr, "connect %s: %s\n", uri, err.msg);
 		exit(1);
 	}

@@ -249,7 +249,7 @@ static void case_peer_killed(void)
 		close(fds[1]);
 		if (read(fds[0], uri, sizeof(uri)) <= 0)
 			_exit(3);
-		if (rdma_transport_ops.connect(uri + 5, 10000, &c, &err)) {
+		if (rdma_transport_ops.connect(uri + 5, 10000, -1, &c, &err)) {
 			fprintf(stderr, "child: %s\n", err.msg);
 			_exit(2);
 		}

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <linux/capability.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -95,7 +96,7 @@ static void open_pair(struct fixture *f, const char *uri)
 	assert_non_null(f->l);
 	assert_rc_equal(f->l->ops->uri(f->l, real, sizeof(real)), 0);
 	assert_rc_equal(tcp_transport_for_uri(real, &ops, &addr, &f->err), 0);
-	assert_rc_equal(ops->connect(addr, IO_TIMEOUT_MS, &f->client, &f->err), 0);
+	assert_rc_equal(ops->connect(addr, IO_TIMEOUT_MS, -1, &f->client, &f->err), 0);
 	assert_rc_equal(f->l->ops->accept(f->l, IO_TIMEOUT_MS, &f->server, &f->err), 0);
 	assert_non_null(f->client);
 	assert_non_null(f->server);
@@ -330,7 +331,7 @@ static void test_ipv6_loopback(void **state)
 	assert_rc_equal(f->l->ops->uri(f->l, uri, sizeof(uri)), 0);
 	assert_true(!strncmp(uri, "tcp:[::1]:", 10));
 	assert_rc_equal(tcp_transport_for_uri(uri, &ops, &addr, &f->err), 0);
-	assert_rc_equal(ops->connect(addr, IO_TIMEOUT_MS, &f->client, &f->err), 0);
+	assert_rc_equal(ops->connect(addr, IO_TIMEOUT_MS, -1, &f->client, &f->err), 0);
 	assert_rc_equal(f->l->ops->accept(f->l, IO_TIMEOUT_MS, &f->server, &f->err), 0);
 	assert_true(!strncmp(f->server->peer, "tcp:[::1]:", 10));
 	assert_rc_equal(conn_send(f->client, "v6 ok", 6), 0);
@@ -424,10 +425,71 @@ static void test_connect_refused(void **state)
 	assert_int_equal(getsockname(f->fd, (struct sockaddr *)&sin, &sl), 0);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
 
-	assert_rc_equal(tcp_transport_ops.connect(addr, IO_TIMEOUT_MS, &c, &f->err), -ECONNREFUSED);
+	assert_rc_equal(tcp_transport_ops.connect(addr, IO_TIMEOUT_MS, -1, &c, &f->err),
+			-ECONNREFUSED);
 	assert_ptr_equal(c, (void *)0x1);
 	snprintf(want, sizeof(want), "connect to tcp:%s: Connection refused", addr);
 	assert_string_equal(f->err.msg, want);
+}
+
+/* A connect that hangs (the listener's accept queue is full, so the kernel
+ * drops our SYN and retries it for seconds) ends at once with -ECANCELED
+ * when the cancel fd turns readable, and leaves nothing behind. */
+static void *cancel_soon(void *arg)
+{
+	struct timespec ts = {.tv_nsec = 100 * 1000000};
+
+	nanosleep(&ts, NULL);
+	if (write(*(int *)arg, &(uint64_t){1}, sizeof(uint64_t)) != sizeof(uint64_t))
+		abort();
+	return NULL;
+}
+
+static void test_connect_cancelled(void **state)
+{
+	struct fixture *f = *state;
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+	int lfd, efd, fds[64], n = 0, i, rc = 0;
+	struct tern_conn *c = (void *)0x1;
+	uint64_t t0, ms;
+	char addr[64];
+	pthread_t t;
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	assert_int_equal(listen(lfd, 0), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%u", ntohs(sin.sin_port));
+	/* fill the accept queue (nobody accepts): connects that complete */
+	for (n = 0; n < (int)ARRAY_SIZE(fds); n++) {
+		struct pollfd p;
+
+		fds[n] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+		assert_true(fds[n] >= 0);
+		rc = connect(fds[n], (struct sockaddr *)&sin, sizeof(sin));
+		p = (struct pollfd){.fd = fds[n], .events = POLLOUT};
+		if (rc && (errno != EINPROGRESS || poll(&p, 1, 200) != 1)) {
+			n++;
+			break; /* this one hangs: the queue is full */
+		}
+	}
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	assert_true(efd >= 0);
+	assert_int_equal(pthread_create(&t, NULL, cancel_soon, &efd), 0);
+	t0 = tern_now_ms();
+	assert_rc_equal(tcp_transport_ops.connect(addr, 20000, efd, &c, &f->err), -ECANCELED);
+	ms = tern_now_ms() - t0;
+	pthread_join(t, NULL);
+	assert_ptr_equal(c, (void *)0x1);
+	assert_str_contains(f->err.msg, "cancelled");
+	assert_true(ms < 5000);
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+	close(efd);
+	close(lfd);
 }
 
 static void test_connect_bad_host(void **state)
@@ -435,11 +497,11 @@ static void test_connect_bad_host(void **state)
 	struct fixture *f = *state;
 	struct tern_conn *c = (void *)0x1;
 
-	assert_true(tcp_transport_ops.connect("no-such-host.invalid:1", 1000, &c, &f->err) < 0);
+	assert_true(tcp_transport_ops.connect("no-such-host.invalid:1", 1000, -1, &c, &f->err) < 0);
 	assert_ptr_equal(c, (void *)0x1);
 	assert_str_contains(f->err.msg, "connect to tcp:no-such-host.invalid:1: ");
 	tern_error_clear(&f->err);
-	assert_rc_equal(tcp_transport_ops.connect("nohost", 1000, &c, &f->err), -EINVAL);
+	assert_rc_equal(tcp_transport_ops.connect("nohost", 1000, -1, &c, &f->err), -EINVAL);
 	assert_str_contains(f->err.msg, "nohost");
 }
 
@@ -449,7 +511,8 @@ static void test_unix_connect_missing(void **state)
 	struct tern_conn *c = (void *)0x1;
 	char want[256];
 
-	assert_rc_equal(unix_transport_ops.connect(f->path, IO_TIMEOUT_MS, &c, &f->err), -ENOENT);
+	assert_rc_equal(unix_transport_ops.connect(f->path, IO_TIMEOUT_MS, -1, &c, &f->err),
+			-ENOENT);
 	assert_ptr_equal(c, (void *)0x1);
 	snprintf(want, sizeof(want), "connect to unix:%s: No such file or directory", f->path);
 	assert_string_equal(f->err.msg, want);
@@ -465,14 +528,14 @@ static void test_unix_connect_timeout(void **state)
 	assert_rc_equal(unix_transport_ops.listen(f->path, &f->l, &f->err), 0);
 	/* nobody accepts: fill the backlog (non-blocking attempts) until refused */
 	while (n < (int)ARRAY_SIZE(extra)) {
-		rc = unix_transport_ops.connect(f->path, 0, &extra[n], NULL);
+		rc = unix_transport_ops.connect(f->path, 0, -1, &extra[n], NULL);
 		if (rc)
 			break;
 		n++;
 	}
 	assert_rc_equal(rc, -ETIMEDOUT);
 	assert_true(n >= 1);
-	assert_rc_equal(unix_transport_ops.connect(f->path, 30, &c, &f->err), -ETIMEDOUT);
+	assert_rc_equal(unix_transport_ops.connect(f->path, 30, -1, &c, &f->err), -ETIMEDOUT);
 	assert_ptr_equal(c, (void *)0x1);
 	assert_str_contains(f->err.msg, "timed out after 30 ms");
 	assert_str_contains(f->err.msg, f->path);
@@ -514,12 +577,13 @@ static void test_unix_stale_socket(void **state)
 	/* the kernel, where it can say, says so too */
 	assert_true(unix_sock_listening(&st) <= 0);
 	/* nobody listens there: connecting is refused */
-	assert_rc_equal(unix_transport_ops.connect(f->path, IO_TIMEOUT_MS, &f->client, NULL),
+	assert_rc_equal(unix_transport_ops.connect(f->path, IO_TIMEOUT_MS, -1, &f->client, NULL),
 			-ECONNREFUSED);
 
 	/* listen takes its place, and the new socket works */
 	assert_rc_equal(unix_transport_ops.listen(f->path, &f->l, &f->err), 0);
-	assert_rc_equal(unix_transport_ops.connect(f->path, IO_TIMEOUT_MS, &f->client, &f->err), 0);
+	assert_rc_equal(unix_transport_ops.connect(f->path, IO_TIMEOUT_MS, -1, &f->client, &f->err),
+			0);
 	assert_rc_equal(f->l->ops->accept(f->l, IO_TIMEOUT_MS, &f->server, &f->err), 0);
 	assert_rc_equal(conn_send(f->client, "ok", 3), 0);
 	assert_rc_equal(conn_recv(f->server, buf, 3), 0);
@@ -1201,6 +1265,7 @@ int main(void)
 	    FIX(test_listener_shutdown_wakes_accept),
 	    FIX(test_unix_listener_shutdown_wakes_accept),
 	    FIX(test_connect_refused),
+	    FIX(test_connect_cancelled),
 	    FIX(test_connect_bad_host),
 	    FIX(test_unix_connect_missing),
 	    FIX(test_unix_connect_timeout),

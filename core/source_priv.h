@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source side's parts, one file each (the migration thread is in
+ * source.c; the picture of the protocol and the bounds on every wait are in
+ * its header comment):
+ *   src_round.c       the rounds of precopy: dirty-log sync, the send maps
+ *                     into batches onto the workers, max-bandwidth, SYNC and
+ *                     RAM_SYNC; auto-converge, migration-timeout
+ *   src_estimate.c    what the switchover would cost now, against
+ *                     downtime-limit; the delivery rate learned from the
+ *                     acknowledged rounds
+ *   src_switchover.c  pause, the last round, sections, LOADED, the digest,
+ *                     COMPLETE, COMMIT; the measured downtime
+ *   src_return.c      the return-path thread, the waits for its answers,
+ *                     KEEPALIVE
+ * Only the migration thread calls these, except src_rp_thread() (its own
+ * thread) and src_delivered_learn() (from it, under ->lock).
+ */
+#ifndef TERN_CORE_SOURCE_PRIV_H
+#define TERN_CORE_SOURCE_PRIV_H
+
+#include "core_priv.h"
+
+/* how often the migration thread's waits look at migration-timeout */
+#define SRC_WAIT_TICK_MS 100
+
+/* The migration thread's state across rounds. */
+struct round_ctx {
+	struct ratelimit rl;
+	uint64_t sent_pages; /* queued to the workers, normal or zero */
+	/* why the round being sent may end early (ROUND_CUT) */
+	uint64_t limit_ms;    /* downtime-limit when the round began */
+	uint64_t deadline_ns; /* migration-timeout, 0: none */
+	bool cut;	      /* the last round ended early */
+	bool final;	      /* switchover: the guest is paused */
+	uint64_t link_bps;    /* the paths' last delivery rate (0: unknown) */
+	bool fixed_warned;    /* said that the fixed costs exceed the limit */
+	struct dirty_rate dr; /* the guest's dirty rate, window by window */
+};
+
+/* From pace() and queue_batch(): stop queueing this round's pages. */
+#define ROUND_CUT 1
+
+static inline int src_io_timeout_ms(struct tern_session *s)
+{
+	return (int)params_get(&s->params, PARAM_IO_TIMEOUT);
+}
+
+/* src_return.c */
+int src_ctl_write_error(struct tern_session *s, int code, const char *what, struct tern_error *err);
+int src_ctl_keepalive_maybe(struct tern_session *s, struct tern_error *err);
+void src_digest_keepalive(struct tern_session *s);
+void *src_rp_thread(void *arg);
+int src_wait_reply(struct tern_session *s, bool *flag, const char *what, int timeout_ms,
+		   struct tern_error *err);
+void src_wait_resumed(struct tern_session *s);
+int src_wait_peer(struct tern_session *s, struct round_ctx *rc, bool *flag, uint64_t round,
+		  const char *what, struct tern_error *err);
+int src_wait_acked(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		   struct tern_error *err);
+int src_wait_tick(struct tern_session *s, struct round_ctx *rc, struct tern_error *err);
+
+/* src_round.c */
+uint64_t src_timeout_deadline(struct tern_session *s);
+uint64_t src_wire_total(struct tern_session *s);
+int src_workers_ready(struct tern_session *s, struct tern_error *err);
+int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool last,
+		   struct tern_error *err);
+uint64_t src_synced_bytes(struct tern_session *s);
+int src_sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t paused_ns,
+		   struct tern_error *err);
+void src_throttle_set(struct tern_session *s, uint32_t pct);
+int src_timeout_reached(struct tern_session *s, uint64_t pending, struct tern_error *err);
+int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
+		struct tern_error *err);
+
+/* src_estimate.c */
+void src_delivered_learn(struct tern_session *s, uint64_t round, uint64_t now);
+uint64_t src_estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, uint64_t pending);
+bool src_fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		       uint64_t pending);
+
+/* src_switchover.c */
+int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
+		   struct tern_error *err);
+
+#endif

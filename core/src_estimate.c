@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The switchover estimate: what the path delivers (learned from the
+ * acknowledged rounds) and what the downtime would cost now, part by part,
+ * against downtime-limit.
+ */
+#include <stdio.h>
+
+#include "core_priv.h"
+#include "source_priv.h"
+
+/* Rounds this small say little about the rate (latency dominates). */
+#define DELIVERED_MIN_BYTES (4ull << 20)
+
+/*
+ * Round @round was acknowledged at @now (under ->lock): every byte written
+ * up to its RAM_SYNC has landed. If the round before was acknowledged only
+ * after this round's first page was queued, the channels were never idle in
+ * between, so the bytes between the two RAM_SYNCs over the time between the
+ * two acknowledgements is what the path delivers end to end -- headers,
+ * queues and the destination included. That is the rate the paused guest's
+ * last pages will see.
+ */
+void src_delivered_learn(struct tern_session *s, uint64_t round, uint64_t now)
+{
+	typeof(s->sync_marks[0]) *cur = &s->sync_marks[round % 4], *prev;
+	uint64_t bytes, ns, bps;
+
+	if (cur->round != round)
+		return;
+	cur->ack_ns = now;
+	/* RAM_SYNC -> RAM_SYNC_ACK is a round trip plus the landing of what was
+	 * still in flight: the quickest one is the best round trip we see */
+	if (now - cur->sent_ns < __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED))
+		__atomic_store_n(&s->rtt_ns, now - cur->sent_ns, __ATOMIC_RELAXED);
+	prev = &s->sync_marks[(round - 1) % 4];
+	if (round < 2 || prev->round != round - 1 || !prev->ack_ns || cur->first_ns > prev->ack_ns)
+		return;
+	bytes = cur->wire - prev->wire;
+	ns = now - prev->ack_ns;
+	if (bytes < DELIVERED_MIN_BYTES || !ns)
+		return;
+	bps = (uint64_t)((double)bytes * 1e9 / ns);
+	s->delivered_bps = s->delivered_bps ? (s->delivered_bps + bps) / 2 : bps;
+}
+
+/*
+ * The downtime the switchover would cost now, in parts (enum dt_est_part):
+ *   sync    the final dirty-log sync: as long as the last one took;
+ *   ram     @pending bytes of RAM at the rate the link empties it;
+ *   device  the sections' bytes (their size hooks) at the link's rate, plus
+ *           one control round trip (EOS -> LOADED);
+ *   resume  one more round trip (COMPLETE -> COMMIT) and one for the
+ *           destination's RESUMED. The pause and resume callbacks cannot be
+ *           measured before they run without stopping the guest; they are
+ *           measured at switchover (downtime_pause_us, downtime_resume_us).
+ * The round trip is the HELLO handshake's, measured at setup.
+ */
+uint64_t src_estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, uint64_t pending)
+{
+	uint64_t bw = rc->rl.bw_bps, ram_bw = rc->rl.ram_bps, link = mf_send_link_rate(s->mf_send);
+	uint64_t rtt_us = __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED) / 1000;
+	uint64_t part[DT_EST_PARTS], sum = 0, delivered;
+	uint32_t i;
+
+	/* The rate windows count bytes as they enter the sockets, which runs
+	 * ahead of the link while socket buffers fill (10% and more on a
+	 * 1 Gbit/s link): where the transport measured what its paths deliver,
+	 * no more than that. The last such figure is kept for the moments the
+	 * sender idles (after waiting for an acknowledgement). */
+	if (link)
+		rc->link_bps = link;
+	pthread_mutex_lock(&s->lock);
+	delivered = s->delivered_bps;
+	pthread_mutex_unlock(&s->lock);
+	if (delivered && (!rc->link_bps || delivered < rc->link_bps))
+		rc->link_bps = delivered;
+	if (rc->link_bps && bw > rc->link_bps) {
+		ram_bw = (uint64_t)((double)ram_bw * rc->link_bps / bw);
+		bw = rc->link_bps;
+	}
+	/* @pending is RAM bytes; with a codec the link moves more RAM than wire
+	 * bytes, and RAM bytes per second is the rate that empties it. */
+	if (s->method != TERN_CODEC_NONE)
+		bw = MAX(bw, ram_bw);
+	if (!bw && pending)
+		return UINT64_MAX; /* no rate measured yet: no estimate either */
+	part[EST_SYNC] = __atomic_load_n(&s->dirty_sync_ns, __ATOMIC_RELAXED) / 1000;
+	part[EST_RAM] = bw ? (uint64_t)((double)pending * 1e6 / bw) : 0;
+	part[EST_DEVICE] =
+	    (bw ? (uint64_t)((double)sections_size_estimate(s) * 1e6 / bw) : 0) + rtt_us;
+	part[EST_RESUME] = 2 * rtt_us;
+	for (i = 0; i < DT_EST_PARTS; i++) {
+		__atomic_store_n(&s->exp_us[i], part[i], __ATOMIC_RELAXED);
+		sum += part[i];
+	}
+	__atomic_store_n(&s->expected_downtime_ms, sum / 1000, __ATOMIC_RELAXED);
+	return sum;
+}
+
+/*
+ * Whether the switchover fits downtime-limit now. Nothing pending always
+ * fits: waiting cannot make the fixed costs smaller. Nor can it when the
+ * fixed costs (sync, devices, handshake) alone exceed the limit: then no
+ * round can ever fit, and the best that can be kept of the promise is that
+ * the RAM part fits the limit on its own (said once in the log).
+ */
+bool src_fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		       uint64_t pending)
+{
+	uint64_t limit_us = params_get(&s->params, PARAM_DOWNTIME_LIMIT) * 1000;
+	uint64_t est_us = src_estimate_downtime_us(s, rc, pending), ram_us, fixed_us;
+
+	tern_log_msg(&s->log, 7,
+		     "round %" PRIu64 ": %" PRIu64 " bytes pending, %" PRIu64
+		     " B/s, expected downtime %" PRIu64 " us, limit %" PRIu64 " us",
+		     round, pending, rc->rl.bw_bps, est_us, limit_us);
+	if (round < 2)
+		return false;
+	if (!pending)
+		return true;
+	if (est_us == UINT64_MAX)
+		return false;
+	ram_us = __atomic_load_n(&s->exp_us[EST_RAM], __ATOMIC_RELAXED);
+	fixed_us = est_us - MIN(ram_us, est_us);
+	if (fixed_us >= limit_us) {
+		if (!rc->fixed_warned)
+			tern_log_msg(&s->log, 4,
+				     "downtime-limit %" PRIu64 " ms is below what any switchover "
+				     "costs here (%" PRIu64 " us without RAM): switching over once "
+				     "the RAM part alone fits",
+				     limit_us / 1000, fixed_us);
+		rc->fixed_warned = true;
+		return ram_us <= limit_us;
+	}
+	return est_us <= limit_us;
+}
