@@ -127,6 +127,7 @@ struct bench_opts {
 	const char *tbf_latency;
 	const char *rdma_addr; /* --transport rdma: both sides' address */
 	bool rdma_pin_all;
+	bool zero_copy_send; /* the source's zero-copy-send (tcp runs only) */
 	bool json;
 };
 

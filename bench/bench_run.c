@@ -175,6 +175,8 @@ static void args_source_knobs(struct argv_buf *a, const struct bench_opts *o,
 		arg2(a, "--timeout-policy", o->timeout_policy);
 	if (o->rdma_pin_all && !strcmp(sc->v[AX_TRANSPORT].text, "rdma"))
 		arg(a, "--rdma-pin-all");
+	if (o->zero_copy_send && !strcmp(sc->v[AX_TRANSPORT].text, "tcp"))
+		arg(a, "--zero-copy-send");
 }
 
 /*

@@ -88,6 +88,7 @@ static void usage(FILE *f)
 	    "  --rdma-addr ADDR        --transport rdma: the address both sides use, on\n"
 	    "                          the RDMA device's netdev (default $TERN_RDMA_ADDR)\n"
 	    "  --rdma-pin-all          --transport rdma: the rdma-pin-all capability\n"
+	    "  --zero-copy-send        --transport tcp: the source's zero-copy-send capability\n"
 	    "  --migration-timeout S   the library's migration-timeout (passed only when set)\n"
 	    "  --timeout-policy P      cancel|force (passed only when set)\n"
 	    "  --mgmt PATH             management socket: the source's at PATH, the\n"
@@ -179,6 +180,7 @@ enum {
 	OPT_NO_VERIFY,
 	OPT_RDMA_ADDR,
 	OPT_RDMA_PIN_ALL,
+	OPT_ZERO_COPY_SEND,
 	OPT_MIG_TIMEOUT,
 	OPT_TIMEOUT_POLICY,
 	OPT_MGMT,
@@ -221,6 +223,7 @@ static const struct option long_opts[] = {
     {"verify", no_argument, NULL, OPT_VERIFY},
     {"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
     {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
+    {"zero-copy-send", no_argument, NULL, OPT_ZERO_COPY_SEND},
     {"no-verify", no_argument, NULL, OPT_NO_VERIFY},
     {"migration-timeout", required_argument, NULL, OPT_MIG_TIMEOUT},
     {"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
@@ -313,6 +316,9 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o, struct cli *
 			break;
 		case OPT_RDMA_PIN_ALL:
 			o->rdma_pin_all = true;
+			break;
+		case OPT_ZERO_COPY_SEND:
+			o->zero_copy_send = true;
 			break;
 		case OPT_NO_VERIFY:
 			o->verify = false;

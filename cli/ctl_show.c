@@ -290,6 +290,18 @@ static void show_rdma(FILE *out, struct json_object *st)
 		units_fmt_bytes(ctl_u64(st, "rdma_staged_bytes"), e, sizeof(e)));
 }
 
+/* zero-copy-send: what went without a copy, and what the kernel copied anyway. */
+static void show_zero_copy(FILE *out, struct json_object *st)
+{
+	char a[32];
+
+	fprintf(out, LABEL "%llu sends, %s; %llu copied by the kernel, %llu packets by copy\n",
+		"zero-copy", (unsigned long long)ctl_u64(st, "zero_copy_sends"),
+		units_fmt_bytes(ctl_u64(st, "zero_copy_bytes"), a, sizeof(a)),
+		(unsigned long long)ctl_u64(st, "zero_copy_copied"),
+		(unsigned long long)ctl_u64(st, "zero_copy_fallbacks"));
+}
+
 void ctl_show_query(FILE *out, struct json_object *st)
 {
 	const char *status = ctl_str(st, "status");
@@ -345,6 +357,8 @@ void ctl_show_query(FILE *out, struct json_object *st)
 			units_fmt_us(ctl_u64(st, "dirty_clear_us"), c, sizeof(c)));
 	if (ctl_u64(st, "rdma_pinned_peak"))
 		show_rdma(out, st);
+	if (ctl_u64(st, "zero_copy_sends") || ctl_u64(st, "zero_copy_fallbacks"))
+		show_zero_copy(out, st);
 	if (ctl_u64(st, "cpu_throttle_percent"))
 		fprintf(out, LABEL "%llu%%\n", "cpu throttle",
 			(unsigned long long)ctl_u64(st, "cpu_throttle_percent"));

@@ -119,5 +119,10 @@ void stats_json_lib(char *buf, size_t len, size_t *n, const struct tern_stats *s
 		    st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
 		    st->downtime_resume_us, st->rdma_pinned_peak, st->rdma_reg_us,
 		    st->rdma_chunks_registered, st->rdma_placed_bytes, st->rdma_staged_bytes);
+	json_append(buf, len, n,
+		    ",\"zero_copy_sends\":%" PRIu64 ",\"zero_copy_bytes\":%" PRIu64
+		    ",\"zero_copy_copied\":%" PRIu64 ",\"zero_copy_fallbacks\":%" PRIu64,
+		    st->zero_copy_sends, st->zero_copy_bytes, st->zero_copy_copied,
+		    st->zero_copy_fallbacks);
 	stats_json_cpu(buf, len, n, st);
 }

@@ -47,6 +47,7 @@ enum cap_id {
 	CAP_AUTO_CONVERGE,
 	CAP_PAUSE_BEFORE_SWITCHOVER,
 	CAP_RDMA_PIN_ALL,
+	CAP_ZERO_COPY_SEND,
 	CAP_MAX,
 };
 
@@ -86,6 +87,14 @@ int caps_lookup(const char *name, enum cap_id *ret_id);
 const char *cap_name(enum cap_id id);
 bool caps_get(const struct params *p, enum cap_id id);
 uint64_t caps_bits(const struct params *p);
+/*
+ * caps_check_source() - what the source's capabilities ask of a migration
+ * over @scheme ("tcp", "unix", "rdma") with @method: -EOPNOTSUPP with the
+ * reason for a combination that cannot be (zero-copy-send over unix: or
+ * rdma:, or with a codec that encodes every page).
+ */
+int caps_check_source(const struct params *p, const char *scheme, uint32_t method,
+		      struct tern_error *err);
 
 /* ---- transports (transport_uri.c) ------------------------------------- */
 

@@ -233,6 +233,10 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	add_u64(o, "rdma_chunks_registered", st->rdma_chunks_registered);
 	add_u64(o, "rdma_placed_bytes", st->rdma_placed_bytes);
 	add_u64(o, "rdma_staged_bytes", st->rdma_staged_bytes);
+	add_u64(o, "zero_copy_sends", st->zero_copy_sends);
+	add_u64(o, "zero_copy_bytes", st->zero_copy_bytes);
+	add_u64(o, "zero_copy_copied", st->zero_copy_copied);
+	add_u64(o, "zero_copy_fallbacks", st->zero_copy_fallbacks);
 	add_u64(o, "throughput_bps", st->throughput_bps);
 	add_u64(o, "bandwidth_bps", st->bandwidth_bps);
 	add_u64(o, "round_bytes", st->round_bytes);

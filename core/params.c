@@ -104,6 +104,7 @@ static const char *const cap_names[CAP_MAX] = {
     [CAP_AUTO_CONVERGE] = "auto-converge",
     [CAP_PAUSE_BEFORE_SWITCHOVER] = "pause-before-switchover",
     [CAP_RDMA_PIN_ALL] = "rdma-pin-all",
+    [CAP_ZERO_COPY_SEND] = "zero-copy-send",
 };
 
 void params_init(struct params *p)
@@ -246,6 +247,38 @@ uint64_t caps_bits(const struct params *p)
 		if (caps_get(p, (enum cap_id)i))
 			bits |= CAP_BIT(i);
 	return bits;
+}
+
+/*
+ * zero-copy-send: tcp: only, for the packets that carry raw pages. Unix
+ * sockets have no SO_ZEROCOPY; rdma: writes pages from registered guest RAM
+ * with RDMA WRITE, without a copy already. A codec that encodes every page
+ * (zlib, zstd, xbzrle) sends its own buffers, which are reused at once and
+ * so always copied: nothing would go zero-copy, and saying so beats a
+ * capability that silently does nothing. none and auto (whose raw packets
+ * go zero-copy, its encoded ones by copy) are accepted.
+ */
+int caps_check_source(const struct params *p, const char *scheme, uint32_t method,
+		      struct tern_error *err)
+{
+	if (!caps_get(p, CAP_ZERO_COPY_SEND))
+		return 0;
+	if (!strcmp(scheme, "rdma"))
+		return tern_error_set(
+		    err, -EOPNOTSUPP,
+		    "zero-copy-send: not applicable to rdma: (it writes pages "
+		    "straight from registered guest RAM, without a copy already)");
+	if (strcmp(scheme, "tcp"))
+		return tern_error_set(err, -EOPNOTSUPP,
+				      "zero-copy-send: tcp: only (%s: sockets have no SO_ZEROCOPY)",
+				      scheme);
+	if (method != TERN_CODEC_NONE && method != MF_METHOD_AUTO)
+		return tern_error_set(err, -EOPNOTSUPP,
+				      "zero-copy-send: multifd-compression %s encodes every page "
+				      "into buffers that are sent by copy, so nothing would go "
+				      "zero-copy (use none or auto)",
+				      mf_method_name(method));
+	return 0;
 }
 
 /* ---- public API -------------------------------------------------------- */

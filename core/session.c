@@ -144,8 +144,18 @@ static int session_start(struct tern_session *s, bool source, const char *uri,
 
 TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct tern_error *err)
 {
+	const struct tern_transport_ops *tp;
+	const char *addr;
 	int ret;
 
+	/* before session_start(): a refused request leaves the last figures */
+	if (!transport_for_uri(uri, &tp, &addr, NULL)) {
+		ret = caps_check_source(&s->params, tp->scheme,
+					(uint32_t)params_get(&s->params, PARAM_MULTIFD_COMPRESSION),
+					err);
+		if (ret)
+			return ret;
+	}
 	ret = session_start(s, true, uri, err);
 	if (ret)
 		return ret;

@@ -122,6 +122,16 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 			if (ret)
 				tern_error_set(err, ret, "setting io-timeout: %s", strerror(-ret));
 		}
+		/* refused rather than silently copied: see caps_check_source() */
+		if (!ret && caps_get(&s->params, CAP_ZERO_COPY_SEND)) {
+			ret = conn_set_zerocopy(conns[i]);
+			if (ret)
+				tern_error_set(
+				    err, ret,
+				    "zero-copy-send: SO_ZEROCOPY refused (%s): this "
+				    "kernel cannot send zero-copy; turn the capability off",
+				    strerror(-ret));
+		}
 		if (ret) {
 			tern_error_prefix(err, "worker channel %u", i);
 			conn_close(conns[i]); /* NULL when the connect failed */

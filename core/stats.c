@@ -131,6 +131,10 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->cpu_total_user_us += st->cpu_user_us[i];
 		st->cpu_total_sys_us += st->cpu_sys_us[i];
 	}
+	st->zero_copy_sends = xs.zc_sends;
+	st->zero_copy_bytes = xs.zc_bytes;
+	st->zero_copy_copied = xs.zc_copied;
+	st->zero_copy_fallbacks = xs.zc_fallbacks;
 	if (s->is_source)
 		st->xbzrle_cache_size = LD(s->xbzrle_size);
 	if (s->is_source && st->status != TERN_STATUS_COMPLETED)

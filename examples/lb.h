@@ -59,6 +59,7 @@ struct lb_cfg {
 	const char *rdma_addr; /* --transport rdma: the address both sides use */
 	bool rdma_pin_all;
 	uint64_t rdma_pin_limit; /* 0: the default */
+	bool zero_copy_send;	 /* source: the zero-copy-send capability */
 	/* source only; 0 / NULL: the library's default */
 	struct converge_opts conv; /* the source's convergence options */
 };

@@ -89,6 +89,8 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
 	if (strcmp(side, "src"))
 		return ret;
+	if (!ret && cfg->zero_copy_send)
+		ret = tern_cap_set(s, "zero-copy-send", true, err);
 	if (!ret)
 		ret = converge_opts_apply(s, &cfg->conv, err);
 	return ret;

@@ -221,6 +221,7 @@ static void usage(FILE *f)
 		"  --rdma-addr ADDR       --transport rdma: an address on the RDMA device's\n"
 		"                         netdev (default: $TERN_RDMA_ADDR)\n"
 		"  --rdma-pin-all         rdma-pin-all capability (register all RAM at setup)\n"
+		"  --zero-copy-send       source: zero-copy-send capability (tcp: MSG_ZEROCOPY)\n"
 		"  --rdma-pin-limit SIZE  rdma-pin-limit parameter (default 1G)\n"
 		"  --zero-pct P           percentage of pages left zero (default 0)\n"
 		"  --zero-run N           zero or not is decided for runs of N pages\n"
@@ -266,6 +267,7 @@ int main(int argc, char **argv)
 		OPT_TRANSPORT,
 		OPT_RDMA_ADDR,
 		OPT_RDMA_PIN_ALL,
+		OPT_ZERO_COPY_SEND,
 		OPT_RDMA_PIN_LIMIT,
 		OPT_ZERO_PCT,
 		OPT_ZERO_RUN,
@@ -300,6 +302,7 @@ int main(int argc, char **argv)
 	    {"transport", required_argument, NULL, OPT_TRANSPORT},
 	    {"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
 	    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
+	    {"zero-copy-send", no_argument, NULL, OPT_ZERO_COPY_SEND},
 	    {"rdma-pin-limit", required_argument, NULL, OPT_RDMA_PIN_LIMIT},
 	    {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
 	    {"zero-run", required_argument, NULL, OPT_ZERO_RUN},
@@ -358,6 +361,9 @@ int main(int argc, char **argv)
 			break;
 		case OPT_RDMA_PIN_ALL:
 			cfg.rdma_pin_all = true;
+			break;
+		case OPT_ZERO_COPY_SEND:
+			cfg.zero_copy_send = true;
 			break;
 		case OPT_RDMA_PIN_LIMIT:
 			cfg.rdma_pin_limit = opt_size("--rdma-pin-limit", optarg);

@@ -23,6 +23,25 @@
  * AUTO picks a codec per packet from what the channel measured; see
  * auto_pick().
  *
+ * Zero-copy (zero-copy-send, tcp: only): a packet of codec NONE goes through
+ * conn_send_packet() with its placement, which a stream that has zero-copy
+ * on sends with MSG_ZEROCOPY: the kernel may still read those guest pages
+ * after the call returned, until it reports the send complete. A page the
+ * guest writes meanwhile reaches the destination old, new or torn -- and
+ * that is fine, because the write is in the dirty log: it came after the
+ * sync that put the page in this round, so a later sync finds the page
+ * dirty and a later round sends it again, and the destination's SYNC
+ * barrier lands that copy after this one. The last round runs with the
+ * guest paused, so its pages cannot change in flight. Header, offsets and
+ * every encoded payload (the worker's and the encoders' buffers, reused at
+ * once) are sent by copy, before the call returns: only guest RAM is ever
+ * in flight. XBZRLE's cache still drops every page sent raw (above), so it
+ * never holds a version the destination may not have. Each
+ * channel waits for all its sends to complete before it writes SYNC
+ * (SYNC|LAST included), so a round ends, and a migration returns, with
+ * nothing of guest RAM in the kernel's hands; on a failure or a cancel the
+ * transport's close() abandons what is still in flight (util/transport.h).
+ *
  * No wait is unbounded. A worker's write that makes no progress for
  * io-timeout fails (the connection's own send timeout, so the page path
  * stays one writev per packet, with no poll), naming the channel. The
@@ -586,9 +605,16 @@ static void *send_worker(void *arg)
 		if (b) {
 			ret = send_batch_packet(c, b, &err);
 		} else {
-			ret = send_sync_packet(c, round, last);
+			/* Zero-copy: the kernel lets go of every page this
+			 * channel sent before its SYNC goes (see the top). */
+			ret = conn_send_wait(c->conn);
 			if (ret)
-				chan_send_error(c, ret, "SYNC", &err);
+				chan_send_error(c, ret, "its pages (zero-copy completions)", &err);
+			if (!ret) {
+				ret = send_sync_packet(c, round, last);
+				if (ret)
+					chan_send_error(c, ret, "SYNC", &err);
+			}
 		}
 
 		pthread_mutex_lock(&s->lock);

@@ -26,6 +26,15 @@
  * and offsets. The helpers below fall back to the byte stream where a
  * transport leaves these ops NULL, so multifd/ never asks which transport
  * it has.
+ *
+ * Zero-copy send (issue 12, zero-copy-send). A stream transport may hand a
+ * packet's pages to its peer without copying them (TCP: MSG_ZEROCOPY) once
+ * set_zerocopy() turned it on: send_pages() then returns while the kernel
+ * may still read those pages, until send_wait() says it let go of all of
+ * them. Only guest pages go this way, whose every change the dirty log
+ * records (so a page changed in flight is sent again); header, offsets and
+ * encoded payloads are copied before the call returns, as with send_iov().
+ * Without zero-copy both are plain sends and send_wait() returns at once.
  */
 #ifndef TERN_TRANSPORT_H
 #define TERN_TRANSPORT_H
@@ -74,6 +83,10 @@ struct tern_xport_stats {
 	uint64_t chunks_registered; /* registrations made (pin-all: one per region) */
 	uint64_t placed_bytes;	    /* page bytes written straight into the peer's RAM */
 	uint64_t staged_bytes;	    /* encoded payload bytes that went through a staging ring */
+	uint64_t zc_sends;	    /* zero-copy page sends made (TCP: sendmsg calls) */
+	uint64_t zc_bytes;	    /* ... their bytes */
+	uint64_t zc_copied;	    /* ... of them, completed with the kernel copying after all */
+	uint64_t zc_fallbacks; /* packets whose pages went by copy: zero-copy refused (ENOBUFS) */
 };
 
 struct tern_conn_ops {
@@ -97,6 +110,24 @@ struct tern_conn_ops {
 	 * seen between @timeout_ms and twice that after the last byte. Call it
 	 * between reads, not during one. */
 	int (*set_recv_timeout)(struct tern_conn *c, int timeout_ms);
+
+	/* ---- zero-copy send: optional, stream transports (see the top) ---- */
+
+	/* From now on send_pages() sends pages without copying them. Call it
+	 * before the I/O threads start. -EOPNOTSUPP where the connection
+	 * cannot (a Unix socket), -ENOPROTOOPT (a kernel without it). */
+	int (*set_zerocopy)(struct tern_conn *c);
+	/* One packet: iov[0] the header and offsets (copied), iov[1..] whole
+	 * guest pages. With zero-copy on, the pages may be read until
+	 * send_wait(): they must stay mapped, and a page written meanwhile
+	 * reaches the peer old, new or mixed, so the caller must send it again
+	 * (it is dirty). Without, as send_iov(). */
+	int (*send_pages)(struct tern_conn *c, struct iovec *iov, int iovcnt);
+	/* Wait until no send made so far still reads the caller's memory.
+	 * -ETIMEDOUT when the io timeout passes without a send completing,
+	 * -ECANCELED after shutdown(). close() does not wait: it abandons
+	 * what is still in flight (TCP: reset), never touching the memory. */
+	int (*send_wait)(struct tern_conn *c);
 
 	/* ---- page placement: all NULL on a stream transport ---- */
 
@@ -264,12 +295,29 @@ static inline bool conn_places_pages(const struct tern_conn *c)
 	return c->ops->send_packet != NULL;
 }
 
+/* With @place, iov[1..] are guest pages: a stream may send them zero-copy
+ * (conn_send_wait() before anything relies on their being sent). */
 static inline int conn_send_packet(struct tern_conn *c, struct iovec *iov, int iovcnt,
 				   const struct tern_placement *place)
 {
 	if (c->ops->send_packet)
 		return c->ops->send_packet(c, iov, iovcnt, place);
+	if (place && c->ops->send_pages)
+		return c->ops->send_pages(c, iov, iovcnt);
 	return c->ops->send_iov(c, iov, iovcnt);
+}
+
+/* -EOPNOTSUPP where the transport has no zero-copy send (rdma: places pages
+ * by RDMA WRITE from registered RAM, without a copy already). */
+static inline int conn_set_zerocopy(struct tern_conn *c)
+{
+	return c->ops->set_zerocopy ? c->ops->set_zerocopy(c) : -EOPNOTSUPP;
+}
+
+/* 0 at once where nothing is sent zero-copy. */
+static inline int conn_send_wait(struct tern_conn *c)
+{
+	return c->ops->send_wait ? c->ops->send_wait(c) : 0;
 }
 
 static inline int conn_recv_pages(struct tern_conn *c, struct iovec *dst, int n)

@@ -178,6 +178,7 @@ static void usage(FILE *f)
 	    "  --xbzrle-cache SIZE     xbzrle-cache-size (default 64M)\n"
 	    "  --verify                verify-ram capability\n"
 	    "  --rdma-pin-all          rdma: register all guest RAM at setup (rdma-pin-all)\n"
+	    "  --zero-copy-send        source, tcp: send raw pages with MSG_ZEROCOPY\n"
 	    "  --rdma-pin-limit SIZE   rdma: most RAM registered at once otherwise\n"
 	    "  --mgmt PATH             serve the management socket (docs/MGMT.md) at PATH\n"
 	    "                          once the migration (or listening) has started;\n"
@@ -244,6 +245,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_XBZRLE_CACHE,
 		OPT_VERIFY,
 		OPT_RDMA_PIN_ALL,
+		OPT_ZERO_COPY_SEND,
 		OPT_RDMA_PIN_LIMIT,
 		OPT_WATCH_MS,
 		OPT_TIMEOUT,
@@ -278,6 +280,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"xbzrle-cache", required_argument, NULL, OPT_XBZRLE_CACHE},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
+	    {"zero-copy-send", no_argument, NULL, OPT_ZERO_COPY_SEND},
 	    {"rdma-pin-limit", required_argument, NULL, OPT_RDMA_PIN_LIMIT},
 	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -371,6 +374,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_RDMA_PIN_ALL:
 			cfg->rdma_pin_all = true;
+			break;
+		case OPT_ZERO_COPY_SEND:
+			cfg->zero_copy_send = true;
 			break;
 		case OPT_RDMA_PIN_LIMIT:
 			cfg->rdma_pin_limit = parse_scaled("--rdma-pin-limit", optarg, false);
@@ -760,6 +766,8 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_cap_set(s, "rdma-pin-all", true, err);
 	if (!ret && cfg->rdma_pin_limit)
 		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
+	if (!ret && cfg->zero_copy_send)
+		ret = tern_cap_set(s, "zero-copy-send", true, err);
 	if (!ret)
 		ret = converge_opts_apply(s, &cfg->conv, err);
 	if (!ret)

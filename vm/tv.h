@@ -37,6 +37,7 @@ struct tv_cfg {
 	uint64_t xbzrle_cache; /* xbzrle-cache-size; 0: default */
 	bool verify;
 	bool rdma_pin_all;	 /* rdma-pin-all capability */
+	bool zero_copy_send;	 /* zero-copy-send capability (source) */
 	uint64_t rdma_pin_limit; /* rdma-pin-limit, 0: the default */
 	uint64_t watch_ms;
 	uint64_t timeout_s;

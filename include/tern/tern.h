@@ -212,6 +212,22 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        the whole migration, RLIMIT_MEMLOCK permitting);
  *                        off (default): register in chunks as pages are
  *                        first sent, up to rdma-pin-limit
+ *   zero-copy-send       tcp: only, source side (the destination sees no
+ *                        difference): raw pages (codec none) leave guest
+ *                        RAM with MSG_ZEROCOPY, without a copy into socket
+ *                        buffers; headers and encoded payloads are still
+ *                        copied. tern_migrate() refuses it over unix: (no
+ *                        SO_ZEROCOPY for Unix sockets) and rdma: (not
+ *                        applicable: no copy there already), and with
+ *                        multifd-compression zlib, zstd or xbzrle (every
+ *                        page encoded: nothing would go zero-copy); none
+ *                        and auto are fine. A kernel that refuses
+ *                        SO_ZEROCOPY fails the migration in setup, naming
+ *                        it. Each worker channel waits for the kernel to
+ *                        release its pages before each round's SYNC, so
+ *                        no page is in flight once the migration ended.
+ *                        Loopback and veth deliver locally, where the
+ *                        kernel copies anyway: see zero_copy_copied.
  *
  * downtime-limit and max-bandwidth changed during a migration take effect
  * within one rate window (100 ms): a changed downtime-limit ends the round
@@ -544,6 +560,15 @@ struct tern_codec_stats {
  *	and the VMM's callbacks on its threads are not counted; the callbacks
  *	made on the migration / load thread are.
  * @cpu_total_user_us, @cpu_total_sys_us: the sums over the classes.
+ * @zero_copy_*: source, zero-copy-send: page sends handed to the kernel
+ *	without a copy (@zero_copy_sends: sendmsg() calls, about one per
+ *	packet of raw pages; @zero_copy_bytes: their bytes), of those the ones
+ *	the kernel reported it copied after all (@zero_copy_copied: loopback
+ *	and veth deliver locally and do; the kernel merges consecutive
+ *	reports, so this is exact per report, not per send), and packets
+ *	whose pages went by copy because the kernel refused a zero-copy send
+ *	(@zero_copy_fallbacks: ENOBUFS, past net.core.optmem_max or
+ *	RLIMIT_MEMLOCK without CAP_IPC_LOCK; the migration goes on).
  */
 struct tern_stats {
 	enum tern_status status;
@@ -604,6 +629,10 @@ struct tern_stats {
 	uint64_t cpu_sys_us[TERN_CPU_CLASSES];
 	uint64_t cpu_total_user_us;
 	uint64_t cpu_total_sys_us;
+	uint64_t zero_copy_sends;
+	uint64_t zero_copy_bytes;
+	uint64_t zero_copy_copied;
+	uint64_t zero_copy_fallbacks;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

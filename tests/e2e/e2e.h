@@ -42,6 +42,7 @@ struct e2e_cfg {
 	const char *rdma_addr;	/* rdma: the address both sides use ($TERN_RDMA_ADDR) */
 	bool rdma_pin_all;
 	uint64_t rdma_pin_limit; /* 0: the default */
+	bool zero_copy_send;	 /* the source's zero-copy-send capability */
 };
 
 /*

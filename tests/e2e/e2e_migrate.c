@@ -121,6 +121,35 @@ static void check_rdma(struct e2e_src *src, const struct tern_stats *st,
 			 limit, raw, st->rdma_chunks_registered);
 }
 
+/*
+ * zero-copy-send: raw pages went zero-copy (every packet of codec none, but
+ * those the kernel refused with ENOBUFS, which went by copy), nothing went
+ * that was not a raw page, and the kernel's reports of copying are among
+ * the sends. Whether it copied (it does on loopback) is reported, not
+ * asserted.
+ */
+static void check_zero_copy(struct e2e_src *src, const struct tern_stats *st)
+{
+	uint64_t raw = st->codec[TERN_STATS_CODEC_NONE].bytes_in;
+
+	e2e_note("zero-copy: %" PRIu64 " sends, %" PRIu64 " bytes (of %" PRIu64
+		 " raw page bytes), %" PRIu64 " copied by the kernel, %" PRIu64
+		 " packets by copy (ENOBUFS)",
+		 st->zero_copy_sends, st->zero_copy_bytes, raw, st->zero_copy_copied,
+		 st->zero_copy_fallbacks);
+	if (raw && !st->zero_copy_sends && !st->zero_copy_fallbacks)
+		e2e_fail(&src->failures, "zero-copy-send: %" PRIu64 " raw bytes, no zero-copy send",
+			 raw);
+	if (st->zero_copy_bytes > raw)
+		e2e_fail(&src->failures,
+			 "zero-copy-send: %" PRIu64 " bytes sent zero-copy, more than the %" PRIu64
+			 " raw page bytes",
+			 st->zero_copy_bytes, raw);
+	if (st->zero_copy_copied > st->zero_copy_sends)
+		e2e_fail(&src->failures, "zero-copy-send: %" PRIu64 " copied of %" PRIu64 " sends",
+			 st->zero_copy_copied, st->zero_copy_sends);
+}
+
 static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 {
 	struct e2e_src src = {.cfg = cfg};
@@ -183,6 +212,8 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 	}
 	if (cfg->expect_dirty_rate && st.status == TERN_STATUS_COMPLETED)
 		check_dirty_rate(&src, &st, writes);
+	if (cfg->zero_copy_send && st.status == TERN_STATUS_COMPLETED)
+		check_zero_copy(&src, &st);
 	if (!strcmp(cfg->transport, "rdma") && st.status == TERN_STATUS_COMPLETED &&
 	    rep.stats.status == TERN_STATUS_COMPLETED)
 		check_rdma(&src, &st, &rep.stats);
@@ -218,6 +249,7 @@ static void usage(FILE *f, const char *prog)
 	    "                          same netdev) instead; exit 77 when it is not set\n"
 	    "  --rdma-pin-all          rdma-pin-all capability\n"
 	    "  --rdma-pin-limit SIZE   rdma-pin-limit parameter\n"
+	    "  --zero-copy-send        the source's zero-copy-send capability (and its checks)\n"
 	    "  --channels N            (default 2)\n"
 	    "  --ram SIZE              (default 256M)\n"
 	    "  --zero-pct P            pages left zero (default 30)\n"
@@ -292,6 +324,7 @@ int main(int argc, char **argv)
 	    {"rdma-pin-all", no_argument, NULL, 'P'},
 	    {"rdma-ipv6", no_argument, NULL, '6'},
 	    {"rdma-pin-limit", required_argument, NULL, 'L'},
+	    {"zero-copy-send", no_argument, NULL, 'Z'},
 	    {"verbose", no_argument, NULL, 'v'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -394,6 +427,9 @@ int main(int argc, char **argv)
 			break;
 		case 'L':
 			cfg.rdma_pin_limit = opt_size("--rdma-pin-limit", optarg);
+			break;
+		case 'Z':
+			cfg.zero_copy_send = true;
 			break;
 		case 'v':
 			cfg.log_level = LOG_DEBUG;

@@ -100,6 +100,8 @@ static int session_params(struct tern_session *s, const struct e2e_cfg *cfg, con
 		ret = tern_cap_set(s, "rdma-pin-all", true, err);
 	if (!ret && cfg->rdma_pin_limit)
 		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
+	if (!ret && cfg->zero_copy_send && !strcmp(side, "src"))
+		ret = tern_cap_set(s, "zero-copy-send", true, err);
 	return ret;
 }
 

@@ -322,6 +322,49 @@ static void test_params_public(void **state)
 	assert_false(on);
 }
 
+/*
+ * zero-copy-send (issue 12): tern_migrate() refuses the transports and codecs
+ * it cannot serve, at once, naming why, and starts nothing; tcp: with none or
+ * auto passes the check.
+ */
+static void test_caps_zero_copy_refused(void **state)
+{
+	static const struct {
+		const char *uri, *codec, *why;
+	} refused[] = {
+	    {"unix:/nonexistent/tern.sock", "none",
+	     "tcp: only (unix: sockets have no SO_ZEROCOPY)"},
+	    {"rdma:127.0.0.1:1", "none", "not applicable to rdma:"},
+	    {"tcp:127.0.0.1:1", "xbzrle", "multifd-compression xbzrle encodes every page"},
+	};
+	struct fixture *f = *state;
+	struct tern_session *s = new_session(f, 0, NULL, NULL);
+	struct tern_ram_block *b;
+	size_t i;
+
+	assert_rc_equal(tern_ram_register(s, "ram", map_anon(f, f->page), f->page, &b, NULL), 0);
+	assert_rc_equal(tern_cap_set(s, "zero-copy-send", true, NULL), 0);
+	for (i = 0; i < ARRAY_SIZE(refused); i++) {
+		tern_error_clear(&f->err);
+		assert_rc_equal(
+		    tern_param_set_str(s, "multifd-compression", refused[i].codec, NULL), 0);
+		assert_rc_equal(tern_migrate(s, refused[i].uri, &f->err), -EOPNOTSUPP);
+		assert_str_contains(f->err.msg, "zero-copy-send: ");
+		assert_str_contains(f->err.msg, refused[i].why);
+		assert_false(s->started);
+		assert_int_equal(session_status(s), TERN_STATUS_NONE);
+	}
+	/* what is accepted: tcp with none or auto (not started here) */
+	assert_rc_equal(caps_check_source(&s->params, "tcp", TERN_CODEC_NONE, NULL), 0);
+	assert_rc_equal(caps_check_source(&s->params, "tcp", MF_METHOD_AUTO, NULL), 0);
+	assert_rc_equal(caps_check_source(&s->params, "tcp", TERN_CODEC_ZLIB, NULL), -EOPNOTSUPP);
+	assert_rc_equal(caps_check_source(&s->params, "tcp", TERN_CODEC_ZSTD, NULL), -EOPNOTSUPP);
+	/* the capability off: nothing to refuse */
+	assert_rc_equal(tern_cap_set(s, "zero-copy-send", false, NULL), 0);
+	assert_rc_equal(caps_check_source(&s->params, "unix", TERN_CODEC_NONE, NULL), 0);
+	assert_rc_equal(caps_check_source(&s->params, "rdma", TERN_CODEC_ZSTD, NULL), 0);
+}
+
 /* multifd-compression: a name, through the _str setters only. */
 static void test_params_timeout_policy(void **state)
 {
@@ -2596,6 +2639,7 @@ int main(void)
 	    T(test_params_public_running),
 	    T(test_params_compression),
 	    T(test_params_timeout_policy),
+	    T(test_caps_zero_copy_refused),
 	    T(test_status_names),
 	    T(test_state_transitions),
 	    T(test_state_cas_race),
