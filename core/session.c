@@ -172,9 +172,10 @@ TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct ter
 	s->method = (uint32_t)params_get(&s->params, PARAM_MULTIFD_COMPRESSION);
 	s->zlib_level = (int)params_get(&s->params, PARAM_MULTIFD_ZLIB_LEVEL);
 	s->zstd_level = (int)params_get(&s->params, PARAM_MULTIFD_ZSTD_LEVEL);
-	pthread_mutex_unlock(&s->lock);
 	s->start_ns = tern_now_ns();
+	/* under the lock: tern_wait() on another thread reads it */
 	s->started = true;
+	pthread_mutex_unlock(&s->lock);
 	cpu_acct_open(&s->cpu);
 	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);
 	ret = -pthread_create(&s->thread, NULL, source_thread, s);
@@ -209,7 +210,9 @@ TERN_EXPORT int tern_incoming(struct tern_session *s, const char *uri, struct te
 		return ret;
 	}
 	s->listener = l;
-	s->started = true;
+	pthread_mutex_lock(&s->lock);
+	s->started = true; /* under the lock: tern_wait() reads it */
+	pthread_mutex_unlock(&s->lock);
 	cpu_acct_open(&s->cpu);
 	session_transition(s, TERN_STATUS_NONE, TERN_STATUS_SETUP);
 	ret = -pthread_create(&s->thread, NULL, dest_thread, s);
