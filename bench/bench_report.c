@@ -68,7 +68,8 @@ const unsigned int bench_cpu_class_count = sizeof(bench_cpu_classes) / sizeof(be
 
 bool bench_cpu_class_serial(const char *cls)
 {
-	return !strcmp(cls, "migration") || !strcmp(cls, "prefault") || !strcmp(cls, "mgmt");
+	/* prefault runs on one thread per two channels (core/hint.c) */
+	return !strcmp(cls, "migration") || !strcmp(cls, "mgmt");
 }
 
 void bench_cpu_key(char *buf, size_t len, bool dest, const char *cls, const char *what)

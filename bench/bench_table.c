@@ -441,9 +441,9 @@ static void print_cpu_table(const struct bench_results *res, FILE *f)
 		}
 	}
 	tbl_print(&t, f);
-	fprintf(f,
-		"  serial: one thread per side (migration, prefault, mgmt); send, recv and "
-		"digest run on several threads, so their ceiling grows with the cores they get\n");
+	fprintf(f, "  serial: one thread per side (migration, mgmt); send, recv, prefault (one "
+		   "thread per two channels) and digest run on several threads, so their ceiling "
+		   "grows with the cores they get\n");
 }
 
 void bench_print_table(const struct bench_results *res, FILE *f)

@@ -214,6 +214,7 @@ static void *prefault_main(void *arg)
 	struct prefault *pf = pt->pf;
 	struct tern_session *s = pf->s;
 	CPU_THREAD(cpu, &s->cpu, TERN_CPU_PREFAULT, "tern-prefault/%u", pt->index);
+	unsigned char resident;
 	uint64_t idx, r;
 	uint32_t bi;
 
@@ -229,6 +230,12 @@ static void *prefault_main(void *arg)
 			continue;
 		blk = s->blocks[bi];
 		off = r << HINT_REGION_SHIFT;
+		/* Pages landed there already (a worker faulted it in): the front
+		 * passed this region, so skip ahead rather than race the workers
+		 * for it -- two faults racing on one huge page each allocate and
+		 * clear 2 MiB, and one copy is thrown away. */
+		if (!mincore(blk->host + off, s->page_size, &resident) && (resident & 1))
+			continue;
 		/* Not supported (before Linux 5.14) or not anonymous memory:
 		 * the pages fault in as they land instead. */
 		if (madvise(blk->host + off, MIN(1ull << HINT_REGION_SHIFT, blk->size - off),
