@@ -535,6 +535,17 @@ static void put_ratio(struct tbl *t, const struct bench_group *now, const struct
 		tbl_put(t, "x%.3f", a.median / b.median);
 }
 
+/* The baseline's group of the same scenario, or NULL. */
+static const struct bench_group *baseline_group(const struct bench_results *base, const char *key)
+{
+	unsigned int k;
+
+	for (k = 0; k < base->n; k++)
+		if (!strcmp(base->g[k].key, key))
+			return &base->g[k];
+	return NULL;
+}
+
 /*
  * Per side and thread class, the ratio new/baseline of the CPU-seconds per
  * GiB (< 1: cheaper; a class's ceiling moves by the inverse), and of the
@@ -544,7 +555,7 @@ static void print_cpu_baseline(const struct bench_results *now, const struct ben
 			       FILE *f)
 {
 	struct tbl t = {.ncol = 4 + bench_cpu_class_count};
-	unsigned int i, k, c, side;
+	unsigned int i, c, side;
 	char key[96];
 
 	fprintf(f,
@@ -557,11 +568,8 @@ static void print_cpu_baseline(const struct bench_results *now, const struct ben
 		tbl_put(&t, "%s", bench_cpu_classes[c]);
 	tbl_put(&t, "lowest serial ceiling");
 	for (i = 0; i < now->n; i++) {
-		const struct bench_group *g = &now->g[i], *b = NULL;
+		const struct bench_group *g = &now->g[i], *b = baseline_group(base, g->key);
 
-		for (k = 0; k < base->n && !b; k++)
-			if (!strcmp(base->g[k].key, g->key))
-				b = &base->g[k];
 		if (!b)
 			continue;
 		for (side = 0; side < 2; side++) {
@@ -607,11 +615,8 @@ void bench_print_baseline(const struct bench_results *now, const struct bench_re
 	tbl_put(&t, "CPU source");
 	tbl_put(&t, "CPU destination");
 	for (i = 0; i < now->n; i++) {
-		const struct bench_group *g = &now->g[i], *b = NULL;
+		const struct bench_group *g = &now->g[i], *b = baseline_group(base, g->key);
 
-		for (k = 0; k < base->n && !b; k++)
-			if (!strcmp(base->g[k].key, g->key))
-				b = &base->g[k];
 		if (!b)
 			continue;
 		both++;
