@@ -158,17 +158,93 @@ uint64_t ram_pending_pages(struct tern_session *s);
 void ram_sources_stop(struct tern_session *s);
 void ram_release(struct tern_session *s);
 
-/* ---- RAM digest (digest.c) ------------------------------------------- */
+/* ---- RAM digest (digest.c, digest_track.c) --------------------------- */
 
+/* The digest, and a region's hash (the same two words). */
 struct ram_digest {
 	uint64_t h[2];
 };
 
-/* Digest every block, in parallel chunks. @tick: NULL, or called on the
- * calling thread between its chunks (the source's keepalive: a large RAM's
- * digest must not be silence to the destination). */
-int ram_digest_compute(struct tern_session *s, struct ram_digest *ret,
+/* Regions of 1 << DIGEST_REGION_SHIFT bytes (at least a page): part of the
+ * digest's definition, so the same on both sides (docs/PROTOCOL.md). */
+#define DIGEST_REGION_SHIFT 16
+/* A region as an item to hash: block index (< MAX_BLOCKS) and region. */
+#define DIGEST_ITEM(block, r) ((uint64_t)(block) << 56 | (r))
+#define DIGEST_ITEM_BLOCK(it) ((uint32_t)((it) >> 56))
+#define DIGEST_ITEM_REGION(it) ((it) & ((1ull << 56) - 1))
+
+unsigned int digest_region_shift(uint32_t page_size);
+uint64_t digest_regions(const struct tern_ram_block *b, unsigned int shift);
+void digest_region_hash(const struct tern_ram_block *b, unsigned int shift, uint64_t r,
+			struct ram_digest *out);
+/* The fold: init, every region of every block in order (each block closed
+ * by its end), and the result is the digest. */
+void digest_fold_init(struct ram_digest *f);
+void digest_fold_region(struct ram_digest *f, uint32_t block, uint64_t r,
+			const struct ram_digest *h);
+void digest_fold_block_end(struct ram_digest *f, const struct tern_ram_block *b);
+/*
+ * digest_hash_items() - hash @n regions (DIGEST_ITEM()s, each at most once)
+ * into @out[block][region], on up to 8 threads (the caller's among them).
+ * @tick: NULL, or called on the calling thread every 64 of its regions.
+ */
+void digest_hash_items(struct tern_session *s, unsigned int shift, const uint64_t *items,
+		       uint64_t n, struct ram_digest *const *out,
+		       void (*tick)(struct tern_session *s));
+
+/* Digest every block from scratch, in parallel. @tick: NULL, or called on
+ * the calling thread between its regions (the source's keepalive: a large
+ * RAM's digest must not be silence to the destination). */
+int ram_digest_compute(struct tern_session *s, struct ram_digest *ret_digest,
 		       void (*tick)(struct tern_session *s), struct tern_error *err);
+
+/*
+ * The digest kept up to date during a migration (digest_track.c): each side
+ * hashes regions on a thread of its own once it may (source: the dirty log
+ * re-armed for them; destination: pages landed there) and again when they
+ * change; the final digest hashes only what changed since. Every call but new and free is NULL-safe
+ * (verify-ram off: no tracker).
+ */
+struct digest_track;
+
+struct digest_track_stats {
+	uint64_t background_bytes; /* hashed by the background thread */
+	uint64_t final_bytes;	   /* hashed by digest_track_final() */
+	uint64_t final_ns;	   /* what digest_track_final() took */
+};
+
+/* Start tracking (and the background thread). Destination: call before the
+ * workers start; it hands them the counters to bump (s->mf_blocks[].gen). */
+int digest_track_new(struct tern_session *s, bool source, struct digest_track **ret_track,
+		     struct tern_error *err);
+/* Stop the thread, free. Destination: after the workers were joined. */
+void digest_track_free(struct digest_track *d);
+/* Source, migration thread: after every dirty-log sync (ram_sync()). */
+void digest_track_synced(struct digest_track *d);
+/* Source, migration thread: the send loop took @page's 64-page word (and
+ * every word before it) of block @block off the send map and re-armed its
+ * chunk (src_send_round()). */
+void digest_track_passed(struct digest_track *d, uint32_t block, uint64_t page);
+/*
+ * digest_track_wait() - wait until the background has caught up: a pass
+ * begun after the call found nothing it may hash. 0 then (and at once
+ * without a tracker), -EAGAIN after @timeout_ms. The source calls it before
+ * it pauses the guest, so that the pause pays only for the last round.
+ */
+int digest_track_wait(struct digest_track *d, int timeout_ms);
+/* Source, migration thread: the guest is paused and the final sync done. */
+void digest_track_paused(struct digest_track *d);
+/* Destination, load thread: every page of round @round has landed. */
+void digest_track_round(struct digest_track *d, uint64_t round);
+/*
+ * digest_track_final() - the digest of RAM as it is now: stop the
+ * background, hash every region written since its hash (in parallel), fold.
+ * The caller guarantees that nothing writes RAM any more (source: guest
+ * paused; destination: every worker ended). @tick as for ram_digest_compute().
+ */
+int digest_track_final(struct digest_track *d, struct ram_digest *ret_digest,
+		       void (*tick)(struct tern_session *s), struct tern_error *err);
+void digest_track_get_stats(const struct digest_track *d, struct digest_track_stats *ret_stats);
 
 /* ---- control channel framing (control.c) ------------------------------ */
 
@@ -419,6 +495,9 @@ struct tern_session {
 	struct mf_block mf_blocks[MAX_BLOCKS];
 	const struct tern_transport_ops *tp;
 	char uri[300];
+	/* verify-ram: the digest kept up to date (digest_track.c); set up and
+	 * freed by the migration / load thread, NULL without verify-ram */
+	struct digest_track *digest;
 
 	struct params params;
 

@@ -246,7 +246,7 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	if (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) {
 		struct ram_digest d;
 
-		ret = ram_digest_compute(s, &d, NULL, err);
+		ret = digest_track_final(s->digest, &d, NULL, err);
 		if (ret)
 			return ret;
 		complete[0] = 1;
@@ -309,6 +309,7 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 			}
 			ret = mf_recv_wait_sync(s->mf_recv, round, err);
 			if (!ret) {
+				digest_track_round(s->digest, round);
 				last_round = round;
 				__atomic_store_n(&s->rounds, round, __ATOMIC_RELAXED);
 				ret = rp_send(s, CTL_RAM_SYNC_ACK, p, len);
@@ -374,6 +375,9 @@ void *dest_thread(void *arg)
 	ret = lobby_new(s, handshake_ms(s), &lb, &err);
 	if (!ret)
 		ret = dest_handshake(s, lb, &err);
+	/* verify-ram: before the workers, which bump its counters */
+	if (!ret && (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)))
+		ret = digest_track_new(s, false, &s->digest, &err);
 	if (!ret)
 		ret = dest_join_channels(s, lb, &err);
 	/* Strays still in handshake: closed now, not at the end. */
@@ -413,6 +417,9 @@ void *dest_thread(void *arg)
 		mf_recv_xport_stats(r, &s->final_xport);
 		mf_recv_free(r);
 	}
+	/* after the workers were joined: they bumped its counters */
+	digest_track_free(s->digest);
+	s->digest = NULL;
 	if (l)
 		l->ops->close(l);
 	if (!ret) {

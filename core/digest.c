@@ -1,13 +1,22 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RAM digest for verify-ram. Both sides hash every block in chunks of
- * 64 MiB on a few threads at once (memory bandwidth, not one core, is the
- * limit), then fold the chunk hashes in block and chunk order, so the result
- * does not depend on which thread took which chunk.
+ * The RAM digest for verify-ram: what it is, and how to compute it from
+ * scratch. digest_track.c keeps it up to date during a migration, so that
+ * only what changed late is hashed with the guest paused.
  *
- * The chunk hash runs four independent multiply-xorshift lanes over 8-byte
+ * Every block is cut into regions of 64 KiB (or one page, when pages are
+ * larger); the last region of a block may be shorter. Each region is hashed
+ * on its own, seeded with its block and index, and the region hashes are
+ * folded in block and region order, with each block's size after its
+ * regions. So the digest is a function of the RAM's content and layout
+ * alone: which thread hashed a region, and when, cannot change it, and a
+ * region hashed long ago stands for its content now as long as nothing was
+ * written there since.
+ *
+ * The region hash runs four independent multiply-xorshift lanes over 8-byte
  * words (one lane per word of each 32 bytes) so the multiplies overlap; it
  * is a checksum against lost or misplaced pages, not a cryptographic hash.
+ * It runs at memory bandwidth (about 7 GB/s a core on the test host).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,8 +24,11 @@
 
 #include "core_priv.h"
 
-#define DIGEST_CHUNK (64ull << 20)
 #define DIGEST_MAX_THREADS 8
+/* items a thread should have at least before another one is started */
+#define DIGEST_ITEMS_PER_THREAD 16
+/* the caller's tick, every so many of its items */
+#define DIGEST_TICK_ITEMS 64
 #define P1 0x9e3779b97f4a7c15ull
 #define P2 0xc2b2ae3d27d4eb4full
 
@@ -34,7 +46,7 @@ static uint64_t fold(uint64_t h)
 	return h;
 }
 
-static void hash_chunk(const uint8_t *p, uint64_t len, uint64_t seed, uint64_t out[2])
+static void hash_bytes(const uint8_t *p, uint64_t len, uint64_t seed, uint64_t out[2])
 {
 	uint64_t a = seed, b = seed ^ P2, c = ~seed, d = seed * P1, i, w[4];
 
@@ -53,14 +65,58 @@ static void hash_chunk(const uint8_t *p, uint64_t len, uint64_t seed, uint64_t o
 	out[1] = fold(c ^ fold(d) ^ len);
 }
 
+unsigned int digest_region_shift(uint32_t page_size)
+{
+	unsigned int shift = DIGEST_REGION_SHIFT;
+
+	while ((1ull << shift) < page_size)
+		shift++;
+	return shift;
+}
+
+uint64_t digest_regions(const struct tern_ram_block *b, unsigned int shift)
+{
+	return DIV_ROUND_UP(b->size, 1ull << shift);
+}
+
+void digest_region_hash(const struct tern_ram_block *b, unsigned int shift, uint64_t r,
+			struct ram_digest *out)
+{
+	uint64_t off = r << shift;
+
+	hash_bytes(b->host + off, MIN(1ull << shift, b->size - off),
+		   ((uint64_t)b->index << 48) ^ (r + 1), out->h);
+}
+
+void digest_fold_init(struct ram_digest *f)
+{
+	f->h[0] = P1;
+	f->h[1] = P2;
+}
+
+void digest_fold_region(struct ram_digest *f, uint32_t block, uint64_t r,
+			const struct ram_digest *h)
+{
+	f->h[0] = fold(mix(f->h[0], h->h[0]) ^ block);
+	f->h[1] = fold(mix(f->h[1], h->h[1]) ^ r);
+}
+
+void digest_fold_block_end(struct ram_digest *f, const struct tern_ram_block *b)
+{
+	f->h[0] = fold(mix(f->h[0], b->size));
+	f->h[1] = fold(mix(f->h[1], b->npages));
+}
+
+/* ---- hashing many regions on a few threads -------------------------------- */
+
 struct digest_job {
 	struct tern_session *s;
-	uint64_t nchunks;
-	uint64_t *chunk_block; /* block index per chunk */
-	uint64_t *chunk_off;
-	uint64_t (*out)[2];
+	unsigned int shift;
+	const uint64_t *items;
+	struct ram_digest *const *out;
+	uint64_t n;
 	uint64_t next; /* atomic */
-	/* the calling thread's, between its chunks (immutable) */
+	/* the calling thread's, between its items (immutable) */
 	void (*tick)(struct tern_session *s);
 	pthread_t caller;
 	uint32_t named; /* atomic: the threads that named themselves */
@@ -69,18 +125,20 @@ struct digest_job {
 static void *digest_worker(void *arg)
 {
 	struct digest_job *j = arg;
+	bool caller = j->tick && pthread_equal(pthread_self(), j->caller);
+	uint64_t done = 0;
 
 	for (;;) {
 		uint64_t k = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
-		const struct tern_ram_block *b;
-		uint64_t len;
+		uint64_t r;
+		uint32_t bi;
 
-		if (k >= j->nchunks)
+		if (k >= j->n)
 			return NULL;
-		b = j->s->blocks[j->chunk_block[k]];
-		len = MIN(DIGEST_CHUNK, b->size - j->chunk_off[k]);
-		hash_chunk(b->host + j->chunk_off[k], len, k + 1, j->out[k]);
-		if (j->tick && pthread_equal(pthread_self(), j->caller))
+		bi = DIGEST_ITEM_BLOCK(j->items[k]);
+		r = DIGEST_ITEM_REGION(j->items[k]);
+		digest_region_hash(j->s->blocks[bi], j->shift, r, &j->out[bi][r]);
+		if (caller && ++done % DIGEST_TICK_ITEMS == 0)
 			j->tick(j->s);
 	}
 }
@@ -95,57 +153,71 @@ static void *digest_thread(void *arg)
 	return digest_worker(j);
 }
 
-int ram_digest_compute(struct tern_session *s, struct ram_digest *ret,
-		       void (*tick)(struct tern_session *s), struct tern_error *err)
+void digest_hash_items(struct tern_session *s, unsigned int shift, const uint64_t *items,
+		       uint64_t n, struct ram_digest *const *out,
+		       void (*tick)(struct tern_session *s))
 {
 	pthread_t threads[DIGEST_MAX_THREADS];
-	struct digest_job j = {.s = s, .tick = tick, .caller = pthread_self()};
-	uint64_t k = 0, h0 = P1, h1 = P2;
+	struct digest_job j = {
+	    .s = s,
+	    .shift = shift,
+	    .items = items,
+	    .out = out,
+	    .n = n,
+	    .tick = tick,
+	    .caller = pthread_self(),
+	};
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t want = DIV_ROUND_UP(n, DIGEST_ITEMS_PER_THREAD);
 	int nthreads, started = 0, i;
-	uint32_t bi;
 
-	for (bi = 0; bi < s->nblocks; bi++)
-		j.nchunks += DIV_ROUND_UP(s->blocks[bi]->size, DIGEST_CHUNK);
-	j.chunk_block = calloc(j.nchunks + 1, sizeof(*j.chunk_block));
-	j.chunk_off = calloc(j.nchunks + 1, sizeof(*j.chunk_off));
-	j.out = calloc(j.nchunks + 1, sizeof(*j.out));
-	if (!j.chunk_block || !j.chunk_off || !j.out) {
-		free(j.chunk_block);
-		free(j.chunk_off);
-		free(j.out);
-		return tern_error_set(err, -ENOMEM, "RAM digest: out of memory");
-	}
-	for (bi = 0; bi < s->nblocks; bi++) {
-		uint64_t off;
-
-		for (off = 0; off < s->blocks[bi]->size; off += DIGEST_CHUNK) {
-			j.chunk_block[k] = bi;
-			j.chunk_off[k] = off;
-			k++;
-		}
-	}
-	nthreads = (int)MIN(MAX(ncpu, 1), DIGEST_MAX_THREADS);
-	if ((uint64_t)nthreads > j.nchunks)
-		nthreads = (int)MAX(j.nchunks, 1);
-	/* This thread is one of the workers. */
+	nthreads = (int)MIN(MIN((uint64_t)MAX(ncpu, 1), DIGEST_MAX_THREADS), MAX(want, 1));
+	/* This thread is one of the workers; one that cannot start leaves its
+	 * share to the others. */
 	for (i = 1; i < nthreads; i++)
-		if (!pthread_create(&threads[i], NULL, digest_thread, &j))
+		if (!pthread_create(&threads[started + 1], NULL, digest_thread, &j))
 			started++;
 	cpu_thread_switch(&s->cpu_main, TERN_CPU_DIGEST);
 	digest_worker(&j);
 	cpu_thread_switch(&s->cpu_main, TERN_CPU_MIGRATION);
 	for (i = 1; i <= started; i++)
 		pthread_join(threads[i], NULL);
+}
 
-	for (k = 0; k < j.nchunks; k++) {
-		h0 = fold(mix(h0, j.out[k][0]) ^ j.chunk_block[k]);
-		h1 = fold(mix(h1, j.out[k][1]) ^ j.chunk_off[k]);
+int ram_digest_compute(struct tern_session *s, struct ram_digest *ret_digest,
+		       void (*tick)(struct tern_session *s), struct tern_error *err)
+{
+	unsigned int shift = digest_region_shift(s->page_size);
+	struct ram_digest *out[MAX_BLOCKS] = {0}, f;
+	uint64_t n = 0, k = 0, r, *items;
+	uint32_t bi;
+	int ret = 0;
+
+	for (bi = 0; bi < s->nblocks; bi++)
+		n += digest_regions(s->blocks[bi], shift);
+	items = calloc(n + 1, sizeof(*items));
+	for (bi = 0; bi < s->nblocks && items; bi++) {
+		out[bi] = calloc(digest_regions(s->blocks[bi], shift), sizeof(**out));
+		if (!out[bi])
+			break;
+		for (r = 0; r < digest_regions(s->blocks[bi], shift); r++)
+			items[k++] = DIGEST_ITEM(bi, r);
 	}
-	ret->h[0] = h0;
-	ret->h[1] = h1;
-	free(j.chunk_block);
-	free(j.chunk_off);
-	free(j.out);
-	return 0;
+	if (!items || bi < s->nblocks) {
+		ret = tern_error_set(err, -ENOMEM, "RAM digest: out of memory");
+		goto out;
+	}
+	digest_hash_items(s, shift, items, n, out, tick);
+	digest_fold_init(&f);
+	for (bi = 0; bi < s->nblocks; bi++) {
+		for (r = 0; r < digest_regions(s->blocks[bi], shift); r++)
+			digest_fold_region(&f, bi, r, &out[bi][r]);
+		digest_fold_block_end(&f, s->blocks[bi]);
+	}
+	*ret_digest = f;
+out:
+	for (bi = 0; bi < s->nblocks; bi++)
+		free(out[bi]);
+	free(items);
+	return ret;
 }

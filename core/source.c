@@ -216,6 +216,9 @@ void *source_thread(void *arg)
 	ret = src_setup(s, addr, &err);
 	if (!ret)
 		ret = src_workers_ready(s, &err);
+	/* verify-ram: hash RAM in the background from the first round on */
+	if (!ret && caps_get(&s->params, CAP_VERIFY_RAM))
+		ret = digest_track_new(s, true, &s->digest, &err);
 	if (ret)
 		goto out;
 	__atomic_store_n(&s->setup_end_ns, tern_now_ns(), __ATOMIC_RELAXED);
@@ -274,6 +277,8 @@ out:
 	if (s->xbzrle)
 		xbzrle_cache_free(s->xbzrle);
 	s->xbzrle = NULL;
+	digest_track_free(s->digest);
+	s->digest = NULL;
 	conn_close(ctl);
 	ram_sources_stop(s);
 	src_throttle_set(s, 0);

@@ -116,6 +116,9 @@ static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_b
 	int ret;
 
 	*bp = NULL;
+	/* src_send_round() took this page's word and every word before it off
+	 * the send map and re-armed their chunks: tell verify-ram */
+	digest_track_passed(s->digest, b->block, b->pages[b->npages - 1]);
 	rc->sent_pages += b->npages;
 	while ((ret = mf_send_batch_queue(s->mf_send, b, SRC_WAIT_TICK_MS)) == -EAGAIN) {
 		ret = src_wait_tick(s, rc, err);
@@ -265,6 +268,8 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 		}
 		if (!ret && batch)
 			ret = queue_batch(s, rc, &batch, err);
+		if (!ret)
+			digest_track_passed(s->digest, bi, b->npages - 1); /* all of it */
 	}
 	if (batch)
 		mf_send_batch_put(s->mf_send, batch);
@@ -330,6 +335,7 @@ int src_sync_dirty(struct tern_session *s, struct round_ctx *rc, uint64_t paused
 	if (ret)
 		return ret;
 	t1 = tern_now_ns();
+	digest_track_synced(s->digest);
 	if (dirty_rate_sync(&rc->dr, t0, newly, paused_ns && t0 > paused_ns ? t0 - paused_ns : 0)) {
 		__atomic_store_n(&s->dirty_pages_rate, rc->dr.rate, __ATOMIC_RELAXED);
 		__atomic_store_n(&s->dirty_rate_win_ns, rc->dr.rate_win_ns, __ATOMIC_RELAXED);
@@ -405,13 +411,36 @@ int src_timeout_reached(struct tern_session *s, uint64_t pending, struct tern_er
 }
 
 /*
+ * verify-ram: before the pause, let each side's background digest catch up
+ * with what the rounds sent (the guest runs meanwhile), so that the pause
+ * pays for the last round's regions only. We cannot see the destination's
+ * backlog: it digests what landed -- once the round is acknowledged, all of
+ * it -- about as much as we digest what we sent, in the same time; ours
+ * stands for both.
+ */
+static int src_wait_digest(struct tern_session *s, struct round_ctx *rc, struct tern_error *err)
+{
+	int ret;
+
+	while ((ret = digest_track_wait(s->digest, SRC_WAIT_TICK_MS)) == -EAGAIN) {
+		if (session_stopping(s))
+			return -ECANCELED;
+		ret = src_wait_tick(s, rc, err);
+		if (ret)
+			return ret;
+	}
+	return ret;
+}
+
+/*
  * Rounds until what remains fits the downtime. On return, round *@ret_round
  * was synced but not sent: the switchover sends it with the guest paused.
  *
  * What remains is not only the dirty pages: the last round's pages may still
  * sit in queues and socket buffers (tens of MiB on a fast link). So when the
  * dirty pages fit, first wait -- guest running -- until the destination
- * acknowledges that round, then sync again and decide on what is truly left.
+ * acknowledges that round (and, with verify-ram, until our digest caught
+ * up), then sync again and decide on what is truly left.
  */
 int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		struct tern_error *err)
@@ -429,6 +458,8 @@ int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_roun
 		pending = src_synced_bytes(s);
 		if (src_fits_downtime(s, rc, round, pending)) {
 			ret = src_wait_acked(s, rc, round - 1, err);
+			if (!ret)
+				ret = src_wait_digest(s, rc, err);
 			if (!ret)
 				ret = src_sync_dirty(s, rc, 0, err);
 			if (ret)

@@ -110,6 +110,9 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 	ret = src_sync_dirty(s, rc, m.paused, err);
 	if (ret)
 		return ret;
+	/* verify-ram: nothing writes RAM any more; the background hashes what
+	 * the last rounds changed while the pages go */
+	digest_track_paused(s->digest);
 	m.synced = tern_now_ns();
 	ret = src_send_round(s, rc, round, true, err);
 	if (ret)
@@ -148,7 +151,7 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 		 * COMMIT once done: what we take longer is silence to it. */
 		ret = src_ctl_keepalive_maybe(s, err);
 		if (!ret)
-			ret = ram_digest_compute(s, &mine, src_digest_keepalive, err);
+			ret = digest_track_final(s->digest, &mine, src_digest_keepalive, err);
 		if (!ret)
 			ret = src_ctl_keepalive_maybe(s, err);
 		if (ret)

@@ -87,6 +87,10 @@ struct mf_block {
 	uint64_t size;
 	/* destination: pages that ever received data (atomic bits) */
 	uint64_t *touched;
+	/* destination, verify-ram: a counter per 1 << gen_shift bytes, bumped
+	 * after pages landed there (mf_block_note_written()); NULL: none */
+	uint32_t *gen;
+	unsigned int gen_shift;
 };
 
 /* What both sides agree on in the handshake. */
@@ -164,6 +168,15 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 /* Validate @n big-endian offsets of block @blk; -EPROTO naming the first bad one. */
 int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *blk,
 		     uint32_t page_size, uint32_t chan, uint64_t seq, struct tern_error *err);
+
+/*
+ * mf_block_note_written() - after a packet's @n pages (validated offsets)
+ * landed in @blk -- written, decoded or cleared -- bump the counter of each
+ * region they touched, once per run of offsets in one region, with release
+ * order: whoever reads a counter (acquire) and then the region sees those
+ * pages. Nothing without ->gen.
+ */
+void mf_block_note_written(const struct mf_block *blk, const uint8_t *offsets, uint32_t n);
 
 /* The settings of codec @id's encoder or decoder on a channel of @cfg. */
 struct codec_config mf_codec_config(const struct mf_config *cfg, uint32_t id);

@@ -254,6 +254,23 @@ int mf_offsets_check(const uint8_t *offsets, uint32_t n, const struct mf_block *
 	return 0;
 }
 
+void mf_block_note_written(const struct mf_block *blk, const uint8_t *offsets, uint32_t n)
+{
+	uint64_t last = UINT64_MAX;
+	uint32_t i;
+
+	if (!blk->gen)
+		return;
+	for (i = 0; i < n; i++) {
+		uint64_t r = get_be64(offsets + 8 * (size_t)i) >> blk->gen_shift;
+
+		if (r == last)
+			continue;
+		__atomic_fetch_add(&blk->gen[r], 1, __ATOMIC_RELEASE);
+		last = r;
+	}
+}
+
 void mf_chan_stats_add(struct mf_chan_stats *total, const struct mf_chan_stats *live,
 		       struct mf_chan_stats *ret_one)
 {

@@ -9,6 +9,8 @@
  * writing it would allocate it); a page that did receive data and is now zero
  * is cleared. The "touched" bits are set atomically because neighbouring
  * pages of one bitmap word may arrive on different channels.
+ * With verify-ram, the counter of each region a packet touched is bumped
+ * once its pages are in (core/digest_track.c says why that is enough).
  *
  * An encoded payload (any codec but NONE) cannot be read in place: its
  * length is checked against the codec's bound before a byte is read, it is
@@ -224,6 +226,7 @@ static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, str
 		if (bitmap_test_atomic(blk->touched, off / page))
 			memset(blk->host + off, 0, page);
 	}
+	mf_block_note_written(blk, c->offsets, npages);
 	__atomic_fetch_add(&c->stats.wire_bytes,
 			   MF_HDR_SIZE + 8 * (uint64_t)npages + h->payload_len, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&c->stats.normal_pages, h->normal, __ATOMIC_RELAXED);

@@ -199,7 +199,13 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        least recently used are released beyond it
  * Capabilities (booleans, before start only):
  *   verify-ram           digest all RAM on both sides after the last page,
- *                        fail on mismatch; default off
+ *                        fail on mismatch; default off. Each side keeps
+ *                        the digest up to date on a thread of its own while
+ *                        the migration runs (it trusts the dirty log from
+ *                        the moment a region is re-armed, and on the
+ *                        destination only what lands through the worker
+ *                        channels changes RAM), so the pause pays only for
+ *                        what the last rounds wrote
  *   auto-converge        when a round does not shrink what remains, throttle
  *                        the vCPUs through tern_vmm_ops.throttle:
  *                        cpu-throttle-initial, then + cpu-throttle-increment

@@ -2573,9 +2573,9 @@ static void test_digest_small(void **state)
 	assert_true(digest_eq(&ds, &dd));
 }
 
-/* A block of two 64 MiB chunks (the second partial), hashed by several
- * threads: the same result every time, and a byte at either end of either
- * chunk counts. */
+/* A block of 64 MiB and two pages (a thousand 64 KiB regions and a short
+ * one), hashed by several threads: the same result every time, and a byte at
+ * either end of the block, or of the last whole region, counts. */
 static void test_digest_chunks(void **state)
 {
 	struct fixture *f = *state;
