@@ -143,8 +143,10 @@ static void breakdown(FILE *out, uint64_t total_ms, struct json_object *st, cons
 		!total_ms && sum_us ? "< 1 ms" : units_fmt_ms(total_ms, t, sizeof(t)), line);
 }
 
-static const char *const downtime_parts[] = {"pause", "wait", "sync", "ram", "device", "resume"};
-static const char *const downtime_labels[] = {"pause", "wait", "sync", "RAM", "device", "resume"};
+static const char *const downtime_parts[] = {"pause",  "wait",	 "sync",  "ram",
+					     "device", "verify", "resume"};
+static const char *const downtime_labels[] = {"pause",	"wait",	  "sync",  "RAM",
+					      "device", "verify", "resume"};
 static const char *const expected_parts[] = {"sync", "ram", "device", "resume"};
 static const char *const expected_labels[] = {"sync", "RAM", "device", "pause+resume"};
 
@@ -152,7 +154,7 @@ static void show_downtime(FILE *out, struct json_object *st)
 {
 	fprintf(out, LABEL, "downtime");
 	breakdown(out, ctl_u64(st, "downtime_ms"), st, "downtime_", downtime_parts, downtime_labels,
-		  6);
+		  7);
 }
 
 static void show_expected(FILE *out, struct json_object *st)

@@ -446,6 +446,7 @@ enum dt_part {
 	DT_SYNC,
 	DT_RAM,
 	DT_DEVICE,
+	DT_VERIFY,
 	DT_RESUME,
 	DT_PARTS,
 };

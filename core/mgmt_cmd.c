@@ -251,6 +251,7 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	add_u64(o, "downtime_sync_us", st->downtime_sync_us);
 	add_u64(o, "downtime_ram_us", st->downtime_ram_us);
 	add_u64(o, "downtime_device_us", st->downtime_device_us);
+	add_u64(o, "downtime_verify_us", st->downtime_verify_us);
 	add_u64(o, "downtime_resume_us", st->downtime_resume_us);
 	json_object_object_add(o, "error", json_object_new_string(st->error));
 	json_object_object_add(o, "multifd_compression",

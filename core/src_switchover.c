@@ -46,14 +46,15 @@ static int pre_switchover(struct tern_session *s, struct tern_error *err)
 }
 
 /* The measured downtime's parts, from the source's clock and what the
- * destination reported of its own (sections loaded, resume). */
+ * destination reported of its own (sections loaded, resume). With
+ * verify-ram, LOADED -> COMPLETE is the digests' part (@complete: 0 without). */
 struct downtime_marks {
-	uint64_t pause, paused, waited, synced, ram_queued, eos, loaded, commit, verify;
+	uint64_t pause, paused, waited, synced, ram_queued, eos, loaded, complete, commit;
 };
 
 static void downtime_publish(struct tern_session *s, const struct downtime_marks *m)
 {
-	uint64_t part[DT_PARTS], peer_sec, peer_resume, fin, sum = 0;
+	uint64_t part[DT_PARTS], peer_sec, peer_resume, verified, sum = 0;
 	uint32_t i;
 
 	pthread_mutex_lock(&s->lock);
@@ -62,18 +63,21 @@ static void downtime_publish(struct tern_session *s, const struct downtime_marks
 	pthread_mutex_unlock(&s->lock);
 	/* EOS -> LOADED: the rest of the RAM landing, then the sections loading */
 	peer_sec = MIN(peer_sec, m->loaded - m->eos);
-	fin = m->commit - m->loaded - MIN(m->verify, m->commit - m->loaded);
+	verified = m->complete ? m->complete : m->loaded;
 	part[DT_PAUSE] = m->paused - m->pause;
 	part[DT_WAIT] = m->waited - m->paused;
 	part[DT_SYNC] = m->synced - m->waited;
 	part[DT_RAM] = (m->ram_queued - m->synced) + (m->loaded - m->eos - peer_sec);
 	part[DT_DEVICE] = (m->eos - m->ram_queued) + peer_sec;
-	part[DT_RESUME] = fin + peer_resume;
+	part[DT_VERIFY] = verified - m->loaded;
+	part[DT_RESUME] = (m->commit - verified) + peer_resume;
 	for (i = 0; i < DT_PARTS; i++) {
 		__atomic_store_n(&s->dt_us[i], part[i] / 1000, __ATOMIC_RELAXED);
 		sum += part[i];
 	}
+	/* the whole pause: pause -> COMMIT, and the destination's resume */
 	__atomic_store_n(&s->downtime_ms, sum / 1000000, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->verify_ms, part[DT_VERIFY] / 1000000, __ATOMIC_RELAXED);
 }
 
 int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
@@ -83,7 +87,7 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 	bool pre = caps_get(&s->params, CAP_PAUSE_BEFORE_SWITCHOVER);
 	struct ram_digest mine = {{0}};
 	struct downtime_marks m = {0};
-	uint64_t section_bytes = 0, complete_ns = 0, verify_ns = 0;
+	uint64_t section_bytes = 0;
 	uint8_t eos[16], commit[8] = {1};
 	int ret;
 
@@ -145,8 +149,6 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 	m.loaded = s->loaded_ns;
 	pthread_mutex_unlock(&s->lock);
 	if (verify) {
-		uint64_t t0 = tern_now_ns();
-
 		/* The destination digests its RAM meanwhile, and waits for
 		 * COMMIT once done: what we take longer is silence to it. */
 		ret = src_ctl_keepalive_maybe(s, err);
@@ -156,19 +158,18 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 			ret = src_ctl_keepalive_maybe(s, err);
 		if (ret)
 			return ret;
-		verify_ns = tern_now_ns() - t0;
 	}
 	/* with verify-ram the destination digests its RAM meanwhile, as we
 	 * did ours just now: the clock starts only after ours */
 	ret = src_wait_peer(s, rc, &s->got_complete, 0, "COMPLETE", err);
 	if (ret)
 		return ret;
-	complete_ns = tern_now_ns();
 	if (verify) {
 		struct rd r;
 		uint8_t has;
 		uint64_t h0, h1;
 
+		m.complete = tern_now_ns();
 		pthread_mutex_lock(&s->lock);
 		rd_init(&r, s->complete_payload, s->complete_len);
 		has = rd_u8(&r);
@@ -187,7 +188,6 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 		pthread_mutex_lock(&s->lock);
 		s->verified = true;
 		pthread_mutex_unlock(&s->lock);
-		verify_ns = MAX(verify_ns, complete_ns - s->loaded_ns);
 	}
 
 	/* Point of no return: once COMMIT is out, the destination runs the
@@ -207,8 +207,6 @@ int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 		return src_ctl_write_error(s, ret, "COMMIT", err);
 	}
 	m.commit = tern_now_ns();
-	m.verify = verify_ns;
-	__atomic_store_n(&s->verify_ms, verify_ns / 1000000, __ATOMIC_RELAXED);
 	src_wait_resumed(s);
 	downtime_publish(s, &m);
 	return 0;

@@ -157,6 +157,7 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->downtime_ram_us = LD(s->dt_us[DT_RAM]);
 		st->downtime_device_us = LD(s->dt_us[DT_DEVICE]);
 		st->downtime_resume_us = LD(s->dt_us[DT_RESUME]);
+		st->downtime_verify_us = LD(s->dt_us[DT_VERIFY]);
 	}
 	pages = total.normal_pages + total.zero_pages;
 	elapsed = start ? (end ? end : now) - start : 0;

@@ -490,8 +490,10 @@ struct tern_codec_stats {
 /**
  * struct tern_stats - a snapshot; fields are bytes, pages or milliseconds.
  * @expected_downtime_ms: remaining RAM over the measured bandwidth.
- * @downtime_ms: measured, source side: guest paused until the destination
- *	reported everything loaded (verification excluded: see @verify_ms).
+ * @downtime_ms: measured, source side: the whole pause, from the pause
+ *	callback until COMMIT went out, plus the destination's resume callback
+ *	(its RESUMED report); with verify-ram the digests' part included
+ *	(@downtime_verify_us). The sum of the @downtime_*_us parts.
  * @ram_transferred: page data sent (normal pages x page size).
  * @ram_remaining: dirty RAM not yet sent, as of the last sync.
  * @wire_bytes: everything written to the worker and control channels.
@@ -515,6 +517,9 @@ struct tern_codec_stats {
  *	providers' logs, chunk by chunk (KVM_CLEAR_DIRTY_LOG).
  * @throughput_bps: RAM bytes moved per second (pages sent, normal or zero),
  *	over the last rate window while active; over the whole run once ended.
+ * @verify_ms: source: the digests' part of the downtime (as
+ *	@downtime_verify_us); destination: what its digest took after the last
+ *	page landed. 0 without verify-ram.
  * @verified: verify-ram was on and both digests matched.
  * @multifd_compression: the page-encoding method ("none", "zstd", "auto" ...).
  * @codec: per codec, indexed by enum tern_stats_codec.
@@ -544,8 +549,11 @@ struct tern_codec_stats {
  *	measured: pause (the pause callback), wait (in pre-switchover until
  *	continue), sync (the final dirty-log sync), ram (the last pages, until
  *	the destination had them all), device (saving sections on the source
- *	and loading them on the destination), resume (the final handshake and
- *	the destination's resume callback). They add up to the downtime.
+ *	and loading them on the destination), verify (verify-ram: LOADED until
+ *	the destination's COMPLETE with its digest, both sides' digests of
+ *	what changed since their background hashing; 0 without), resume (the
+ *	final handshake and the destination's resume callback). They add up to
+ *	the downtime.
  * @rdma_*: this side's channels, rdma: only (0 on tcp: and unix:): guest RAM
  *	registered now (@rdma_pinned_bytes; 0 again once the channels ended)
  *	and at most (@rdma_pinned_peak), time spent registering it
@@ -639,6 +647,7 @@ struct tern_stats {
 	uint64_t zero_copy_bytes;
 	uint64_t zero_copy_copied;
 	uint64_t zero_copy_fallbacks;
+	uint64_t downtime_verify_us;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

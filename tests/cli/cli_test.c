@@ -600,6 +600,8 @@ static void test_migrate_watch(void **state)
 	assert_str_contains(w->out, "state: none -> setup");
 	assert_str_contains(w->out, "migration completed after");
 	assert_str_contains(w->out, "downtime");
+	/* verify-ram's digests are a part of the downtime, shown as such */
+	assert_str_contains(w->out, ", verify ");
 	assert_str_contains(w->out, "verified            yes");
 	/* what the migration cost the source in CPU, its send workers' share */
 	assert_str_contains(w->out, "s per GiB moved");

@@ -160,8 +160,9 @@ void e2e_check_codecs(struct e2e_src *src, const struct tern_stats *st,
 		      const struct tern_stats *dst);
 /*
  * A completed migration's downtime breakdown: the downtime_*_us parts add
- * up to downtime_ms, and the expected_*_us parts add up to
- * expected_downtime_ms, the round-trip parts non-zero. @waited_us: the
+ * up to downtime_ms (the verify part non-zero exactly with verify-ram), and
+ * the expected_*_us parts add up to expected_downtime_ms, the round-trip
+ * parts non-zero. @waited_us: the
  * least time the test kept it in pre-switchover. @pending: the last
  * round's estimate had RAM to count (expected_ram_us > 0).
  */

@@ -311,18 +311,20 @@ void e2e_check_breakdown(struct e2e_src *src, const struct tern_stats *st, uint6
 			 bool pending)
 {
 	/* each part and the total are truncated on their own: a ms each */
-	const uint64_t parts = 6, slack_us = parts * 1000;
+	const uint64_t parts = 7, slack_us = parts * 1000;
 	uint64_t sum = st->downtime_pause_us + st->downtime_wait_us + st->downtime_sync_us +
-		       st->downtime_ram_us + st->downtime_device_us + st->downtime_resume_us;
+		       st->downtime_ram_us + st->downtime_device_us + st->downtime_verify_us +
+		       st->downtime_resume_us;
 	uint64_t exp = st->expected_sync_us + st->expected_ram_us + st->expected_device_us +
 		       st->expected_resume_us;
 	uint64_t total_us = st->downtime_ms * 1000;
 
 	e2e_note("downtime %" PRIu64 " ms = pause %" PRIu64 " + wait %" PRIu64 " + sync %" PRIu64
-		 " + ram %" PRIu64 " + device %" PRIu64 " + resume %" PRIu64 " us (sum %" PRIu64
-		 " us)",
+		 " + ram %" PRIu64 " + device %" PRIu64 " + verify %" PRIu64 " + resume %" PRIu64
+		 " us (sum %" PRIu64 " us)",
 		 st->downtime_ms, st->downtime_pause_us, st->downtime_wait_us, st->downtime_sync_us,
-		 st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us, sum);
+		 st->downtime_ram_us, st->downtime_device_us, st->downtime_verify_us,
+		 st->downtime_resume_us, sum);
 	e2e_note("expected %" PRIu64 " ms = sync %" PRIu64 " + ram %" PRIu64 " + device %" PRIu64
 		 " + resume %" PRIu64 " us (sum %" PRIu64 " us)",
 		 st->expected_downtime_ms, st->expected_sync_us, st->expected_ram_us,
@@ -340,6 +342,18 @@ void e2e_check_breakdown(struct e2e_src *src, const struct tern_stats *st, uint6
 			 ", resume %" PRIu64
 			 " us (each includes at least a round trip to the destination)",
 			 st->downtime_ram_us, st->downtime_device_us, st->downtime_resume_us);
+	/* verify-ram: the digests are part of the pause (LOADED -> COMPLETE
+	 * takes at least the destination's last digest and a round trip) */
+	if (src->cfg->verify && !st->downtime_verify_us)
+		e2e_fail(&src->failures, "verify-ram on, yet downtime_verify_us is 0");
+	if (!src->cfg->verify && st->downtime_verify_us)
+		e2e_fail(&src->failures, "verify-ram off, yet downtime_verify_us is %" PRIu64,
+			 st->downtime_verify_us);
+	if (src->cfg->verify && st->verify_ms * 1000 > st->downtime_verify_us)
+		e2e_fail(&src->failures,
+			 "verify_ms %" PRIu64 " is more than the downtime's verify part, %" PRIu64
+			 " us",
+			 st->verify_ms, st->downtime_verify_us);
 	if (st->downtime_wait_us < waited_us)
 		e2e_fail(&src->failures,
 			 "downtime_wait_us %" PRIu64 " < the %" PRIu64

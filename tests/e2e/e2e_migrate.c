@@ -204,8 +204,10 @@ static int run_source(const struct e2e_cfg *cfg, int fd, pid_t child, void *arg)
 
 	if (e2e_src_report(&src, fd, &rep, true) < 0)
 		goto out;
-	if (st.status == TERN_STATUS_COMPLETED)
+	if (st.status == TERN_STATUS_COMPLETED) {
 		e2e_check_stats(&src, &st, &src.fc, writes);
+		e2e_check_breakdown(&src, &st, 0, false);
+	}
 	if (st.status == TERN_STATUS_COMPLETED && rep.stats.status == TERN_STATUS_COMPLETED) {
 		e2e_check_codecs(&src, &st, &rep.stats);
 		e2e_check_cpu(&src, &st, cpu0, &names, &rep);

@@ -325,6 +325,7 @@ static void test_query(void **state)
 					   "downtime_sync_us",
 					   "downtime_ram_us",
 					   "downtime_device_us",
+					   "downtime_verify_us",
 					   "downtime_resume_us",
 					   "cpu",
 					   "cpu_total_user_us",
