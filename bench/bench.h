@@ -45,6 +45,7 @@ enum bench_axis {
 	AX_PATTERN,
 	AX_DOWNTIME,
 	AX_AUTO_CONVERGE,
+	AX_VERIFY,
 	AX_MAX
 };
 
@@ -111,9 +112,8 @@ struct bench_opts {
 	unsigned int reps;
 	/* per run, single-valued */
 	uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
-	bool verify;
-	unsigned int zero_pct; /* of the random and text fills; fill=zero is ZERO_HEAVY_PCT */
-	uint64_t dirty_pages;  /* kvm: the guest stops dirtying after so many */
+	unsigned int zero_pct;	/* of the random and text fills; fill=zero is ZERO_HEAVY_PCT */
+	uint64_t dirty_pages;	/* kvm: the guest stops dirtying after so many */
 	unsigned int clear_bitmap_shift;  /* kvm */
 	unsigned int watch_ms;		  /* kvm: 0 = tern-vm's default */
 	unsigned int timeout_s;		  /* each program's own --timeout */
@@ -260,6 +260,8 @@ int bench_results_load(struct bench_results *res, const char *path, char *err, s
 void bench_results_finish(struct bench_results *res);
 void bench_results_fini(struct bench_results *res);
 bool bench_group_stat(const struct bench_group *g, const char *field, struct bench_stat *st);
+/* "verify on", "verify off", or that it varies: every table and plot says which. */
+const char *bench_verify_caption(const struct bench_results *res);
 void bench_print_table(const struct bench_results *res, FILE *f);
 void bench_print_baseline(const struct bench_results *now, const struct bench_results *base,
 			  const char *base_path, FILE *f);

@@ -39,6 +39,9 @@ const struct bench_axis_def bench_axes[AX_MAX] = {
     [AX_DOWNTIME] = {"downtime-limit", "downtime_limit_ms", AK_UINT, NULL, 1, 2000000, "300",
 		     false},
     [AX_AUTO_CONVERGE] = {"auto-converge", "auto_converge", AK_BOOL, NULL, 0, 1, "off", false},
+    /* verify-ram: an axis, so that every table says which and --baseline
+     * never pairs a run that digests RAM with one that does not */
+    [AX_VERIFY] = {"verify", "verify", AK_BOOL, NULL, 0, 1, "on", false},
 };
 
 static int fail(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

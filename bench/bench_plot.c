@@ -198,6 +198,7 @@ static int plot_lines(const struct bench_results *res, const char *dir, const ch
 {
 	double scale = downtime ? 1e6 : 1;
 	struct series_set ss;
+	char title[200];
 	FILE *dat, *gp;
 	unsigned int i, k;
 	int ret = series_build(res, x, &ss);
@@ -233,10 +234,12 @@ static int plot_lines(const struct bench_results *res, const char *dir, const ch
 			fputc('\n', dat);
 		}
 	}
-	gp_head(gp, name,
-		downtime ? "downtime against dirty rate: measured (bars: min..max) and "
-			   "expected (dashed)"
-			 : "RAM throughput against channels (bars: min..max)");
+	snprintf(title, sizeof(title), "%s (%s)",
+		 downtime ? "downtime against dirty rate: measured (bars: min..max) and "
+			    "expected (dashed)"
+			  : "RAM throughput against channels (bars: min..max)",
+		 bench_verify_caption(res));
+	gp_head(gp, name, title);
 	fprintf(gp, "set xlabel \"%s\"\nset ylabel \"%s\"\n",
 		downtime ? "dirty rate set, MB/s" : "channels",
 		downtime ? "downtime, ms (median)" : "RAM throughput, MB/s (median)");
@@ -272,6 +275,7 @@ static int plot_wire(const struct bench_results *res, const char *dir, const cha
 {
 	struct series_set ss;
 	uint64_t codec_seen = 0;
+	char title[100];
 	FILE *dat, *gp;
 	unsigned int i, k, c;
 	int ret = series_build(res, AX_CODEC, &ss);
@@ -312,7 +316,9 @@ static int plot_wire(const struct bench_results *res, const char *dir, const cha
 		}
 		fputc('\n', dat);
 	}
-	gp_head(gp, name, "wire bytes per codec (median)");
+	snprintf(title, sizeof(title), "wire bytes per codec (median; %s)",
+		 bench_verify_caption(res));
+	gp_head(gp, name, title);
 	fputs("set datafile missing \"-\"\n"
 	      "set style data histograms\n"
 	      "set style histogram clustered gap 1\n"

@@ -54,6 +54,7 @@ const char *const bench_fig_names[] = {
     "downtime_sync_us",
     "downtime_ram_us",
     "downtime_device_us",
+    "downtime_verify_us",
     "downtime_resume_us",
     /* the programs' own: the highest throttle auto-converge asked for (the
      * library's cpu_throttle_percent is 0 again once the migration ended) */
@@ -147,8 +148,8 @@ void bench_print_plan(const struct bench_opts *o, FILE *f)
 		bench_fmt_rate(o->max_bandwidth, bw, sizeof(bw));
 	else
 		snprintf(bw, sizeof(bw), "unlimited");
-	fprintf(f, "; max-bandwidth %s, verify %s, zero-pct %u (fill=zero: %u), timeout %u s", bw,
-		o->verify ? "on" : "off", o->zero_pct, ZERO_HEAVY_PCT, o->timeout_s);
+	fprintf(f, "; max-bandwidth %s, zero-pct %u (fill=zero: %u), timeout %u s", bw, o->zero_pct,
+		ZERO_HEAVY_PCT, o->timeout_s);
 	if (o->migration_timeout_set)
 		fprintf(f, ", migration-timeout %u s", o->migration_timeout_s);
 	if (o->timeout_policy)
@@ -238,10 +239,10 @@ void bench_print_run(const struct bench_opts *o, const struct bench_run *r, FILE
 		return;
 	}
 	fprintf(f, ", %s",
-		!o->verify	 ? "verify off"
-		: !have_verified ? "verified ?"
-		: verified	 ? "verified"
-				 : "NOT verified");
+		!r->sc->v[AX_VERIFY].num ? "verify off"
+		: !have_verified	 ? "verified ?"
+		: verified		 ? "verified"
+					 : "NOT verified");
 	if (bench_json_num(r->src, "throughput_bps", &v)) {
 		bench_fmt_rate((uint64_t)v, thr, sizeof(thr));
 		fprintf(f, ", %s", thr);
@@ -323,7 +324,6 @@ static json_object *settings_json(const struct bench_opts *o, const struct bench
 	json_object_object_add(j, "zero_pct",
 			       json_object_new_int64(bench_fill_zero_pct(o, &sc->v[AX_FILL])));
 	json_object_object_add(j, "max_bandwidth_bps", json_object_new_uint64(o->max_bandwidth));
-	json_object_object_add(j, "verify", json_object_new_boolean(o->verify));
 	json_object_object_add(j, "timeout_s", json_object_new_int64(o->timeout_s));
 	json_object_object_add(
 	    j, "migration_timeout_s",

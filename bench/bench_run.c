@@ -190,7 +190,7 @@ static void args_kvm(struct argv_buf *a, const struct bench_opts *o,
 	arg_u64(a, "--ram", sc->v[AX_RAM].num);
 	arg_u64(a, "--vcpus", sc->v[AX_VCPUS].num);
 	arg_u64(a, "--channels", sc->v[AX_CHANNELS].num);
-	if (o->verify)
+	if (sc->v[AX_VERIFY].num)
 		arg(a, "--verify");
 	arg_u64(a, "--timeout", o->timeout_s);
 	if (o->watch_ms)
@@ -226,7 +226,7 @@ static void args_process(struct argv_buf *a, const struct bench_opts *o,
 	args_prog(a, o, sc, source);
 	arg_u64(a, "--ram", sc->v[AX_RAM].num);
 	arg_u64(a, "--channels", sc->v[AX_CHANNELS].num);
-	if (o->verify)
+	if (sc->v[AX_VERIFY].num)
 		arg(a, "--verify");
 	arg_u64(a, "--timeout", o->timeout_s + (source ? 0 : DEST_EXTRA_S));
 	if (o->verbosity)
@@ -502,7 +502,7 @@ static void judge(const struct bench_opts *o, struct bench_run *r)
 	bench_json_bool(r->dst, "progress_rising", &rising);
 
 	r->ok = r->src && r->dst && !r->timed_out && !strcmp(st, "completed") &&
-		!strcmp(dst_st, "completed") && (!o->verify || verified) &&
+		!strcmp(dst_st, "completed") && (!r->sc->v[AX_VERIFY].num || verified) &&
 		(o->guest != GUEST_KVM || rising);
 	if (!r->ok)
 		return;

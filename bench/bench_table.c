@@ -62,6 +62,12 @@ int bench_results_add(struct bench_results *res, json_object *rec)
 			res->skipped++;
 			return 0;
 		}
+		/* records from before verify was an axis had it in "scenario" */
+		if (a == AX_VERIFY && !json_object_object_get_ex(axes, "verify", NULL) &&
+		    bench_json_bool(json_object_object_get(rec, "scenario"), "verify", &flag)) {
+			v[a] = (struct bench_val){.num = flag};
+			snprintf(v[a].text, sizeof(v[a].text), "%s", flag ? "on" : "off");
+		}
 		if (used < sizeof(key))
 			used += (size_t)snprintf(key + used, sizeof(key) - used, " %s=%s",
 						 bench_axes[a].name, v[a].text);
@@ -401,7 +407,9 @@ static void print_cpu_table(const struct bench_results *res, FILE *f)
 		any = median_of(&res->g[i], "cpu_s_per_gib", &(double){0});
 	fprintf(f,
 		"\nCPU-seconds per GiB moved (medians; the library's threads from the start of "
-		"the migration to its end, per GiB of RAM carried), (ceiling GiB/s = 1 / that):\n");
+		"the migration to its end, per GiB of RAM carried; %s), (ceiling GiB/s = 1 / "
+		"that):\n",
+		bench_verify_caption(res));
 	if (!any) {
 		fprintf(f, "  (none: the programs do not print cpu_s_per_gib yet)\n");
 		return;
@@ -446,18 +454,30 @@ static void print_cpu_table(const struct bench_results *res, FILE *f)
 		   "grows with the cores they get\n");
 }
 
+const char *bench_verify_caption(const struct bench_results *res)
+{
+	unsigned int i, on = 0;
+
+	for (i = 0; i < res->n; i++)
+		on += res->g[i].v[AX_VERIFY].num != 0;
+	if (on && on < res->n)
+		return "verify on and off: see the scenario";
+	return on ? "verify on" : "verify off";
+}
+
 void bench_print_table(const struct bench_results *res, FILE *f)
 {
-	static const char *const meas[] = {"downtime_pause_us",	 "downtime_wait_us",
-					   "downtime_sync_us",	 "downtime_ram_us",
-					   "downtime_device_us", "downtime_resume_us"};
+	static const char *const meas[] = {
+	    "downtime_pause_us",  "downtime_wait_us",	"downtime_sync_us",  "downtime_ram_us",
+	    "downtime_device_us", "downtime_verify_us", "downtime_resume_us"};
 	static const char *const expd[] = {"expected_sync_us", "expected_ram_us",
 					   "expected_device_us", "expected_resume_us"};
 	struct tbl t = {.ncol = 8};
 	bool parts = false;
 	unsigned int i, k;
 
-	fprintf(f, "\nmedian (min..max) per scenario, over the runs that completed:\n");
+	fprintf(f, "\nmedian (min..max) per scenario, over the runs that completed (%s):\n",
+		bench_verify_caption(res));
 	tbl_put(&t, "scenario");
 	tbl_put(&t, "ok/runs");
 	tbl_put(&t, "throughput MB/s");
@@ -477,7 +497,7 @@ void bench_print_table(const struct bench_results *res, FILE *f)
 		put_stat(&t, g, "expected_downtime_ms", 1, 1, true);
 		put_stat(&t, g, "transferred_bytes", 1e6, 1, true);
 		put_stat(&t, g, "rounds", 1, 0, true);
-		for (k = 0; k < 6; k++) {
+		for (k = 0; k < 7; k++) {
 			struct bench_stat st;
 
 			parts = parts || bench_group_stat(g, meas[k], &st);
@@ -485,11 +505,12 @@ void bench_print_table(const struct bench_results *res, FILE *f)
 	}
 	tbl_print(&t, f);
 
-	fprintf(f, "\ndowntime, measured against expected (medians, ms):\n");
+	fprintf(f, "\ndowntime, measured against expected (medians, ms; %s):\n",
+		bench_verify_caption(res));
 	if (!parts)
 		fprintf(f, "  (no breakdown: the programs do not print downtime_*_us and "
 			   "expected_*_us yet)\n");
-	t = (struct tbl){.ncol = parts ? 13 : 3};
+	t = (struct tbl){.ncol = parts ? 14 : 3};
 	tbl_put(&t, "scenario");
 	tbl_put(&t, "measured");
 	if (parts) {
@@ -498,6 +519,7 @@ void bench_print_table(const struct bench_results *res, FILE *f)
 		tbl_put(&t, "+ sync");
 		tbl_put(&t, "+ ram");
 		tbl_put(&t, "+ device");
+		tbl_put(&t, "+ verify");
 		tbl_put(&t, "+ resume");
 	}
 	tbl_put(&t, "expected");
@@ -512,7 +534,7 @@ void bench_print_table(const struct bench_results *res, FILE *f)
 
 		tbl_put(&t, "%s", g->label);
 		put_stat(&t, g, "downtime_ms", 1, 1, false);
-		for (k = 0; parts && k < 6; k++)
+		for (k = 0; parts && k < 7; k++)
 			put_ms_of_us(&t, g, meas[k]);
 		put_stat(&t, g, "expected_downtime_ms", 1, 1, false);
 		for (k = 0; parts && k < 4; k++)
@@ -604,8 +626,9 @@ void bench_print_baseline(const struct bench_results *now, const struct bench_re
 	fprintf(f,
 		"\nagainst the baseline %s: ratio of medians new/baseline over completed runs "
 		"(throughput > 1 is faster, the others < 1 are better; CPU: CPU-seconds per GiB "
-		"moved):\n",
-		base_path);
+		"moved; %s here, %s there; only scenarios with the same verify setting are "
+		"compared):\n",
+		base_path, bench_verify_caption(now), bench_verify_caption(base));
 	tbl_put(&t, "scenario");
 	tbl_put(&t, "completed new/base");
 	tbl_put(&t, "throughput");

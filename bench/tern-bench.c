@@ -77,6 +77,8 @@ static void usage(FILE *f)
 	    "  --downtime-limit MS     (default 300)\n"
 	    "  --auto-converge[=on,off]  throttle a guest that does not converge (default off;\n"
 	    "                          the flag alone: on)\n"
+	    "  --verify[=on,off]       verify-ram: digest all RAM on both sides and compare\n"
+	    "                          (default on; the flag alone: on); --no-verify = off\n"
 	    "  --matrix FILE           axes (and reps) from FILE, a `key = v1, v2` per line,\n"
 	    "                          # comments; a flag overrides its line\n"
 	    "per run, one value:\n"
@@ -84,7 +86,6 @@ static void usage(FILE *f)
 	    "                          and a writer thread); default kvm if /dev/kvm exists\n"
 	    "  --zero-pct P            zero pages of the random and text fills (default 0)\n"
 	    "  --max-bandwidth RATE    bytes/s, 0 = unlimited (default 0)\n"
-	    "  --verify, --no-verify   digest all RAM on both sides at the end (default on)\n"
 	    "  --rdma-addr ADDR        --transport rdma: the address both sides use, on\n"
 	    "                          the RDMA device's netdev (default $TERN_RDMA_ADDR)\n"
 	    "  --rdma-pin-all          --transport rdma: the rdma-pin-all capability\n"
@@ -176,7 +177,6 @@ enum {
 	OPT_GUEST,
 	OPT_ZERO_PCT,
 	OPT_MAXBW,
-	OPT_VERIFY,
 	OPT_NO_VERIFY,
 	OPT_RDMA_ADDR,
 	OPT_RDMA_PIN_ALL,
@@ -216,11 +216,11 @@ static const struct option long_opts[] = {
     {"pattern", required_argument, NULL, OPT_AXIS + AX_PATTERN},
     {"downtime-limit", required_argument, NULL, OPT_AXIS + AX_DOWNTIME},
     {"auto-converge", optional_argument, NULL, OPT_AXIS + AX_AUTO_CONVERGE},
+    {"verify", optional_argument, NULL, OPT_AXIS + AX_VERIFY},
     {"matrix", required_argument, NULL, OPT_MATRIX},
     {"guest", required_argument, NULL, OPT_GUEST},
     {"zero-pct", required_argument, NULL, OPT_ZERO_PCT},
     {"max-bandwidth", required_argument, NULL, OPT_MAXBW},
-    {"verify", no_argument, NULL, OPT_VERIFY},
     {"rdma-addr", required_argument, NULL, OPT_RDMA_ADDR},
     {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
     {"zero-copy-send", no_argument, NULL, OPT_ZERO_COPY_SEND},
@@ -267,7 +267,6 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o, struct cli *
 
 	*o = (struct bench_opts){
 	    .reps = 1,
-	    .verify = true,
 	    .clear_bitmap_shift = 18,
 	    .timeout_s = 120,
 	};
@@ -279,8 +278,9 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o, struct cli *
 			enum bench_axis a = (enum bench_axis)(ch - OPT_AXIS);
 			const char *val = optarg;
 
-			/* --auto-converge alone is "on"; "--auto-converge on,off" works too */
-			if (a == AX_AUTO_CONVERGE && !val)
+			/* --auto-converge alone is "on"; "--auto-converge on,off" works
+			 * too; the same for --verify */
+			if ((a == AX_AUTO_CONVERGE || a == AX_VERIFY) && !val)
 				val =
 				    optind < argc && argv[optind][0] != '-' ? argv[optind++] : "on";
 			if (o->ax[a].given)
@@ -308,9 +308,6 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o, struct cli *
 		case OPT_MAXBW:
 			o->max_bandwidth = opt_bytes(AX_DIRTY_RATE, "--max-bandwidth", optarg);
 			break;
-		case OPT_VERIFY:
-			o->verify = true;
-			break;
 		case OPT_RDMA_ADDR:
 			o->rdma_addr = optarg;
 			break;
@@ -321,7 +318,11 @@ static void parse_opts(int argc, char **argv, struct bench_opts *o, struct cli *
 			o->zero_copy_send = true;
 			break;
 		case OPT_NO_VERIFY:
-			o->verify = false;
+			if (o->ax[AX_VERIFY].given)
+				die_usage("--verify given twice: give one comma list");
+			if (bench_axis_parse_list(AX_VERIFY, "off", &o->ax[AX_VERIFY], err,
+						  sizeof(err)))
+				die_usage("%s", err);
 			break;
 		case OPT_MIG_TIMEOUT:
 			o->migration_timeout_s =
