@@ -63,9 +63,12 @@
  *
  * Cost: the background hashes each region once it may, and again each time
  * it is written after that: a region the guest keeps dirtying is hashed
- * once a round, as it is sent once a round. A pass over the counters that
- * finds nothing to hash is followed by a pause of DIGEST_SCAN_MS, or of 20
- * times its own length if that is longer (a large RAM's pass is not free).
+ * once a round, as it is sent once a round. A pass over the counters costs
+ * about as much as hashing a few regions (2 GiB: 32768 counters): so the
+ * thread goes again at once only after a pass that found a backlog
+ * (DIGEST_BACKLOG), or when woken; otherwise it pauses DIGEST_SCAN_MS, or
+ * 20 times what the pass cost besides its hashing if that is longer, and
+ * the next pass finds a batch.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -73,6 +76,7 @@
 #include "core_priv.h"
 
 #define DIGEST_SCAN_MS 5
+#define DIGEST_BACKLOG (16ull << 20)
 
 struct track_block {
 	uint64_t nregions;
@@ -125,13 +129,13 @@ static uint64_t region_len(const struct digest_track *d, uint32_t bi, uint64_t r
 /*
  * One pass: hash every region whose hash is stale and that may be hashed
  * (source: armed, or the guest paused; destination: written to, or round 1
- * landed). Returns how many it hashed.
+ * landed). Returns the bytes it hashed; *@ret_hash_ns: the time that took.
  */
-static uint64_t track_scan(struct digest_track *d)
+static uint64_t track_scan(struct digest_track *d, uint64_t *ret_hash_ns)
 {
 	bool paused = __atomic_load_n(&d->paused, __ATOMIC_ACQUIRE);
 	bool round1 = __atomic_load_n(&d->round1, __ATOMIC_ACQUIRE);
-	uint64_t hashed = 0, r;
+	uint64_t hashed = 0, hash_ns = 0, r, t0;
 	uint32_t bi;
 
 	for (bi = 0; bi < d->nblocks; bi++) {
@@ -149,15 +153,17 @@ static uint64_t track_scan(struct digest_track *d)
 			if (!d->source && !round1 && g == 1)
 				continue;
 			if (__atomic_load_n(&d->quit, __ATOMIC_RELAXED))
-				return hashed;
+				break;
+			t0 = tern_now_ns();
 			digest_region_hash(d->s->blocks[bi], d->shift, r, &h);
+			hash_ns += tern_now_ns() - t0;
 			tb->hash[r] = h;
 			tb->hgen[r] = g;
-			hashed++;
-			__atomic_fetch_add(&d->st.background_bytes, region_len(d, bi, r),
-					   __ATOMIC_RELAXED);
+			hashed += region_len(d, bi, r);
 		}
 	}
+	__atomic_fetch_add(&d->st.background_bytes, hashed, __ATOMIC_RELAXED);
+	*ret_hash_ns = hash_ns;
 	return hashed;
 }
 
@@ -168,21 +174,20 @@ static void *track_thread(void *arg)
 
 	pthread_mutex_lock(&d->lock);
 	while (!d->quit) {
-		uint64_t t0, wait_ms, pass = ++d->passes;
+		uint64_t t0, wait_ms, hash_ns, bytes, pass = ++d->passes;
 		struct timespec ts;
-		bool busy;
 
 		pthread_mutex_unlock(&d->lock);
 		t0 = tern_now_ns();
-		busy = track_scan(d) > 0;
-		wait_ms = MAX(DIGEST_SCAN_MS, 20 * (tern_now_ns() - t0) / 1000000);
+		bytes = track_scan(d, &hash_ns);
+		wait_ms = MAX(DIGEST_SCAN_MS, 20 * (tern_now_ns() - t0 - hash_ns) / 1000000);
 		pthread_mutex_lock(&d->lock);
-		if (!busy) {
+		if (!bytes) {
 			d->idle_pass = pass;
 			pthread_cond_broadcast(&d->cond);
 		}
-		/* a pass that found work goes again at once: more may be due */
-		if (!busy && !d->quit && !d->kick) {
+		/* a pass that found a backlog goes again at once */
+		if (bytes < DIGEST_BACKLOG && !d->quit && !d->kick) {
 			ts = tern_deadline_ms(wait_ms);
 			pthread_cond_timedwait(&d->cond, &d->lock, &ts);
 		}

@@ -420,6 +420,7 @@ int src_timeout_reached(struct tern_session *s, uint64_t pending, struct tern_er
  */
 static int src_wait_digest(struct tern_session *s, struct round_ctx *rc, struct tern_error *err)
 {
+	uint64_t t0 = tern_now_ns();
 	int ret;
 
 	while ((ret = digest_track_wait(s->digest, SRC_WAIT_TICK_MS)) == -EAGAIN) {
@@ -429,6 +430,11 @@ static int src_wait_digest(struct tern_session *s, struct round_ctx *rc, struct 
 		if (ret)
 			return ret;
 	}
+	if (s->digest)
+		tern_log_msg(&s->log, 6,
+			     "verify-ram: %" PRIu64
+			     " us for the digest to catch up (guest running)",
+			     (tern_now_ns() - t0) / 1000);
 	return ret;
 }
 
@@ -438,9 +444,9 @@ static int src_wait_digest(struct tern_session *s, struct round_ctx *rc, struct 
  *
  * What remains is not only the dirty pages: the last round's pages may still
  * sit in queues and socket buffers (tens of MiB on a fast link). So when the
- * dirty pages fit, first wait -- guest running -- until the destination
- * acknowledges that round (and, with verify-ram, until our digest caught
- * up), then sync again and decide on what is truly left.
+ * dirty pages fit, first wait -- guest running -- (with verify-ram, until our
+ * digest caught up, then) until the destination acknowledges that round,
+ * then sync again and decide on what is truly left.
  */
 int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		struct tern_error *err)
@@ -457,9 +463,12 @@ int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_roun
 			return ret;
 		pending = src_synced_bytes(s);
 		if (src_fits_downtime(s, rc, round, pending)) {
-			ret = src_wait_acked(s, rc, round - 1, err);
+			/* the digest first: what the guest writes while we wait
+			 * goes in the last round, so the wait right before the
+			 * sync should be the short one */
+			ret = src_wait_digest(s, rc, err);
 			if (!ret)
-				ret = src_wait_digest(s, rc, err);
+				ret = src_wait_acked(s, rc, round - 1, err);
 			if (!ret)
 				ret = src_sync_dirty(s, rc, 0, err);
 			if (ret)
