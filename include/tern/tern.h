@@ -550,9 +550,10 @@ struct tern_codec_stats {
  *	continue), sync (the final dirty-log sync), ram (the last pages, until
  *	the destination had them all), device (saving sections on the source
  *	and loading them on the destination), verify (verify-ram: LOADED until
- *	the destination's COMPLETE with its digest, both sides' digests of
- *	what changed since their background hashing; 0 without), resume (the
- *	final handshake and the destination's resume callback). They add up to
+ *	the destination's COMPLETE with its digest: a round trip and both
+ *	sides' digests of what changed since their background hashing; 0
+ *	without), resume (COMMIT -- without verify-ram, after the COMPLETE
+ *	round trip -- and the destination's resume callback). They add up to
  *	the downtime.
  * @rdma_*: this side's channels, rdma: only (0 on tcp: and unix:): guest RAM
  *	registered now (@rdma_pinned_bytes; 0 again once the channels ended)
