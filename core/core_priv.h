@@ -568,11 +568,13 @@ struct tern_session {
 	/* source, under ->lock: per round (slot round % 4), the wire bytes
 	 * written when its RAM_SYNC went out and when its first page was
 	 * queued; the return path turns two acknowledged rounds back to back
-	 * into the rate the destination received at (delivered_bps) */
+	 * into the rate the destination received at (delivered_bps); a single
+	 * round, from its first page to its acknowledgement, gives a lower
+	 * bound for when no rate window ever closed (acked_round_bps) */
 	struct {
-		uint64_t round, wire, first_ns, sent_ns, ack_ns;
+		uint64_t round, wire0, wire, first_ns, sent_ns, ack_ns;
 	} sync_marks[4];
-	uint64_t delivered_bps;
+	uint64_t delivered_bps, acked_round_bps;
 	/* under ->lock: what the destination reported of its own time */
 	uint64_t peer_sections_ns, peer_resume_ns;
 	/* destination, load thread: time spent loading sections */

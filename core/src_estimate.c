@@ -11,6 +11,29 @@
 
 /* Rounds this small say little about the rate (latency dominates). */
 #define DELIVERED_MIN_BYTES (4ull << 20)
+/* A single round's lower bound needs this much (see acked_round_learn()). */
+#define ACKED_ROUND_MIN_BYTES (1ull << 20)
+
+/*
+ * A round's bytes over the time from its first page to its acknowledgement:
+ * everything in it landed by then, so the path delivers at least this much
+ * (the round trip and the sync are in the time, the lower bound is a safe
+ * one). It stands in for the rate windows when none ever closed: a guest
+ * whose bulk round ends within a window (32 MiB on loopback: 17 ms) and
+ * that then dirties a little between syncs would otherwise never get an
+ * estimate, and so never a switchover.
+ */
+static void acked_round_learn(struct tern_session *s, const typeof(s->sync_marks[0]) *cur,
+			      uint64_t now)
+{
+	uint64_t bytes = cur->wire - cur->wire0, ns = now - cur->first_ns, bps;
+
+	if (bytes < ACKED_ROUND_MIN_BYTES || !ns)
+		return;
+	bps = (uint64_t)((double)bytes * 1e9 / (double)ns);
+	if (bps > s->acked_round_bps)
+		s->acked_round_bps = bps;
+}
 
 /*
  * Round @round was acknowledged at @now (under ->lock): every byte written
@@ -33,6 +56,7 @@ void src_delivered_learn(struct tern_session *s, uint64_t round, uint64_t now)
 	 * still in flight: the quickest one is the best round trip we see */
 	if (now - cur->sent_ns < __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED))
 		__atomic_store_n(&s->rtt_ns, now - cur->sent_ns, __ATOMIC_RELAXED);
+	acked_round_learn(s, cur, now);
 	prev = &s->sync_marks[(round - 1) % 4];
 	if (round < 2 || prev->round != round - 1 || !prev->ack_ns || cur->first_ns > prev->ack_ns)
 		return;
@@ -60,7 +84,7 @@ uint64_t src_estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, 
 {
 	uint64_t bw = rc->rl.bw_bps, ram_bw = rc->rl.ram_bps, link = mf_send_link_rate(s->mf_send);
 	uint64_t rtt_us = __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED) / 1000;
-	uint64_t part[DT_EST_PARTS], sum = 0, delivered;
+	uint64_t part[DT_EST_PARTS], sum = 0, delivered, acked_round;
 	uint32_t i;
 
 	/* The rate windows count bytes as they enter the sockets, which runs
@@ -72,6 +96,7 @@ uint64_t src_estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, 
 		rc->link_bps = link;
 	pthread_mutex_lock(&s->lock);
 	delivered = s->delivered_bps;
+	acked_round = s->acked_round_bps;
 	pthread_mutex_unlock(&s->lock);
 	if (delivered && (!rc->link_bps || delivered < rc->link_bps))
 		rc->link_bps = delivered;
@@ -83,6 +108,9 @@ uint64_t src_estimate_downtime_us(struct tern_session *s, struct round_ctx *rc, 
 	 * bytes, and RAM bytes per second is the rate that empties it. */
 	if (s->method != TERN_CODEC_NONE)
 		bw = MAX(bw, ram_bw);
+	/* no rate window closed yet: the best a whole round delivered */
+	if (!bw && !ram_bw)
+		bw = ram_bw = acked_round;
 	if (!bw && pending)
 		return UINT64_MAX; /* no rate measured yet: no estimate either */
 	part[EST_SYNC] = __atomic_load_n(&s->dirty_sync_ns, __ATOMIC_RELAXED) / 1000;

@@ -192,7 +192,7 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 {
 	unsigned int shift = (unsigned int)params_get(&s->params, PARAM_CLEAR_BITMAP_SHIFT);
 	struct mf_batch *batch = NULL;
-	uint64_t clear_ns = 0, t0, first_ns;
+	uint64_t clear_ns = 0, t0, first_ns, wire0 = 0;
 	uint8_t sync[8];
 	uint32_t bi;
 	int ret;
@@ -241,8 +241,10 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 			}
 			while (v) {
 				if (!batch) {
-					if (!first_ns)
+					if (!first_ns) {
 						first_ns = tern_now_ns();
+						wire0 = src_wire_total(s);
+					}
 					batch = mf_send_batch_get(s->mf_send);
 					if (!batch) {
 						ret = mf_send_error(s->mf_send, err);
@@ -289,6 +291,7 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 
 		pthread_mutex_lock(&s->lock);
 		s->sync_marks[round % 4].round = round;
+		s->sync_marks[round % 4].wire0 = first_ns ? wire0 : wire;
 		s->sync_marks[round % 4].wire = wire;
 		s->sync_marks[round % 4].first_ns = first_ns ? first_ns : tern_now_ns();
 		s->sync_marks[round % 4].ack_ns = 0;
