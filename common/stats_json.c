@@ -111,15 +111,16 @@ void stats_json_lib(char *buf, size_t len, size_t *n, const struct tern_stats *s
 		    ",\"downtime_wait_us\":%" PRIu64 ",\"downtime_sync_us\":%" PRIu64
 		    ",\"downtime_ram_us\":%" PRIu64 ",\"downtime_device_us\":%" PRIu64
 		    ",\"downtime_verify_us\":%" PRIu64 ",\"downtime_resume_us\":%" PRIu64
-		    ",\"rdma_pinned_peak\":%" PRIu64
-		    ",\"rdma_reg_us\":%" PRIu64 ",\"rdma_chunks_registered\":%" PRIu64
-		    ",\"rdma_placed_bytes\":%" PRIu64 ",\"rdma_staged_bytes\":%" PRIu64,
+		    ",\"rdma_pinned_peak\":%" PRIu64 ",\"rdma_reg_us\":%" PRIu64
+		    ",\"rdma_chunks_registered\":%" PRIu64 ",\"rdma_placed_bytes\":%" PRIu64
+		    ",\"rdma_staged_bytes\":%" PRIu64,
 		    st->round_bytes, st->round_sent_bytes, st->cpu_throttle_percent,
 		    st->expected_sync_us, st->expected_ram_us, st->expected_device_us,
 		    st->expected_resume_us, st->downtime_pause_us, st->downtime_wait_us,
 		    st->downtime_sync_us, st->downtime_ram_us, st->downtime_device_us,
-		    st->downtime_verify_us, st->downtime_resume_us, st->rdma_pinned_peak, st->rdma_reg_us,
-		    st->rdma_chunks_registered, st->rdma_placed_bytes, st->rdma_staged_bytes);
+		    st->downtime_verify_us, st->downtime_resume_us, st->rdma_pinned_peak,
+		    st->rdma_reg_us, st->rdma_chunks_registered, st->rdma_placed_bytes,
+		    st->rdma_staged_bytes);
 	json_append(buf, len, n,
 		    ",\"zero_copy_sends\":%" PRIu64 ",\"zero_copy_bytes\":%" PRIu64
 		    ",\"zero_copy_copied\":%" PRIu64 ",\"zero_copy_fallbacks\":%" PRIu64,
