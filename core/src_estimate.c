@@ -11,26 +11,34 @@
 
 /* Rounds this small say little about the rate (latency dominates). */
 #define DELIVERED_MIN_BYTES (4ull << 20)
-/* A single round's lower bound needs this much (see acked_round_learn()). */
-#define ACKED_ROUND_MIN_BYTES (1ull << 20)
-
 /*
  * A round's bytes over the time from its first page to its acknowledgement:
- * everything in it landed by then, so the path delivers at least this much
- * (the round trip and the sync are in the time, the lower bound is a safe
- * one). It stands in for the rate windows when none ever closed: a guest
- * whose bulk round ends within a window (32 MiB on loopback: 17 ms) and
- * that then dirties a little between syncs would otherwise never get an
- * estimate, and so never a switchover.
+ * the path delivers at least this much. Every byte the channels wrote from
+ * the round's first page (->wire0) to their SYNC of the round was written
+ * after that moment and had landed by the acknowledgement (each channel's
+ * SYNC follows all it wrote before); the round trip and the sync are in the
+ * time, so the bound is a safe one, and its best over the rounds is kept. It
+ * stands in for the rate windows when none ever closed: a guest whose bulk
+ * round ends within a window (32 MiB on loopback: 17 ms) and that then
+ * dirties a little between syncs would otherwise never get an estimate, and
+ * so never a switchover.
+ *
+ * The bytes are counted when each channel wrote its SYNC, not when the
+ * producer queued it: the queues may still hold most of a bulk round then
+ * (a loaded host), and the round would look a few KiB long -- the bound
+ * was then too small to matter, no rate window closed either, and a guest
+ * dirtying 10 MB/s never switched over.
  */
 static void acked_round_learn(struct tern_session *s, const typeof(s->sync_marks[0]) *cur,
-			      uint64_t now)
+			      uint64_t round, uint64_t now)
 {
-	uint64_t bytes = cur->wire - cur->wire0, ns = now - cur->first_ns, bps;
+	uint64_t end = cur->wire, ns = now - cur->first_ns, bps;
 
-	if (bytes < ACKED_ROUND_MIN_BYTES || !ns)
+	if (s->mf_send && mf_send_sync_wire(s->mf_send, round, &end))
+		end = MAX(end, cur->wire);
+	if (end <= cur->wire0 || !ns)
 		return;
-	bps = (uint64_t)((double)bytes * 1e9 / (double)ns);
+	bps = (uint64_t)((double)(end - cur->wire0) * 1e9 / (double)ns);
 	if (bps > s->acked_round_bps)
 		s->acked_round_bps = bps;
 }
@@ -56,7 +64,7 @@ void src_delivered_learn(struct tern_session *s, uint64_t round, uint64_t now)
 	 * still in flight: the quickest one is the best round trip we see */
 	if (now - cur->sent_ns < __atomic_load_n(&s->rtt_ns, __ATOMIC_RELAXED))
 		__atomic_store_n(&s->rtt_ns, now - cur->sent_ns, __ATOMIC_RELAXED);
-	acked_round_learn(s, cur, now);
+	acked_round_learn(s, cur, round, now);
 	prev = &s->sync_marks[(round - 1) % 4];
 	if (round < 2 || prev->round != round - 1 || !prev->ack_ns || cur->first_ns > prev->ack_ns)
 		return;

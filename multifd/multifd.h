@@ -66,6 +66,8 @@
 /* Pages per packet: the default batch and the most a receiver accepts. */
 #define MF_BATCH_PAGES 512
 #define MF_MAX_PAGES 512
+/* rounds whose SYNC marks a sending channel keeps (mf_send_sync_wire()) */
+#define MF_SYNC_MARKS 4
 
 struct mf_packet_hdr {
 	uint32_t magic;
@@ -269,6 +271,13 @@ int mf_send_error(struct mf_send *s, struct tern_error *err);
 void mf_send_shutdown(struct mf_send *s);
 /* Sum over channels and, when @per_chan is not NULL, each channel's figures. */
 void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_chan_stats *per_chan);
+/*
+ * The bytes written on all channels up to and including their SYNC of
+ * @round, in *@ret_bytes (the same count mf_send_stats() sums): false when a
+ * channel has not written that SYNC yet, or has written the SYNC of a round
+ * MF_SYNC_MARKS or more later (its mark was reused). Thread-safe.
+ */
+bool mf_send_sync_wire(struct mf_send *s, uint64_t round, uint64_t *ret_bytes);
 /*
  * What the channels' paths deliver together, bytes/s, as the transport
  * measured it (TCP: the kernel's delivery rate); 0 when a channel cannot

@@ -119,6 +119,10 @@ struct mf_send_chan {
 	/* written by the worker, read by anyone (atomics) */
 	struct mf_chan_stats stats;
 	struct mf_codec_stats cstats;
+	/* the channel's wire bytes once its SYNC of round r went, at
+	 * [r % MF_SYNC_MARKS]: ->sync_wire first, then ->sync_done = r */
+	uint64_t sync_wire[MF_SYNC_MARKS];
+	uint64_t sync_done[MF_SYNC_MARKS];
 };
 
 struct mf_send {
@@ -201,6 +205,13 @@ static int send_sync_packet(struct mf_send_chan *c, uint64_t round, bool last)
 	c->seq++;
 	stat_add(&c->stats.wire_bytes, MF_HDR_SIZE);
 	stat_add(&c->stats.packets, 1);
+	/* the worker alone adds to its wire bytes: this is the count at the
+	 * SYNC; the mark is invalid while it changes (a seqlock's write) */
+	__atomic_store_n(&c->sync_done[round % MF_SYNC_MARKS], 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&c->sync_wire[round % MF_SYNC_MARKS],
+			 __atomic_load_n(&c->stats.wire_bytes, __ATOMIC_RELAXED), __ATOMIC_RELAXED);
+	__atomic_store_n(&c->sync_done[round % MF_SYNC_MARKS], round, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -940,6 +951,28 @@ void mf_send_stats(struct mf_send *s, struct mf_chan_stats *total, struct mf_cha
 	memset(total, 0, sizeof(*total));
 	for (i = 0; i < s->cfg.nchannels; i++)
 		mf_chan_stats_add(total, &s->chans[i].stats, per_chan ? &per_chan[i] : NULL);
+}
+
+bool mf_send_sync_wire(struct mf_send *s, uint64_t round, uint64_t *ret_bytes)
+{
+	uint32_t i, m = round % MF_SYNC_MARKS;
+	uint64_t sum = 0;
+
+	for (i = 0; i < s->cfg.nchannels; i++) {
+		struct mf_send_chan *c = &s->chans[i];
+		uint64_t w;
+
+		if (__atomic_load_n(&c->sync_done[m], __ATOMIC_ACQUIRE) != round)
+			return false;
+		w = __atomic_load_n(&c->sync_wire[m], __ATOMIC_RELAXED);
+		/* the mark was not reused while we read it */
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		if (__atomic_load_n(&c->sync_done[m], __ATOMIC_RELAXED) != round)
+			return false;
+		sum += w;
+	}
+	*ret_bytes = sum;
+	return true;
 }
 
 uint64_t mf_send_link_rate(struct mf_send *s)

@@ -1039,6 +1039,61 @@ static void queue_range(struct mf_send *snd, uint64_t round, uint32_t first, uin
 	assert_rc_equal(mf_send_batch_queue(snd, b, -1), 0);
 }
 
+/*
+ * mf_send_sync_wire(): the channels' bytes up to their SYNC of a round, once
+ * every channel wrote it, and not once its mark was reused.
+ */
+static void test_sync_wire(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t P = f->page, np = 64;
+	const size_t size = np * (size_t)P;
+	uint8_t *src = map_anon(f, size), *dst = map_dest(f, size);
+	struct mf_block sblk = {.host = src, .size = size};
+	struct mf_block dblk = {.host = dst, .size = size};
+	struct tern_conn *sc[2], *rc[2];
+	struct mf_config scfg, rcfg;
+	struct mf_chan_stats st;
+	uint64_t round, bytes = 1, at1 = 0;
+	uint32_t j;
+
+	f->touched[0] = bitmap_new(np);
+	assert_non_null(f->touched[0]);
+	dblk.touched = f->touched[0];
+	for (j = 0; j < np; j++)
+		fill_page(src + j * (size_t)P, P, j + 1);
+	cfg_init(f, &scfg, 2, &sblk, 1);
+	cfg_init(f, &rcfg, 2, &dblk, 1);
+	conn_pairs(2, sc, rc);
+	assert_rc_equal(mf_recv_new(&rcfg, &f->rcv, &f->err), 0);
+	assert_rc_equal(mf_send_start(&scfg, sc, &f->snd, &f->err), 0);
+	assert_rc_equal(mf_recv_add_channel(f->rcv, rc[0], &f->err), 0);
+	assert_rc_equal(mf_recv_add_channel(f->rcv, rc[1], &f->err), 0);
+
+	for (round = 1; round <= MF_SYNC_MARKS + 1; round++) {
+		assert_false(mf_send_sync_wire(f->snd, round, &bytes));
+		queue_range(f->snd, round, 0, np / 2);
+		queue_range(f->snd, round, np / 2, np / 2);
+		assert_rc_equal(mf_send_sync(f->snd, round, round == MF_SYNC_MARKS + 1, -1), 0);
+		assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+		assert_rc_equal(mf_recv_wait_sync(f->rcv, round, &f->err), 0);
+		/* nothing was written after the SYNCs: the channels' whole count */
+		mf_send_stats(f->snd, &st, NULL);
+		assert_true(mf_send_sync_wire(f->snd, round, &bytes));
+		assert_uint_equal(bytes, st.wire_bytes);
+		assert_true(bytes >= round * np * (uint64_t)P);
+		if (round == 1)
+			at1 = bytes;
+		else if (round < MF_SYNC_MARKS + 1)
+			assert_true(mf_send_sync_wire(f->snd, 1, &bytes) && bytes == at1);
+	}
+	/* round MF_SYNC_MARKS + 1 took round 1's marks */
+	assert_false(mf_send_sync_wire(f->snd, 1, &bytes));
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+	assert_memory_equal(dst, src, size);
+	assert_int_equal(error_count(f), 0);
+}
+
 static void test_ordering(void **state)
 {
 	struct fixture *f = *state;
@@ -1733,6 +1788,7 @@ int main(void)
 	    T(test_e2e_2ch),
 	    T(test_e2e_4ch),
 	    T(test_e2e_codecs),
+	    T(test_sync_wire),
 	    T(test_ordering),
 	    T(test_bad_offset_after_block),
 	    T(test_bad_offset_before_block),
