@@ -32,10 +32,10 @@
 static void acked_round_learn(struct tern_session *s, const typeof(s->sync_marks[0]) *cur,
 			      uint64_t round, uint64_t now)
 {
-	uint64_t end = cur->wire, ns = now - cur->first_ns, bps;
+	uint64_t end, ns = now - cur->first_ns, bps;
 
-	if (s->mf_send && mf_send_sync_wire(s->mf_send, round, &end))
-		end = MAX(end, cur->wire);
+	if (!s->mf_send || !mf_send_sync_wire(s->mf_send, round, &end))
+		end = cur->wire;
 	if (end <= cur->wire0 || !ns)
 		return;
 	bps = (uint64_t)((double)(end - cur->wire0) * 1e9 / (double)ns);

@@ -327,21 +327,6 @@ static void test_hammer_during_migration(void **state)
 	peer_free(&dst);
 }
 
-/* Worker channel @index of @p joined: its hello is counted on it. */
-static bool wait_channel_joined(struct peer *p, uint32_t index)
-{
-	struct tern_stats st;
-	int waited;
-
-	for (waited = 0; waited <= HANG_BOUND_MS; waited += 2) {
-		tern_stats_get(p->s, &st);
-		if (st.channel_wire_bytes[index])
-			return true;
-		usleep(2000);
-	}
-	return false;
-}
-
 /* ---- the join window ------------------------------------------------------------ */
 
 /*
@@ -383,7 +368,7 @@ static void join_window_case(int nsilent)
 	/* the real channel 0, joined before its double comes: the first hello
 	 * of a channel wins, and the lobby's readers may finish in any order */
 	CHECK_ERR(fsrc_open_channel(&fs, 0, fs.uuid, &err));
-	assert_true(wait_channel_joined(&dst, 0));
+	assert_true(peer_wait_channel_joined(&dst, 0, HANG_BOUND_MS));
 	/* alive while the strays are checked: silence would fail it first */
 	keepalive_start(&ka, &fs);
 	/* channel 0 once more: it is taken */

@@ -374,6 +374,22 @@ bool peer_wait_transferred(struct peer *p, uint64_t bytes, int timeout_ms)
 	return false;
 }
 
+bool peer_wait_channel_joined(struct peer *p, uint32_t index, int timeout_ms)
+{
+	struct tern_stats st;
+	int waited;
+
+	for (waited = 0; waited <= timeout_ms; waited += 5) {
+		tern_stats_get(p->s, &st);
+		if (st.channel_wire_bytes[index]) /* its hello, counted at the join */
+			return true;
+		if (final(st.status))
+			return false;
+		sleep_ms(5);
+	}
+	return false;
+}
+
 void expect_final(struct peer *p, enum tern_status want, const char *needle)
 {
 	struct tern_stats st;

@@ -123,6 +123,9 @@ void peer_wait_final(struct peer *p, struct tern_stats *st);
 bool peer_wait_status(struct peer *p, enum tern_status want, int timeout_ms);
 /* Poll until stats show @bytes of RAM moved; false on a final status. */
 bool peer_wait_transferred(struct peer *p, uint64_t bytes, int timeout_ms);
+/* Until worker channel @index of destination @p joined; false on a final state
+ * or after @timeout_ms. */
+bool peer_wait_channel_joined(struct peer *p, uint32_t index, int timeout_ms);
 
 /*
  * expect_final() - the session ended in @want with an error message that
