@@ -173,6 +173,12 @@ struct ram_digest {
 #define DIGEST_ITEM_BLOCK(it) ((uint32_t)((it) >> 56))
 #define DIGEST_ITEM_REGION(it) ((it) & ((1ull << 56) - 1))
 
+/* The region hash (digest_hash.c): @len bytes at @p, seeded. _with(false)
+ * is the scalar code, for tests: the same function. */
+void digest_hash_bytes(const uint8_t *p, uint64_t len, uint64_t seed, uint64_t out[2]);
+void digest_hash_bytes_with(bool simd, const uint8_t *p, uint64_t len, uint64_t seed,
+			    uint64_t out[2]);
+bool digest_hash_has_simd(void);
 unsigned int digest_region_shift(uint32_t page_size);
 uint64_t digest_regions(const struct tern_ram_block *b, unsigned int shift);
 void digest_region_hash(const struct tern_ram_block *b, unsigned int shift, uint64_t r,
@@ -200,15 +206,17 @@ int ram_digest_compute(struct tern_session *s, struct ram_digest *ret_digest,
 
 /*
  * The digest kept up to date during a migration (digest_track.c): each side
- * hashes regions on a thread of its own once it may (source: the dirty log
- * re-armed for them; destination: pages landed there) and again when they
- * change; the final digest hashes only what changed since. Every call but new and free is NULL-safe
- * (verify-ram off: no tracker).
+ * hashes regions once it may (source: the dirty log re-armed for them;
+ * destination: pages landed there) and again when they change -- the
+ * workers the regions their packets carried whole, a thread of its own the
+ * rest; the final digest hashes only what changed since. Every call but new
+ * and free is NULL-safe (verify-ram off: no tracker).
  */
 struct digest_track;
 
 struct digest_track_stats {
 	uint64_t background_bytes; /* hashed by the background thread */
+	uint64_t worker_bytes;	   /* hashed by the workers (digest_track_packet()) */
 	uint64_t final_bytes;	   /* hashed by digest_track_final() */
 	uint64_t final_ns;	   /* what digest_track_final() took */
 };
@@ -234,6 +242,17 @@ void digest_track_passed(struct digest_track *d, uint32_t block, uint64_t page);
 int digest_track_wait(struct digest_track *d, int timeout_ms);
 /* Source, migration thread: the guest is paused and the final sync done. */
 void digest_track_paused(struct digest_track *d);
+/*
+ * digest_track_packet() - a worker, right after its packet of pages @pages
+ * (@n page numbers of block @block) went out (source) or landed and was
+ * noted (destination, after mf_block_note_written()): hash the regions
+ * the packet carried whole, while their bytes are in the cache. Any input
+ * is safe: what decides whether a hash stands is the region's counter.
+ */
+void digest_track_packet(struct digest_track *d, uint32_t block, const uint64_t *pages, uint32_t n);
+/* Source, migration thread: the batch @pages goes to a worker, which will
+ * hash the regions it carries whole (digest_track_packet()). */
+void digest_track_queued(struct digest_track *d, uint32_t block, const uint64_t *pages, uint32_t n);
 /* Destination, load thread: every page of round @round has landed. */
 void digest_track_round(struct digest_track *d, uint64_t round);
 /*

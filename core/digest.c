@@ -13,10 +13,9 @@
  * region hashed long ago stands for its content now as long as nothing was
  * written there since.
  *
- * The region hash runs four independent multiply-xorshift lanes over 8-byte
- * words (one lane per word of each 32 bytes) so the multiplies overlap; it
- * is a checksum against lost or misplaced pages, not a cryptographic hash.
- * It runs at memory bandwidth (about 7 GB/s a core on the test host).
+ * The region hash is digest_hash.c's: eight lanes of products over 64-byte
+ * stripes, vectorised where the CPU can, at memory bandwidth. It is a
+ * checksum against lost or misplaced pages, not a cryptographic hash.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -46,34 +45,6 @@ static uint64_t fold(uint64_t h)
 	return h;
 }
 
-/*
- * An 8-byte load from guest RAM, which any alignment may hold. The region's
- * hash may race the writes into it by design -- digest_track.c's generation
- * counters decide afterwards whether the hash stands -- so the loads are
- * plain loads the thread sanitizer does not instrument (a memcpy() here
- * would be intercepted, and report the race the counters resolve).
- */
-typedef uint64_t __attribute__((may_alias, aligned(1))) ram_word;
-
-static __attribute__((no_sanitize_thread)) void hash_bytes(const uint8_t *p, uint64_t len,
-							   uint64_t seed, uint64_t out[2])
-{
-	uint64_t a = seed, b = seed ^ P2, c = ~seed, d = seed * P1, i;
-	const ram_word *w;
-
-	for (i = 0; i + 32 <= len; i += 32) {
-		w = (const ram_word *)(p + i);
-		a = mix(a, w[0]);
-		b = mix(b, w[1]);
-		c = mix(c, w[2]);
-		d = mix(d, w[3]);
-	}
-	for (; i + 8 <= len; i += 8)
-		a = mix(a, *(const ram_word *)(p + i));
-	out[0] = fold(a ^ fold(b) ^ (len * P2));
-	out[1] = fold(c ^ fold(d) ^ len);
-}
-
 unsigned int digest_region_shift(uint32_t page_size)
 {
 	unsigned int shift = DIGEST_REGION_SHIFT;
@@ -93,8 +64,8 @@ void digest_region_hash(const struct tern_ram_block *b, unsigned int shift, uint
 {
 	uint64_t off = r << shift;
 
-	hash_bytes(b->host + off, MIN(1ull << shift, b->size - off),
-		   ((uint64_t)b->index << 48) ^ (r + 1), out->h);
+	digest_hash_bytes(b->host + off, MIN(1ull << shift, b->size - off),
+			  ((uint64_t)b->index << 48) ^ (r + 1), out->h);
 }
 
 void digest_fold_init(struct ram_digest *f)

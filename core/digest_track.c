@@ -52,6 +52,20 @@
  * region may be hashed (digest_track_paused()), and the background carries
  * on with what the last round left while the last pages are sent.
  *
+ * Who hashes. The worker that sent (source) or landed (destination) a packet
+ * hashes, right after, each region the packet carried whole -- its bytes
+ * are still in the cache, which halves what the digest costs -- under the
+ * same rules as the background (digest_track_packet()); the background
+ * thread takes what is left: regions written a few pages at a time, and
+ * whatever a worker found not yet armed or taken (on the source, a region
+ * queued whole is the worker's: pending[r], digest_track_queued(); else the
+ * background, which runs ahead of the queues, would take nearly all of
+ * them, cold). A region is hashed by
+ * whoever claims it (claim[r], a compare-and-swap), so a worker and the
+ * background never write the same hash; the final digest takes every claim
+ * and keeps them. A source worker does not hash once the guest is paused:
+ * that would be downtime.
+ *
  * Zero pages need no case of their own: a page never sent is zero on the
  * destination and was zero on the source, and both sides hash what memory
  * holds.
@@ -86,9 +100,15 @@ struct track_block {
 	/* source: gen when the migration thread last knew the region armed;
 	 * written by the migration thread, read by the digest thread: atomic */
 	uint32_t *armed;
-	/* the digest thread's until it is joined, then digest_track_final()'s:
-	 * each hash's generation (0: none), and the hashes */
+	/* source: queued whole to a worker, which will hash it (set by the
+	 * migration thread, cleared by the worker; atomic): the background
+	 * leaves it alone until the guest is paused */
+	uint8_t *pending;
+	/* Each hash's generation (0: none; atomic), and the hashes: written by
+	 * whoever holds the region's claim (atomic, 0 or 1), read by
+	 * digest_track_final() once it took every claim. */
 	uint32_t *hgen;
+	uint8_t *claim;
 	struct ram_digest *hash;
 	/* source, migration thread: the first region not yet armed this round */
 	uint64_t arm_next;
@@ -126,6 +146,46 @@ static uint64_t region_len(const struct digest_track *d, uint32_t bi, uint64_t r
 	return MIN(1ull << d->shift, d->s->blocks[bi]->size - off);
 }
 
+static bool hashed_at(const struct track_block *tb, uint64_t r, uint32_t g)
+{
+	return __atomic_load_n(&tb->hgen[r], __ATOMIC_ACQUIRE) == g;
+}
+
+/*
+ * Hash region @r of block @bi as of generation @g (read, acquire, before
+ * this call, and found hashable), unless someone else holds it or already
+ * hashed it at @g. Returns the bytes hashed.
+ */
+static uint64_t hash_claimed(struct digest_track *d, uint32_t bi, uint64_t r, uint32_t g)
+{
+	struct track_block *tb = &d->blk[bi];
+	uint8_t free_claim = 0;
+	struct ram_digest h;
+
+	if (!__atomic_compare_exchange_n(&tb->claim[r], &free_claim, 1, false, __ATOMIC_ACQUIRE,
+					 __ATOMIC_RELAXED))
+		return 0;
+	if (hashed_at(tb, r, g)) {
+		__atomic_store_n(&tb->claim[r], 0, __ATOMIC_RELEASE);
+		return 0;
+	}
+	digest_region_hash(d->s->blocks[bi], d->shift, r, &h);
+	tb->hash[r] = h;
+	__atomic_store_n(&tb->hgen[r], g, __ATOMIC_RELEASE);
+	__atomic_store_n(&tb->claim[r], 0, __ATOMIC_RELEASE);
+	return region_len(d, bi, r);
+}
+
+/* Whether region @r of @tb may be hashed at generation @g now (the rules
+ * at the top; the caller read @g with acquire order). */
+static bool hashable(const struct digest_track *d, const struct track_block *tb, uint64_t r,
+		     uint32_t g)
+{
+	if (d->source)
+		return __atomic_load_n(&tb->armed[r], __ATOMIC_ACQUIRE) == g;
+	return g != 1; /* written to: the packet that landed there bumped it */
+}
+
 /*
  * One pass: hash every region whose hash is stale and that may be hashed
  * (source: armed, or the guest paused; destination: written to, or round 1
@@ -143,23 +203,20 @@ static uint64_t track_scan(struct digest_track *d, uint64_t *ret_hash_ns)
 
 		for (r = 0; r < tb->nregions; r++) {
 			uint32_t g = __atomic_load_n(&tb->gen[r], __ATOMIC_ACQUIRE);
-			struct ram_digest h;
 
-			if (tb->hgen[r] == g)
+			if (hashed_at(tb, r, g))
 				continue;
 			if (d->source && !paused &&
-			    __atomic_load_n(&tb->armed[r], __ATOMIC_ACQUIRE) != g)
+			    (!hashable(d, tb, r, g) ||
+			     __atomic_load_n(&tb->pending[r], __ATOMIC_RELAXED)))
 				continue;
 			if (!d->source && !round1 && g == 1)
 				continue;
 			if (__atomic_load_n(&d->quit, __ATOMIC_RELAXED))
 				break;
 			t0 = tern_now_ns();
-			digest_region_hash(d->s->blocks[bi], d->shift, r, &h);
+			hashed += hash_claimed(d, bi, r, g);
 			hash_ns += tern_now_ns() - t0;
-			tb->hash[r] = h;
-			tb->hgen[r] = g;
-			hashed += region_len(d, bi, r);
 		}
 	}
 	__atomic_fetch_add(&d->st.background_bytes, hashed, __ATOMIC_RELAXED);
@@ -231,7 +288,9 @@ void digest_track_free(struct digest_track *d)
 			d->s->mf_blocks[bi].gen = NULL;
 		free(tb->gen);
 		free(tb->armed);
+		free(tb->pending);
 		free(tb->hgen);
+		free(tb->claim);
 		free(tb->hash);
 	}
 	free(d->items);
@@ -265,9 +324,12 @@ int digest_track_new(struct tern_session *s, bool source, struct digest_track **
 		tb->nregions = n;
 		tb->gen = malloc(n * sizeof(*tb->gen));
 		tb->armed = source ? calloc(n, sizeof(*tb->armed)) : NULL;
+		tb->pending = source ? calloc(n, sizeof(*tb->pending)) : NULL;
 		tb->hgen = calloc(n, sizeof(*tb->hgen));
+		tb->claim = calloc(n, sizeof(*tb->claim));
 		tb->hash = calloc(n, sizeof(*tb->hash));
-		if (!tb->gen || (source && !tb->armed) || !tb->hgen || !tb->hash) {
+		if (!tb->gen || (source && (!tb->armed || !tb->pending)) || !tb->hgen ||
+		    !tb->claim || !tb->hash) {
 			digest_track_free(d);
 			return tern_error_set(err, -ENOMEM, "verify-ram: out of memory");
 		}
@@ -323,8 +385,10 @@ void digest_track_synced(struct digest_track *d)
 				arm(tb, r);
 			if (r >= tb->nregions)
 				break;
-			/* a page to send: reported, or left from a round cut short */
+			/* a page to send: reported, or left from a round cut short
+			 * (a batch of it that was never queued left it pending) */
 			__atomic_store_n(&tb->gen[r], tb->gen[r] + 1, __ATOMIC_RELEASE);
+			__atomic_store_n(&tb->pending[r], 0, __ATOMIC_RELAXED);
 			r++;
 		}
 	}
@@ -345,6 +409,76 @@ void digest_track_passed(struct digest_track *d, uint32_t block, uint64_t page)
 	rend = end == b->npages ? tb->nregions : end / d->region_pages;
 	for (; tb->arm_next < rend; tb->arm_next++)
 		arm(tb, tb->arm_next);
+}
+
+/*
+ * The next region that pages[*@i..@n) carry whole -- a run of consecutive
+ * pages from its first to its last -- into *@ret_r, and *@i past it; false
+ * when there is none. Any input is safe (a worker's comes off the wire).
+ */
+static bool next_whole(const struct digest_track *d, uint32_t block, const uint64_t *pages,
+		       uint32_t n, uint32_t *i, uint64_t *ret_r)
+{
+	const struct track_block *tb = &d->blk[block];
+	uint64_t npages = d->s->blocks[block]->npages;
+	uint32_t k;
+
+	while (*i < n) {
+		uint64_t p = pages[*i], r = p / d->region_pages, want;
+
+		if (p >= npages || p % d->region_pages) {
+			(*i)++;
+			continue;
+		}
+		want = region_len(d, block, MIN(r, tb->nregions - 1)) / d->s->page_size;
+		if (n - *i < want) {
+			*i = n;
+			return false;
+		}
+		for (k = 1; k < want && pages[*i + k] == p + k; k++)
+			;
+		*i += k;
+		if (k == want) {
+			*ret_r = r;
+			return true;
+		}
+	}
+	return false;
+}
+
+void digest_track_queued(struct digest_track *d, uint32_t block, const uint64_t *pages, uint32_t n)
+{
+	uint32_t i = 0;
+	uint64_t r;
+
+	if (!d || !d->source || block >= d->nblocks)
+		return;
+	while (next_whole(d, block, pages, n, &i, &r))
+		__atomic_store_n(&d->blk[block].pending[r], 1, __ATOMIC_RELAXED);
+}
+
+void digest_track_packet(struct digest_track *d, uint32_t block, const uint64_t *pages, uint32_t n)
+{
+	struct track_block *tb;
+	uint64_t bytes = 0, r;
+	bool paused;
+	uint32_t i = 0, g;
+
+	if (!d || block >= d->nblocks)
+		return;
+	tb = &d->blk[block];
+	paused = d->source && __atomic_load_n(&d->paused, __ATOMIC_ACQUIRE);
+	while (next_whole(d, block, pages, n, &i, &r)) {
+		if (d->source)
+			__atomic_store_n(&tb->pending[r], 0, __ATOMIC_RELAXED);
+		if (paused)
+			continue;
+		g = __atomic_load_n(&tb->gen[r], __ATOMIC_ACQUIRE);
+		if (!hashed_at(tb, r, g) && hashable(d, tb, r, g))
+			bytes += hash_claimed(d, block, r, g);
+	}
+	if (bytes)
+		__atomic_fetch_add(&d->st.worker_bytes, bytes, __ATOMIC_RELAXED);
 }
 
 int digest_track_wait(struct digest_track *d, int timeout_ms)
@@ -398,7 +532,14 @@ int digest_track_final(struct digest_track *d, struct ram_digest *ret_digest,
 		struct track_block *tb = &d->blk[bi];
 
 		for (r = 0; r < tb->nregions; r++) {
-			if (tb->hgen[r] == __atomic_load_n(&tb->gen[r], __ATOMIC_ACQUIRE))
+			uint8_t free_claim = 0;
+
+			/* ours from now on: a worker still at it ends in a few
+			 * microseconds, and none starts again */
+			while (!__atomic_compare_exchange_n(&tb->claim[r], &free_claim, 1, false,
+							    __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				free_claim = 0;
+			if (hashed_at(tb, r, __atomic_load_n(&tb->gen[r], __ATOMIC_ACQUIRE)))
 				continue;
 			d->items[n++] = DIGEST_ITEM(bi, r);
 			bytes += region_len(d, bi, r);
@@ -411,7 +552,7 @@ int digest_track_final(struct digest_track *d, struct ram_digest *ret_digest,
 
 		for (r = 0; r < tb->nregions; r++) {
 			if (k < n && d->items[k] == DIGEST_ITEM(bi, r)) {
-				tb->hgen[r] = tb->gen[r];
+				__atomic_store_n(&tb->hgen[r], tb->gen[r], __ATOMIC_RELAXED);
 				k++;
 			}
 			digest_fold_region(&f, bi, r, &tb->hash[r]);
@@ -422,8 +563,10 @@ int digest_track_final(struct digest_track *d, struct ram_digest *ret_digest,
 	__atomic_store_n(&d->st.final_ns, tern_now_ns() - t0, __ATOMIC_RELAXED);
 	tern_log_msg(&d->s->log, 6,
 		     "verify-ram: %" PRIu64 " regions (%" PRIu64
-		     " KiB) hashed at the end in %" PRIu64 " us; %" PRIu64 " KiB in the background",
+		     " KiB) hashed at the end in %" PRIu64 " us; %" PRIu64
+		     " KiB by the workers, %" PRIu64 " KiB in the background",
 		     n, bytes >> 10, (tern_now_ns() - t0) / 1000,
+		     __atomic_load_n(&d->st.worker_bytes, __ATOMIC_RELAXED) >> 10,
 		     __atomic_load_n(&d->st.background_bytes, __ATOMIC_RELAXED) >> 10);
 	*ret_digest = f;
 	return 0;
@@ -435,6 +578,7 @@ void digest_track_get_stats(const struct digest_track *d, struct digest_track_st
 	if (!d)
 		return;
 	ret_stats->background_bytes = __atomic_load_n(&d->st.background_bytes, __ATOMIC_RELAXED);
+	ret_stats->worker_bytes = __atomic_load_n(&d->st.worker_bytes, __ATOMIC_RELAXED);
 	ret_stats->final_bytes = __atomic_load_n(&d->st.final_bytes, __ATOMIC_RELAXED);
 	ret_stats->final_ns = __atomic_load_n(&d->st.final_ns, __ATOMIC_RELAXED);
 }

@@ -117,7 +117,10 @@ static int queue_batch(struct tern_session *s, struct round_ctx *rc, struct mf_b
 
 	*bp = NULL;
 	/* src_send_round() took this page's word and every word before it off
-	 * the send map and re-armed their chunks: tell verify-ram */
+	 * the send map and re-armed their chunks: tell verify-ram -- first
+	 * which regions the worker will hash, then that they are armed, so
+	 * the background never takes one of them cold */
+	digest_track_queued(s->digest, b->block, b->pages, b->npages);
 	digest_track_passed(s->digest, b->block, b->pages[b->npages - 1]);
 	rc->sent_pages += b->npages;
 	while ((ret = mf_send_batch_queue(s->mf_send, b, SRC_WAIT_TICK_MS)) == -EAGAIN) {

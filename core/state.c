@@ -93,8 +93,20 @@ int session_set_ctl(struct tern_session *s, struct tern_conn *ctl)
 	return ret;
 }
 
+/* verify-ram: a worker's packet, hashed while hot (digest_track_packet()) */
+static void mf_digest(void *opaque, uint32_t block, const uint64_t *pages, uint32_t n)
+{
+	struct tern_session *s = opaque;
+
+	digest_track_packet(s->digest, block, pages, n);
+}
+
 struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void *opaque))
 {
+	/* the source's own capability; the destination follows the peer's
+	 * (HELLO is done before the workers are set up) */
+	bool verify = s->is_source ? caps_get(&s->params, CAP_VERIFY_RAM)
+				   : (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0;
 	struct mf_config cfg = {
 	    .page_size = s->page_size,
 	    .nchannels = s->nchannels,
@@ -113,6 +125,7 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 	    .log = &s->log,
 	    .cpu = &s->cpu,
 	    .on_error = on_error,
+	    .digest = verify ? mf_digest : NULL,
 	    .opaque = s,
 	};
 

@@ -123,6 +123,12 @@ struct mf_config {
 	/* Called once, from the worker that failed first, after its error is
 	 * recorded: core uses it to wake its own threads. May be NULL. */
 	void (*on_error)(void *opaque);
+	/* verify-ram (NULL: off): called by a worker right after a packet's
+	 * normal pages went out (source) or landed (destination, after
+	 * mf_block_note_written()), with their page numbers in the block --
+	 * validated, in the packet's order -- while their bytes are in the
+	 * cache. Its CPU is the digest's (the worker switches class). */
+	void (*digest)(void *opaque, uint32_t block, const uint64_t *pages, uint32_t n);
 	void *opaque;
 };
 

@@ -42,6 +42,7 @@ struct mf_recv_chan {
 	/* worker thread only */
 	uint64_t seq;
 	uint8_t *offsets;
+	uint64_t *pgno; /* verify-ram: the packet's normal pages, page numbers */
 	struct iovec *iov;
 	uint8_t *payload; /* encoded payloads; NULL under method none */
 	uint8_t **dst;	  /* the pages a payload decodes into */
@@ -217,6 +218,7 @@ static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, str
 	for (i = 0; i < h->normal; i++) {
 		uint64_t pg = get_be64(c->offsets + 8 * (size_t)i) / page;
 
+		c->pgno[i] = pg;
 		if (!bitmap_test_atomic(blk->touched, pg))
 			bitmap_set_atomic(blk->touched, pg);
 	}
@@ -286,6 +288,11 @@ static void *recv_worker(void *arg)
 		if (ret)
 			break;
 		c->seq++;
+		if (r->cfg.digest && h.normal) {
+			cpu_thread_switch(&cpu, TERN_CPU_DIGEST);
+			r->cfg.digest(r->cfg.opaque, h.block, c->pgno, h.normal);
+			cpu_thread_switch(&cpu, TERN_CPU_RECV);
+		}
 	}
 fail:
 	pthread_mutex_lock(&r->lock);
@@ -328,12 +335,13 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 		c->owner = r;
 		c->index = i;
 		c->offsets = malloc(8 * MF_MAX_PAGES);
+		c->pgno = malloc(sizeof(*c->pgno) * MF_MAX_PAGES);
 		c->iov = calloc(MF_MAX_PAGES, sizeof(*c->iov));
 		c->dst = calloc(MF_MAX_PAGES, sizeof(*c->dst));
 		if (cfg->method != TERN_CODEC_NONE)
 			c->payload = malloc(
 			    mf_method_payload_max(cfg->method, cfg->page_size, MF_MAX_PAGES));
-		if (!c->offsets || !c->iov || !c->dst ||
+		if (!c->offsets || !c->pgno || !c->iov || !c->dst ||
 		    (cfg->method != TERN_CODEC_NONE && !c->payload)) {
 			mf_recv_free(r);
 			return tern_error_set(err, -ENOMEM, "multifd: out of memory");
@@ -532,6 +540,7 @@ void mf_recv_free(struct mf_recv *r)
 				pthread_join(c->thread, NULL);
 			conn_close(c->conn);
 			free(c->offsets);
+			free(c->pgno);
 			free(c->iov);
 			free(c->dst);
 			free(c->payload);

@@ -615,6 +615,11 @@ static void *send_worker(void *arg)
 
 		if (b) {
 			ret = send_batch_packet(c, b, &err);
+			if (!ret && s->cfg.digest) {
+				cpu_thread_switch(&cpu, TERN_CPU_DIGEST);
+				s->cfg.digest(s->cfg.opaque, b->block, b->pages, b->npages);
+				cpu_thread_switch(&cpu, TERN_CPU_SEND);
+			}
 		} else {
 			/* Zero-copy: the kernel lets go of every page this
 			 * channel sent before its SYNC goes (see the top). */

@@ -135,6 +135,14 @@ static uint64_t hashed(struct fixture *f)
 	return st.background_bytes;
 }
 
+static uint64_t worker_hashed(struct fixture *f)
+{
+	struct digest_track_stats st;
+
+	digest_track_get_stats(f->d, &st);
+	return st.worker_bytes;
+}
+
 /* Wait until the background has hashed @want bytes in all. */
 static void wait_hashed(struct fixture *f, uint64_t want)
 {
@@ -149,6 +157,15 @@ static void wait_hashed(struct fixture *f, uint64_t want)
 static void let_it_run(void)
 {
 	sleep_ms(50);
+}
+
+/* Write page @pg of block @bi with random bytes. */
+static void write_page_at(struct fixture *f, uint32_t bi, uint64_t pg)
+{
+	uint64_t *p = (uint64_t *)(f->ram[bi] + pg * f->page), i;
+
+	for (i = 0; i < f->page / 8; i++)
+		p[i] = rnd(f);
 }
 
 /* Write a random page of block @bi with random bytes (or zero it). */
@@ -174,6 +191,15 @@ static void landed(struct fixture *f, uint32_t bi, const uint64_t *pages, uint32
 	for (i = 0; i < n; i++)
 		put_be64(off + 8 * i, pages[i] * f->page);
 	mf_block_note_written(&f->s->mf_blocks[bi], off, n);
+}
+
+/* The same for any number of pages, 16 at a time (a packet's order kept). */
+static void landed_many(struct fixture *f, uint32_t bi, const uint64_t *pages, uint64_t n)
+{
+	uint64_t i;
+
+	for (i = 0; i < n; i += 16)
+		landed(f, bi, pages + i, (uint32_t)MIN(16, n - i));
 }
 
 static void dest_start(struct fixture *f)
@@ -232,6 +258,63 @@ static void test_dest_landing_after_hash(void **state)
 			  total_bytes(f) + region_len(f, 0, pg * f->page / f->region));
 }
 
+/*
+ * A receive worker hashes the regions its packet carried whole, and only
+ * those: not a region it carried in part, nor pages out of order, out of
+ * range or repeated (a hostile packet's offsets are validated, but need
+ * not be sorted); the background leaves what a worker hashed alone, and a
+ * later landing makes the worker's hash stale like any other.
+ */
+static void test_dest_worker_hashes(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t rp = f->region / f->page;
+	uint64_t whole[64], part[32], odd[64], i;
+	struct digest_track_stats st;
+	struct ram_digest a, b;
+
+	dest_start(f);
+	for (i = 0; i < 2 * rp; i++) /* block 2's regions 1 and 2, whole */
+		whole[i] = rp + i;
+	for (i = 0; i < rp / 2; i++) /* region 5's first half, region 6 but its last page */
+		part[i] = 5 * rp + i;
+	for (i = 0; i < rp - 1; i++)
+		part[rp / 2 + i] = 6 * rp + i;
+	for (i = 0; i < rp; i++) /* region 7's pages, two of them swapped */
+		odd[i] = 7 * rp + i;
+	odd[3] = 7 * rp + 4, odd[4] = 7 * rp + 3;
+	for (i = 0; i < 2 * rp; i++)
+		write_page_at(f, 2, whole[i]);
+	for (i = 0; i < rp / 2 + rp - 1; i++)
+		write_page_at(f, 2, part[i]);
+	landed_many(f, 2, whole, 2 * rp);
+	digest_track_packet(f->d, 2, whole, (uint32_t)(2 * rp));
+	assert_uint_equal(worker_hashed(f), 2 * f->region);
+	landed_many(f, 2, part, rp / 2 + rp - 1);
+	digest_track_packet(f->d, 2, part, (uint32_t)(rp / 2 + rp - 1));
+	digest_track_packet(f->d, 2, odd, (uint32_t)rp);
+	for (i = 0; i < rp; i++) /* a page past the block, and repeats */
+		odd[i] = i < rp / 2 ? 40 * rp + i : 9 * rp;
+	digest_track_packet(f->d, 2, odd, (uint32_t)rp);
+	digest_track_packet(f->d, NBLOCKS, whole, (uint32_t)rp); /* no such block */
+	assert_uint_equal(worker_hashed(f), 2 * f->region);
+	/* the background takes regions 5 and 6 (written, in part), not 1, 2 */
+	wait_hashed(f, 2 * f->region);
+	let_it_run();
+	assert_uint_equal(hashed(f), 2 * f->region);
+	/* a page of region 2 lands again after the worker's hash */
+	write_page_at(f, 2, 2 * rp + 3);
+	landed_many(f, 2, &whole[rp + 3], 1);
+	digest_track_round(f->d, 1);
+	final(f, &a);
+	scratch(f, &b);
+	assert_true(digest_eq(&a, &b));
+	digest_track_get_stats(f->d, &st);
+	/* every region once, and region 2 again */
+	assert_uint_equal(st.worker_bytes + st.background_bytes + st.final_bytes,
+			  total_bytes(f) + f->region);
+}
+
 /* Negative control: a write into a region after its hash that no packet
  * reports is not seen -- the hash is reused, as designed. */
 static void test_dest_unreported_write_unseen(void **state)
@@ -271,6 +354,21 @@ static void test_dest_random(void **state)
 			for (i = 0; i < n; i++)
 				pages[i] = write_page(f, bi, rnd(f) % 4 == 0);
 			landed(f, bi, pages, n);
+			if (rnd(f) % 2) { /* a worker hashes what it carried whole */
+				uint64_t first = pages[0] / (f->region / f->page) *
+						 (f->region / f->page),
+					 run[16];
+
+				for (i = 0; i < 16; i++)
+					run[i] = first + i;
+				digest_track_packet(f->d, bi, pages, n);
+				if (first + 16 <= f->size[bi] / f->page) {
+					for (i = 0; i < 16; i++)
+						write_page_at(f, bi, run[i]);
+					landed(f, bi, run, 16);
+					digest_track_packet(f->d, bi, run, 16);
+				}
+			}
 		}
 		digest_track_round(f->d, round);
 		if (rnd(f) % 2)
@@ -300,11 +398,12 @@ static void src_report(struct fixture *f, uint32_t bi, uint64_t pg)
 
 /* A round as src_send_round() goes: each 64-page word off the send map (its
  * chunk re-armed), then passed; @upto: stop after that many words of block
- * 2 (a round cut short). */
-static void src_round(struct fixture *f, uint64_t upto)
+ * 2 (a round cut short). With @workers, each word is a batch: queued, and
+ * -- unless the worker fails, a time in four -- hashed by its worker. */
+static void src_round_with(struct fixture *f, uint64_t upto, bool workers)
 {
-	uint32_t bi;
-	uint64_t w;
+	uint32_t bi, n;
+	uint64_t w, v, pages[64];
 
 	for (bi = 0; bi < NBLOCKS; bi++) {
 		struct tern_ram_block *b = f->s->blocks[bi];
@@ -314,11 +413,22 @@ static void src_round(struct fixture *f, uint64_t upto)
 				return;
 			if (!b->send[w])
 				continue;
+			for (n = 0, v = b->send[w]; v; v &= v - 1)
+				pages[n++] = w * 64 + (uint64_t)__builtin_ctzll(v);
 			b->send[w] = 0;
-			digest_track_passed(f->d, bi, w * 64);
+			if (workers)
+				digest_track_queued(f->d, bi, pages, n);
+			digest_track_passed(f->d, bi, pages[n - 1]);
+			if (workers && rnd(f) % 4)
+				digest_track_packet(f->d, bi, pages, n);
 		}
 		digest_track_passed(f->d, bi, b->npages - 1);
 	}
+}
+
+static void src_round(struct fixture *f, uint64_t upto)
+{
+	src_round_with(f, upto, false);
 }
 
 /* A region with a page still to send is not hashed; once the round passed
@@ -343,6 +453,48 @@ static void test_src_armed_only(void **state)
 	final(f, &a);
 	scratch(f, &b);
 	assert_true(digest_eq(&a, &b));
+}
+
+/*
+ * A region queued whole to a worker is the worker's: the background leaves
+ * it alone, the worker hashes it after its send; once the guest is paused a
+ * worker hashes nothing (that would be downtime), and the final takes what
+ * is left.
+ */
+static void test_src_worker_pending(void **state)
+{
+	struct fixture *f = *state;
+	struct digest_track_stats st;
+	uint64_t pages[64], i;
+	struct ram_digest a, b;
+
+	src_start(f);
+	digest_track_synced(f->d); /* round 1: everything to send */
+	for (i = 0; i < 64; i++)
+		pages[i] = i;
+	f->s->blocks[2]->send[0] = 0;
+	digest_track_queued(f->d, 2, pages, 64); /* before it is armed */
+	digest_track_passed(f->d, 2, 63);
+	let_it_run();
+	assert_uint_equal(hashed(f), 0); /* pending: the worker's */
+	digest_track_packet(f->d, 2, pages, 64);
+	assert_uint_equal(worker_hashed(f), 64 * f->page);
+	/* the next word: queued, but the guest pauses before its worker sends */
+	for (i = 0; i < 64; i++)
+		pages[i] = 64 + i;
+	f->s->blocks[2]->send[1] = 0;
+	digest_track_queued(f->d, 2, pages, 64);
+	digest_track_passed(f->d, 2, 127);
+	src_round(f, UINT64_MAX);
+	digest_track_synced(f->d);
+	digest_track_paused(f->d);
+	digest_track_packet(f->d, 2, pages, 64);
+	assert_uint_equal(worker_hashed(f), 64 * f->page);
+	final(f, &a);
+	scratch(f, &b);
+	assert_true(digest_eq(&a, &b));
+	digest_track_get_stats(f->d, &st);
+	assert_uint_equal(st.worker_bytes + st.background_bytes + st.final_bytes, total_bytes(f));
 }
 
 /* A region dirtied (and reported) after its hash is hashed again. */
@@ -444,7 +596,7 @@ static void test_src_random(void **state)
 		for (k = (uint32_t)(rnd(f) % 12); k; k--)
 			src_guest_write(f, (uint32_t)(rnd(f) % NBLOCKS), pending, npending);
 		/* the round, perhaps cut short; then the guest writes on */
-		src_round(f, rnd(f) % 3 ? UINT64_MAX : rnd(f) % 8);
+		src_round_with(f, rnd(f) % 3 ? UINT64_MAX : rnd(f) % 8, rnd(f) % 2);
 		for (k = (uint32_t)(rnd(f) % 12); k; k--)
 			src_guest_write(f, (uint32_t)(rnd(f) % NBLOCKS), pending, npending);
 		if (rnd(f) % 2)
@@ -492,9 +644,11 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_dest_round1),
 	    T(test_dest_landing_after_hash),
+	    T(test_dest_worker_hashes),
 	    T(test_dest_unreported_write_unseen),
 	    T(test_dest_random),
 	    T(test_src_armed_only),
+	    T(test_src_worker_pending),
 	    T(test_src_redirtied),
 	    T(test_src_unreported_write_unseen),
 	    T(test_src_random),
