@@ -82,7 +82,11 @@
  * thread goes again at once only after a pass that found a backlog
  * (DIGEST_BACKLOG), or when woken; otherwise it pauses DIGEST_SCAN_MS, or
  * 20 times what the pass cost besides its hashing if that is longer, and
- * the next pass finds a batch.
+ * the next pass finds a batch. While the workers hash everything (an idle
+ * guest's bulk round) its passes find nothing: each pass in a row that
+ * found nothing doubles the pause, up to DIGEST_SCAN_MS << DIGEST_IDLE_SHIFT
+ * (before, 5 % of a core went on scanning counters for nothing); a wake-up
+ * (digest_track_wait(), the pause, round 1) still runs a pass at once.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -90,6 +94,7 @@
 #include "core_priv.h"
 
 #define DIGEST_SCAN_MS 5
+#define DIGEST_IDLE_SHIFT 4
 #define DIGEST_BACKLOG (16ull << 20)
 
 struct track_block {
@@ -228,6 +233,7 @@ static void *track_thread(void *arg)
 {
 	struct digest_track *d = arg;
 	CPU_THREAD(cpu, &d->s->cpu, TERN_CPU_DIGEST, "tern-digest/bg");
+	unsigned int idle = 0; /* passes in a row that found nothing */
 
 	pthread_mutex_lock(&d->lock);
 	while (!d->quit) {
@@ -237,7 +243,9 @@ static void *track_thread(void *arg)
 		pthread_mutex_unlock(&d->lock);
 		t0 = tern_now_ns();
 		bytes = track_scan(d, &hash_ns);
-		wait_ms = MAX(DIGEST_SCAN_MS, 20 * (tern_now_ns() - t0 - hash_ns) / 1000000);
+		idle = bytes ? 0 : MIN(idle + 1, DIGEST_IDLE_SHIFT);
+		wait_ms = MAX((uint64_t)DIGEST_SCAN_MS << idle,
+			      20 * (tern_now_ns() - t0 - hash_ns) / 1000000);
 		pthread_mutex_lock(&d->lock);
 		if (!bytes) {
 			d->idle_pass = pass;
