@@ -202,14 +202,15 @@ void cpu_acct_get(struct cpu_acct *a, uint64_t user_us[TERN_CPU_CLASSES],
 		  uint64_t sys_us[TERN_CPU_CLASSES]);
 
 /*
- * struct cpu_thread - one thread's share: its usage
- * (getrusage(RUSAGE_THREAD)) when it last added to @acct. Only the thread
- * itself may call the functions below on it.
+ * struct cpu_thread - one thread's share: its usage when it last added to
+ * @acct (getrusage(RUSAGE_THREAD), and its exact CPU clock). Only the
+ * thread itself may call the functions below on it.
  */
 struct cpu_thread {
 	struct cpu_acct *acct; /* NULL: count nothing */
 	enum tern_cpu_class cls;
 	uint64_t user_us, sys_us;
+	uint64_t run_ns; /* CLOCK_THREAD_CPUTIME_ID; 0: not read */
 };
 
 /*

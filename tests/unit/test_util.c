@@ -677,6 +677,66 @@ static void test_cpu_switch(void **state)
 	assert_int_equal(class_ms(a, TERN_CPU_SEND), 0);
 }
 
+/*
+ * Short spans count exactly: a thread that, a thousand times over, blocks
+ * (a sleep, as a send blocks on a full socket), runs 300 us in one class
+ * and then 40 us in another, has about 40 ms in the second. getrusage()'s
+ * runtime is as of the thread's last tick or switch, so its deltas gave the
+ * 40 us spans nothing (the runtime caught up in the next span). The spans
+ * are timed by the wall clock: reading the thread's CPU clock here would
+ * bring the runtime up to date and hide what is tested.
+ */
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void spin_wall_us(uint64_t us)
+{
+	uint64_t until = wall_us() + us;
+
+	while (wall_us() < until)
+		;
+}
+
+static void *short_spans_main(void *arg)
+{
+	struct cpu_acct *a = arg;
+	CPU_THREAD(cpu, a, TERN_CPU_SEND, "tern-test/%d", 8);
+	struct timespec nap = {.tv_nsec = 50000};
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		nanosleep(&nap, NULL);
+		spin_wall_us(300);
+		cpu_thread_switch(&cpu, TERN_CPU_DIGEST);
+		spin_wall_us(40);
+		cpu_thread_switch(&cpu, TERN_CPU_SEND);
+	}
+	return NULL;
+}
+
+static void test_cpu_short_spans(void **state)
+{
+	struct cpu_acct *a = *state;
+	uint64_t digest, send;
+	pthread_t th;
+
+	cpu_acct_open(a);
+	assert_int_equal(pthread_create(&th, NULL, short_spans_main, a), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	digest = class_ms(a, TERN_CPU_DIGEST);
+	send = class_ms(a, TERN_CPU_SEND);
+	print_message("short spans: digest %" PRIu64 " ms, send %" PRIu64 " ms\n", digest, send);
+	/* 40 of every 340 us spun: a loaded host gives the thread less CPU
+	 * than wall time, to both classes alike, so the share is what counts */
+	assert_true(send > 0);
+	assert_in_range(digest * 1000 / (digest + send), 50, 250);
+}
+
 /* Without totals a thread is only named; the classes have names. */
 static void test_cpu_names(void **state)
 {
@@ -727,6 +787,7 @@ int main(void)
 	    cmocka_unit_test(test_json_escape),
 	    cmocka_unit_test_setup_teardown(test_cpu_burn, cpu_setup, cpu_teardown),
 	    cmocka_unit_test_setup_teardown(test_cpu_switch, cpu_setup, cpu_teardown),
+	    cmocka_unit_test_setup_teardown(test_cpu_short_spans, cpu_setup, cpu_teardown),
 	    cmocka_unit_test_setup_teardown(test_cpu_names, cpu_setup, cpu_teardown),
 	};
 
