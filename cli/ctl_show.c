@@ -17,6 +17,7 @@ static const struct {
 	enum ctl_kind kind;
 } param_kinds[] = {
     {"max-bandwidth", CTL_KIND_RATE},
+    {"avail-switchover-bandwidth", CTL_KIND_RATE},
     {"downtime-limit", CTL_KIND_MS},
     {"multifd-channels", CTL_KIND_INT},
     {"clear-bitmap-shift", CTL_KIND_INT},
@@ -508,6 +509,14 @@ void ctl_progress_line(struct json_object *st, char *buf, size_t len)
 			APPEND("  dirty -"); /* not measured yet */
 		APPEND("  downtime ~%s",
 		       units_fmt_ms(ctl_u64(st, "expected_downtime_ms"), a, sizeof(a)));
+		/* which rate priced it, when it is not simply the rounds' */
+		if (strcmp(ctl_str(st, "switchover_rate"), "measured") &&
+		    strcmp(ctl_str(st, "switchover_rate"), "none") &&
+		    *ctl_str(st, "switchover_rate"))
+			APPEND(
+			    " at %s %s",
+			    units_fmt_rate(ctl_u64(st, "switchover_bandwidth_bps"), a, sizeof(a)),
+			    ctl_str(st, "switchover_rate"));
 	} else {
 		APPEND("  received %s",
 		       units_fmt_bytes(ctl_u64(st, "ram_transferred"), a, sizeof(a)));

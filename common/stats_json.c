@@ -126,5 +126,8 @@ void stats_json_lib(char *buf, size_t len, size_t *n, const struct tern_stats *s
 		    ",\"zero_copy_copied\":%" PRIu64 ",\"zero_copy_fallbacks\":%" PRIu64,
 		    st->zero_copy_sends, st->zero_copy_bytes, st->zero_copy_copied,
 		    st->zero_copy_fallbacks);
+	json_append(buf, len, n,
+		    ",\"switchover_bandwidth_bps\":%" PRIu64 ",\"switchover_rate\":\"%s\"",
+		    st->switchover_bandwidth_bps, st->switchover_rate);
 	stats_json_cpu(buf, len, n, st);
 }

@@ -24,6 +24,7 @@ enum param_id {
 	PARAM_INVALID = 0,
 	PARAM_MULTIFD_CHANNELS,
 	PARAM_MAX_BANDWIDTH,
+	PARAM_AVAIL_SWITCHOVER_BANDWIDTH,
 	PARAM_DOWNTIME_LIMIT,
 	PARAM_CLEAR_BITMAP_SHIFT,
 	PARAM_MULTIFD_COMPRESSION, /* a name: mf_method_by_name() */
@@ -592,8 +593,18 @@ struct tern_session {
 	 * bound for when no rate window ever closed (acked_round_bps) */
 	struct {
 		uint64_t round, wire0, wire, first_ns, sent_ns, ack_ns;
+		/* the round's unthrottled tail (src_round.c): when it began,
+		 * and the wire bytes then; 0: none */
+		uint64_t tail_ns, tail_wire0;
 	} sync_marks[4];
 	uint64_t delivered_bps, acked_round_bps;
+	/* under ->lock: what the unthrottled tails of rounds delivered, end to
+	 * end (0: none measured) */
+	uint64_t tail_bps;
+	/* atomic: the rate the last estimate priced the switchover at, and
+	 * why that one (enum sw_rate) */
+	uint64_t sw_rate_bps;
+	uint32_t sw_rate_src;
 	/* under ->lock: what the destination reported of its own time */
 	uint64_t peer_sections_ns, peer_resume_ns;
 	/* destination, load thread: time spent loading sections */

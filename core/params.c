@@ -73,6 +73,9 @@ static const struct param_names timeout_policy_names = {policy_by_name, policy_n
 static const struct param_desc param_table[PARAM_MAX] = {
     [PARAM_MULTIFD_CHANNELS] = {"multifd-channels", 1, TERN_MAX_CHANNELS, 2, false, ""},
     [PARAM_MAX_BANDWIDTH] = {"max-bandwidth", 0, UINT64_MAX / 2, 0, true, " bytes/s"},
+    /* what the switchover may use (QEMU 8.2's name); 0: not declared */
+    [PARAM_AVAIL_SWITCHOVER_BANDWIDTH] = {"avail-switchover-bandwidth", 0, UINT64_MAX / 2, 0, true,
+					  " bytes/s"},
     [PARAM_DOWNTIME_LIMIT] = {"downtime-limit", 1, 2000000, 300, true, " ms"},
     [PARAM_CLEAR_BITMAP_SHIFT] = {"clear-bitmap-shift", 6, 31, 18, false, ""},
     [PARAM_MULTIFD_COMPRESSION] = {"multifd-compression", 0, 0, TERN_CODEC_NONE, false, "",

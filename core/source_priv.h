@@ -34,9 +34,46 @@ struct round_ctx {
 	bool cut;	      /* the last round ended early */
 	bool final;	      /* switchover: the guest is paused */
 	uint64_t link_bps;    /* the paths' last delivery rate (0: unknown) */
+	/* the round being sent: pages the sync left, ->sent_pages at its
+	 * start, and its unthrottled tail (when it began, wire bytes then) */
+	uint64_t round_pages, round_sent0, tail_ns, tail_wire0;
+	/* max-bandwidth held the round back (the sender slept): the last
+	 * round's until the next one starts */
+	bool held;
 	bool fixed_warned;    /* said that the fixed costs exceed the limit */
 	struct dirty_rate dr; /* the guest's dirty rate, window by window */
 };
+
+/*
+ * Which rate the switchover estimate prices the last round at (src_estimate.c):
+ *   MEASURED  max-bandwidth did not hold the last round back (none set, or
+ *             a path slower than it): the rate the rounds move at;
+ *   THROTTLED max-bandwidth holds the rounds back and nothing better is
+ *             known yet: its rate (the last round, unthrottled, is faster);
+ *   LEARNED   max-bandwidth holds the rounds back; the rounds' unthrottled
+ *             tails showed the path faster: 3/4 of what they delivered;
+ *   LINK      the same tails showed the path itself no faster than the
+ *             limit (a shaped link): the rounds' rate, as THROTTLED;
+ *   DECLARED  avail-switchover-bandwidth.
+ */
+enum sw_rate {
+	SW_RATE_NONE = 0, /* no estimate yet */
+	SW_RATE_MEASURED,
+	SW_RATE_THROTTLED,
+	SW_RATE_LEARNED,
+	SW_RATE_LINK,
+	SW_RATE_DECLARED,
+};
+
+const char *sw_rate_name(enum sw_rate r);
+/*
+ * src_switchover_rate() - the rate for the last round, from the rounds'
+ * measured rate @bw, whether max-bandwidth @held the last round back,
+ * avail-switchover-bandwidth @avail_bps and the tails' delivery @tail_bps
+ * (0: unknown); why, in *@ret_why. Pure: unit-tested.
+ */
+uint64_t src_switchover_rate(uint64_t bw, bool held, uint64_t avail_bps, uint64_t tail_bps,
+			     enum sw_rate *ret_why);
 
 /* From pace() and queue_batch(): stop queueing this round's pages. */
 #define ROUND_CUT 1

@@ -50,6 +50,37 @@ uint64_t src_wire_total(struct tern_session *s)
 }
 
 /*
+ * The round's unthrottled tail. Under max-bandwidth the rounds say only
+ * what the limit allows, yet the last round goes at full speed (the guest is
+ * paused) and the switchover estimate must know what it will get
+ * (src_switchover_rate()). So each round's last TAIL_BYTES go unthrottled,
+ * and what they deliver up to the round's acknowledgement is learned
+ * (src_estimate.c). The bytes still count against the bucket: the next
+ * round pays them back, and max-bandwidth holds as an average; a burst is
+ * at most TAIL_BYTES plus what the queues held. Not with
+ * avail-switchover-bandwidth: the operator said what the path gives, and
+ * perhaps that it must not see bursts. Returns whether the tail runs.
+ */
+#define TAIL_BYTES (4ull << 20)
+
+static bool tail_unthrottled(struct tern_session *s, struct round_ctx *rc, uint64_t now,
+			     uint64_t wire)
+{
+	uint64_t queued = rc->sent_pages - rc->round_sent0, left;
+
+	if (rc->tail_ns)
+		return true;
+	if (params_get(&s->params, PARAM_AVAIL_SWITCHOVER_BANDWIDTH))
+		return false;
+	left = rc->round_pages > queued ? (rc->round_pages - queued) * s->page_size : 0;
+	if (left > TAIL_BYTES)
+		return false;
+	rc->tail_ns = now;
+	rc->tail_wire0 = wire;
+	return true;
+}
+
+/*
  * Hold the sender back until the bytes written so far are within
  * max-bandwidth. One sleep covers at most one rate window, and the limit is
  * read again after each, so a change made meanwhile (or a cancel) is seen
@@ -76,8 +107,9 @@ static int pace(struct tern_session *s, struct round_ctx *rc, struct tern_error 
 		__atomic_store_n(&s->ram_bps, rc->rl.ram_bps, __ATOMIC_RELAXED);
 		if (round_must_end(s, rc, now))
 			return ROUND_CUT;
-		if (!sleep_ns)
+		if (!sleep_ns || tail_unthrottled(s, rc, now, wire))
 			return 0;
+		rc->held = true;
 		if (session_stopping(s) || mf_send_error(s->mf_send, NULL))
 			return -ECANCELED;
 		/* a slow max-bandwidth may hold the sender here for long */
@@ -210,6 +242,10 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 	pthread_mutex_unlock(&s->lock);
 	first_ns = 0;
 	__atomic_store_n(&s->round_queued0, rc->sent_pages, __ATOMIC_RELAXED);
+	rc->round_pages = __atomic_load_n(&s->remaining_pages, __ATOMIC_RELAXED);
+	rc->round_sent0 = rc->sent_pages;
+	rc->tail_ns = rc->tail_wire0 = 0;
+	rc->held = false;
 	for (bi = 0; bi < s->nblocks && !ret; bi++) {
 		struct tern_ram_block *b = s->blocks[bi];
 		uint64_t w, nwords = BITMAP_WORDS(b->npages);
@@ -299,6 +335,8 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 		s->sync_marks[round % 4].first_ns = first_ns ? first_ns : tern_now_ns();
 		s->sync_marks[round % 4].ack_ns = 0;
 		s->sync_marks[round % 4].sent_ns = tern_now_ns();
+		s->sync_marks[round % 4].tail_ns = rc->tail_ns;
+		s->sync_marks[round % 4].tail_wire0 = rc->tail_wire0;
 		pthread_mutex_unlock(&s->lock);
 		put_be64(sync, round);
 		ret = ctl_send(s->ctl, CTL_RAM_SYNC, sync, sizeof(sync));
@@ -454,6 +492,25 @@ static int src_wait_digest(struct tern_session *s, struct round_ctx *rc, struct 
  * digest caught up, then) until the destination acknowledges that round,
  * then sync again and decide on what is truly left.
  */
+/*
+ * Whether to wait for the last round's acknowledgement before deciding:
+ * max-bandwidth held it back, its unthrottled tail is in flight, and no tail
+ * was learned yet (src_estimate.c). Only its tail and what the queues held
+ * are still travelling, at full speed: milliseconds, against a whole round
+ * at the limit's rate if the decision went on without it.
+ */
+static bool tail_worth_waiting(struct tern_session *s, struct round_ctx *rc)
+{
+	uint64_t tail;
+
+	if (!rc->held || !rc->tail_ns || params_get(&s->params, PARAM_AVAIL_SWITCHOVER_BANDWIDTH))
+		return false;
+	pthread_mutex_lock(&s->lock);
+	tail = s->tail_bps;
+	pthread_mutex_unlock(&s->lock);
+	return !tail;
+}
+
 int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		struct tern_error *err)
 {
@@ -465,6 +522,8 @@ int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_roun
 		ret = src_sync_dirty(s, rc, 0, err);
 		if (!ret) /* a large guest's sync is a long step */
 			ret = src_ctl_keepalive_maybe(s, err);
+		if (!ret && round > 1 && tail_worth_waiting(s, rc))
+			ret = src_wait_acked(s, rc, round - 1, err);
 		if (ret)
 			return ret;
 		pending = src_synced_bytes(s);

@@ -52,6 +52,34 @@ struct downtime_marks {
 	uint64_t pause, paused, waited, synced, ram_queued, eos, loaded, complete, commit;
 };
 
+/*
+ * A downtime over downtime-limit whose RAM part ran over its estimate: say
+ * by how much, and which rate the estimate believed (src_switchover_rate()),
+ * so that an avail-switchover-bandwidth above what the path gives is seen
+ * for what it is. What the last round really got: the estimate's rate
+ * scaled by expected over measured time.
+ */
+static void downtime_over_report(struct tern_session *s, uint64_t total_us, uint64_t ram_us)
+{
+	uint64_t limit_us = params_get(&s->params, PARAM_DOWNTIME_LIMIT) * 1000;
+	uint64_t exp_ram_us = __atomic_load_n(&s->exp_us[EST_RAM], __ATOMIC_RELAXED);
+	uint64_t rate = __atomic_load_n(&s->sw_rate_bps, __ATOMIC_RELAXED);
+	enum sw_rate why = (enum sw_rate)__atomic_load_n(&s->sw_rate_src, __ATOMIC_RELAXED);
+
+	if (total_us <= limit_us || ram_us <= exp_ram_us || !ram_us)
+		return;
+	tern_log_msg(&s->log, 4,
+		     "downtime %" PRIu64 " ms exceeded downtime-limit %" PRIu64
+		     " ms: the last round's RAM took %" PRIu64 " ms, estimated %" PRIu64
+		     " ms at %" PRIu64 " B/s (%s%s); it moved at %" PRIu64 " B/s",
+		     total_us / 1000, limit_us / 1000, ram_us / 1000, exp_ram_us / 1000, rate,
+		     sw_rate_name(why),
+		     why == SW_RATE_DECLARED  ? ": avail-switchover-bandwidth"
+		     : why == SW_RATE_LEARNED ? ": the rounds' unthrottled tails"
+					      : "",
+		     (uint64_t)((double)rate * (double)exp_ram_us / (double)ram_us));
+}
+
 static void downtime_publish(struct tern_session *s, const struct downtime_marks *m)
 {
 	uint64_t part[DT_PARTS], peer_sec, peer_resume, verified, sum = 0;
@@ -78,6 +106,7 @@ static void downtime_publish(struct tern_session *s, const struct downtime_marks
 	/* the whole pause: pause -> COMMIT, and the destination's resume */
 	__atomic_store_n(&s->downtime_ms, sum / 1000000, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->verify_ms, part[DT_VERIFY] / 1000000, __ATOMIC_RELAXED);
+	downtime_over_report(s, sum / 1000, part[DT_RAM] / 1000);
 }
 
 int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "core_priv.h"
+#include "source_priv.h"
 
 #define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
@@ -158,6 +159,9 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->downtime_device_us = LD(s->dt_us[DT_DEVICE]);
 		st->downtime_resume_us = LD(s->dt_us[DT_RESUME]);
 		st->downtime_verify_us = LD(s->dt_us[DT_VERIFY]);
+		st->switchover_bandwidth_bps = LD(s->sw_rate_bps);
+		snprintf(st->switchover_rate, sizeof(st->switchover_rate), "%s",
+			 sw_rate_name((enum sw_rate)LD(s->sw_rate_src)));
 	}
 	pages = total.normal_pages + total.zero_pages;
 	elapsed = start ? (end ? end : now) - start : 0;

@@ -42,6 +42,7 @@ struct lb_cfg {
 	uint64_t dirty_ws;
 	uint64_t downtime_limit;
 	uint64_t max_bandwidth;
+	uint64_t avail_switchover_bandwidth;
 	bool verify;
 	const char *codec;     /* multifd-compression */
 	uint64_t zlib_level;   /* 0: the default */

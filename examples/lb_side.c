@@ -72,6 +72,9 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_param_set(s, "downtime-limit", cfg->downtime_limit, err);
 	if (!ret && cfg->max_bandwidth)
 		ret = tern_param_set(s, "max-bandwidth", cfg->max_bandwidth, err);
+	if (!ret && cfg->avail_switchover_bandwidth)
+		ret = tern_param_set(s, "avail-switchover-bandwidth",
+				     cfg->avail_switchover_bandwidth, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
 	/* the destination follows what the source's HELLO says */

@@ -231,6 +231,8 @@ static void usage(FILE *f)
 		"  --dirty-ws SIZE        ... within the first SIZE bytes (default: all RAM)\n"
 		"  --downtime-limit MS    downtime-limit parameter\n"
 		"  --max-bandwidth B/s    max-bandwidth parameter (default unlimited)\n"
+		"  --avail-switchover-bandwidth B/s  what the switchover may use (default:\n"
+		"                         not declared; learned under max-bandwidth)\n"
 		"  --dirty-bytes N        ... rewriting N bytes of a page per write, not the\n"
 		"                         whole page (default: whole pages)\n"
 		"  --verify               verify-ram capability on both sides\n"
@@ -276,6 +278,7 @@ int main(int argc, char **argv)
 		OPT_DIRTY_WS,
 		OPT_DOWNTIME,
 		OPT_MAX_BW,
+		OPT_AVAIL_SW_BW,
 		OPT_VERIFY,
 		OPT_INCOMING,
 		OPT_MIGRATE_TO,
@@ -311,6 +314,7 @@ int main(int argc, char **argv)
 	    {"dirty-ws", required_argument, NULL, OPT_DIRTY_WS},
 	    {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
 	    {"max-bandwidth", required_argument, NULL, OPT_MAX_BW},
+	    {"avail-switchover-bandwidth", required_argument, NULL, OPT_AVAIL_SW_BW},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -410,6 +414,10 @@ int main(int argc, char **argv)
 			break;
 		case OPT_MAX_BW:
 			cfg.max_bandwidth = opt_size("--max-bandwidth", optarg);
+			break;
+		case OPT_AVAIL_SW_BW:
+			cfg.avail_switchover_bandwidth =
+			    opt_size("--avail-switchover-bandwidth", optarg);
 			break;
 		case OPT_VERIFY:
 			cfg.verify = true;

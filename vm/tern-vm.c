@@ -171,6 +171,8 @@ static void usage(FILE *f)
 	    "  --channels N            multifd-channels, 1..%d (default 2)\n"
 	    "  --downtime-limit MS     downtime-limit, 1..2000000 (default 300)\n"
 	    "  --max-bandwidth BYTES/s max-bandwidth (default 0: unlimited)\n"
+	    "  --avail-switchover-bandwidth BYTES/s  what the switchover may use\n"
+	    "                         (default 0: not declared, learned)\n"
 	    "  --clear-bitmap-shift N  clear-bitmap-shift, 6..31 (default 18)\n"
 	    "  --codec NAME            multifd-compression: none zlib zstd xbzrle auto\n"
 	    "                          (source; the destination follows; default none)\n"
@@ -239,6 +241,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_CHANNELS,
 		OPT_DOWNTIME,
 		OPT_MAX_BW,
+		OPT_AVAIL_SW_BW,
 		OPT_CLEAR_SHIFT,
 		OPT_CODEC,
 		OPT_CODEC_LEVEL,
@@ -274,6 +277,7 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"channels", required_argument, NULL, OPT_CHANNELS},
 	    {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
 	    {"max-bandwidth", required_argument, NULL, OPT_MAX_BW},
+	    {"avail-switchover-bandwidth", required_argument, NULL, OPT_AVAIL_SW_BW},
 	    {"clear-bitmap-shift", required_argument, NULL, OPT_CLEAR_SHIFT},
 	    {"codec", required_argument, NULL, OPT_CODEC},
 	    {"codec-level", required_argument, NULL, OPT_CODEC_LEVEL},
@@ -357,6 +361,10 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_MAX_BW:
 			cfg->max_bandwidth = parse_scaled("--max-bandwidth", optarg, true);
+			break;
+		case OPT_AVAIL_SW_BW:
+			cfg->avail_switchover_bandwidth =
+			    parse_scaled("--avail-switchover-bandwidth", optarg, true);
 			break;
 		case OPT_CLEAR_SHIFT:
 			cfg->clear_bitmap_shift =
@@ -750,6 +758,9 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_param_set(s, "downtime-limit", cfg->downtime_limit, err);
 	if (!ret)
 		ret = tern_param_set(s, "max-bandwidth", cfg->max_bandwidth, err);
+	if (!ret && cfg->avail_switchover_bandwidth)
+		ret = tern_param_set(s, "avail-switchover-bandwidth",
+				     cfg->avail_switchover_bandwidth, err);
 	if (!ret)
 		ret = tern_param_set(s, "clear-bitmap-shift", cfg->clear_bitmap_shift, err);
 	if (!ret && cfg->codec)

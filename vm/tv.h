@@ -31,6 +31,7 @@ struct tv_cfg {
 	uint32_t channels;
 	uint64_t downtime_limit;
 	uint64_t max_bandwidth;
+	uint64_t avail_switchover_bandwidth;
 	uint32_t clear_bitmap_shift;
 	const char *codec;     /* multifd-compression (source; the destination follows) */
 	uint64_t codec_level;  /* multifd-zstd-level / multifd-zlib-level; 0: default */

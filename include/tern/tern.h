@@ -146,7 +146,18 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
 /*
  * Parameters, by the names operators know from QEMU:
  *   multifd-channels     1..64, default 2        (before start only)
- *   max-bandwidth        bytes/s, 0 = unlimited (default); thread-safe, live
+ *   max-bandwidth        bytes/s, 0 = unlimited (default); thread-safe, live.
+ *                        Held as an average: under it each round's last
+ *                        4 MiB go unthrottled (paid back by the next round)
+ *                        and what they deliver tells the switchover estimate
+ *                        what the unthrottled last round will get
+ *   avail-switchover-bandwidth  bytes/s, 0 = not declared (default); live.
+ *                        What the last round (guest paused, never throttled)
+ *                        may use: the estimate prices it at this rate, and
+ *                        the rounds' tails are not sent unthrottled. Not
+ *                        declared: learned as above; on a path no faster than
+ *                        max-bandwidth (a shaped link), its rate. Stats say
+ *                        which: switchover_bandwidth_bps, switchover_rate
  *   downtime-limit       ms, 1..2000000, default 300; thread-safe, live
  *   clear-bitmap-shift   6..31, default 18       (before start only)
  *   multifd-compression  a name: none (default), zlib, zstd, xbzrle or auto
@@ -545,6 +556,14 @@ struct tern_codec_stats {
  *	stopping the guest: they appear in the measured parts only. The rate is
  *	the least of the rate windows', the channels' TCP delivery rate and the
  *	rate measured end to end between acknowledged rounds.
+ * @switchover_bandwidth_bps, @switchover_rate: source: the wire rate the
+ *	last estimate priced the switchover's RAM at, and why that one:
+ *	"declared" (avail-switchover-bandwidth), "learned" (max-bandwidth holds
+ *	the rounds back; 3/4 of what the rounds' unthrottled tails delivered),
+ *	"link" (the tails were no faster than the limit: the path is the limit,
+ *	the rounds' rate), "max-bandwidth" (held back, nothing learned yet: the
+ *	rounds' rate), "measured" (the rounds' rate, nothing holds them back),
+ *	"none" (no estimate yet).
  * @downtime_*_us: source, once completed: the parts of @downtime_ms as
  *	measured: pause (the pause callback), wait (in pre-switchover until
  *	continue), sync (the final dirty-log sync), ram (the last pages, until
@@ -649,6 +668,8 @@ struct tern_stats {
 	uint64_t zero_copy_copied;
 	uint64_t zero_copy_fallbacks;
 	uint64_t downtime_verify_us;
+	uint64_t switchover_bandwidth_bps;
+	char switchover_rate[16];
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

@@ -25,6 +25,7 @@ struct e2e_cfg {
 	uint64_t dirty_rate;
 	uint64_t downtime_limit;
 	uint64_t max_bandwidth;
+	uint64_t avail_switchover_bandwidth; /* 0: not declared */
 	unsigned int timeout_s;
 	unsigned int min_rounds;
 	bool verify;

@@ -31,8 +31,9 @@
 #include "e2e_converge.h"
 
 static const struct e2e_scenario *const scenarios[] = {
-    &e2e_scen_bandwidth,     &e2e_scen_downtime,       &e2e_scen_timeout_cancel, &e2e_scen_converge,
-    &e2e_scen_timeout_force, &e2e_scen_pause_continue, &e2e_scen_pause_cancel,
+    &e2e_scen_bandwidth,    &e2e_scen_downtime,		  &e2e_scen_timeout_cancel,
+    &e2e_scen_converge,	    &e2e_scen_timeout_force,	  &e2e_scen_pause_continue,
+    &e2e_scen_pause_cancel, &e2e_scen_switchover_learned, &e2e_scen_switchover_declared,
 };
 
 void e2e_sleep_ms(unsigned int ms)

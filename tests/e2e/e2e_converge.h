@@ -83,5 +83,6 @@ unsigned int e2e_conv_throttle_calls(struct e2e_conv *c);
 extern const struct e2e_scenario e2e_scen_bandwidth, e2e_scen_downtime;
 extern const struct e2e_scenario e2e_scen_timeout_cancel, e2e_scen_converge, e2e_scen_timeout_force;
 extern const struct e2e_scenario e2e_scen_pause_continue, e2e_scen_pause_cancel;
+extern const struct e2e_scenario e2e_scen_switchover_learned, e2e_scen_switchover_declared;
 
 #endif /* TERN_E2E_CONVERGE_H */

@@ -259,6 +259,7 @@ static void usage(FILE *f, const char *prog)
 	    "  --dirty-rate B/s        writer pace (default 64M; 0: idle guest)\n"
 	    "  --downtime-limit MS     (default 5)\n"
 	    "  --max-bandwidth B/s     (default unlimited)\n"
+	    "  --avail-switchover-bandwidth B/s  (default not declared)\n"
 	    "  --min-rounds N          assert at least N rounds (default 3)\n"
 	    "  --timeout S             cancel and fail after S s (default 120)\n"
 	    "  --verify                verify-ram capability as well\n"
@@ -312,6 +313,7 @@ int main(int argc, char **argv)
 	    {"dirty-rate", required_argument, NULL, 'd'},
 	    {"downtime-limit", required_argument, NULL, 'D'},
 	    {"max-bandwidth", required_argument, NULL, 'B'},
+	    {"avail-switchover-bandwidth", required_argument, NULL, 'A'},
 	    {"min-rounds", required_argument, NULL, 'R'},
 	    {"timeout", required_argument, NULL, 'T'},
 	    {"verify", no_argument, NULL, 'V'},
@@ -387,6 +389,10 @@ int main(int argc, char **argv)
 			break;
 		case 'B':
 			cfg.max_bandwidth = opt_size("--max-bandwidth", optarg);
+			break;
+		case 'A':
+			cfg.avail_switchover_bandwidth =
+			    opt_size("--avail-switchover-bandwidth", optarg);
 			break;
 		case 'R':
 			cfg.min_rounds = (unsigned int)opt_uint("--min-rounds", optarg, 1000000);

@@ -237,18 +237,27 @@ static void case_cancel(const char *state)
 static void converge_pair(const char *const *extra, struct pair *p)
 {
 	static char bw[24], rate[24], ws[24], ram[24];
-	const char *src[32] = {"--max-bandwidth",  scaled_arg(bw, 8000000, false),
-			       "--dirty-rate",	   scaled_arg(rate, 160000000, false),
-			       "--dirty-ws",	   scaled_arg(ws, 8u << 20, true),
-			       "--zero-pct",	   "97",
-			       "--downtime-limit", "100",
+	/* max-bandwidth stands for the link: the switchover gets no more
+	 * (learned on loopback it would get GB/s, and converge unthrottled) */
+	const char *src[32] = {"--max-bandwidth",
+			       scaled_arg(bw, 8000000, false),
+			       "--avail-switchover-bandwidth",
+			       bw,
+			       "--dirty-rate",
+			       scaled_arg(rate, 160000000, false),
+			       "--dirty-ws",
+			       scaled_arg(ws, 8u << 20, true),
+			       "--zero-pct",
+			       "97",
+			       "--downtime-limit",
+			       "100",
 			       "--verify"};
 	struct pair_cfg c = {.src_ram = scaled_arg(ram, BASE_RAM, true),
 			     .dst_ram = ram,
 			     .transport = "tcp",
 			     .channels = "2",
 			     .src_extra = src};
-	unsigned int n = 11, i;
+	unsigned int n = 13, i;
 
 	for (i = 0; extra[i]; i++) {
 		if (n + 2 > sizeof(src) / sizeof(src[0]))
@@ -447,10 +456,22 @@ static uint64_t xb_ws(void)
 static json_object *xbzrle_run(const char *codec, struct pair *p)
 {
 	char ram[24], ws[24], bw[24], rounds[24];
-	const char *const src_extra[] = {"--zero-pct",	    "99",   "--dirty-ws",	ws,
-					 "--dirty-rounds",  rounds, "--downtime-limit", "1",
-					 "--max-bandwidth", bw,	    "--codec",		codec,
-					 "--verify",	    NULL};
+	const char *const src_extra[] = {"--zero-pct",
+					 "99",
+					 "--dirty-ws",
+					 ws,
+					 "--dirty-rounds",
+					 rounds,
+					 "--downtime-limit",
+					 "1",
+					 "--max-bandwidth",
+					 bw,
+					 "--codec",
+					 codec,
+					 "--avail-switchover-bandwidth",
+					 bw,
+					 "--verify",
+					 NULL};
 	struct pair_cfg c = {.src_ram = scaled_arg(ram, BASE_RAM, true),
 			     .dst_ram = ram,
 			     .transport = "tcp",

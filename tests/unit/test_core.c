@@ -21,6 +21,7 @@
 #include "tests/cmocka_compat.h"
 #include "compress/compress.h"
 #include "core/core_priv.h"
+#include "core/source_priv.h"
 #include "tcp/tcp.h"
 #include "util/util.h"
 
@@ -135,6 +136,7 @@ static const struct {
 } param_cases[] = {
     {"multifd-channels", PARAM_MULTIFD_CHANNELS, 1, 64, 2, false},
     {"max-bandwidth", PARAM_MAX_BANDWIDTH, 0, UINT64_MAX / 2, 0, true},
+    {"avail-switchover-bandwidth", PARAM_AVAIL_SWITCHOVER_BANDWIDTH, 0, UINT64_MAX / 2, 0, true},
     {"downtime-limit", PARAM_DOWNTIME_LIMIT, 1, 2000000, 300, true},
     {"clear-bitmap-shift", PARAM_CLEAR_BITMAP_SHIFT, 6, 31, 18, false},
     {"multifd-zlib-level", PARAM_MULTIFD_ZLIB_LEVEL, 1, 9, 1, false},
@@ -2476,6 +2478,52 @@ static void test_ratelimit_idle(void **state)
 }
 
 /* ======================================================================== */
+/* The switchover's rate (src_estimate.c)                                   */
+/* ======================================================================== */
+
+/*
+ * Which rate prices the last round: the declared one whenever set (even
+ * before any round was measured, and even below the rounds' rate: the
+ * operator knows the path); without max-bandwidth the rounds' rate; under a
+ * max-bandwidth that holds the rounds back, the rounds' rate until a tail
+ * was learned, then 3/4 of the tails' rate -- unless that is no more than the
+ * rounds' rate (a shaped link: the path is the limit, today's behaviour).
+ */
+static void test_switchover_rate(void **state)
+{
+	const uint64_t M = 1000000;
+	enum sw_rate why;
+
+	(void)state;
+	assert_int_equal(src_switchover_rate(125 * M, true, 2000 * M, 0, &why), 2000 * M);
+	assert_int_equal(why, SW_RATE_DECLARED);
+	assert_int_equal(src_switchover_rate(0, false, 300 * M, 0, &why), 300 * M);
+	assert_int_equal(why, SW_RATE_DECLARED);
+	assert_int_equal(src_switchover_rate(900 * M, false, 50 * M, 0, &why), 50 * M);
+	assert_int_equal(why, SW_RATE_DECLARED);
+	/* nothing measured, nothing declared: no rate */
+	assert_int_equal(src_switchover_rate(0, true, 0, 4000 * M, &why), 0);
+	assert_int_equal(why, SW_RATE_NONE);
+	/* not held back (no limit, or a path slower than it): the rounds'
+	 * rate, whatever a tail said */
+	assert_int_equal(src_switchover_rate(80 * M, false, 0, 4000 * M, &why), 80 * M);
+	assert_int_equal(why, SW_RATE_MEASURED);
+	/* held back, nothing learned yet (the windows may read below the
+	 * limit: the sender slept, that is what counts) */
+	assert_int_equal(src_switchover_rate(98 * M, true, 0, 0, &why), 98 * M);
+	assert_int_equal(why, SW_RATE_THROTTLED);
+	/* held back, the tails ran at 4 GB/s: 3 GB/s */
+	assert_int_equal(src_switchover_rate(125 * M, true, 0, 4000 * M, &why), 3000 * M);
+	assert_int_equal(why, SW_RATE_LEARNED);
+	/* held back, the tails ran no faster than the limit: the path is it */
+	assert_int_equal(src_switchover_rate(125 * M, true, 0, 130 * M, &why), 125 * M);
+	assert_int_equal(why, SW_RATE_LINK);
+	assert_string_equal(sw_rate_name(SW_RATE_LEARNED), "learned");
+	assert_string_equal(sw_rate_name(SW_RATE_THROTTLED), "max-bandwidth");
+	assert_string_equal(sw_rate_name((enum sw_rate)99), "invalid");
+}
+
+/* ======================================================================== */
 /* RAM digest                                                               */
 /* ======================================================================== */
 
@@ -2777,6 +2825,7 @@ int main(void)
 	    T(test_ratelimit_sleep),
 	    T(test_ratelimit_long_run),
 	    T(test_ratelimit_idle),
+	    T(test_switchover_rate),
 	    T(test_digest_small),
 	    T(test_digest_chunks),
 	    T(test_digest_layout),

@@ -1,0 +1,133 @@
+#!/bin/sh
+# The switchover's rate on a shaped link (issue 14): two network namespaces
+# of our own, tsw-<pid>-s and tsw-<pid>-d, joined by a veth pair
+# (10.79.1.1/30 -- 10.79.1.2/30) shaped to 100 Mbit/s (12.5 MB/s) by a token
+# bucket, tern-loopback on each side, max-bandwidth 10 MB/s just under it.
+#
+# link: nothing declared. The rounds' unthrottled tails get no more than the
+#   link: the estimate must say "link" (the path is the limit, priced at the
+#   rounds' rate, as before issue 14), the migration complete, verified,
+#   with its downtime within downtime-limit.
+# wrong: avail-switchover-bandwidth 1 GB/s, 80 times what the link gives,
+#   downtime-limit 100 ms, a writer dirtying 4 MB/s. The estimate believes
+#   the declaration ("declared"); the migration must complete and verify,
+#   and either keep the limit or say by how much and why (the source's log:
+#   "exceeded downtime-limit ... avail-switchover-bandwidth").
+#
+# Everything is removed on every way out; skips (77) without root or ip/tc.
+#
+#   switchover-link.sh TERN_LOOPBACK
+set -u
+lb=$1
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
+	echo "SKIP: needs root, ip and tc (network namespaces, veth, tbf)"
+	exit 77
+fi
+ns=tsw-$$-s
+nd=tsw-$$-d
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/tern-sw-link.XXXXXX") || exit 1
+dst=""
+cleanup() {
+	if [ -n "$dst" ]; then
+		kill -KILL "$dst" 2>/dev/null
+		wait "$dst" 2>/dev/null
+	fi
+	ip netns del "$ns" 2>/dev/null
+	ip netns del "$nd" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+set -e
+ip netns add "$ns"
+ip netns add "$nd"
+ip link add "w$$s" netns "$ns" type veth peer name "w$$d" netns "$nd"
+ip -n "$ns" addr add 10.79.1.1/30 dev "w$$s"
+ip -n "$nd" addr add 10.79.1.2/30 dev "w$$d"
+for side in "$ns w$$s" "$nd w$$d"; do
+	set -- $side
+	ip -n "$1" link set lo up
+	ip -n "$1" link set "$2" up
+	tc -n "$1" qdisc add dev "$2" root tbf rate 100mbit burst 64kb latency 10ms
+done
+set +e
+
+fail=0
+# run NAME DOWNTIME_LIMIT DIRTY_RATE [source options...]
+run() {
+	name=$1
+	limit=$2
+	rate=$3
+	shift 3
+	uri=tcp:10.79.1.2:4481
+	ip netns exec "$nd" "$lb" --incoming "$uri" --ram 32M --verify --timeout 90 -q \
+		>"$tmp/$name.dst.out" 2>"$tmp/$name.dst.err" &
+	dst=$!
+	i=0
+	while ! grep -q "listening on" "$tmp/$name.dst.err" 2>/dev/null && [ "$i" -lt 100 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	ip netns exec "$ns" "$lb" --migrate-to "$uri" --ram 32M --verify --channels 2 \
+		--zero-pct 50 --dirty-rate "$rate" --dirty-ws 8M --max-bandwidth 10M \
+		--downtime-limit "$limit" --timeout 60 "$@" \
+		>"$tmp/$name.src.out" 2>"$tmp/$name.src.err"
+	rc=$?
+	wait "$dst"
+	drc=$?
+	dst=""
+	printf '%s: ' "$name"
+	grep -o '"status":"[a-z]*"\|"verified":[a-z]*\|"rounds":[0-9]*\|"downtime_ms":[0-9]*\|"downtime_ram_us":[0-9]*\|"expected_ram_us":[0-9]*\|"switchover_[a-z_]*":[0-9]*\|"switchover_rate":"[a-z-]*"' \
+		"$tmp/$name.src.out" | tr '\n' ' '
+	echo
+	if [ "$rc" != 0 ] || [ "$drc" != 0 ] ||
+		! grep -q '"status":"completed"' "$tmp/$name.src.out" ||
+		! grep -q '"verified":true' "$tmp/$name.src.out"; then
+		echo "$name: source exited $rc, destination $drc; not completed and verified" >&2
+		return 1
+	fi
+	return 0
+}
+downtime_ms() {
+	grep -o '"downtime_ms":[0-9]*' "$1" | head -1 | cut -d: -f2
+}
+show() {
+	cat "$tmp/$1.src.err" "$tmp/$1.dst.err" >&2
+}
+
+if run link 300 1M; then
+	if ! grep -q '"switchover_rate":"link"' "$tmp/link.src.out"; then
+		echo "link: the estimate did not find the path to be the limit" >&2
+		fail=1
+	fi
+	if [ "$(downtime_ms "$tmp/link.src.out")" -gt 300 ]; then
+		echo "link: downtime over downtime-limit 300 ms" >&2
+		fail=1
+	fi
+	[ "$fail" = 0 ] || show link
+else
+	show link
+	fail=1
+fi
+
+if run wrong 100 4M --avail-switchover-bandwidth 1G; then
+	if ! grep -q '"switchover_rate":"declared"' "$tmp/wrong.src.out"; then
+		echo "wrong: the estimate did not use the declared rate" >&2
+		fail=1
+		show wrong
+	elif [ "$(downtime_ms "$tmp/wrong.src.out")" -gt 100 ]; then
+		if ! grep -q "exceeded downtime-limit 100 ms.*avail-switchover-bandwidth" \
+			"$tmp/wrong.src.err"; then
+			echo "wrong: downtime over the limit, and no report of why" >&2
+			fail=1
+			show wrong
+		else
+			grep "exceeded downtime-limit" "$tmp/wrong.src.err"
+		fi
+	fi
+else
+	show wrong
+	fail=1
+fi
+exit "$fail"
