@@ -19,39 +19,10 @@
 #   switchover-link.sh TERN_LOOPBACK
 set -u
 lb=$1
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
-	echo "SKIP: needs root, ip and tc (network namespaces, veth, tbf)"
-	exit 77
-fi
-ns=tsw-$$-s
-nd=tsw-$$-d
+. "$(dirname "$0")/netns_link.sh"
+netns_skip_unless_root
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tern-sw-link.XXXXXX") || exit 1
-dst=""
-cleanup() {
-	if [ -n "$dst" ]; then
-		kill -KILL "$dst" 2>/dev/null
-		wait "$dst" 2>/dev/null
-	fi
-	ip netns del "$ns" 2>/dev/null
-	ip netns del "$nd" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-set -e
-ip netns add "$ns"
-ip netns add "$nd"
-ip link add "w$$s" netns "$ns" type veth peer name "w$$d" netns "$nd"
-ip -n "$ns" addr add 10.79.1.1/30 dev "w$$s"
-ip -n "$nd" addr add 10.79.1.2/30 dev "w$$d"
-for side in "$ns w$$s" "$nd w$$d"; do
-	set -- $side
-	ip -n "$1" link set lo up
-	ip -n "$1" link set "$2" up
-	tc -n "$1" qdisc add dev "$2" root tbf rate 100mbit burst 64kb latency 10ms
-done
-set +e
+netns_link tsw 10.79.1 100mbit 64kb
 
 fail=0
 # run NAME DOWNTIME_LIMIT DIRTY_RATE [source options...]

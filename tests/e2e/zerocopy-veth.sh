@@ -12,39 +12,10 @@
 #   zerocopy-veth.sh TERN_LOOPBACK
 set -u
 lb=$1
-if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v tc >/dev/null; then
-	echo "SKIP: needs root, ip and tc (network namespaces, veth, tbf)"
-	exit 77
-fi
-ns=tzc-$$-s
-nd=tzc-$$-d
+. "$(dirname "$0")/netns_link.sh"
+netns_skip_unless_root
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/tern-zc-veth.XXXXXX") || exit 1
-dst=""
-cleanup() {
-	if [ -n "$dst" ]; then
-		kill -KILL "$dst" 2>/dev/null
-		wait "$dst" 2>/dev/null
-	fi
-	ip netns del "$ns" 2>/dev/null
-	ip netns del "$nd" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-
-set -e
-ip netns add "$ns"
-ip netns add "$nd"
-ip link add "v$$s" netns "$ns" type veth peer name "v$$d" netns "$nd"
-ip -n "$ns" addr add 10.79.0.1/30 dev "v$$s"
-ip -n "$nd" addr add 10.79.0.2/30 dev "v$$d"
-for side in "$ns v$$s" "$nd v$$d"; do
-	set -- $side
-	ip -n "$1" link set lo up
-	ip -n "$1" link set "$2" up
-	tc -n "$1" qdisc add dev "$2" root tbf rate 1gbit burst 256kb latency 10ms
-done
-set +e
+netns_link tzc 10.79.0 1gbit 256kb
 
 uri=tcp:10.79.0.2:4479
 ip netns exec "$nd" "$lb" --incoming "$uri" --ram 128M --verify --timeout 90 -q \
