@@ -137,7 +137,8 @@ void bench_print_plan(const struct bench_opts *o, FILE *f)
 	    "tern-bench: guest %s (%s on both sides: %s); %u scenario%s x %u rep%s = %u runs%s\n",
 	    bench_guest_name(o->guest), o->guest == GUEST_KVM ? "tern-vm" : "tern-loopback",
 	    o->prog, o->n_sc, o->n_sc == 1 ? "" : "s", o->reps, o->reps == 1 ? "" : "s",
-	    o->n_sc * o->reps, o->n_sc > 1 && o->reps > 1 ? ", interleaved (A B A B ...)" : "");
+	    o->n_sc * o->reps,
+	    o->n_sc > 1 && o->reps > 1 ? ", interleaved (A B, then B A, ...)" : "");
 	fprintf(f, "tern-bench: fixed:");
 	for (a = 0; a < AX_MAX; a++) {
 		if (o->ax[a].n != 1 || (o->guest == GUEST_PROCESS && bench_axes[a].kvm_only))
