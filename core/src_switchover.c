@@ -66,7 +66,10 @@ static void downtime_over_report(struct tern_session *s, uint64_t total_us, uint
 	uint64_t rate = __atomic_load_n(&s->sw_rate_bps, __ATOMIC_RELAXED);
 	enum sw_rate why = (enum sw_rate)__atomic_load_n(&s->sw_rate_src, __ATOMIC_RELAXED);
 
-	if (total_us <= limit_us || ram_us <= exp_ram_us || !ram_us)
+	/* blame the rate only when its error alone crossed the limit: a
+	 * pre-switchover wait or a slow device section is reported elsewhere */
+	if (total_us <= limit_us || ram_us <= exp_ram_us || !ram_us ||
+	    total_us - (ram_us - exp_ram_us) > limit_us)
 		return;
 	tern_log_msg(&s->log, 4,
 		     "downtime %" PRIu64 " ms exceeded downtime-limit %" PRIu64
