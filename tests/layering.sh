@@ -15,8 +15,9 @@ echo "layering: core/ reaches the management server only through observe.c"
 
 # Every arrow points down (DESIGN.md, "Modules"): the leaves (codecs,
 # transports, dirty-log providers) and util/ include nothing above them.
-bad=$(grep -lE '#include "(core|multifd)/' compress/* tcp/* rdma/* kvm/* util/* 2>/dev/null || true)
-bad="$bad$(grep -lE '#include "(compress|tcp|rdma|kvm)/' util/* 2>/dev/null || true)"
+bad=$(grep -lE '#include "(core|multifd)/' compress/* tcp/* rdma/* kvm/* uffd/* util/* \
+	2>/dev/null || true)
+bad="$bad$(grep -lE '#include "(compress|tcp|rdma|kvm|uffd)/' util/* 2>/dev/null || true)"
 if [ -n "$bad" ]; then
 	echo "FAIL: a lower layer includes a higher one: $bad" >&2
 	exit 1
