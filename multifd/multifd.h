@@ -32,6 +32,20 @@
  * has read SYNC n (mf_recv_wait_sync(), driven by RAM_SYNC n on the control
  * channel) before it reads on, so a page from round n can never land after
  * its newer copy from round n+1 that travelled on another channel.
+ *
+ * Postcopy: a page packet sent after the switch to postcopy carries
+ * MF_FLAG_POSTCOPY. The destination guest runs by then, so such pages never
+ * go into guest RAM by a plain write (a vCPU may fault on them meanwhile):
+ * the receiver reads or decodes them into a buffer of its own and hands them
+ * to the placer (mf_recv_set_placer(), userfaultfd) -- zero pages too. A
+ * postcopy packet never carries XBZRLE (its delta would apply to a page the
+ * destination dropped); a SYNC packet never carries the flag.
+ *
+ * The urgent channel (postcopy-ram, mf_config.urgent): the last of the
+ * channels carries only the pages the destination faulted on, so that none
+ * waits behind bulk pages; bulk batches never use it. It is an ordinary
+ * channel otherwise: it writes SYNC n after its round-n pages like the others
+ * and SYNC|LAST closes it.
  */
 #ifndef TERN_MULTIFD_H
 #define TERN_MULTIFD_H
@@ -54,7 +68,8 @@
 
 #define MF_FLAG_SYNC 0x1
 #define MF_FLAG_LAST 0x2
-#define MF_FLAGS_KNOWN (MF_FLAG_SYNC | MF_FLAG_LAST)
+#define MF_FLAG_POSTCOPY 0x4 /* page packets only: place, never write (above) */
+#define MF_FLAGS_KNOWN (MF_FLAG_SYNC | MF_FLAG_LAST | MF_FLAG_POSTCOPY)
 
 /*
  * The page-encoding method both sides agree on in HELLO: one codec for every
@@ -100,6 +115,9 @@ struct mf_config {
 	uint8_t uuid[16];
 	uint32_t page_size;
 	uint32_t nchannels;
+	/* postcopy-ram: the last of the @nchannels (>= 2) is the urgent
+	 * channel (mf_send_urgent_get()); bulk batches use the others */
+	bool urgent;
 	uint32_t method; /* a codec id (enum tern_codec_id) or MF_METHOD_AUTO */
 	int zlib_level;	 /* 1..9 */
 	int zstd_level;	 /* 1..20 */
@@ -163,8 +181,9 @@ void mf_hdr_decode(const uint8_t buf[MF_HDR_SIZE], struct mf_packet_hdr *h);
 
 /*
  * mf_hdr_check() - validate every header field before anything is read into
- * memory: magic, version, flags, reserved, codec (known, and allowed by the
- * method), sequence number, round, block index, page counts against
+ * memory: magic, version, flags (POSTCOPY on page packets only), reserved,
+ * codec (known, allowed by the method, not XBZRLE with POSTCOPY), sequence
+ * number, round, block index, page counts against
  * MF_MAX_PAGES, payload length (exact for NONE, bounded by
  * codec_payload_max() for the others).
  * @expect_seq: the next packet number on this channel.
@@ -232,6 +251,11 @@ struct mf_batch {
 	 * no figures for, nor probe -- a first zstd context or XBZRLE cache
 	 * touched now costs downtime */
 	bool paused;
+	/* sent after the switch to postcopy: the packet carries
+	 * MF_FLAG_POSTCOPY and never XBZRLE (another codec, or none) */
+	bool postcopy;
+	/* codec NONE whatever the method (urgent pages) */
+	bool raw;
 	uint64_t pages[MF_MAX_PAGES]; /* page numbers within the block */
 };
 
@@ -255,21 +279,52 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
  * at its own clocks (a migration-timeout) and call again.
  */
 
-/* An empty batch to fill; waits for one. NULL once the data plane failed.
- * A producer that holds no other batch never waits here (the pool has one
- * batch more than the slots and the workers can hold). */
+/* An empty batch to fill (paused, postcopy and raw false); waits for one.
+ * NULL once the data plane failed. A producer that holds no other batch
+ * never waits here (the pool has one batch more than the slots and the
+ * workers of the bulk channels can hold). */
 struct mf_batch *mf_send_batch_get(struct mf_send *s);
-/* Hand a filled batch to the next free worker. @b: consumed, except on
- * -EAGAIN, when it is still the caller's. */
+/* Hand a filled batch to the next free worker (never the urgent channel's).
+ * @b: consumed, except on -EAGAIN, when it is still the caller's. */
 int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms);
-/* Give back a batch that was not filled (e.g. cancel). */
+/* Give back a batch that was not filled (e.g. cancel). An urgent batch goes
+ * back to the urgent pool. NULL is a no-op. */
 void mf_send_batch_put(struct mf_send *s, struct mf_batch *b);
-/* Queue SYNC @round on every channel, after what each has queued. @last
- * closes the channels after it. Returns without waiting for the send. After
- * -EAGAIN some channels may have theirs queued: call again with the same
- * @round, and only the others are queued. */
+
+/*
+ * The urgent channel (cfg.urgent): pages the destination faulted on, from
+ * the return-path thread, while the migration thread queues bulk batches and
+ * syncs -- the three calls below are thread-safe against those.
+ *
+ * mf_send_urgent_get() - an empty batch from the urgent pool: two batches
+ * (one sending, one in the slot) that bulk batches never take. Its postcopy
+ * and raw are set (postcopy pages, sent unencoded), paused is false. Waits
+ * while both are in flight (the producer waits' stall backstop applies).
+ * NULL on failure or shutdown, once the urgent channel is closed (its
+ * SYNC|LAST was queued), or without cfg.urgent.
+ */
+struct mf_batch *mf_send_urgent_get(struct mf_send *s);
+/*
+ * mf_send_urgent_queue() - put @b in the urgent channel's slot, after what
+ * is there already (a batch or a SYNC), waiting for it as
+ * mf_send_batch_queue() does. @b->round is set here: the round in progress
+ * on the urgent channel (its last SYNC queued + 1), whatever the caller put
+ * there, so that a request racing mf_send_sync() still carries the round the
+ * destination expects on that channel. -EPIPE once the urgent channel is
+ * closed: drop the request, the page is on its way on a bulk channel.
+ * @b: consumed (back to the urgent pool when sent, or at once on -EPIPE and
+ * every other failure) -- except on -EAGAIN, when it is still the caller's:
+ * only then may the caller mf_send_urgent_put() it.
+ */
+int mf_send_urgent_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms);
+/* Give back an urgent batch that was not queued. NULL is a no-op. */
+void mf_send_urgent_put(struct mf_send *s, struct mf_batch *b);
+/* Queue SYNC @round on every channel (the urgent one too), after what each
+ * has queued. @last closes the channels after it. Returns without waiting
+ * for the send. After -EAGAIN some channels may have theirs queued: call
+ * again with the same @round, and only the others are queued. */
 int mf_send_sync(struct mf_send *s, uint64_t round, bool last, int timeout_ms);
-/* Wait until every queued batch and sync was written. */
+/* Wait until every queued batch and sync was written (urgent ones too). */
 int mf_send_flush(struct mf_send *s, int timeout_ms);
 /* First worker error (0 if none), copied to @err. */
 int mf_send_error(struct mf_send *s, struct tern_error *err);
@@ -312,7 +367,28 @@ void mf_send_free(struct mf_send *s);
 
 struct mf_recv;
 
+/*
+ * Places @n pages at @page of block @block atomically (userfaultfd): from
+ * @data (n x page_size bytes, valid only during the call), or zero pages
+ * when @data is NULL. Called by the receive workers, concurrently, for the
+ * pages of MF_FLAG_POSTCOPY packets. A negative errno, with @err set, fails
+ * the receive side with that message.
+ */
+typedef int (*mf_place_fn)(void *opaque, uint32_t block, uint64_t page, uint32_t n,
+			   const void *data, struct tern_error *err);
+
 int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_error *err);
+/*
+ * mf_recv_set_placer() - where the pages of postcopy packets go from now on
+ * (@fn not NULL); call once, from the load thread, when postcopy starts. A
+ * worker that reads a postcopy packet first reads and checks all of it, then
+ * waits for this call before placing anything -- the packets say what they
+ * are, so the placer may come after the workers were released past the last
+ * precopy SYNC. Until then that worker reads nothing more, so its SYNCs wait
+ * too; mf_recv_shutdown() or a failure ends the wait (and the worker; a
+ * shutdown is no failure). Thread-safe.
+ */
+void mf_recv_set_placer(struct mf_recv *r, mf_place_fn fn, void *opaque);
 /*
  * mf_recv_add_channel() - read and check the hello on @conn, then run a
  * worker for that channel. @conn: consumed, success or not.

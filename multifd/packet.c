@@ -168,6 +168,12 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 				      ", expected %" PRIu64,
 				      chan, h->seq, h->round, round);
 	if (h->flags & MF_FLAG_SYNC) {
+		/* a SYNC carries no page to place */
+		if (h->flags & MF_FLAG_POSTCOPY)
+			return tern_error_set(err, -EPROTO,
+					      "channel %u packet %" PRIu64
+					      ": sync packet with the POSTCOPY flag",
+					      chan, h->seq);
 		if (h->codec != TERN_CODEC_NONE)
 			return tern_error_set(err, -EPROTO,
 					      "channel %u packet %" PRIu64
@@ -203,6 +209,12 @@ int mf_hdr_check(const struct mf_packet_hdr *h, const struct mf_config *cfg, uin
 				      ": codec %s was not negotiated (multifd-compression %s)",
 				      chan, h->seq, codec_name((enum tern_codec_id)h->codec),
 				      mf_method_name(cfg->method));
+	if ((h->flags & MF_FLAG_POSTCOPY) && h->codec == TERN_CODEC_XBZRLE)
+		return tern_error_set(err, -EPROTO,
+				      "channel %u packet %" PRIu64
+				      ": postcopy packet with codec xbzrle (its deltas would apply "
+				      "to pages the destination dropped)",
+				      chan, h->seq);
 	if (h->codec == TERN_CODEC_NONE) {
 		if ((uint64_t)h->payload_len != (uint64_t)h->normal * cfg->page_size)
 			return tern_error_set(err, -EPROTO,

@@ -23,7 +23,20 @@
  * load thread, having seen RAM_SYNC n on the control channel and every
  * channel's SYNC n, releases round n. Until then it reads nothing more, so
  * no page of round n+1 can land before a round-n copy on another channel.
+ *
+ * Postcopy packets (MF_FLAG_POSTCOPY): the guest runs here, so their pages
+ * must appear atomically -- a vCPU may touch one while it lands. They never
+ * go into guest RAM by readv or a decoder: after the same checks as any
+ * packet, the payload is read (or decoded) into the channel's bounce buffer,
+ * allocated on the first such packet, and the placer the load thread set
+ * (mf_recv_set_placer(), userfaultfd) puts each run of consecutive pages in
+ * place, zero pages too. A worker that meets the first postcopy packet
+ * before the placer is set waits for it (or a failure, or shutdown) with the
+ * whole packet read, placing nothing; then it keeps its own copy of the
+ * placer, so later packets take no lock. The bookkeeping after (touched
+ * bits, verify-ram counters, the digest, figures) is a normal packet's.
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -47,6 +60,9 @@ struct mf_recv_chan {
 	uint8_t *payload; /* encoded payloads; NULL under method none */
 	uint8_t **dst;	  /* the pages a payload decodes into */
 	struct codec_dec *dec[MF_NCODECS];
+	uint8_t *bounce;   /* postcopy: MF_MAX_PAGES pages, from the first such packet */
+	mf_place_fn place; /* postcopy: the placer, once the load thread set it */
+	void *place_opaque;
 	/* written by the worker, read by anyone (atomics) */
 	struct mf_chan_stats stats;
 	struct mf_codec_stats cstats;
@@ -58,6 +74,8 @@ struct mf_recv {
 	/* protected by ->lock */
 	pthread_cond_t cond;
 	uint64_t released_round;
+	mf_place_fn place; /* mf_recv_set_placer() */
+	void *place_opaque;
 	uint32_t nadded;
 	bool quit;
 	bool failed;
@@ -142,11 +160,13 @@ static int chan_decoder(struct mf_recv_chan *c, uint32_t id, struct codec_dec **
 /*
  * Read an encoded payload (its length already checked against the codec's
  * bound by mf_hdr_check(), and the buffer sized for the largest bound of the
- * method) and decode it into the pages at the validated offsets.
+ * method) and decode it into the pages at the validated offsets -- or, with
+ * @bounce, into its pages, in packet order.
  */
 static int land_encoded(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
-			const struct mf_block *blk, struct tern_error *err)
+			const struct mf_block *blk, uint8_t *bounce, struct tern_error *err)
 {
+	const size_t page = c->owner->cfg.page_size;
 	const char *name = codec_name((enum tern_codec_id)h->codec);
 	struct codec_stats v = {0};
 	struct codec_dec *dec = NULL;
@@ -167,7 +187,8 @@ static int land_encoded(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
 	if (ret)
 		return io_error(c, ret, "payload", err);
 	for (i = 0; i < h->normal; i++)
-		c->dst[i] = blk->host + get_be64(c->offsets + 8 * (size_t)i);
+		c->dst[i] =
+		    bounce ? bounce + i * page : blk->host + get_be64(c->offsets + 8 * (size_t)i);
 	ret = codec_decode(dec, payload, h->payload_len, c->dst, h->normal, err);
 	if (ret)
 		return tern_error_prefix(err, "channel %u packet %" PRIu64 " (%s)", c->index,
@@ -181,19 +202,27 @@ static int land_encoded(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
 	return 0;
 }
 
-static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, struct tern_error *err)
+/* The normal pages' page numbers (for the digest), and their touched bits. */
+static void note_touched(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
+			 const struct mf_block *blk)
 {
-	const struct mf_config *cfg = &c->owner->cfg;
-	const struct mf_block *blk = &cfg->blocks[h->block];
-	uint32_t npages = h->normal + h->zero, page = cfg->page_size, i;
-	int ret;
+	uint32_t page = c->owner->cfg.page_size, i;
 
-	ret = conn_recv(c->conn, c->offsets, 8 * (size_t)npages);
-	if (ret)
-		return io_error(c, ret, "offsets", err);
-	ret = mf_offsets_check(c->offsets, npages, blk, page, c->index, h->seq, err);
-	if (ret)
-		return ret;
+	for (i = 0; i < h->normal; i++) {
+		uint64_t pg = get_be64(c->offsets + 8 * (size_t)i) / page;
+
+		c->pgno[i] = pg;
+		if (!bitmap_test_atomic(blk->touched, pg))
+			bitmap_set_atomic(blk->touched, pg);
+	}
+}
+
+/* A precopy packet's pages, straight into guest RAM (see the top). */
+static int land_direct(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
+		       const struct mf_block *blk, struct tern_error *err)
+{
+	uint32_t page = c->owner->cfg.page_size, npages = h->normal + h->zero, i;
+	int ret;
 
 	if (h->codec == TERN_CODEC_NONE) {
 		for (i = 0; i < h->normal; i++) {
@@ -211,23 +240,145 @@ static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, str
 			stat_add(&c->cstats.codec[TERN_CODEC_NONE].bytes_out, h->payload_len);
 		}
 	} else {
-		ret = land_encoded(c, h, blk, err);
+		ret = land_encoded(c, h, blk, NULL, err);
 		if (ret)
 			return ret;
 	}
-	for (i = 0; i < h->normal; i++) {
-		uint64_t pg = get_be64(c->offsets + 8 * (size_t)i) / page;
-
-		c->pgno[i] = pg;
-		if (!bitmap_test_atomic(blk->touched, pg))
-			bitmap_set_atomic(blk->touched, pg);
-	}
+	note_touched(c, h, blk);
 	for (i = h->normal; i < npages; i++) {
 		uint64_t off = get_be64(c->offsets + 8 * (size_t)i);
 
 		if (bitmap_test_atomic(blk->touched, off / page))
 			memset(blk->host + off, 0, page);
 	}
+	return 0;
+}
+
+/*
+ * Wait until the load thread set the placer (at once after the first time).
+ * A failure or a shutdown ends the wait with -ECANCELED: the worker then
+ * ends, recording nothing of its own (the failure is recorded already, and
+ * a shutdown is none).
+ */
+static int wait_placer(struct mf_recv_chan *c, struct tern_error *err)
+{
+	struct mf_recv *r = c->owner;
+
+	if (LIKELY(c->place))
+		return 0;
+	pthread_mutex_lock(&r->lock);
+	while (!r->place && !r->quit && !r->failed)
+		pthread_cond_wait(&r->cond, &r->lock);
+	c->place = r->place;
+	c->place_opaque = r->place_opaque;
+	pthread_mutex_unlock(&r->lock);
+	if (!c->place)
+		return tern_error_set(err, -ECANCELED,
+				      "channel %u packet %" PRIu64
+				      ": stopped while waiting for the postcopy placer",
+				      c->index, c->seq);
+	return 0;
+}
+
+/*
+ * Hand @n pages at offsets @offs (validated) to the placer, one call per run
+ * of pages consecutive both in the block and in the packet: from @data (the
+ * pages in packet order), or zero pages (@data NULL).
+ */
+static int place_runs(struct mf_recv_chan *c, const struct mf_packet_hdr *h, const uint8_t *offs,
+		      uint32_t n, const uint8_t *data, struct tern_error *err)
+{
+	uint32_t page = c->owner->cfg.page_size, i, j;
+
+	for (i = 0; i < n; i = j) {
+		uint64_t off = get_be64(offs + 8 * (size_t)i);
+		int ret;
+
+		for (j = i + 1;
+		     j < n && get_be64(offs + 8 * (size_t)j) == off + (uint64_t)(j - i) * page; j++)
+			;
+		ret = c->place(c->place_opaque, h->block, off / page, j - i,
+			       data ? data + (size_t)i * page : NULL, err);
+		if (ret >= 0)
+			continue;
+		/* the placer's message, said where it came from */
+		if (!err->code)
+			return tern_error_set(err, ret,
+					      "channel %u packet %" PRIu64
+					      ": placing %u %spages at "
+					      "page %" PRIu64 " of block %u: %s",
+					      c->index, c->seq, j - i, data ? "" : "zero ",
+					      off / page, h->block, strerror(-ret));
+		return tern_error_prefix(err,
+					 "channel %u packet %" PRIu64 ": placing %u %spages at "
+					 "page %" PRIu64 " of block %u",
+					 c->index, c->seq, j - i, data ? "" : "zero ", off / page,
+					 h->block);
+	}
+	return 0;
+}
+
+/* A postcopy packet's pages: through the bounce buffer to the placer. */
+static int land_postcopy(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
+			 const struct mf_block *blk, struct tern_error *err)
+{
+	const size_t page = c->owner->cfg.page_size;
+	const void *data = NULL;
+	int ret;
+
+	if (!c->bounce) {
+		/* MF_MAX_PAGES pages: a multiple of the alignment */
+		c->bounce = aligned_alloc(64, MF_MAX_PAGES * page);
+		if (!c->bounce)
+			return tern_error_set(err, -ENOMEM,
+					      "channel %u packet %" PRIu64
+					      ": out of memory for the postcopy buffer",
+					      c->index, c->seq);
+	}
+	if (h->codec != TERN_CODEC_NONE) {
+		ret = land_encoded(c, h, blk, c->bounce, err);
+		if (ret)
+			return ret;
+		data = c->bounce;
+	} else if (h->normal) {
+		/* a payload, never placed by the transport (multifd/send.c):
+		 * here, or in the transport's staging memory */
+		ret = conn_recv_payload(c->conn, c->bounce, h->payload_len, &data);
+		if (ret)
+			return io_error(c, ret, "pages", err);
+		stat_add(&c->cstats.codec[TERN_CODEC_NONE].pages, h->normal);
+		stat_add(&c->cstats.codec[TERN_CODEC_NONE].bytes_in, h->payload_len);
+		stat_add(&c->cstats.codec[TERN_CODEC_NONE].bytes_out, h->payload_len);
+	}
+	ret = wait_placer(c, err);
+	if (!ret)
+		ret = place_runs(c, h, c->offsets, h->normal, data, err);
+	if (!ret)
+		ret = place_runs(c, h, c->offsets + 8 * (size_t)h->normal, h->zero, NULL, err);
+	if (!ret)
+		note_touched(c, h, blk);
+	return ret;
+}
+
+static int land_pages(struct mf_recv_chan *c, const struct mf_packet_hdr *h, struct tern_error *err)
+{
+	const struct mf_config *cfg = &c->owner->cfg;
+	const struct mf_block *blk = &cfg->blocks[h->block];
+	uint32_t npages = h->normal + h->zero;
+	int ret;
+
+	ret = conn_recv(c->conn, c->offsets, 8 * (size_t)npages);
+	if (ret)
+		return io_error(c, ret, "offsets", err);
+	ret = mf_offsets_check(c->offsets, npages, blk, cfg->page_size, c->index, h->seq, err);
+	if (ret)
+		return ret;
+	if (UNLIKELY(h->flags & MF_FLAG_POSTCOPY))
+		ret = land_postcopy(c, h, blk, err);
+	else
+		ret = land_direct(c, h, blk, err);
+	if (ret)
+		return ret;
 	mf_block_note_written(blk, c->offsets, npages);
 	__atomic_fetch_add(&c->stats.wire_bytes,
 			   MF_HDR_SIZE + 8 * (uint64_t)npages + h->payload_len, __ATOMIC_RELAXED);
@@ -315,6 +466,11 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 	rc = mf_method_check(cfg->method, "multifd", err);
 	if (rc)
 		return rc;
+	if (cfg->urgent && cfg->nchannels < 2)
+		return tern_error_set(err, -EINVAL,
+				      "multifd: an urgent channel needs 2 channels or more, not %u "
+				      "(the last one carries only urgent pages)",
+				      cfg->nchannels);
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
@@ -479,6 +635,16 @@ int mf_recv_error(struct mf_recv *r, struct tern_error *err)
 	return ret;
 }
 
+void mf_recv_set_placer(struct mf_recv *r, mf_place_fn fn, void *opaque)
+{
+	assert(fn);
+	pthread_mutex_lock(&r->lock);
+	r->place = fn;
+	r->place_opaque = opaque;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
 void mf_recv_shutdown(struct mf_recv *r)
 {
 	uint32_t i;
@@ -544,6 +710,7 @@ void mf_recv_free(struct mf_recv *r)
 			free(c->iov);
 			free(c->dst);
 			free(c->payload);
+			free(c->bounce);
 			for (id = 0; id < MF_NCODECS; id++)
 				if (c->dec[id])
 					codec_dec_free(c->dec[id]);

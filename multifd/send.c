@@ -23,6 +23,23 @@
  * AUTO picks a codec per packet from what the channel measured; see
  * auto_pick().
  *
+ * Postcopy: a batch marked postcopy goes out with MF_FLAG_POSTCOPY and never
+ * as XBZRLE -- the destination dropped the pages it lacked at the switch, so
+ * a delta would apply to the wrong page: AUTO leaves XBZRLE out of its
+ * choice, and method xbzrle sends such a batch raw (dropping its pages from
+ * the cache like every raw page). A raw batch goes out with codec NONE under
+ * any method. A postcopy page must reach the destination as a payload it
+ * places itself, so on a placement transport it goes unplaced (staged);
+ * a stream still sends it from guest RAM, zero-copy too (the source guest
+ * stays paused for good after the switch: its pages no longer change).
+ *
+ * The urgent channel (cfg.urgent, postcopy-ram): the last channel takes only
+ * batches from mf_send_urgent_queue(), which come from a pool of their own
+ * (MF_URGENT_BATCHES), so a fault's page neither waits behind bulk pages on
+ * the wire nor for a batch the bulk producer holds. Syncs and flushes cover
+ * it like any channel. Its SYNC|LAST closes it: mf_send_urgent_queue() then
+ * refuses (-EPIPE), and the page goes on a bulk channel anyway.
+ *
  * Zero-copy (zero-copy-send, tcp: only): a packet of codec NONE goes through
  * conn_send_packet() with its placement, which a stream that has zero-copy
  * on sends with MSG_ZEROCOPY: the kernel may still read those guest pages
@@ -52,6 +69,7 @@
  * between two such waits. Cancel wakes them all (quit) and shuts the
  * connections, which kicks the workers out of sendmsg().
  */
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -72,6 +90,9 @@
 #define MF_AUTO_PROBE_MAX 256
 #define MF_AUTO_XBZRLE_SLACK 0.05
 #define MF_AUTO_REASON_MAX 128
+
+/* The urgent pool: one batch sending, one in the urgent channel's slot. */
+#define MF_URGENT_BATCHES 2
 
 /* What a channel knows of one codec: moving averages over its packets. */
 struct mf_auto_est {
@@ -132,6 +153,9 @@ struct mf_send {
 	pthread_cond_t free_cond; /* a slot emptied, a batch came back, or failure */
 	struct mf_batch **pool;
 	uint32_t pool_len;
+	struct mf_batch *upool[MF_URGENT_BATCHES];
+	uint32_t upool_len;
+	bool urgent_closed; /* the urgent channel's SYNC|LAST was queued */
 	uint32_t next_chan;
 	uint64_t progress; /* bumped whenever a worker takes or finishes a send */
 	bool quit;
@@ -140,10 +164,28 @@ struct mf_send {
 	char auto_reason[MF_AUTO_REASON_MAX];
 	/* immutable after start */
 	struct tern_ram_region *regions; /* cfg.blocks, as transports see them */
-	uint32_t nbatches;
+	uint32_t nbulk;			 /* channels bulk batches use: 0..nbulk-1 */
+	uint32_t nbatches;		 /* the bulk pool's; MF_URGENT_BATCHES follow */
 	struct mf_batch *batches;
 	struct mf_send_chan *chans;
 };
+
+static bool batch_is_urgent(const struct mf_send *s, const struct mf_batch *b)
+{
+	return b >= s->batches + s->nbatches;
+}
+
+/* Back to the pool it came from. A pool overflowing: a batch put twice. */
+static void batch_put_locked(struct mf_send *s, struct mf_batch *b)
+{
+	if (batch_is_urgent(s, b)) {
+		assert(s->upool_len < MF_URGENT_BATCHES);
+		s->upool[s->upool_len++] = b;
+	} else {
+		assert(s->pool_len < s->nbatches);
+		s->pool[s->pool_len++] = b;
+	}
+}
 
 static void send_fail(struct mf_send *s, int code, const struct tern_error *cause)
 {
@@ -251,23 +293,26 @@ static const uint32_t auto_codecs[] = {TERN_CODEC_XBZRLE, TERN_CODEC_NONE, TERN_
  * within MF_AUTO_XBZRLE_SLACK of the best: on a link-bound channel a miss
  * costs a copy hidden under the send, and the next round's hits pay for it.
  *
+ * @no_xbzrle: leave XBZRLE out. The first round sends every page once:
+ * XBZRLE could only miss and copy, so it joins from the second round on
+ * (QEMU's "bulk stage"); and a postcopy batch must not use it (see the top).
  * @reason: set to the explanation of a model decision, left alone for a
  * probe. Returns the codec id.
  */
-static uint32_t auto_pick(struct mf_auto *a, uint64_t round, bool paused, uint64_t raw,
+static uint32_t auto_pick(struct mf_auto *a, bool no_xbzrle, bool paused, uint64_t raw,
 			  uint64_t hdrlen, char *reason, size_t len, bool *ret_decided)
 {
 	double best_t = 0, t[ARRAY_SIZE(auto_codecs)], link_ns = a->link_ns_per_byte;
 	uint32_t i, best = TERN_CODEC_NONE, bi = 0;
-	/* The first round sends every page once: XBZRLE could only miss and
-	 * copy, so it joins from the second round on (QEMU's "bulk stage"). */
-	uint32_t first = round <= 1 ? 1 : 0;
+	/* XBZRLE is auto_codecs[0]: the loops below start past it */
+	uint32_t first = no_xbzrle ? 1 : 0;
 
 	*ret_decided = false;
 	if (paused) {
 		/* No exploring with the guest paused: the codec in use, or none
-		 * when nothing was measured yet. */
-		if (!a->current || !a->est[a->current].samples)
+		 * when nothing was measured yet (or XBZRLE is out). */
+		if (!a->current || !a->est[a->current].samples ||
+		    (first && a->current == TERN_CODEC_XBZRLE))
 			return TERN_CODEC_NONE;
 		return a->current;
 	}
@@ -414,6 +459,22 @@ static void publish_codec_stats(struct mf_send_chan *c, uint32_t id, const struc
 	__atomic_store_n(&d->delta_bytes, v->delta_bytes, __ATOMIC_RELAXED);
 }
 
+/*
+ * Where a packet's pages go: raw pages to their final address (a placement
+ * transport writes them there, a stream may send them zero-copy) -- except
+ * postcopy pages on a placement transport, which the peer must place
+ * itself: they go as a payload. Encoded payloads: never placed.
+ */
+static const struct tern_placement *packet_place(struct mf_send_chan *c, const struct mf_batch *b,
+						 uint32_t codec, const struct tern_placement *place)
+{
+	if (codec != TERN_CODEC_NONE)
+		return NULL;
+	if (UNLIKELY(b->postcopy) && conn_places_pages(c->conn))
+		return NULL;
+	return place;
+}
+
 static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 			     struct tern_error *err)
 {
@@ -456,11 +517,14 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 			8 * (size_t)zero);
 	hdrlen = MF_HDR_SIZE + 8 * (size_t)b->npages;
 
-	if (!normal)
+	if (!normal || b->raw)
 		codec = TERN_CODEC_NONE;
 	else if (cfg->method == MF_METHOD_AUTO)
-		codec = auto_pick(&c->autosel, b->round, b->paused, (uint64_t)normal * page, hdrlen,
-				  reason, sizeof(reason), &decided);
+		codec =
+		    auto_pick(&c->autosel, b->round <= 1 || b->postcopy, b->paused,
+			      (uint64_t)normal * page, hdrlen, reason, sizeof(reason), &decided);
+	else if (b->postcopy && cfg->method == TERN_CODEC_XBZRLE)
+		codec = TERN_CODEC_NONE; /* no delta after the switch (see the top) */
 	else
 		codec = cfg->method;
 
@@ -509,6 +573,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	h = (struct mf_packet_hdr){
 	    .magic = MF_PACKET_MAGIC,
 	    .version = MF_VERSION,
+	    .flags = b->postcopy ? MF_FLAG_POSTCOPY : 0,
 	    .seq = c->seq,
 	    .round = b->round,
 	    .block = b->block,
@@ -527,8 +592,7 @@ static int send_batch_packet(struct mf_send_chan *c, const struct mf_batch *b,
 	    .off = c->offh,
 	};
 	t0 = tern_now_ns();
-	ret = conn_send_packet(c->conn, c->iov, (int)iovcnt,
-			       codec == TERN_CODEC_NONE ? &place : NULL);
+	ret = conn_send_packet(c->conn, c->iov, (int)iovcnt, packet_place(c, b, codec, &place));
 	send_ns = tern_now_ns() - t0;
 	if (ret)
 		return chan_send_error(c, ret, "a packet", err);
@@ -635,7 +699,7 @@ static void *send_worker(void *arg)
 
 		pthread_mutex_lock(&s->lock);
 		if (b)
-			s->pool[s->pool_len++] = b;
+			batch_put_locked(s, b);
 		c->busy = false;
 		s->progress++;
 		pthread_cond_broadcast(&s->free_cond);
@@ -667,6 +731,11 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	if (!rc && mf_method_codecs(cfg->method) >> TERN_CODEC_XBZRLE & 1 && !cfg->xbzrle)
 		rc = tern_error_set(err, -EINVAL, "multifd: %s without an XBZRLE page cache",
 				    mf_method_name(cfg->method));
+	if (!rc && cfg->urgent && cfg->nchannels < 2)
+		rc = tern_error_set(err, -EINVAL,
+				    "multifd: an urgent channel needs 2 channels or more, not %u "
+				    "(the last one carries only urgent pages)",
+				    cfg->nchannels);
 	s = rc ? NULL : calloc(1, sizeof(*s));
 	if (!s) {
 		for (i = 0; i < cfg->nchannels; i++)
@@ -677,9 +746,11 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->free_cond, NULL);
 	s->chans = calloc(cfg->nchannels, sizeof(*s->chans));
-	/* Two batches per channel (one in flight, one queued) and one being filled. */
-	s->nbatches = 2 * cfg->nchannels + 1;
-	s->batches = calloc(s->nbatches, sizeof(*s->batches));
+	s->nbulk = cfg->nchannels - (cfg->urgent ? 1 : 0);
+	/* Two batches per bulk channel (one in flight, one queued) and one
+	 * being filled; the urgent pool's after them. */
+	s->nbatches = 2 * s->nbulk + 1;
+	s->batches = calloc(s->nbatches + MF_URGENT_BATCHES, sizeof(*s->batches));
 	s->pool = calloc(s->nbatches, sizeof(*s->pool));
 	s->regions = calloc(cfg->nblocks ? cfg->nblocks : 1, sizeof(*s->regions));
 	if (!s->chans || !s->batches || !s->pool || !s->regions) {
@@ -692,6 +763,8 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 	}
 	for (i = 0; i < s->nbatches; i++)
 		s->pool[s->pool_len++] = &s->batches[i];
+	for (i = 0; i < MF_URGENT_BATCHES; i++)
+		s->upool[s->upool_len++] = &s->batches[s->nbatches + i];
 	for (i = 0; i < cfg->nblocks; i++)
 		s->regions[i] = (struct tern_ram_region){cfg->blocks[i].host, cfg->blocks[i].size};
 	for (i = 0; i < cfg->nchannels; i++) {
@@ -811,6 +884,8 @@ struct mf_batch *mf_send_batch_get(struct mf_send *s)
 		b = s->pool[--s->pool_len];
 		b->npages = 0;
 		b->paused = false;
+		b->postcopy = false;
+		b->raw = false;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return b;
@@ -821,7 +896,7 @@ void mf_send_batch_put(struct mf_send *s, struct mf_batch *b)
 	if (!b)
 		return;
 	pthread_mutex_lock(&s->lock);
-	s->pool[s->pool_len++] = b;
+	batch_put_locked(s, b);
 	pthread_cond_broadcast(&s->free_cond);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -831,13 +906,18 @@ static bool slot_free_locked(const struct mf_send_chan *c)
 	return !c->slot && !c->sync_pending;
 }
 
+static bool batch_valid(const struct mf_send *s, const struct mf_batch *b)
+{
+	return b->npages && b->npages <= MF_MAX_PAGES && b->block < s->cfg.nblocks;
+}
+
 int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms)
 {
-	uint32_t n = s->cfg.nchannels, i;
+	uint32_t n = s->nbulk, i;
 	struct producer_wait w;
 	int ret = 0;
 
-	if (!b->npages || b->npages > MF_MAX_PAGES || b->block >= s->cfg.nblocks) {
+	if (!batch_valid(s, b)) {
 		mf_send_batch_put(s, b);
 		return -EINVAL;
 	}
@@ -845,11 +925,12 @@ int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms)
 	pwait_init(s, &w, "a batch", timeout_ms);
 	for (;;) {
 		if (s->failed || s->quit) {
-			s->pool[s->pool_len++] = b;
+			batch_put_locked(s, b);
 			ret = s->failed ? s->err.code : -ECANCELED;
 			break;
 		}
-		/* Round-robin from the channel after the last one used. */
+		/* Round-robin from the channel after the last one used; the
+		 * urgent channel (the last) is not among them. */
 		for (i = 0; i < n; i++) {
 			struct mf_send_chan *c = &s->chans[(s->next_chan + i) % n];
 
@@ -865,6 +946,81 @@ int mf_send_batch_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms)
 			break; /* @b stays the caller's */
 	}
 out:
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
+/* Whether the urgent calls refuse: failure, shutdown, or the channel closed. */
+static bool urgent_refused_locked(const struct mf_send *s)
+{
+	return s->failed || s->quit || s->urgent_closed;
+}
+
+struct mf_batch *mf_send_urgent_get(struct mf_send *s)
+{
+	struct mf_batch *b = NULL;
+	struct producer_wait w;
+
+	if (!s->cfg.urgent)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	pwait_init(s, &w, "an urgent batch back", -1);
+	while (!s->upool_len && !urgent_refused_locked(s) && !pwait_locked(s, &w))
+		;
+	if (s->upool_len && !urgent_refused_locked(s)) {
+		b = s->upool[--s->upool_len];
+		b->npages = 0;
+		b->paused = false;
+		b->postcopy = true;
+		b->raw = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return b;
+}
+
+void mf_send_urgent_put(struct mf_send *s, struct mf_batch *b)
+{
+	mf_send_batch_put(s, b); /* it knows the pool by the address */
+}
+
+/*
+ * The urgent channel's slot holds one thing, as any channel's: this batch,
+ * or the migration thread's SYNC (mf_send_sync()), whichever takes the free
+ * slot first under ->lock. Both wait on ->free_cond for the worker to empty
+ * it, so neither blocks the other for longer than one send. A SYNC|LAST
+ * that comes first closes the channel: the batch goes back (-EPIPE).
+ */
+int mf_send_urgent_queue(struct mf_send *s, struct mf_batch *b, int timeout_ms)
+{
+	struct mf_send_chan *c;
+	struct producer_wait w;
+	int ret = 0;
+
+	if (!s->cfg.urgent || !batch_valid(s, b)) {
+		mf_send_batch_put(s, b);
+		return -EINVAL;
+	}
+	c = &s->chans[s->nbulk];
+	pthread_mutex_lock(&s->lock);
+	pwait_init(s, &w, "an urgent batch", timeout_ms);
+	for (;;) {
+		if (urgent_refused_locked(s)) {
+			batch_put_locked(s, b);
+			ret = s->failed ? s->err.code : s->quit ? -ECANCELED : -EPIPE;
+			break;
+		}
+		if (slot_free_locked(c)) {
+			/* what the destination expects on this channel now:
+			 * the round after the last SYNC queued here */
+			b->round = c->sync_queued + 1;
+			c->slot = b;
+			pthread_cond_signal(&c->work_cond);
+			break;
+		}
+		ret = pwait_locked(s, &w);
+		if (ret == -EAGAIN)
+			break; /* @b stays the caller's */
+	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
 }
@@ -895,6 +1051,12 @@ int mf_send_sync(struct mf_send *s, uint64_t round, bool last, int timeout_ms)
 		c->sync_last = last;
 		c->sync_round = round;
 		pthread_cond_signal(&c->work_cond);
+		if (last && s->cfg.urgent && i == s->nbulk) {
+			/* the urgent channel: refuses from now on; wake its
+			 * waiters to tell them */
+			s->urgent_closed = true;
+			pthread_cond_broadcast(&s->free_cond);
+		}
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;

@@ -6,7 +6,12 @@
  * from a source buffer into untouched destination memory, the round barrier
  * that keeps a newer copy of a page from being overwritten by an older one,
  * hand-made bad packets fed to a real receiver whose block sits between
- * PROT_NONE guard pages, and cancel from another thread.
+ * PROT_NONE guard pages, and cancel from another thread. Postcopy: the
+ * urgent channel (bulk batches never on it, urgent ones only there, closed by
+ * the last SYNC, beside a concurrent bulk producer), postcopy batches never
+ * as XBZRLE, and postcopy packets going to a test placer -- never into the
+ * destination's RAM -- in runs, after it is set, through zlib and zstd too,
+ * with its errors failing the receiver.
  *
  * Helper threads never call cmocka assertions; they record results that the
  * test thread checks after the join. Sleeps only give a helper the chance to
@@ -31,6 +36,32 @@
 #define MAX_RAW 16
 #define HANG_GUARD_S 30
 #define HUGE_2M (2ull << 20)
+#define MAX_CALLS 256
+
+/* One call of the test placer. */
+struct place_call {
+	uint32_t block;
+	uint64_t page;
+	uint32_t n;
+	bool zero; /* data NULL */
+};
+
+/*
+ * The test placer (mf_place_fn): records its calls and copies what it is
+ * given to ->out (page i at i x page; zero pages cleared), never into the
+ * destination's RAM; fails every call with ->fail when set. Runs on the
+ * receive workers: it only records, the test thread asserts.
+ */
+struct placer {
+	pthread_mutex_t lock;
+	struct place_call calls[MAX_CALLS];
+	uint32_t ncalls;
+	bool overflow;
+	uint8_t *out;
+	uint64_t out_pages;
+	uint32_t page;
+	int fail;
+};
 
 struct fixture {
 	struct mf_send *snd;
@@ -47,6 +78,7 @@ struct fixture {
 	uint32_t page;
 	struct tern_error err;
 	struct xbzrle_cache *cache;
+	struct placer pl;
 };
 
 static int fixture_setup(void **state)
@@ -57,6 +89,8 @@ static int fixture_setup(void **state)
 	if (!f)
 		return -1;
 	f->page = page > 0 ? (uint32_t)page : 4096;
+	pthread_mutex_init(&f->pl.lock, NULL);
+	f->pl.page = f->page;
 	*state = f;
 	return 0;
 }
@@ -85,6 +119,7 @@ static int fixture_teardown(void **state)
 		bitmap_free(f->touched[i]);
 	for (i = 0; i < f->nmaps; i++)
 		munmap(f->maps[i].p, f->maps[i].len);
+	pthread_mutex_destroy(&f->pl.lock);
 	free(f);
 	return 0;
 }
@@ -431,7 +466,7 @@ static void test_hdr_check(void **state)
 	} bad[] = {
 	    {"magic", 0, "bad magic 0x54524e57"},
 	    {"version", 1, "unknown version 2"},
-	    {"flags", 2, "unknown flags 0x4"},
+	    {"flags", 2, "unknown flags 0x8"},
 	    {"reserved", 3, "reserved field 0x1 not zero"},
 	    {"seq", 4, "packet number 8, expected 7"},
 	    {"round", 5, "round 2, expected 3"},
@@ -447,6 +482,8 @@ static void test_hdr_check(void **state)
 	    {"round + 1", 15, "round 4, expected 3"},
 	    {"sync with payload", 16, "sync packet carries 0 pages"},
 	    {"seq - 1", 17, "packet number 6, expected 7"},
+	    {"sync with postcopy", 18, "sync packet with the POSTCOPY flag"},
+	    {"last sync with postcopy", 19, "sync packet with the POSTCOPY flag"},
 	};
 	size_t i;
 
@@ -470,6 +507,13 @@ static void test_hdr_check(void **state)
 	assert_rc_equal(check_hdr(f, &h), 0);
 	h.flags = MF_FLAG_SYNC | MF_FLAG_LAST;
 	assert_rc_equal(check_hdr(f, &h), 0);
+	/* a postcopy page packet: normal and zero pages, or zero pages only */
+	h = good;
+	h.flags = MF_FLAG_POSTCOPY;
+	assert_rc_equal(check_hdr(f, &h), 0);
+	h.normal = 0;
+	h.payload_len = 0;
+	assert_rc_equal(check_hdr(f, &h), 0);
 
 	for (i = 0; i < ARRAY_SIZE(bad); i++) {
 		h = good;
@@ -481,7 +525,7 @@ static void test_hdr_check(void **state)
 			h.version = MF_VERSION + 1;
 			break;
 		case 2:
-			h.flags = 0x4;
+			h.flags = 0x8;
 			break;
 		case 3:
 			h.reserved = 1;
@@ -535,6 +579,14 @@ static void test_hdr_check(void **state)
 			break;
 		case 17:
 			h.seq = 6;
+			break;
+		case 18:
+		case 19:
+			h.flags = MF_FLAG_SYNC | MF_FLAG_POSTCOPY |
+				  (bad[i].field == 19 ? MF_FLAG_LAST : 0);
+			h.normal = 0;
+			h.zero = 0;
+			h.payload_len = 0;
 			break;
 		}
 		if (check_hdr(f, &h) != -EPROTO)
@@ -637,6 +689,24 @@ static void test_hdr_check_codecs(void **state)
 	assert_str_contains(f->err.msg, "channel 2 packet 7: codec zlib was not negotiated "
 					"(multifd-compression auto)");
 	tern_error_clear(&f->err);
+
+	/* postcopy: zstd and none go, XBZRLE never (under auto and xbzrle) */
+	h.flags = MF_FLAG_POSTCOPY;
+	h.codec = TERN_CODEC_ZSTD;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+	h.codec = TERN_CODEC_XBZRLE;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "channel 2 packet 7: postcopy packet with codec xbzrle");
+	tern_error_clear(&f->err);
+	cfg.method = TERN_CODEC_XBZRLE;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), -EPROTO);
+	assert_str_contains(f->err.msg, "postcopy packet with codec xbzrle");
+	tern_error_clear(&f->err);
+	h = good_hdr(P);
+	h.flags = MF_FLAG_POSTCOPY;
+	assert_rc_equal(mf_hdr_check(&h, &cfg, 2, 7, 3, &f->err), 0);
+	cfg.method = MF_METHOD_AUTO;
+	h.flags = 0;
 
 	/* unknown ids, and a sync packet with a codec */
 	h.codec = TERN_CODEC_MAX;
@@ -1179,8 +1249,8 @@ struct bad_rx {
 	struct mf_block blk;
 };
 
-/* One channel; its hello went out and the worker runs. */
-static void bad_rx_start(struct fixture *f, struct bad_rx *x)
+/* One channel under @method; its hello went out and the worker runs. */
+static void bad_rx_start_method(struct fixture *f, struct bad_rx *x, uint32_t method)
 {
 	struct tern_conn *c;
 	uint8_t hello[MF_HELLO_SIZE];
@@ -1192,6 +1262,7 @@ static void bad_rx_start(struct fixture *f, struct bad_rx *x)
 	x->blk = (struct mf_block){
 	    .host = x->dst, .size = BAD_PAGES * (uint64_t)f->page, .touched = f->touched[0]};
 	cfg_init(f, &x->cfg, 1, &x->blk, 1);
+	x->cfg.method = method;
 	assert_rc_equal(mf_recv_new(&x->cfg, &f->rcv, &f->err), 0);
 	x->fd = raw_pair(f, &c);
 	mf_hello_encode(hello, test_uuid, 0, 1);
@@ -1199,24 +1270,37 @@ static void bad_rx_start(struct fixture *f, struct bad_rx *x)
 	assert_rc_equal(mf_recv_add_channel(f->rcv, c, &f->err), 0);
 }
 
-static void send_hdr(struct bad_rx *x, uint64_t seq, uint32_t block, uint32_t normal, uint32_t zero,
-		     uint32_t payload_len)
+static void bad_rx_start(struct fixture *f, struct bad_rx *x)
+{
+	bad_rx_start_method(f, x, TERN_CODEC_NONE);
+}
+
+/* A header of round 1 with @flags and @codec. */
+static void send_hdr_ex(struct bad_rx *x, uint64_t seq, uint16_t flags, uint32_t codec,
+			uint32_t block, uint32_t normal, uint32_t zero, uint32_t payload_len)
 {
 	struct mf_packet_hdr h = {
 	    .magic = MF_PACKET_MAGIC,
 	    .version = MF_VERSION,
+	    .flags = flags,
 	    .seq = seq,
 	    .round = 1,
 	    .block = block,
 	    .normal = normal,
 	    .zero = zero,
-	    .codec = TERN_CODEC_NONE,
+	    .codec = codec,
 	    .payload_len = payload_len,
 	};
 	uint8_t buf[MF_HDR_SIZE];
 
 	mf_hdr_encode(buf, &h);
 	send_all(x->fd, buf, sizeof(buf));
+}
+
+static void send_hdr(struct bad_rx *x, uint64_t seq, uint32_t block, uint32_t normal, uint32_t zero,
+		     uint32_t payload_len)
+{
+	send_hdr_ex(x, seq, 0, TERN_CODEC_NONE, block, normal, zero, payload_len);
 }
 
 static void send_offsets(struct bad_rx *x, const uint64_t *offs, uint32_t n)
@@ -1521,8 +1605,8 @@ static void *producer_main(void *arg)
 }
 
 /* A sender whose receiver never reads: its workers block in send. */
-static void start_stuck_sender(struct fixture *f, uint32_t nch, struct mf_block *blk,
-			       struct mf_config *cfg)
+static void start_stuck_sender_ex(struct fixture *f, uint32_t nch, bool urgent,
+				  struct mf_block *blk, struct mf_config *cfg)
 {
 	struct tern_conn *sc[4];
 	uint32_t i, j;
@@ -1532,9 +1616,16 @@ static void start_stuck_sender(struct fixture *f, uint32_t nch, struct mf_block 
 	for (j = 0; j < MF_MAX_PAGES; j++)
 		fill_page(blk->host + j * (size_t)f->page, f->page, j);
 	cfg_init(f, cfg, nch, blk, 1);
+	cfg->urgent = urgent;
 	for (i = 0; i < nch; i++)
 		raw_pair(f, &sc[i]);
 	assert_rc_equal(mf_send_start(cfg, sc, &f->snd, &f->err), 0);
+}
+
+static void start_stuck_sender(struct fixture *f, uint32_t nch, struct mf_block *blk,
+			       struct mf_config *cfg)
+{
+	start_stuck_sender_ex(f, nch, false, blk, cfg);
 }
 
 static void test_shutdown_wakes_queue(void **state)
@@ -1772,6 +1863,671 @@ static void test_send_free_blocked(void **state)
 }
 
 /* ======================================================================== */
+/* postcopy                                                                 */
+/* ======================================================================== */
+
+static int test_place(void *opaque, uint32_t block, uint64_t page, uint32_t n, const void *data,
+		      struct tern_error *err)
+{
+	struct placer *pl = opaque;
+	int ret = 0;
+
+	pthread_mutex_lock(&pl->lock);
+	if (pl->ncalls < MAX_CALLS)
+		pl->calls[pl->ncalls++] = (struct place_call){block, page, n, !data};
+	else
+		pl->overflow = true;
+	if (pl->fail)
+		ret = tern_error_set(err, pl->fail, "test placer: refused page %" PRIu64, page);
+	else if (pl->out && page + n <= pl->out_pages && data)
+		memcpy(pl->out + page * pl->page, data, (size_t)n * pl->page);
+	else if (pl->out && page + n <= pl->out_pages)
+		memset(pl->out + page * pl->page, 0, (size_t)n * pl->page);
+	pthread_mutex_unlock(&pl->lock);
+	return ret;
+}
+
+/* Where the test placer copies pages 0..@np-1 to: 0xee until placed. */
+static void placer_init(struct fixture *f, uint64_t np)
+{
+	f->pl.out = map_anon(f, np * f->page);
+	memset(f->pl.out, 0xee, np * f->page);
+	f->pl.out_pages = np;
+}
+
+static uint32_t placer_calls(struct fixture *f)
+{
+	uint32_t n;
+
+	pthread_mutex_lock(&f->pl.lock);
+	n = f->pl.ncalls;
+	pthread_mutex_unlock(&f->pl.lock);
+	return n;
+}
+
+/* How many calls placed exactly @n pages at @page of block 0 (@zero: as zero pages). */
+static int placer_count(struct fixture *f, uint64_t page, uint32_t n, bool zero)
+{
+	int count = 0;
+	uint32_t i;
+
+	pthread_mutex_lock(&f->pl.lock);
+	for (i = 0; i < f->pl.ncalls; i++) {
+		const struct place_call *c = &f->pl.calls[i];
+
+		if (!c->block && c->page == page && c->n == n && c->zero == zero)
+			count++;
+	}
+	pthread_mutex_unlock(&f->pl.lock);
+	return count;
+}
+
+static bool page_equal(const uint8_t *a, const uint8_t *b, uint64_t pg, uint32_t page)
+{
+	return !memcmp(a + pg * page, b + pg * page, page);
+}
+
+#define PC_PAGES 64
+
+struct pc_pair {
+	uint8_t *src, *dst;
+	struct mf_block sblk, dblk;
+	struct mf_config scfg, rcfg;
+};
+
+/* A source and a destination of one block of PC_PAGES data pages over @nch
+ * socketpairs, the test placer set (copying to f->pl.out). */
+static void pc_pair_start(struct fixture *f, struct pc_pair *p, uint32_t nch, bool urgent,
+			  uint32_t method)
+{
+	const uint32_t P = f->page;
+	const size_t size = PC_PAGES * (size_t)P;
+	struct tern_conn *sc[4], *rc[4];
+	uint32_t j;
+
+	assert_true(nch <= 4);
+	p->src = map_anon(f, size);
+	p->dst = map_dest(f, size);
+	for (j = 0; j < PC_PAGES; j++)
+		fill_page(p->src + j * (size_t)P, P, j + 1);
+	f->touched[0] = bitmap_new(PC_PAGES);
+	assert_non_null(f->touched[0]);
+	p->sblk = (struct mf_block){.host = p->src, .size = size};
+	p->dblk = (struct mf_block){.host = p->dst, .size = size, .touched = f->touched[0]};
+	cfg_init(f, &p->scfg, nch, &p->sblk, 1);
+	cfg_init(f, &p->rcfg, nch, &p->dblk, 1);
+	p->scfg.urgent = p->rcfg.urgent = urgent;
+	p->scfg.method = p->rcfg.method = method;
+	if (mf_method_codecs(method) >> TERN_CODEC_XBZRLE & 1) {
+		assert_rc_equal(xbzrle_cache_new(8ull << 20, P, &f->cache, &f->err), 0);
+		p->scfg.xbzrle = f->cache;
+	}
+	placer_init(f, PC_PAGES);
+	conn_pairs(nch, sc, rc);
+	assert_rc_equal(mf_recv_new(&p->rcfg, &f->rcv, &f->err), 0);
+	mf_recv_set_placer(f->rcv, test_place, &f->pl);
+	assert_rc_equal(mf_send_start(&p->scfg, sc, &f->snd, &f->err), 0);
+	for (j = 0; j < nch; j++)
+		assert_rc_equal(mf_recv_add_channel(f->rcv, rc[j], &f->err), 0);
+}
+
+/* A bulk batch of pages @first..@first+@n-1. */
+static void queue_bulk(struct fixture *f, uint64_t round, uint32_t first, uint32_t n, bool postcopy)
+{
+	struct mf_batch *b = mf_send_batch_get(f->snd);
+	uint32_t j;
+
+	assert_non_null(b);
+	assert_false(b->postcopy || b->raw || b->paused);
+	b->block = 0;
+	b->round = round;
+	b->postcopy = postcopy;
+	b->npages = n;
+	for (j = 0; j < n; j++)
+		b->pages[j] = first + j;
+	assert_rc_equal(mf_send_batch_queue(f->snd, b, -1), 0);
+}
+
+/* An urgent batch of @n pages from @pages; @round: what the caller believes. */
+static void queue_urgent(struct fixture *f, uint64_t round, const uint64_t *pages, uint32_t n)
+{
+	struct mf_batch *b = mf_send_urgent_get(f->snd);
+
+	assert_non_null(b);
+	assert_true(b->postcopy && b->raw && !b->paused);
+	assert_int_equal(b->npages, 0);
+	b->block = 0;
+	b->round = round;
+	b->npages = n;
+	memcpy(b->pages, pages, n * sizeof(*pages));
+	assert_rc_equal(mf_send_urgent_queue(f->snd, b, -1), 0);
+}
+
+static void pc_round_end(struct fixture *f, uint64_t round, bool last)
+{
+	assert_rc_equal(mf_send_sync(f->snd, round, last, -1), 0);
+	assert_rc_equal(mf_recv_wait_sync(f->rcv, round, &f->err), 0);
+}
+
+/*
+ * Three channels, the last urgent: twelve bulk batches never touch it, the
+ * urgent batches go nowhere else; an urgent batch queued after a SYNC carries
+ * the round after it whatever the caller said; postcopy pages reach the
+ * placer, in runs, and never the destination's RAM.
+ */
+static void test_urgent_channel(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t P = f->page;
+	struct mf_chan_stats st, rt, sper[3], rper[3];
+	struct pc_pair p;
+	uint64_t pg;
+	uint32_t i;
+
+	pc_pair_start(f, &p, 3, true, TERN_CODEC_NONE);
+	/* round 1: pages 0..47 in bulk, 60..62 and 57 urgent (round: nonsense) */
+	for (i = 0; i < 12; i++)
+		queue_bulk(f, 1, 4 * i, 4, false);
+	queue_urgent(f, 99, (const uint64_t[]){60, 61, 62, 57}, 4);
+	pc_round_end(f, 1, false);
+	/* round 2: the caller still says round 1; a postcopy bulk batch */
+	queue_urgent(f, 1, (const uint64_t[]){55}, 1);
+	queue_bulk(f, 2, 48, 4, true);
+	pc_round_end(f, 2, true);
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+	assert_null(mf_send_urgent_get(f->snd)); /* closed by SYNC|LAST */
+	assert_rc_equal(mf_send_error(f->snd, &f->err), 0);
+	assert_rc_equal(mf_recv_error(f->rcv, &f->err), 0);
+
+	mf_send_stats(f->snd, &st, sper);
+	mf_recv_stats(f->rcv, &rt, rper);
+	assert_uint_equal(sper[2].normal_pages, 5);
+	assert_uint_equal(sper[2].packets, 2 + 2); /* and the two SYNCs */
+	assert_uint_equal(sper[0].normal_pages + sper[1].normal_pages, 48 + 4);
+	assert_true(sper[0].normal_pages && sper[1].normal_pages);
+	assert_uint_equal(st.zero_pages, 0);
+	for (i = 0; i < 3; i++) {
+		assert_uint_equal(rper[i].normal_pages, sper[i].normal_pages);
+		assert_uint_equal(rper[i].packets, sper[i].packets);
+		assert_uint_equal(rper[i].wire_bytes, sper[i].wire_bytes);
+	}
+
+	/* runs: 60..62 and 57 (one packet), 55, 48..51 */
+	assert_int_equal(placer_calls(f), 4);
+	assert_int_equal(placer_count(f, 60, 3, false), 1);
+	assert_int_equal(placer_count(f, 57, 1, false), 1);
+	assert_int_equal(placer_count(f, 55, 1, false), 1);
+	assert_int_equal(placer_count(f, 48, 4, false), 1);
+	for (pg = 0; pg < PC_PAGES; pg++) {
+		bool placed =
+		    (pg >= 48 && pg < 52) || pg == 55 || pg == 57 || (pg >= 60 && pg < 63);
+		bool sent = pg < 48 || placed;
+
+		if (placed) {
+			assert_true(page_equal(f->pl.out, p.src, pg, P));
+			assert_true(is_zero(p.dst + pg * P, P)); /* never written */
+		} else {
+			assert_int_equal(f->pl.out[pg * P], 0xee);
+		}
+		if (pg < 48)
+			assert_true(page_equal(p.dst, p.src, pg, P));
+		assert_int_equal(bitmap_test(f->touched[0], pg), sent);
+	}
+	assert_int_equal(error_count(f), 0);
+}
+
+/* The urgent pool: its own, waited for, and refused once the channel closed. */
+struct urgent_getter {
+	struct mf_send *snd;
+	struct mf_batch *got;
+	bool done;
+};
+
+static void *urgent_getter_main(void *arg)
+{
+	struct urgent_getter *g = arg;
+
+	g->got = mf_send_urgent_get(g->snd);
+	__atomic_store_n(&g->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_urgent_closed(void **state)
+{
+	struct fixture *f = *state;
+	struct mf_batch *bulk[2 * 1 + 1], *u[2];
+	struct urgent_getter g = {0};
+	struct mf_chan_stats st, per[2];
+	struct mf_config cfg;
+	struct mf_block blk;
+	struct tern_conn *c;
+	pthread_t th;
+	size_t i;
+
+	/* an urgent channel needs a bulk one beside it */
+	blk = (struct mf_block){.host = map_anon(f, f->page), .size = f->page};
+	cfg_init(f, &cfg, 1, &blk, 1);
+	cfg.urgent = true;
+	raw_pair(f, &c);
+	assert_rc_equal(mf_send_start(&cfg, &c, &f->snd, &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "urgent channel needs 2 channels or more, not 1");
+	assert_null(f->snd);
+	tern_error_clear(&f->err);
+	assert_rc_equal(mf_recv_new(&cfg, &f->rcv, &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "urgent channel needs 2 channels or more, not 1");
+	assert_null(f->rcv);
+
+	start_stuck_sender_ex(f, 2, true, &blk, &cfg);
+	/* the bulk pool (one bulk channel: 3 batches) empty, the urgent one gives */
+	for (i = 0; i < ARRAY_SIZE(bulk); i++)
+		assert_non_null(bulk[i] = mf_send_batch_get(f->snd));
+	u[0] = mf_send_urgent_get(f->snd);
+	u[1] = mf_send_urgent_get(f->snd);
+	assert_non_null(u[0]);
+	assert_non_null(u[1]);
+	assert_ptr_not_equal(u[0], u[1]);
+	for (i = 0; i < ARRAY_SIZE(bulk); i++) {
+		assert_ptr_not_equal(bulk[i], u[0]);
+		assert_ptr_not_equal(bulk[i], u[1]);
+		mf_send_batch_put(f->snd, bulk[i]);
+	}
+	/* both out: a third waits until one comes back, to the urgent pool */
+	g.snd = f->snd;
+	assert_int_equal(pthread_create(&th, NULL, urgent_getter_main, &g), 0);
+	sleep_ms(50);
+	assert_false(__atomic_load_n(&g.done, __ATOMIC_ACQUIRE));
+	mf_send_batch_put(f->snd, u[1]); /* by its address, not the bulk pool */
+	join_guarded(th);
+	assert_ptr_equal(g.got, u[1]);
+
+	u[0]->block = 0;
+	u[0]->npages = 1;
+	u[0]->pages[0] = 0;
+	assert_rc_equal(mf_send_urgent_queue(f->snd, u[0], -1), 0);
+	assert_rc_equal(mf_send_sync(f->snd, 1, true, -1), 0);
+	/* closed: refused, and the batch taken back */
+	u[1]->block = 0;
+	u[1]->npages = 1;
+	u[1]->pages[0] = 1;
+	assert_rc_equal(mf_send_urgent_queue(f->snd, u[1], -1), -EPIPE);
+	assert_null(mf_send_urgent_get(f->snd));
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+	assert_rc_equal(mf_send_error(f->snd, NULL), 0); /* no failure */
+	mf_send_stats(f->snd, &st, per);
+	assert_uint_equal(per[1].normal_pages, 1); /* u[0], on the urgent channel */
+	assert_uint_equal(per[1].packets, 2);
+	assert_uint_equal(per[0].normal_pages, 0);
+	assert_uint_equal(per[0].packets, 1);
+	mf_send_free(f->snd);
+	f->snd = NULL;
+
+	/* without cfg.urgent there is no urgent channel */
+	start_stuck_sender(f, 2, &blk, &cfg);
+	assert_null(mf_send_urgent_get(f->snd));
+	u[0] = mf_send_batch_get(f->snd);
+	assert_non_null(u[0]);
+	u[0]->block = 0;
+	u[0]->npages = 1;
+	assert_rc_equal(mf_send_urgent_queue(f->snd, u[0], -1), -EINVAL);
+	assert_int_equal(error_count(f), 0);
+}
+
+/* The return-path thread's urgent batches beside the migration thread's
+ * bulk batches and syncs, until SYNC|LAST closes the urgent channel. */
+struct urgent_producer {
+	struct mf_send *snd;
+	uint64_t pages;	  /* queued (atomic) */
+	uint32_t batches; /* queued (atomic) */
+	int epipe, nulls, other;
+};
+
+static void *urgent_producer_main(void *arg)
+{
+	struct urgent_producer *u = arg;
+	uint32_t k;
+
+	for (k = 0;; k++) {
+		struct mf_batch *b = mf_send_urgent_get(u->snd);
+		uint32_t n = 1 + k % 4, j;
+		int ret;
+
+		if (!b) {
+			u->nulls++;
+			return NULL;
+		}
+		b->block = 0;
+		b->round = 0;
+		b->npages = n;
+		for (j = 0; j < n; j++)
+			b->pages[j] = (4 * k + j) % 16;
+		ret = mf_send_urgent_queue(u->snd, b, -1);
+		if (ret == -EPIPE) {
+			u->epipe++;
+			return NULL;
+		}
+		if (ret) {
+			u->other = ret;
+			return NULL;
+		}
+		__atomic_fetch_add(&u->pages, n, __ATOMIC_RELEASE);
+		__atomic_fetch_add(&u->batches, 1, __ATOMIC_RELEASE);
+	}
+}
+
+static void test_urgent_concurrent(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t P = f->page;
+	struct urgent_producer u = {0};
+	struct mf_chan_stats st, rt, sper[3], rper[3];
+	struct pc_pair p;
+	uint64_t round, pg;
+	pthread_t th;
+	int waited = 0;
+	uint32_t i;
+
+	pc_pair_start(f, &p, 3, true, TERN_CODEC_NONE);
+	u.snd = f->snd;
+	assert_int_equal(pthread_create(&th, NULL, urgent_producer_main, &u), 0);
+	for (round = 1; round <= 5; round++) {
+		for (i = 0; i < 6; i++)
+			queue_bulk(f, round, 16 + 8 * i, 8, false);
+		/* before the channel closes: more urgent batches than the
+		 * urgent pool holds, so each went back to it */
+		while (round == 5 && __atomic_load_n(&u.batches, __ATOMIC_ACQUIRE) < 8 &&
+		       waited++ < HANG_GUARD_S * 1000)
+			sleep_ms(1);
+		pc_round_end(f, round, round == 5);
+	}
+	join_guarded(th);
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+	assert_int_equal(u.other, 0);
+	assert_int_equal(u.epipe + u.nulls, 1);
+	assert_true(u.batches >= 8);
+
+	mf_send_stats(f->snd, &st, sper);
+	mf_recv_stats(f->rcv, &rt, rper);
+	assert_uint_equal(sper[2].normal_pages, u.pages);
+	assert_uint_equal(sper[0].normal_pages + sper[1].normal_pages, 5 * 48);
+	for (i = 0; i < 3; i++) {
+		assert_uint_equal(rper[i].normal_pages, sper[i].normal_pages);
+		assert_uint_equal(rper[i].wire_bytes, sper[i].wire_bytes);
+	}
+	for (pg = 0; pg < PC_PAGES; pg++) {
+		if (pg >= 16) {
+			assert_true(page_equal(p.dst, p.src, pg, P));
+		} else {
+			assert_true(is_zero(p.dst + pg * P, P));
+			if (f->pl.out[pg * P] != 0xee)
+				assert_true(page_equal(f->pl.out, p.src, pg, P));
+		}
+	}
+	assert_true(page_equal(f->pl.out, p.src, 0, P)); /* the first batch's */
+	assert_false(f->pl.overflow && placer_calls(f) < MAX_CALLS);
+	assert_int_equal(error_count(f), 0);
+}
+
+/*
+ * Method xbzrle: a postcopy batch goes raw, and its pages leave the cache --
+ * the same pages sent again with XBZRLE miss, as in the first round.
+ */
+static void test_postcopy_xbzrle_raw(void **state)
+{
+	struct fixture *f = *state;
+	struct mf_codec_stats sc, rc;
+	const uint32_t P = f->page;
+	struct pc_pair p;
+	uint64_t pg;
+
+	pc_pair_start(f, &p, 1, false, TERN_CODEC_XBZRLE);
+	queue_bulk(f, 1, 0, 8, false);
+	pc_round_end(f, 1, false);
+	queue_bulk(f, 2, 0, 8, true);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+	mf_send_codec_stats(f->snd, &sc, NULL, 0);
+	assert_uint_equal(sc.codec[TERN_CODEC_XBZRLE].pages, 8);
+	assert_uint_equal(sc.codec[TERN_CODEC_NONE].pages, 8);
+	queue_bulk(f, 2, 0, 8, false);
+	pc_round_end(f, 2, true);
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+
+	mf_send_codec_stats(f->snd, &sc, NULL, 0);
+	mf_recv_codec_stats(f->rcv, &rc);
+	assert_uint_equal(sc.codec[TERN_CODEC_XBZRLE].pages, 16);
+	assert_uint_equal(sc.codec[TERN_CODEC_XBZRLE].cache_hits, 0);
+	assert_uint_equal(sc.codec[TERN_CODEC_XBZRLE].cache_misses, 16);
+	assert_uint_equal(rc.codec[TERN_CODEC_NONE].pages, 8);
+	assert_uint_equal(rc.codec[TERN_CODEC_XBZRLE].pages, 16);
+	assert_int_equal(placer_calls(f), 1);
+	assert_int_equal(placer_count(f, 0, 8, false), 1);
+	for (pg = 0; pg < 8; pg++) {
+		assert_true(page_equal(f->pl.out, p.src, pg, P));
+		assert_true(page_equal(p.dst, p.src, pg, P)); /* the precopy copies */
+	}
+	assert_int_equal(error_count(f), 0);
+}
+
+/* AUTO tries XBZRLE first once round 2 begins -- but never for postcopy. */
+static void test_postcopy_auto_no_xbzrle(void **state)
+{
+	struct fixture *f = *state;
+	struct mf_codec_stats sc, rc;
+	struct pc_pair p;
+
+	if (mf_method_check(MF_METHOD_AUTO, "test", NULL)) {
+		print_message("skipping: auto is not in this build\n");
+		return;
+	}
+	pc_pair_start(f, &p, 1, false, MF_METHOD_AUTO);
+	queue_bulk(f, 1, 0, 8, false);
+	pc_round_end(f, 1, false);
+	queue_bulk(f, 2, 0, 8, true);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+	mf_send_codec_stats(f->snd, &sc, NULL, 0);
+	assert_uint_equal(sc.auto_packets[TERN_CODEC_XBZRLE], 0);
+	assert_uint_equal(sc.codec[TERN_CODEC_XBZRLE].pages, 0);
+	/* the same choice without postcopy: XBZRLE */
+	queue_bulk(f, 2, 8, 8, false);
+	assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+	mf_send_codec_stats(f->snd, &sc, NULL, 0);
+	assert_uint_equal(sc.auto_packets[TERN_CODEC_XBZRLE], 1);
+	assert_uint_equal(sc.codec[TERN_CODEC_XBZRLE].pages, 8);
+	pc_round_end(f, 2, true);
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+	mf_recv_codec_stats(f->rcv, &rc);
+	assert_uint_equal(rc.codec[TERN_CODEC_XBZRLE].pages, 8);
+	assert_int_equal(placer_count(f, 0, 8, false), 1);
+	assert_memory_equal(f->pl.out, p.src, 8 * (size_t)f->page);
+	assert_int_equal(error_count(f), 0);
+}
+
+/* zlib and zstd postcopy batches decode into the bounce buffer, then go to
+ * the placer in runs, their zero pages too. */
+static void test_postcopy_codecs(void **state)
+{
+	static const uint32_t methods[] = {TERN_CODEC_ZLIB, TERN_CODEC_ZSTD};
+	size_t m;
+
+	for (m = 0; m < ARRAY_SIZE(methods); m++) {
+		struct fixture *f = *state;
+		const uint32_t P = f->page, id = methods[m];
+		struct mf_codec_stats sc, rc;
+		struct pc_pair p;
+		uint64_t pg;
+
+		if (mf_method_check(id, "test", NULL)) {
+			print_message("skipping %s: not in this build\n", mf_method_name(id));
+			continue;
+		}
+		pc_pair_start(f, &p, 2, false, id);
+		memset(p.src + 5 * (size_t)P, 0, P);
+		memset(p.src + 20 * (size_t)P, 0, P);
+		queue_bulk(f, 1, 0, 24, true);
+		queue_bulk(f, 1, 24, 8, true);
+		pc_round_end(f, 1, true);
+		assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+		assert_rc_equal(mf_send_flush(f->snd, -1), 0);
+
+		mf_send_codec_stats(f->snd, &sc, NULL, 0);
+		mf_recv_codec_stats(f->rcv, &rc);
+		assert_uint_equal(sc.codec[id].pages, 30);
+		assert_uint_equal(rc.codec[id].pages, 30);
+		assert_uint_equal(rc.codec[TERN_CODEC_NONE].pages, 0);
+		/* runs in packet order: 0..4, 6..19, 21..23; zero 5, 20; 24..31 */
+		assert_int_equal(placer_calls(f), 6);
+		assert_int_equal(placer_count(f, 0, 5, false), 1);
+		assert_int_equal(placer_count(f, 6, 14, false), 1);
+		assert_int_equal(placer_count(f, 21, 3, false), 1);
+		assert_int_equal(placer_count(f, 5, 1, true), 1);
+		assert_int_equal(placer_count(f, 20, 1, true), 1);
+		assert_int_equal(placer_count(f, 24, 8, false), 1);
+		for (pg = 0; pg < PC_PAGES; pg++) {
+			if (pg < 32)
+				assert_true(page_equal(f->pl.out, p.src, pg, P));
+			else
+				assert_int_equal(f->pl.out[pg * P], 0xee);
+			assert_int_equal(bitmap_test(f->touched[0], pg),
+					 pg < 32 && pg != 5 && pg != 20);
+		}
+		assert_true(is_zero(p.dst, PC_PAGES * (size_t)P)); /* never written */
+		assert_int_equal(error_count(f), 0);
+		fixture_teardown(state);
+		assert_int_equal(fixture_setup(state), 0);
+	}
+}
+
+/*
+ * A hand-made postcopy packet to a receiver without a placer: read, then
+ * held -- nothing placed, nothing written, nothing counted -- until the
+ * placer is set; then placed in runs, never written to the block.
+ */
+static void test_pc_recv_runs(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t P = f->page;
+	const uint64_t normal[] = {2, 3, 4, 7}, zero[] = {9, 10, 12};
+	uint64_t offs[7];
+	struct mf_chan_stats st;
+	struct bad_rx x;
+	uint32_t i, k;
+
+	bad_rx_start(f, &x);
+	placer_init(f, BAD_PAGES);
+	for (i = 0; i < 4; i++)
+		offs[i] = normal[i] * P;
+	for (i = 0; i < 3; i++)
+		offs[4 + i] = zero[i] * P;
+	send_hdr_ex(&x, 0, MF_FLAG_POSTCOPY, TERN_CODEC_NONE, 0, 4, 3, 4 * P);
+	send_offsets(&x, offs, 7);
+	for (i = 0; i < 4; i++)
+		send_pages(&x, 1, (uint8_t)(0xa1 + i));
+	sleep_ms(100);
+	assert_int_equal(placer_calls(f), 0);
+	mf_recv_stats(f->rcv, &st, NULL);
+	assert_uint_equal(st.packets, 0);
+	assert_rc_equal(mf_recv_error(f->rcv, NULL), 0);
+	assert_block_untouched(&x);
+
+	mf_recv_set_placer(f->rcv, test_place, &f->pl);
+	send_hdr_ex(&x, 1, MF_FLAG_SYNC | MF_FLAG_LAST, TERN_CODEC_NONE, 0, 0, 0, 0);
+	assert_rc_equal(mf_recv_wait_sync(f->rcv, 1, &f->err), 0);
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), 0);
+
+	assert_int_equal(placer_calls(f), 4);
+	assert_int_equal(placer_count(f, 2, 3, false), 1);
+	assert_int_equal(placer_count(f, 7, 1, false), 1);
+	assert_int_equal(placer_count(f, 9, 2, true), 1);
+	assert_int_equal(placer_count(f, 12, 1, true), 1);
+	for (i = 0; i < BAD_PAGES; i++) {
+		const uint8_t *o = f->pl.out + i * (size_t)P;
+		int want = 0xee;
+		bool data = false;
+
+		for (k = 0; k < 4; k++)
+			if (normal[k] == i) {
+				want = 0xa1 + (int)k;
+				data = true;
+			}
+		for (k = 0; k < 3; k++)
+			if (zero[k] == i)
+				want = 0;
+		assert_int_equal(o[0], want);
+		assert_int_equal(o[P - 1], want);
+		assert_int_equal(bitmap_test(f->touched[0], i), data);
+	}
+	assert_true(is_zero(x.dst, BAD_PAGES * (size_t)P)); /* the block: never written */
+	mf_recv_stats(f->rcv, &st, NULL);
+	assert_uint_equal(st.normal_pages, 4);
+	assert_uint_equal(st.zero_pages, 3);
+	assert_uint_equal(st.packets, 2);
+	assert_uint_equal(st.wire_bytes, MF_HELLO_SIZE + 2 * MF_HDR_SIZE + 7 * 8 + 4 * (uint64_t)P);
+	assert_int_equal(error_count(f), 0);
+}
+
+static void test_pc_recv_xbzrle(void **state)
+{
+	struct fixture *f = *state;
+	struct bad_rx x;
+
+	bad_rx_start_method(f, &x, TERN_CODEC_XBZRLE);
+	mf_recv_set_placer(f->rcv, test_place, &f->pl);
+	send_hdr_ex(&x, 0, MF_FLAG_POSTCOPY, TERN_CODEC_XBZRLE, 0, 1, 0, 16);
+	expect_failure(&x, -EPROTO, "channel 0 packet 0: postcopy packet with codec xbzrle");
+	assert_block_untouched(&x);
+	assert_int_equal(placer_calls(f), 0);
+}
+
+static void test_pc_recv_placer_error(void **state)
+{
+	struct fixture *f = *state;
+	struct bad_rx x;
+
+	bad_rx_start(f, &x);
+	f->pl.fail = -EFAULT;
+	mf_recv_set_placer(f->rcv, test_place, &f->pl);
+	send_hdr_ex(&x, 0, MF_FLAG_POSTCOPY, TERN_CODEC_NONE, 0, 1, 0, f->page);
+	send_offsets(&x, (uint64_t[]){5 * (uint64_t)f->page}, 1);
+	send_pages(&x, 1, 0x5c);
+	expect_failure(&x, -EFAULT,
+		       "channel 0 packet 0: placing 1 pages at page 5 of block 0: "
+		       "test placer: refused page 5");
+	assert_block_untouched(&x);
+	assert_int_equal(placer_calls(f), 1);
+}
+
+static void *recv_free_main(void *arg)
+{
+	mf_recv_free(arg);
+	return NULL;
+}
+
+/* Shutdown ends a wait for the placer, and is no failure. */
+static void test_pc_recv_shutdown_waiting(void **state)
+{
+	struct fixture *f = *state;
+	struct bad_rx x;
+	pthread_t th;
+
+	bad_rx_start(f, &x);
+	send_hdr_ex(&x, 0, MF_FLAG_POSTCOPY, TERN_CODEC_NONE, 0, 1, 1, f->page);
+	send_offsets(&x, (uint64_t[]){3 * (uint64_t)f->page, 4 * (uint64_t)f->page}, 2);
+	send_pages(&x, 1, 0x3c);
+	sleep_ms(50);
+	mf_recv_shutdown(f->rcv);
+	assert_rc_equal(mf_recv_finish(f->rcv, &f->err), -ECANCELED);
+	/* the worker left its wait: the join inside free ends */
+	assert_int_equal(pthread_create(&th, NULL, recv_free_main, f->rcv), 0);
+	f->rcv = NULL;
+	join_guarded(th);
+	assert_int_equal(error_count(f), 0);
+	assert_int_equal(placer_calls(f), 0);
+	assert_block_untouched(&x);
+}
+
+/* ======================================================================== */
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
@@ -1808,6 +2564,16 @@ int main(void)
 	    T(test_recv_shutdown),
 	    T(test_send_peer_gone),
 	    T(test_send_free_blocked),
+	    T(test_urgent_channel),
+	    T(test_urgent_closed),
+	    T(test_urgent_concurrent),
+	    T(test_postcopy_xbzrle_raw),
+	    T(test_postcopy_auto_no_xbzrle),
+	    T(test_postcopy_codecs),
+	    T(test_pc_recv_runs),
+	    T(test_pc_recv_xbzrle),
+	    T(test_pc_recv_placer_error),
+	    T(test_pc_recv_shutdown_waiting),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
