@@ -305,6 +305,31 @@ static void show_zero_copy(FILE *out, struct json_object *st)
 		(unsigned long long)ctl_u64(st, "zero_copy_fallbacks"));
 }
 
+/* postcopy: what the destination lacked and fetched, and how fast. */
+static void show_postcopy(FILE *out, struct json_object *st)
+{
+	char a[32], b[32];
+
+	fprintf(out, LABEL "%llu of %llu pages still missing, %s moved in %s\n", "postcopy",
+		(unsigned long long)ctl_u64(st, "postcopy_remaining_pages"),
+		(unsigned long long)ctl_u64(st, "postcopy_missing_pages"),
+		units_fmt_bytes(ctl_u64(st, "postcopy_bytes"), a, sizeof(a)),
+		units_fmt_ms(ctl_u64(st, "postcopy_ms"), b, sizeof(b)));
+	if (ctl_bool(st, "is_source"))
+		fprintf(out, LABEL "%llu pages sent urgently, %llu bad requests\n", "page requests",
+			(unsigned long long)ctl_u64(st, "postcopy_urgent_pages"),
+			(unsigned long long)ctl_u64(st, "postcopy_bad_requests"));
+	else
+		fprintf(out,
+			LABEL "%llu faults, %llu pages requested; placed after p50 %llu us, "
+			      "p99 %llu us, max %llu us\n",
+			"page faults", (unsigned long long)ctl_u64(st, "postcopy_faults"),
+			(unsigned long long)ctl_u64(st, "postcopy_requests"),
+			(unsigned long long)ctl_u64(st, "postcopy_latency_p50_us"),
+			(unsigned long long)ctl_u64(st, "postcopy_latency_p99_us"),
+			(unsigned long long)ctl_u64(st, "postcopy_latency_max_us"));
+}
+
 void ctl_show_query(FILE *out, struct json_object *st)
 {
 	const char *status = ctl_str(st, "status");
@@ -362,6 +387,8 @@ void ctl_show_query(FILE *out, struct json_object *st)
 		show_rdma(out, st);
 	if (ctl_u64(st, "zero_copy_sends") || ctl_u64(st, "zero_copy_fallbacks"))
 		show_zero_copy(out, st);
+	if (ctl_bool(st, "postcopy"))
+		show_postcopy(out, st);
 	if (ctl_u64(st, "cpu_throttle_percent"))
 		fprintf(out, LABEL "%llu%%\n", "cpu throttle",
 			(unsigned long long)ctl_u64(st, "cpu_throttle_percent"));
@@ -522,6 +549,11 @@ void ctl_progress_line(struct json_object *st, char *buf, size_t len)
 		       units_fmt_bytes(ctl_u64(st, "ram_transferred"), a, sizeof(a)));
 		APPEND("  %s", rate_pair(ctl_u64(st, "throughput_bps"), r, sizeof(r)));
 	}
+	if (ctl_bool(st, "postcopy"))
+		APPEND("  postcopy: %llu pages missing, %llu requested, p99 %llu us",
+		       (unsigned long long)ctl_u64(st, "postcopy_remaining_pages"),
+		       (unsigned long long)ctl_u64(st, "postcopy_requests"),
+		       (unsigned long long)ctl_u64(st, "postcopy_latency_p99_us"));
 	APPEND("  %llu ch", (unsigned long long)ctl_u64(st, "channels"));
 	if (throttle)
 		APPEND("  throttle %llu%%", (unsigned long long)throttle);

@@ -37,6 +37,8 @@ static const char usage_text[] =
     "                         rdma:HOST:0 pick a port)\n"
     "  cancel                 cancel the migration\n"
     "  continue               leave pre-switchover (pause-before-switchover)\n"
+    "  postcopy               switch a running migration to postcopy (postcopy-ram\n"
+    "                         on both sides; QMP's migrate-start-postcopy)\n"
     "  watch [--interval D]   live progress until the migration ends (every 500ms)\n"
     "\n"
     "options:\n"
@@ -100,15 +102,11 @@ static const struct {
 	int min_args, max_args;
 	const char *args;
 } commands[] = {
-    {"query", 0, 0, ""},
-    {"params", 0, 0, ""},
-    {"set", 2, 2, " NAME VALUE"},
-    {"caps", 0, 2, " [NAME on|off]"},
-    {"migrate", 1, 1, " URI"},
-    {"incoming", 1, 1, " URI"},
-    {"cancel", 0, 0, ""},
-    {"continue", 0, 0, ""},
-    {"watch", 0, 0, " [--interval D]"},
+    {"query", 0, 0, ""},	  {"params", 0, 0, ""},
+    {"set", 2, 2, " NAME VALUE"}, {"caps", 0, 2, " [NAME on|off]"},
+    {"migrate", 1, 1, " URI"},	  {"incoming", 1, 1, " URI"},
+    {"cancel", 0, 0, ""},	  {"continue", 0, 0, ""},
+    {"postcopy", 0, 0, ""},	  {"watch", 0, 0, " [--interval D]"},
 };
 
 /* A duration in ms that fits an int (poll's timeout), at least 1 ms. */
@@ -306,6 +304,8 @@ static void show(const struct opts *o, struct json_object *ret)
 		printf("cancelling\n");
 	else if (!strcmp(o->cmd, "continue"))
 		printf("switching over\n");
+	else if (!strcmp(o->cmd, "postcopy"))
+		printf("switching to postcopy\n");
 }
 
 int main(int argc, char **argv)

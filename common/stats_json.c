@@ -129,5 +129,17 @@ void stats_json_lib(char *buf, size_t len, size_t *n, const struct tern_stats *s
 	json_append(buf, len, n,
 		    ",\"switchover_bandwidth_bps\":%" PRIu64 ",\"switchover_rate\":\"%s\"",
 		    st->switchover_bandwidth_bps, st->switchover_rate);
+	json_append(buf, len, n,
+		    ",\"postcopy\":%s,\"postcopy_missing_pages\":%" PRIu64
+		    ",\"postcopy_remaining_pages\":%" PRIu64 ",\"postcopy_faults\":%" PRIu64
+		    ",\"postcopy_requests\":%" PRIu64 ",\"postcopy_latency_p50_us\":%" PRIu64
+		    ",\"postcopy_latency_p99_us\":%" PRIu64 ",\"postcopy_latency_max_us\":%" PRIu64
+		    ",\"postcopy_urgent_pages\":%" PRIu64 ",\"postcopy_bad_requests\":%" PRIu64
+		    ",\"postcopy_bytes\":%" PRIu64 ",\"postcopy_ms\":%" PRIu64,
+		    st->postcopy ? "true" : "false", st->postcopy_missing_pages,
+		    st->postcopy_remaining_pages, st->postcopy_faults, st->postcopy_requests,
+		    st->postcopy_latency_p50_us, st->postcopy_latency_p99_us,
+		    st->postcopy_latency_max_us, st->postcopy_urgent_pages,
+		    st->postcopy_bad_requests, st->postcopy_bytes, st->postcopy_ms);
 	stats_json_cpu(buf, len, n, st);
 }

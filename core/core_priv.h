@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "multifd/multifd.h"
+#include "postcopy.h"
 #include "util/transport.h"
 #include "util/util.h"
 
@@ -49,18 +50,20 @@ enum cap_id {
 	CAP_PAUSE_BEFORE_SWITCHOVER,
 	CAP_RDMA_PIN_ALL,
 	CAP_ZERO_COPY_SEND,
+	CAP_POSTCOPY_RAM,
 	CAP_MAX,
 };
 
 enum timeout_policy {
 	TIMEOUT_POLICY_CANCEL = 0,
 	TIMEOUT_POLICY_FORCE,
+	TIMEOUT_POLICY_POSTCOPY, /* switch to postcopy (postcopy-ram) */
 };
 
 /* Capability bits as they travel in HELLO: only those the destination acts
  * on; the others steer the source alone. */
 #define CAP_BIT(c) ((uint64_t)1 << ((c)-1))
-#define CAPS_KNOWN (CAP_BIT(CAP_VERIFY_RAM))
+#define CAPS_KNOWN (CAP_BIT(CAP_VERIFY_RAM) | CAP_BIT(CAP_POSTCOPY_RAM))
 #define CAPS_WIRE CAPS_KNOWN
 
 struct params {
@@ -276,19 +279,23 @@ void digest_track_get_stats(const struct digest_track *d, struct digest_track_st
 
 enum ctl_type {
 	CTL_INVALID = 0,
-	CTL_HELLO,	  /* src -> dst: session, page size, channels, caps, RAM layout */
-	CTL_HELLO_ACK,	  /* dst -> src */
-	CTL_ERROR,	  /* either way: code, message */
-	CTL_SECTION_FULL, /* src -> dst: one device section */
-	CTL_RAM_SYNC,	  /* src -> dst: round n ended on every channel */
-	CTL_EOS,	  /* src -> dst: end of stream */
-	CTL_LOADED,	  /* dst -> src: everything loaded */
-	CTL_COMPLETE,	  /* dst -> src: final report (+ digest) */
-	CTL_COMMIT,	  /* src -> dst: the source let go; start the guest */
-	CTL_RAM_SYNC_ACK, /* dst -> src: every page of round n has landed */
-	CTL_RAM_HINT,	  /* src -> dst: the 2 MiB regions of a block that hold data */
-	CTL_RESUMED,	  /* dst -> src, after COMMIT: the guest runs; resume's cost */
-	CTL_KEEPALIVE,	  /* src -> dst: nothing else to say for io-timeout / 3 */
+	CTL_HELLO,	      /* src -> dst: session, page size, channels, caps, RAM layout */
+	CTL_HELLO_ACK,	      /* dst -> src */
+	CTL_ERROR,	      /* either way: code, message */
+	CTL_SECTION_FULL,     /* src -> dst: one device section */
+	CTL_RAM_SYNC,	      /* src -> dst: round n ended on every channel */
+	CTL_EOS,	      /* src -> dst: end of stream */
+	CTL_LOADED,	      /* dst -> src: everything loaded */
+	CTL_COMPLETE,	      /* dst -> src: final report (+ digest) */
+	CTL_COMMIT,	      /* src -> dst: the source let go; start the guest */
+	CTL_RAM_SYNC_ACK,     /* dst -> src: every page of round n has landed */
+	CTL_RAM_HINT,	      /* src -> dst: the 2 MiB regions of a block that hold data */
+	CTL_RESUMED,	      /* dst -> src, after COMMIT: the guest runs; resume's cost */
+	CTL_KEEPALIVE,	      /* src -> dst: nothing else to say for io-timeout / 3 */
+	CTL_POSTCOPY_DISCARD, /* src -> dst: pages of a block the destination lacks */
+	CTL_POSTCOPY_RUN,     /* src -> dst: start the guest; the rest comes in postcopy */
+	CTL_POSTCOPY_RUNNING, /* dst -> src: the guest runs; resume's cost */
+	CTL_PAGE_REQ,	      /* dst -> src: a faulted page, send it now */
 	CTL_TYPE_MAX,
 };
 
@@ -362,6 +369,9 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 /* ---- region hints (hint.c) --------------------------------------------- */
 
 #define CTL_HINT_MAX (1u << 20)
+/* POSTCOPY_DISCARD: block u32 | ranges u32 | (first page u64, pages u64) x ranges */
+#define CTL_DISCARD_MAX (1u << 20)
+#define CTL_DISCARD_RANGES ((CTL_DISCARD_MAX - 8) / 16)
 
 struct prefault;
 
@@ -504,6 +514,9 @@ struct tern_session {
 	bool started;
 	uint8_t uuid[16];
 	uint32_t nchannels;
+	/* worker connections: nchannels, and one more for urgent pages with
+	 * postcopy-ram (the last one) */
+	uint32_t nworkers;
 	uint64_t peer_caps;
 	/* page encoding, fixed at start (source) or by HELLO (destination) */
 	uint32_t method;
@@ -540,11 +553,26 @@ struct tern_session {
 	bool cancel;
 	bool ended; /* the migration / load thread finished its exit path */
 	bool got_ack, got_loaded, got_complete, got_resumed;
-	bool rp_ended;		   /* source: the return-path thread is on its way out */
-	bool error_sent;	   /* destination: ERROR went out on the return path */
-	bool got_commit;	   /* destination */
-	bool committing;	   /* source: COMMIT is going out; cancel is too late */
-	bool continue_req;	   /* source: tern_continue() in pre-switchover */
+	bool rp_ended;	   /* source: the return-path thread is on its way out */
+	bool error_sent;   /* destination: ERROR went out on the return path */
+	bool got_commit;   /* destination */
+	bool committing;   /* source: COMMIT is going out; cancel is too late */
+	bool continue_req; /* source: tern_continue() in pre-switchover */
+	/* postcopy (src_postcopy.c, dest_postcopy.c) */
+	bool postcopy_req;     /* source: tern_postcopy_start() asked for it */
+	bool postcopy_run;     /* RUN sent (source) or acted on (destination): no way back */
+	bool got_pc_running;   /* source: the destination's guest runs */
+	uint64_t pc_round;     /* source: the postcopy round (urgent batches carry it) */
+	uint64_t **pc_missing; /* destination: DISCARD's pages per block, until RUN */
+	struct pc_dest *pc;    /* destination: from RUN until the end, or the free */
+	struct pc_dest_stats pc_final; /* destination: its figures once it is gone */
+	bool pc_fail_said;	       /* destination: the failure says what it costs */
+	/* source: requests being served by the return path, and the urgent
+	 * channel about to close (atomics, src_postcopy.c); when the
+	 * destination's POSTCOPY_RUNNING came */
+	uint32_t pc_serving;
+	bool pc_closing;
+	uint64_t pc_running_ns;
 	uint64_t acked_round;	   /* source: last RAM_SYNC_ACK */
 	struct prefault *prefault; /* destination: load thread only */
 	uint8_t complete_payload[64];
@@ -605,6 +633,11 @@ struct tern_session {
 	 * why that one (enum sw_rate) */
 	uint64_t sw_rate_bps;
 	uint32_t sw_rate_src;
+	/* postcopy figures, atomic: when it began (RUN) and ended, the pages
+	 * the destination lacked then, the worker channels' bytes at RUN;
+	 * source: pages sent urgently, page requests refused as malformed */
+	uint64_t pc_start_ns, pc_end_ns, pc_missing_pages, pc_wire0;
+	uint64_t pc_urgent_pages, pc_bad_reqs;
 	/* under ->lock: what the destination reported of its own time */
 	uint64_t peer_sections_ns, peer_resume_ns;
 	/* destination, load thread: time spent loading sections */
@@ -658,6 +691,17 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 /* source.c / dest.c */
 void *source_thread(void *arg);
 void *dest_thread(void *arg);
+
+/* dest_postcopy.c: the destination's side of postcopy (load thread) */
+struct round_ctx;
+int dest_pc_discard(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err);
+int dest_pc_run(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t last_round,
+		struct tern_error *err);
+/* after the last page: nothing may be missing; unregister */
+int dest_pc_finish(struct tern_session *s, struct tern_error *err);
+/* the session's end: the pages DISCARD named, and the engine */
+void dest_pc_free(struct tern_session *s);
+void dest_pc_stats(struct tern_session *s, struct tern_stats *st);
 
 /* lobby.c: the destination's admission of incoming connections */
 enum lobby_kind {

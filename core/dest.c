@@ -145,7 +145,7 @@ static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct t
 	pthread_mutex_lock(&s->lock);
 	s->mf_recv = r;
 	pthread_mutex_unlock(&s->lock);
-	while (joined < s->nchannels) {
+	while (joined < s->nworkers) {
 		struct tern_error why = {0};
 		char peer[sizeof(((struct tern_conn *)0)->peer)];
 		struct lobby_entry e;
@@ -158,7 +158,7 @@ static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct t
 			return tern_error_set(err, ret,
 					      "worker channels: %u of %u joined within %d ms "
 					      "(handshake-timeout)%s%s",
-					      joined, s->nchannels, handshake_ms(s),
+					      joined, s->nworkers, handshake_ms(s),
 					      last ? "; last refused: " : "", last ? last : "");
 		}
 		if (ret) {
@@ -231,6 +231,8 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 				      "EOS after round %" PRIu64 ", last RAM_SYNC was %" PRIu64,
 				      round, last_round);
 	ret = mf_recv_finish(s->mf_recv, err);
+	if (!ret && s->postcopy_run)
+		ret = dest_pc_finish(s, err);
 	if (ret)
 		return ret;
 	mf_recv_stats(s->mf_recv, &t, NULL);
@@ -259,6 +261,8 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	ret = rp_send(s, CTL_COMPLETE, complete, sizeof(complete));
 	if (ret)
 		return tern_error_set(err, ret, "sending COMPLETE: %s", strerror(-ret));
+	if (s->postcopy_run)
+		return 0; /* the guest runs here since POSTCOPY_RUN: no COMMIT */
 
 	/* Wait for the source to let go of the guest (keepalives aside). */
 	do {
@@ -341,6 +345,12 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 			if (!ret && len >= 4 && get_be32(p) == s->nblocks - 1)
 				hint_prefault_start(s);
 			break;
+		case CTL_POSTCOPY_DISCARD:
+			ret = dest_pc_discard(s, p, len, err);
+			break;
+		case CTL_POSTCOPY_RUN:
+			ret = dest_pc_run(s, p, len, last_round, err);
+			break;
 		case CTL_EOS:
 			ret = dest_finish(s, p, len, last_round, err);
 			free(p);
@@ -401,7 +411,7 @@ void *dest_thread(void *arg)
 		}
 		if (!err.code)
 			tern_error_set(&err, ret, "%s", strerror(-ret));
-		session_fail(s, &err);
+		session_fail(s, &err); /* in postcopy it says what that costs */
 	}
 	hint_prefault_stop(s);
 	pthread_mutex_lock(&s->lock);
@@ -422,7 +432,7 @@ void *dest_thread(void *arg)
 	s->digest = NULL;
 	if (l)
 		l->ops->close(l);
-	if (!ret) {
+	if (!ret && !s->postcopy_run) {
 		/* The source let go (COMMIT): start the guest, then tell the
 		 * source what that cost, the last part of its downtime. Its
 		 * going away meanwhile changes nothing here. */
@@ -446,9 +456,13 @@ void *dest_thread(void *arg)
 	if (!ret) {
 		stats_capture_final(s);
 		pthread_mutex_lock(&s->lock);
-		s->verified = (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0;
+		/* COMMIT said the digests matched; in postcopy only the
+		 * source knows */
+		s->verified = (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0 && !s->postcopy_run;
 		pthread_mutex_unlock(&s->lock);
-		session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_COMPLETED);
+		session_transition(
+		    s, s->postcopy_run ? TERN_STATUS_POSTCOPY_ACTIVE : TERN_STATUS_ACTIVE,
+		    TERN_STATUS_COMPLETED);
 	} else {
 		enum tern_status st = session_status(s);
 

@@ -73,6 +73,15 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 	if (caps & ~CAPS_KNOWN)
 		return tern_error_set(err, -EPROTONOSUPPORT,
 				      "HELLO: unknown capabilities %#" PRIx64, caps & ~CAPS_KNOWN);
+	if ((caps & CAP_BIT(CAP_POSTCOPY_RAM)) && !caps_get(&s->params, CAP_POSTCOPY_RAM))
+		return tern_error_set(
+		    err, -EPROTO,
+		    "HELLO: postcopy-ram is on at the source but not here (set it "
+		    "on both sides)");
+	if ((caps & CAP_BIT(CAP_POSTCOPY_RAM)) && nch >= TERN_MAX_CHANNELS)
+		return tern_error_set(err, -EPROTO,
+				      "HELLO: postcopy-ram with %u worker channels: at most %u",
+				      nch, TERN_MAX_CHANNELS - 1);
 	if (nblocks != s->nblocks)
 		return tern_error_set(err, -EPROTO,
 				      "RAM layout mismatch: source has %u blocks, destination %u",
@@ -104,6 +113,7 @@ int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct t
 	pthread_mutex_lock(&s->lock);
 	memcpy(s->uuid, uuid, 16);
 	s->nchannels = nch;
+	s->nworkers = nch + ((caps & CAP_BIT(CAP_POSTCOPY_RAM)) ? 1 : 0);
 	s->peer_caps = caps;
 	s->method = method;
 	s->zlib_level = (int)zlib;

@@ -237,6 +237,18 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	add_u64(o, "zero_copy_bytes", st->zero_copy_bytes);
 	add_u64(o, "zero_copy_copied", st->zero_copy_copied);
 	add_u64(o, "zero_copy_fallbacks", st->zero_copy_fallbacks);
+	json_object_object_add(o, "postcopy", json_object_new_boolean(st->postcopy));
+	add_u64(o, "postcopy_missing_pages", st->postcopy_missing_pages);
+	add_u64(o, "postcopy_remaining_pages", st->postcopy_remaining_pages);
+	add_u64(o, "postcopy_faults", st->postcopy_faults);
+	add_u64(o, "postcopy_requests", st->postcopy_requests);
+	add_u64(o, "postcopy_latency_p50_us", st->postcopy_latency_p50_us);
+	add_u64(o, "postcopy_latency_p99_us", st->postcopy_latency_p99_us);
+	add_u64(o, "postcopy_latency_max_us", st->postcopy_latency_max_us);
+	add_u64(o, "postcopy_urgent_pages", st->postcopy_urgent_pages);
+	add_u64(o, "postcopy_bad_requests", st->postcopy_bad_requests);
+	add_u64(o, "postcopy_bytes", st->postcopy_bytes);
+	add_u64(o, "postcopy_ms", st->postcopy_ms);
 	add_u64(o, "throughput_bps", st->throughput_bps);
 	add_u64(o, "bandwidth_bps", st->bandwidth_bps);
 	add_u64(o, "round_bytes", st->round_bytes);
@@ -445,8 +457,13 @@ static struct json_object *cmd_caps(struct tern_session *s, struct json_object *
 static struct json_object *cmd_cancel(struct tern_session *s, struct json_object *req,
 				      struct json_object *id)
 {
-	if (tern_cancel(s) == -EALREADY)
+	int ret = tern_cancel(s);
+
+	if (ret == -EALREADY)
 		return reply_err(id, "cancel: no migration is running");
+	if (ret == -EBUSY)
+		return reply_err(id, "cancel: refused in postcopy: the guest runs on the "
+				     "destination and pages it needs are only on the source");
 	return reply_ok(id, NULL);
 }
 
@@ -456,6 +473,19 @@ static struct json_object *cmd_continue(struct tern_session *s, struct json_obje
 	struct tern_error err = {0};
 
 	if (tern_continue(s, &err))
+		return reply_err(id, "%s", err.msg);
+	return reply_ok(id, NULL);
+}
+
+static struct json_object *cmd_postcopy(struct tern_session *s, struct json_object *req,
+					struct json_object *id)
+{
+	struct tern_error err = {0};
+	int ret = tern_postcopy_start(s, &err);
+
+	if (ret == -EALREADY)
+		return reply_err(id, "postcopy: asked for already");
+	if (ret)
 		return reply_err(id, "%s", err.msg);
 	return reply_ok(id, NULL);
 }
@@ -550,6 +580,8 @@ static struct json_object *handle_request(struct tern_session *s, const char *li
 		reply = cmd_cancel(s, req, id);
 	else if (!strcmp(cmd, "continue"))
 		reply = cmd_continue(s, req, id);
+	else if (!strcmp(cmd, "postcopy") || !strcmp(cmd, "migrate-start-postcopy"))
+		reply = cmd_postcopy(s, req, id);
 	else if (!strcmp(cmd, "migrate"))
 		reply = cmd_start(s, req, id, true);
 	else if (!strcmp(cmd, "incoming"))

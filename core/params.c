@@ -44,6 +44,7 @@ static const struct param_names method_names = {mf_method_by_name, mf_method_nam
 static const char *const policy_names[] = {
     [TIMEOUT_POLICY_CANCEL] = "cancel",
     [TIMEOUT_POLICY_FORCE] = "force",
+    [TIMEOUT_POLICY_POSTCOPY] = "postcopy",
 };
 
 /* Names map to value + 1 so that 0 can say "unknown", as for methods. */
@@ -68,7 +69,7 @@ static bool policy_valid(uint32_t v)
 }
 
 static const struct param_names timeout_policy_names = {policy_by_name, policy_name, policy_valid,
-							"cancel, force"};
+							"cancel, force, postcopy"};
 
 static const struct param_desc param_table[PARAM_MAX] = {
     [PARAM_MULTIFD_CHANNELS] = {"multifd-channels", 1, TERN_MAX_CHANNELS, 2, false, ""},
@@ -108,6 +109,7 @@ static const char *const cap_names[CAP_MAX] = {
     [CAP_PAUSE_BEFORE_SWITCHOVER] = "pause-before-switchover",
     [CAP_RDMA_PIN_ALL] = "rdma-pin-all",
     [CAP_ZERO_COPY_SEND] = "zero-copy-send",
+    [CAP_POSTCOPY_RAM] = "postcopy-ram",
 };
 
 void params_init(struct params *p)
@@ -161,6 +163,13 @@ int params_set(struct params *p, enum param_id id, uint64_t v, bool running, str
 				      d->name, v, d->unit, d->min, d->max, d->unit);
 	if (running && !d->live)
 		return tern_error_set(err, -EBUSY, "%s: cannot change while a migration is running",
+				      d->name);
+	/* before a start, caps_check_source() says it */
+	if (running && id == PARAM_MIGRATION_TIMEOUT_POLICY && v == TIMEOUT_POLICY_POSTCOPY + 1 &&
+	    !caps_get(p, CAP_POSTCOPY_RAM))
+		return tern_error_set(err, -EINVAL,
+				      "%s: postcopy needs the postcopy-ram capability, which this "
+				      "migration runs without",
 				      d->name);
 	__atomic_store_n(&p->val[id], v, __ATOMIC_RELAXED);
 	return 0;
@@ -261,11 +270,42 @@ uint64_t caps_bits(const struct params *p)
  * capability that silently does nothing. none and auto (whose raw packets
  * go zero-copy, its encoded ones by copy) are accepted.
  */
+/*
+ * postcopy-ram places every page that arrives after the switch with
+ * userfaultfd, from a buffer: rdma writes pages into registered (pinned)
+ * guest RAM behind the destination's back, and pinned pages cannot be
+ * dropped to fault. The urgent channel is one worker connection more.
+ */
+static int caps_check_postcopy(const struct params *p, const char *scheme, struct tern_error *err)
+{
+	uint64_t nch = params_get(p, PARAM_MULTIFD_CHANNELS);
+
+	if (!caps_get(p, CAP_POSTCOPY_RAM)) {
+		if (params_get(p, PARAM_MIGRATION_TIMEOUT_POLICY) == TIMEOUT_POLICY_POSTCOPY + 1)
+			return tern_error_set(err, -EINVAL,
+					      "migration-timeout-policy postcopy needs the "
+					      "postcopy-ram capability");
+		return 0;
+	}
+	if (!strcmp(scheme, "rdma"))
+		return tern_error_set(err, -EOPNOTSUPP,
+				      "postcopy-ram: tcp: and unix: only (rdma: writes pages into "
+				      "pinned guest RAM, where a page cannot fault)");
+	if (nch >= TERN_MAX_CHANNELS)
+		return tern_error_set(err, -EOPNOTSUPP,
+				      "postcopy-ram: at most %u multifd-channels (one more "
+				      "connection carries the urgent pages)",
+				      TERN_MAX_CHANNELS - 1);
+	return 0;
+}
+
 int caps_check_source(const struct params *p, const char *scheme, uint32_t method,
 		      struct tern_error *err)
 {
-	if (!caps_get(p, CAP_ZERO_COPY_SEND))
-		return 0;
+	int ret = caps_check_postcopy(p, scheme, err);
+
+	if (ret || !caps_get(p, CAP_ZERO_COPY_SEND))
+		return ret;
 	if (!strcmp(scheme, "rdma"))
 		return tern_error_set(
 		    err, -EOPNOTSUPP,

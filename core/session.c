@@ -74,6 +74,10 @@ static int session_rearmable(struct tern_session *s, bool source, struct tern_er
 	if (st == TERN_STATUS_COMPLETED)
 		return tern_error_set(err, -EBUSY,
 				      "the migration completed: the guest runs on the destination");
+	if (__atomic_load_n(&s->postcopy_run, __ATOMIC_ACQUIRE))
+		return tern_error_set(err, -EBUSY,
+				      "the migration failed in postcopy: the guest ran on the "
+				      "destination, this copy of it is stale");
 	if (!ended || !status_is_final(st))
 		return tern_error_set(err, -EBUSY, "a migration is running (%s)",
 				      tern_status_name(st));
@@ -169,6 +173,7 @@ TERN_EXPORT int tern_migrate(struct tern_session *s, const char *uri, struct ter
 	/* stats_fill() reads these under the lock */
 	pthread_mutex_lock(&s->lock);
 	s->nchannels = (uint32_t)params_get(&s->params, PARAM_MULTIFD_CHANNELS);
+	s->nworkers = s->nchannels + (caps_get(&s->params, CAP_POSTCOPY_RAM) ? 1 : 0);
 	s->method = (uint32_t)params_get(&s->params, PARAM_MULTIFD_COMPRESSION);
 	s->zlib_level = (int)params_get(&s->params, PARAM_MULTIFD_ZLIB_LEVEL);
 	s->zstd_level = (int)params_get(&s->params, PARAM_MULTIFD_ZSTD_LEVEL);
@@ -248,6 +253,14 @@ TERN_EXPORT int tern_cancel(struct tern_session *s)
 		pthread_mutex_unlock(&s->lock);
 		return -EALREADY;
 	}
+	if (__atomic_load_n(&s->postcopy_run, __ATOMIC_ACQUIRE)) {
+		/* the guest runs on the destination: cancelling would lose it */
+		pthread_mutex_unlock(&s->lock);
+		tern_log_msg(&s->log, 4,
+			     "cancel refused: in postcopy the guest runs on the destination, "
+			     "and pages it needs are only on the source");
+		return -EBUSY;
+	}
 	/* The reason is recorded with the flag, under one lock: a thread that
 	 * sees the flag and gives up must find this reason, not its own. */
 	s->cancel = true;
@@ -298,6 +311,33 @@ TERN_EXPORT int tern_continue(struct tern_session *s, struct tern_error *err)
 	return ret;
 }
 
+TERN_EXPORT int tern_postcopy_start(struct tern_session *s, struct tern_error *err)
+{
+	enum tern_status st = session_status(s);
+	int ret = 0;
+
+	if (!caps_get(&s->params, CAP_POSTCOPY_RAM))
+		return tern_error_set(
+		    err, -EINVAL,
+		    "postcopy: the postcopy-ram capability is off (set it on both "
+		    "sides before the migration starts)");
+	pthread_mutex_lock(&s->lock);
+	if (!s->started || !s->is_source)
+		ret = tern_error_set(err, -EINVAL, "postcopy: no outgoing migration is running");
+	else if (st != TERN_STATUS_SETUP && st != TERN_STATUS_ACTIVE)
+		ret = tern_error_set(err, -EINVAL, "postcopy: too late, the migration is %s",
+				     tern_status_name(st));
+	else if (s->postcopy_req)
+		ret = -EALREADY;
+	else
+		__atomic_store_n(&s->postcopy_req, true, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	if (!ret)
+		tern_log_msg(&s->log, 6, "postcopy requested");
+	return ret;
+}
+
 TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms)
 {
 	struct timespec deadline = tern_deadline_ms(timeout_ms >= 0 ? (uint64_t)timeout_ms : 0);
@@ -335,6 +375,7 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 	}
 	if (s->listener)
 		s->listener->ops->close(s->listener);
+	dest_pc_free(s);
 	for (i = 0; i < s->nsections; i++)
 		free(s->sections[i]);
 	ram_release(s);

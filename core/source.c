@@ -115,7 +115,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	 * quicker RAM_SYNC -> RAM_SYNC_ACK is seen */
 	__atomic_store_n(&s->rtt_ns, tern_now_ns() - t0, __ATOMIC_RELAXED);
 
-	for (i = 0; i < s->nchannels; i++) {
+	for (i = 0; i < s->nworkers; i++) {
 		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, s->cancel_fd, &conns[i], err);
 		if (!ret) {
 			ret = conn_set_io_timeout(conns[i], src_io_timeout_ms(s));
@@ -149,7 +149,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 							   size, s->page_size)
 					  : xbzrle_cache_new(size, s->page_size, &s->xbzrle, err);
 		if (ret) {
-			for (i = 0; i < s->nchannels; i++)
+			for (i = 0; i < s->nworkers; i++)
 				conn_close(conns[i]);
 			return ret;
 		}
@@ -159,7 +159,7 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	/* before the workers start: they bind the blocks as this fills them in */
 	ret = ram_prepare_source(s, err);
 	if (ret) {
-		for (i = 0; i < s->nchannels; i++)
+		for (i = 0; i < s->nworkers; i++)
 			conn_close(conns[i]);
 		return ret;
 	}
@@ -235,12 +235,18 @@ void *source_thread(void *arg)
 	ret = src_precopy(s, &rc, &round, &err);
 	if (ret)
 		goto out;
-	ret = src_switchover(s, &rc, round, &paused, &err);
+	if (rc.postcopy)
+		ret = src_postcopy(s, &rc, round, &paused, &err);
+	else
+		ret = src_switchover(s, &rc, round, &paused, &err);
 
 out:
 	if (ret) {
 		if (!err.code)
 			tern_error_set(&err, ret, "%s", strerror(-ret));
+		if (__atomic_load_n(&s->postcopy_run, __ATOMIC_ACQUIRE))
+			tern_error_prefix(&err, "postcopy (the guest runs on the destination, "
+						"and its missing pages are only here)");
 		/* Tell the destination why, unless it told us. Record our
 		 * reason first: once the destination reads it, it hangs up,
 		 * and the return path must not get to blame that instead. */
@@ -282,12 +288,15 @@ out:
 	conn_close(ctl);
 	ram_sources_stop(s);
 	src_throttle_set(s, 0);
-	if (ret && paused && s->vmm.resume)
+	/* in postcopy the guest may run on the destination: never here again */
+	if (ret && paused && s->vmm.resume && !__atomic_load_n(&s->postcopy_run, __ATOMIC_ACQUIRE))
 		s->vmm.resume(s->vmm_opaque);
 	__atomic_store_n(&s->end_ns, tern_now_ns(), __ATOMIC_RELAXED);
 	stats_capture_final(s);
 	if (!ret) {
-		session_transition(s, TERN_STATUS_DEVICE, TERN_STATUS_COMPLETED);
+		session_transition(s,
+				   rc.postcopy ? TERN_STATUS_POSTCOPY_ACTIVE : TERN_STATUS_DEVICE,
+				   TERN_STATUS_COMPLETED);
 	} else {
 		enum tern_status st = session_status(s);
 		bool cancelled = session_cancelled(s);

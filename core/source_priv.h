@@ -13,6 +13,10 @@
  *                     COMPLETE, COMMIT; the measured downtime
  *   src_return.c      the return-path thread, the waits for its answers,
  *                     KEEPALIVE
+ *   src_postcopy.c    postcopy: the switch (pause, the pages the destination
+ *                     lacks, sections, RUN), the rest of RAM in one last
+ *                     round, and the destination's page requests served on
+ *                     the urgent channel (from the return-path thread)
  * Only the migration thread calls these, except src_rp_thread() (its own
  * thread) and src_delivered_learn() (from it, under ->lock).
  */
@@ -33,6 +37,7 @@ struct round_ctx {
 	uint64_t deadline_ns; /* migration-timeout, 0: none */
 	bool cut;	      /* the last round ended early */
 	bool final;	      /* switchover: the guest is paused */
+	bool postcopy;	      /* tern_postcopy_start(): switch at the next round */
 	uint64_t link_bps;    /* the paths' last delivery rate (0: unknown) */
 	/* the round being sent: pages the sync left, ->sent_pages at its
 	 * start, and its unthrottled tail (when it began, wire bytes then) */
@@ -120,5 +125,15 @@ bool src_fits_downtime(struct tern_session *s, struct round_ctx *rc, uint64_t ro
 /* src_switchover.c */
 int src_switchover(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
 		   struct tern_error *err);
+
+/* src_postcopy.c */
+bool src_postcopy_wanted(struct tern_session *s);
+int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
+		 struct tern_error *err);
+/* return-path thread: a PAGE_REQ frame's payload; never fails the migration */
+void src_pc_serve(struct tern_session *s, const uint8_t *p, uint32_t len);
+/* src_send_round(), the postcopy round's pages all queued: close the urgent
+ * channel's intake before its last SYNC */
+void src_pc_round_done(struct tern_session *s);
 
 #endif

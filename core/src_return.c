@@ -80,6 +80,12 @@ void *src_rp_thread(void *arg)
 		ret = ctl_recv(s->ctl, "return path", &type, &p, &len, &err);
 		if (ret)
 			break;
+		if (type == CTL_PAGE_REQ) {
+			/* not under ->lock: it may wait for the urgent channel */
+			src_pc_serve(s, p, len);
+			free(p);
+			continue;
+		}
 		pthread_mutex_lock(&s->lock);
 		switch (type) {
 		case CTL_HELLO_ACK:
@@ -108,6 +114,20 @@ void *src_rp_thread(void *arg)
 				tern_log_msg(&s->log, 4, "return path: RESUMED of %u bytes ignored",
 					     len);
 			s->got_resumed = len == 8;
+			break;
+		case CTL_POSTCOPY_RUNNING:
+			if (!__atomic_load_n(&s->postcopy_run, __ATOMIC_ACQUIRE) || len != 8) {
+				ret = tern_error_set(
+				    &err, -EPROTO, "return path: POSTCOPY_RUNNING of %u bytes%s",
+				    len,
+				    __atomic_load_n(&s->postcopy_run, __ATOMIC_ACQUIRE)
+					? ""
+					: " before POSTCOPY_RUN");
+				break;
+			}
+			s->peer_resume_ns = get_be64(p);
+			s->pc_running_ns = tern_now_ns();
+			s->got_pc_running = true;
 			break;
 		case CTL_COMPLETE:
 			memcpy(s->complete_payload, p, len);

@@ -35,6 +35,8 @@ static bool round_must_end(struct tern_session *s, struct round_ctx *rc, uint64_
 
 	if (!rc->limit_ms)
 		return false; /* switchover: the last round is never cut */
+	if (src_postcopy_wanted(s))
+		return true;
 	if (params_get(&s->params, PARAM_DOWNTIME_LIMIT) != rc->limit_ms)
 		return true;
 	dl = src_timeout_deadline(s);
@@ -251,11 +253,16 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 		uint64_t w, nwords = BITMAP_WORDS(b->npages);
 
 		for (w = 0; w < nwords && !ret; w++) {
-			uint64_t v = b->send[w], chunk = (w * 64) >> shift;
+			uint64_t v = __atomic_load_n(&b->send[w], __ATOMIC_RELAXED);
+			uint64_t chunk = (w * 64) >> shift;
 
 			if (!v)
 				continue;
-			b->send[w] = 0;
+			/* in postcopy the return path takes requested pages off
+			 * the send maps too (src_pc_serve()) */
+			v = __atomic_exchange_n(&b->send[w], 0, __ATOMIC_ACQ_REL);
+			if (!v)
+				continue;
 			if (bitmap_test(b->clear_chunks, chunk)) {
 				struct dirty_source *ds;
 				uint64_t first = chunk << shift;
@@ -293,6 +300,7 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 					batch->block = bi;
 					batch->round = round;
 					batch->paused = last;
+					batch->postcopy = rc->postcopy;
 				}
 				batch->pages[batch->npages++] =
 				    w * 64 + (uint64_t)__builtin_ctzll(v);
@@ -305,7 +313,7 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 			}
 			/* cut short: the word's pages not queued wait for the next round */
 			if (ret == ROUND_CUT)
-				b->send[w] |= v;
+				__atomic_fetch_or(&b->send[w], v, __ATOMIC_RELAXED);
 		}
 		if (!ret && batch)
 			ret = queue_batch(s, rc, &batch, err);
@@ -318,11 +326,14 @@ int src_send_round(struct tern_session *s, struct round_ctx *rc, uint64_t round,
 	if (rc->cut) {
 		ret = 0;
 		tern_log_msg(&s->log, 6, "round %" PRIu64 " ended early: %s", round,
-			     params_get(&s->params, PARAM_DOWNTIME_LIMIT) != rc->limit_ms
+			     src_postcopy_wanted(s) ? "postcopy requested"
+			     : params_get(&s->params, PARAM_DOWNTIME_LIMIT) != rc->limit_ms
 				 ? "downtime-limit changed"
 				 : "migration-timeout reached");
 	}
 	__atomic_store_n(&s->dirty_clear_ns, clear_ns, __ATOMIC_RELAXED);
+	if (!ret && rc->postcopy)
+		src_pc_round_done(s);
 	while (!ret && (ret = mf_send_sync(s->mf_send, round, last, SRC_WAIT_TICK_MS)) == -EAGAIN)
 		ret = src_wait_tick(s, rc, err);
 	if (!ret) {
@@ -434,6 +445,15 @@ int src_timeout_reached(struct tern_session *s, uint64_t pending, struct tern_er
 	uint64_t t = params_get(&s->params, PARAM_MIGRATION_TIMEOUT);
 	struct tern_conn *ctl;
 
+	if (params_get(&s->params, PARAM_MIGRATION_TIMEOUT_POLICY) == TIMEOUT_POLICY_POSTCOPY + 1 &&
+	    caps_get(&s->params, CAP_POSTCOPY_RAM)) {
+		tern_log_msg(&s->log, 4,
+			     "migration-timeout of %" PRIu64 " s reached with %" PRIu64
+			     " bytes pending: switching to postcopy (policy postcopy)",
+			     t, pending);
+		__atomic_store_n(&s->postcopy_req, true, __ATOMIC_RELEASE);
+		return 0;
+	}
 	if (params_get(&s->params, PARAM_MIGRATION_TIMEOUT_POLICY) == TIMEOUT_POLICY_FORCE + 1) {
 		tern_log_msg(&s->log, 4,
 			     "migration-timeout of %" PRIu64 " s reached with %" PRIu64
@@ -519,6 +539,10 @@ int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_roun
 
 	for (;;) {
 		round++;
+		if (src_postcopy_wanted(s)) {
+			rc->postcopy = true; /* src_postcopy() takes it from here */
+			break;
+		}
 		ret = src_sync_dirty(s, rc, 0, err);
 		if (!ret) /* a large guest's sync is a long step */
 			ret = src_ctl_keepalive_maybe(s, err);
@@ -547,6 +571,7 @@ int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_roun
 			ret = src_timeout_reached(s, pending, err);
 			if (ret)
 				return ret;
+			rc->postcopy = src_postcopy_wanted(s); /* policy postcopy */
 			break;
 		}
 		/* a round cut short says nothing about convergence */

@@ -8,6 +8,7 @@
  *   source:      none -> setup -> active -> device -> completed
  *                any state before completed -> failed | cancelling -> cancelled
  *   destination: none -> setup -> active -> completed | failed
+ *   postcopy:    active -> postcopy-active -> completed | failed, both sides
  */
 #include "core_priv.h"
 
@@ -22,6 +23,7 @@ static const char *const status_names[TERN_STATUS_MAX] = {
     [TERN_STATUS_FAILED] = "failed",
     [TERN_STATUS_CANCELLING] = "cancelling",
     [TERN_STATUS_CANCELLED] = "cancelled",
+    [TERN_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
 };
 
 TERN_EXPORT const char *tern_status_name(enum tern_status st)
@@ -109,7 +111,8 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 				   : (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) != 0;
 	struct mf_config cfg = {
 	    .page_size = s->page_size,
-	    .nchannels = s->nchannels,
+	    .nchannels = s->nworkers,
+	    .urgent = s->nworkers > s->nchannels,
 	    .method = s->method,
 	    .zlib_level = s->zlib_level,
 	    .zstd_level = s->zstd_level,
@@ -152,6 +155,14 @@ void session_fail(struct tern_session *s, const struct tern_error *err)
 		tern_error_set(&s->err, err->code, "%s", err->msg);
 	else
 		tern_error_set(&s->err, -EIO, "migration failed");
+	/* the first failure after POSTCOPY_RUN: say what it costs */
+	if (!s->is_source && s->pc && !s->pc_fail_said) {
+		s->pc_fail_said = true;
+		tern_error_prefix(&s->err,
+				  "postcopy: the guest runs here and cannot go on: %" PRIu64
+				  " of its pages are only on the source",
+				  pc_dest_missing(s->pc));
+	}
 	mine = s->err;
 	if (s->mf_send)
 		mf_send_shutdown(s->mf_send);

@@ -163,6 +163,19 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		snprintf(st->switchover_rate, sizeof(st->switchover_rate), "%s",
 			 sw_rate_name((enum sw_rate)LD(s->sw_rate_src)));
 	}
+	if (LD(s->pc_start_ns)) {
+		uint64_t pc_end = LD(s->pc_end_ns);
+
+		st->postcopy = true;
+		st->postcopy_missing_pages = LD(s->pc_missing_pages);
+		st->postcopy_ms =
+		    ((pc_end ? pc_end : (end ? end : now)) - LD(s->pc_start_ns)) / 1000000;
+		st->postcopy_bytes = total.wire_bytes - MIN(LD(s->pc_wire0), total.wire_bytes);
+		st->postcopy_urgent_pages = LD(s->pc_urgent_pages);
+		st->postcopy_bad_requests = LD(s->pc_bad_reqs);
+		if (!s->is_source)
+			dest_pc_stats(s, st);
+	}
 	pages = total.normal_pages + total.zero_pages;
 	elapsed = start ? (end ? end : now) - start : 0;
 	if (status_is_final(st->status) || !s->is_source)

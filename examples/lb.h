@@ -59,8 +59,14 @@ struct lb_cfg {
 	const char *mgmt_dest; /* the forked destination's */
 	const char *rdma_addr; /* --transport rdma: the address both sides use */
 	bool rdma_pin_all;
-	uint64_t rdma_pin_limit; /* 0: the default */
-	bool zero_copy_send;	 /* source: the zero-copy-send capability */
+	uint64_t rdma_pin_limit;    /* 0: the default */
+	bool zero_copy_send;	    /* source: the zero-copy-send capability */
+	bool postcopy;		    /* postcopy-ram on both sides */
+	uint64_t postcopy_after_ms; /* source: tern_postcopy_start() this long
+				     * after tern_migrate() (0: only through
+				     * the management socket) */
+	bool dest_read;		    /* postcopy: the destination's guest reads
+				     * its working set instead of writing it */
 	/* source only; 0 / NULL: the library's default */
 	struct converge_opts conv; /* the source's convergence options */
 };
@@ -100,6 +106,10 @@ struct lb_writer {
 	/* writer thread only; read after join */
 	uint64_t pages_written;
 	uint64_t held_ns; /* slept for the throttle */
+	/* the destination's guest in postcopy: no block to mark (NULL), and
+	 * with @read_only it reads pages (a checksum) instead of writing */
+	bool read_only;
+	uint64_t read_sum;
 };
 
 extern const char *const lb_prog;

@@ -78,11 +78,14 @@ static uint64_t tv_us(const struct timeval *tv)
 
 bool lb_side_ok(const struct tern_stats *st, const struct lb_cfg *cfg)
 {
-	return st->status == TERN_STATUS_COMPLETED && (!cfg->verify || st->verified);
+	/* in postcopy only the source learns whether the digests matched */
+	return st->status == TERN_STATUS_COMPLETED &&
+	       (!cfg->verify || st->verified || (st->postcopy && !st->is_source));
 }
 
 /*
- * @w: the source's writer (its throttle figures), NULL on the destination.
+ * @w: the side's guest writer (the source's throttle figures; the
+ * destination has one in postcopy), or NULL.
  * The library's figures are common/stats_json.c's, as tern-vm prints them;
  * ram_transferred_bytes, xbzrle_hits, xbzrle_misses, xbzrle_delta_bytes and
  * xbzrle_hit_rate are this program's older names for some of them, kept
@@ -116,6 +119,9 @@ void lb_print_json(const char *side, const char *transport, const struct lb_cfg 
 		    st->ram_transferred, st->xbzrle_cache_hits, st->xbzrle_cache_misses,
 		    st->xbzrle_bytes, st->xbzrle_cache_hit_rate, w ? w->throttle_max : 0,
 		    w ? w->held_ns / 1000000 : 0);
+	/* the guest's pages written (read, with --dest-guest read) per
+	 * second: the source's while it ran, the destination's in postcopy */
+	json_append(line, sizeof(line), &n, ",\"guest_pages\":%" PRIu64, w ? w->pages_written : 0);
 	/* the whole process (the writer included), from just before
 	 * tern_incoming() / tern_migrate() to now */
 	getrusage(RUSAGE_SELF, &ru);

@@ -23,12 +23,18 @@
 
 struct lb_dest_ctx {
 	bool resumed; /* set on the load thread, read after tern_wait() */
+	/* postcopy: the destination's guest, started when it resumes -- while
+	 * pages are still missing, so it faults on them */
+	struct lb_writer guest;
+	int guest_err;
 };
 
 static void dst_resume(void *opaque)
 {
 	struct lb_dest_ctx *d = opaque;
 
+	if (d->guest.ram)
+		d->guest_err = lb_writer_start(&d->guest);
 	__atomic_store_n(&d->resumed, true, __ATOMIC_RELEASE);
 }
 
@@ -40,14 +46,29 @@ static bool status_final(enum tern_status st)
 
 /* Wait for the end, cancelling after --timeout. Returns the final status. */
 static enum tern_status wait_final(struct tern_session *s, const struct lb_cfg *cfg,
-				   const char *side, bool *ret_timed_out)
+				   const char *side, uint64_t postcopy_at_ns, bool *ret_timed_out)
 {
 	uint64_t deadline = cfg->timeout_s ? lb_now_ns() + cfg->timeout_s * 1000000000ull : 0;
 	enum tern_status st;
 
 	*ret_timed_out = false;
 	for (;;) {
-		st = tern_wait(s, 1000);
+		int ms = 1000;
+
+		if (postcopy_at_ns) {
+			uint64_t now = lb_now_ns();
+
+			if (now >= postcopy_at_ns) {
+				struct tern_error err = {0};
+
+				postcopy_at_ns = 0;
+				if (tern_postcopy_start(s, &err) && err.msg[0])
+					fprintf(stderr, "%s: %s: %s\n", lb_prog, side, err.msg);
+			} else if ((postcopy_at_ns - now) / 1000000 < (uint64_t)ms) {
+				ms = (int)((postcopy_at_ns - now) / 1000000) + 1;
+			}
+		}
+		st = tern_wait(s, ms);
 		if (status_final(st))
 			return st;
 		if (deadline && lb_now_ns() > deadline)
@@ -77,6 +98,8 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 				     cfg->avail_switchover_bandwidth, err);
 	if (!ret && cfg->verify)
 		ret = tern_cap_set(s, "verify-ram", true, err);
+	if (!ret && cfg->postcopy)
+		ret = tern_cap_set(s, "postcopy-ram", true, err);
 	/* the destination follows what the source's HELLO says */
 	if (!ret && !strcmp(side, "src"))
 		ret = tern_param_set_str(s, "multifd-compression", cfg->codec, err);
@@ -129,6 +152,19 @@ int lb_run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd, co
 	if (!ram)
 		lb_die("destination: cannot allocate %" PRIu64 " bytes", cfg->ram);
 	/* fresh memory: not touched here, the library advises it */
+	pthread_mutex_init(&ctx.guest.lock, NULL);
+	pthread_cond_init(&ctx.guest.cond, NULL);
+	if (cfg->postcopy) {
+		ctx.guest.ram = ram;
+		ctx.guest.ws = (cfg->dirty_ws < cfg->ram ? cfg->dirty_ws : cfg->ram);
+		ctx.guest.ws -= ctx.guest.ws % cfg->page_size;
+		ctx.guest.rate = cfg->dirty_rate;
+		ctx.guest.page_size = cfg->page_size;
+		ctx.guest.fill = cfg->fill;
+		ctx.guest.read_only = cfg->dest_read;
+		ctx.guest.seed =
+		    (cfg->seed ? cfg->seed : 0x2545f4914f6cdd1dull) ^ 0x9e3779b97f4a7c15ull;
+	}
 	ret = tern_session_new(&ops, &ctx, &s, &err);
 	if (!ret)
 		ret = session_setup(s, cfg, "dst", &err);
@@ -161,15 +197,26 @@ int lb_run_destination(const struct lb_cfg *cfg, const char *uri, int uri_fd, co
 		fprintf(stderr, "%s: listening on %s\n", lb_prog, bound);
 	}
 
-	wait_final(s, cfg, "destination", &timed_out);
+	wait_final(s, cfg, "destination", 0, &timed_out);
 	tern_stats_get(s, &st);
+	/* The session first: a postcopy that failed leaves the guest waiting
+	 * in a fault on a page that will not come, and only the session's
+	 * end (userfaultfd unregistered) lets it go. It calls nothing of the
+	 * library's, so it may outlive the session. */
+	tern_session_free(s);
+	s = NULL;
+	lb_writer_stop(&ctx.guest);
 	if (timed_out)
 		msg = "timed out";
 	else if (st.status == TERN_STATUS_COMPLETED &&
 		 !__atomic_load_n(&ctx.resumed, __ATOMIC_ACQUIRE))
 		msg = "completed but the resume callback was not called";
-	lb_print_json("destination", lb_uri_transport(bound), cfg, &st, NULL, msg);
+	else if (ctx.guest_err)
+		msg = "the destination's guest thread did not start";
+	lb_print_json("destination", lb_uri_transport(bound), cfg, &st,
+		      cfg->postcopy ? &ctx.guest : NULL, msg);
 	tern_session_free(s);
+	lb_writer_fini(&ctx.guest);
 	if (!strncmp(bound, "unix:", 5))
 		unlink(bound + 5);
 	munmap(ram, cfg->ram);
@@ -188,6 +235,7 @@ int lb_run_source(const struct lb_cfg *cfg, const char *uri)
 	char mgmt_err[sizeof(err.msg) + 16] = "";
 	bool timed_out = false;
 	const char *msg = NULL;
+	uint64_t t_migrate;
 	uint8_t *ram;
 	int ret;
 
@@ -219,6 +267,7 @@ int lb_run_source(const struct lb_cfg *cfg, const char *uri)
 			snprintf(err.msg, sizeof(err.msg), "writer thread: %s", strerror(-ret));
 	}
 	lb_cpu_mark();
+	t_migrate = lb_now_ns();
 	if (!ret)
 		ret = tern_migrate(s, uri, &err);
 	if (!ret && cfg->mgmt && tern_mgmt_listen(s, cfg->mgmt, &err)) {
@@ -237,7 +286,9 @@ int lb_run_source(const struct lb_cfg *cfg, const char *uri)
 		return 1;
 	}
 
-	wait_final(s, cfg, "source", &timed_out);
+	wait_final(s, cfg, "source",
+		   cfg->postcopy_after_ms ? t_migrate + cfg->postcopy_after_ms * 1000000ull : 0,
+		   &timed_out);
 	tern_stats_get(s, &st);
 	/*
 	 * The writer first: it marks pages on the session's block, which dies

@@ -197,6 +197,17 @@ static void *writer_main(void *arg)
 			continue;
 		}
 		page = xorshift64(&rng) % npages;
+		if (w->read_only) {
+			const volatile uint64_t *q =
+			    (const volatile uint64_t *)(w->ram + page * w->page_size);
+			size_t k;
+
+			for (k = 0; k < w->page_size / 8; k += 64)
+				w->read_sum += q[k];
+			done += w->page_size;
+			w->pages_written++;
+			continue;
+		}
 		if (AnnotateIgnoreWritesBegin)
 			AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
 		if (w->dirty_bytes) {
@@ -216,7 +227,8 @@ static void *writer_main(void *arg)
 		}
 		if (AnnotateIgnoreWritesEnd)
 			AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
-		tern_ram_mark_dirty(w->block, page * w->page_size, w->page_size);
+		if (w->block)
+			tern_ram_mark_dirty(w->block, page * w->page_size, w->page_size);
 		done += w->page_size;
 		w->pages_written++;
 	}

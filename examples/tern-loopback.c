@@ -253,9 +253,18 @@ static void usage(FILE *f)
 		"  --cpu-throttle-increment P  source: cpu-throttle-increment, 1..99\n"
 		"  --max-cpu-throttle P   source: max-cpu-throttle, 1..99\n"
 		"  --migration-timeout S  source: migration-timeout, 0..31536000 s\n"
-		"  --timeout-policy P     source: migration-timeout-policy, cancel | force\n"
+		"  --timeout-policy P     source: migration-timeout-policy, cancel |\n"
+		"                         force | postcopy\n"
 		"  --pause-before-switchover  source: wait in pre-switchover until\n"
 		"                         `continue` on the source's --mgmt socket\n"
+		"  --postcopy             postcopy-ram capability on both sides; the\n"
+		"                         destination's guest (--dirty-rate, --dirty-ws)\n"
+		"                         runs from the switch to postcopy on\n"
+		"  --postcopy-after MS    source: switch to postcopy MS ms after the start\n"
+		"                         (implies --postcopy; otherwise `postcopy` on\n"
+		"                         the source's --mgmt socket)\n"
+		"  --dest-guest write|read  postcopy: the destination's guest writes its\n"
+		"                         working set (default) or only reads it\n"
 		"  -v, --verbose          library log at LOG_INFO (twice: LOG_DEBUG)\n"
 		"  -q, --quiet            no library log at all\n",
 		lb_prog, TERN_MAX_CHANNELS);
@@ -298,6 +307,9 @@ int main(int argc, char **argv)
 		OPT_MIGRATION_TIMEOUT,
 		OPT_TIMEOUT_POLICY,
 		OPT_PAUSE_BEFORE_SWITCHOVER,
+		OPT_POSTCOPY,
+		OPT_POSTCOPY_AFTER,
+		OPT_DEST_GUEST,
 	};
 	static const struct option longopts[] = {
 	    {"ram", required_argument, NULL, OPT_RAM},
@@ -315,6 +327,9 @@ int main(int argc, char **argv)
 	    {"downtime-limit", required_argument, NULL, OPT_DOWNTIME},
 	    {"max-bandwidth", required_argument, NULL, OPT_MAX_BW},
 	    {"avail-switchover-bandwidth", required_argument, NULL, OPT_AVAIL_SW_BW},
+	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
+	    {"postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER},
+	    {"dest-guest", required_argument, NULL, OPT_DEST_GUEST},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -368,6 +383,18 @@ int main(int argc, char **argv)
 			break;
 		case OPT_ZERO_COPY_SEND:
 			cfg.zero_copy_send = true;
+			break;
+		case OPT_POSTCOPY:
+			cfg.postcopy = true;
+			break;
+		case OPT_POSTCOPY_AFTER:
+			cfg.postcopy = true;
+			cfg.postcopy_after_ms = opt_uint("--postcopy-after", optarg, 86400000);
+			break;
+		case OPT_DEST_GUEST:
+			if (strcmp(optarg, "write") && strcmp(optarg, "read"))
+				lb_die("--dest-guest: write or read, not '%s'", optarg);
+			cfg.dest_read = !strcmp(optarg, "read");
 			break;
 		case OPT_RDMA_PIN_LIMIT:
 			cfg.rdma_pin_limit = opt_size("--rdma-pin-limit", optarg);
@@ -497,8 +524,10 @@ int main(int argc, char **argv)
 			source_only = true;
 			break;
 		case OPT_TIMEOUT_POLICY:
-			if (strcmp(optarg, "cancel") && strcmp(optarg, "force"))
-				lb_die("--timeout-policy: cancel or force, not '%s'", optarg);
+			if (strcmp(optarg, "cancel") && strcmp(optarg, "force") &&
+			    strcmp(optarg, "postcopy"))
+				lb_die("--timeout-policy: cancel, force or postcopy, not '%s'",
+				       optarg);
 			cfg.conv.timeout_policy = optarg;
 			source_only = true;
 			break;

@@ -73,6 +73,11 @@ struct tern_section_reader;
  * is paused in pre-switchover), or failed / cancelling -> cancelled from any
  * state before completed.
  * Destination: none -> setup -> active -> completed | failed.
+ * With postcopy-ram, after tern_postcopy_start(): source active ->
+ * postcopy-active -> completed | failed; destination active ->
+ * postcopy-active -> completed | failed. In postcopy-active the guest runs
+ * on the destination: a failure there loses it unless the source comes
+ * back (the source never resumes it).
  */
 enum tern_status {
 	TERN_STATUS_INVALID = 0,
@@ -85,6 +90,7 @@ enum tern_status {
 	TERN_STATUS_FAILED,
 	TERN_STATUS_CANCELLING,
 	TERN_STATUS_CANCELLED,
+	TERN_STATUS_POSTCOPY_ACTIVE,
 	TERN_STATUS_MAX,
 };
 
@@ -181,9 +187,11 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        policy applies within a second whatever the
  *                        destination does (a stopped one included).
  *   migration-timeout-policy  a name: cancel (default: the migration ends
- *                        `cancelled`, the source guest runs on) or force
- *                        (switch over now, accepting a longer downtime);
- *                        live; set with tern_param_set_str()
+ *                        `cancelled`, the source guest runs on), force
+ *                        (switch over now, accepting a longer downtime) or
+ *                        postcopy (switch to postcopy now: needs the
+ *                        postcopy-ram capability); live; set with
+ *                        tern_param_set_str()
  *   handshake-timeout    ms, 100..600000, default 10000 (before start only):
  *                        the longest a connection may take to present its
  *                        stream header and HELLO (or a worker channel its
@@ -432,6 +440,21 @@ TERN_EXPORT int tern_cancel(struct tern_session *s);
 TERN_EXPORT int tern_continue(struct tern_session *s, struct tern_error *err);
 
 /**
+ * tern_postcopy_start() - thread-safe; QMP's migrate-start-postcopy. On a
+ * source in precopy (setup or active) with the postcopy-ram capability on
+ * both sides: switch to postcopy at the next step of the migration thread
+ * (the round being sent is cut short). The guest pauses, device state and
+ * the list of pages still dirty go to the destination, and the guest runs
+ * there at once; the destination fetches the pages it touches on demand,
+ * on an urgent channel of their own, while the rest streams on the worker
+ * channels. From then on tern_cancel() is refused: the source's copy of
+ * the guest is no longer the one that runs.
+ * -EINVAL (with @err) without postcopy-ram, on a destination, or once the
+ * switchover began; -EALREADY when already asked.
+ */
+TERN_EXPORT int tern_postcopy_start(struct tern_session *s, struct tern_error *err);
+
+/**
  * tern_wait() - thread-safe. Wait up to @timeout_ms (-1: forever) for the
  * migration to end. Return: the status then (a final one unless timed out).
  */
@@ -670,6 +693,24 @@ struct tern_stats {
 	uint64_t downtime_verify_us;
 	uint64_t switchover_bandwidth_bps;
 	char switchover_rate[16];
+	/* postcopy (0 before it starts): pages the destination lacked at the
+	 * switch and lacks still; faults read on the destination, pages it
+	 * requested, and their fault-to-placed latency; on the source, pages
+	 * sent on the urgent channel and requests it refused as malformed;
+	 * bytes on the worker channels since the switch, and the time in
+	 * postcopy (the guest ran on the destination meanwhile) */
+	bool postcopy; /* the migration switched to postcopy */
+	uint64_t postcopy_missing_pages;
+	uint64_t postcopy_remaining_pages;
+	uint64_t postcopy_faults;
+	uint64_t postcopy_requests;
+	uint64_t postcopy_latency_p50_us;
+	uint64_t postcopy_latency_p99_us;
+	uint64_t postcopy_latency_max_us;
+	uint64_t postcopy_urgent_pages;
+	uint64_t postcopy_bad_requests;
+	uint64_t postcopy_bytes;
+	uint64_t postcopy_ms;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

@@ -169,8 +169,8 @@ int fsrc_send_hello(struct fake_src *fs, const struct fp_block *blocks, uint32_t
 	int ret;
 
 	buf_init(&b);
-	ret = fp_hello_encode(&b, fs->uuid, fs->page_size, fs->nchannels, fs->method, 0, blocks,
-			      nblocks);
+	ret = fp_hello_encode(&b, fs->uuid, fs->page_size, fs->nchannels, fs->method, fs->caps,
+			      blocks, nblocks);
 	if (!ret)
 		ret = fsrc_send_frame(fs, CTL_HELLO, b.data, b.len);
 	buf_fini(&b);
@@ -257,7 +257,7 @@ int fsrc_open_channel(struct fake_src *fs, uint32_t i, const uint8_t uuid[16],
 	ret = fp_dial(fs->uri, &fs->chan[i], NULL, err);
 	if (ret)
 		return ret;
-	mf_hello_encode(hello, uuid, i, fs->nchannels);
+	mf_hello_encode(hello, uuid, i, fs->nchannels + fs->urgent);
 	ret = conn_send(fs->chan[i], hello, sizeof(hello));
 	if (ret)
 		return tern_error_set(err, ret, "fake source: channel %u hello: %s", i,
@@ -270,7 +270,7 @@ int fsrc_open_channels(struct fake_src *fs, struct tern_error *err)
 	uint32_t i;
 	int ret;
 
-	for (i = 0; i < fs->nchannels; i++) {
+	for (i = 0; i < fs->nchannels + fs->urgent; i++) {
 		ret = fsrc_open_channel(fs, i, fs->uuid, err);
 		if (ret)
 			return ret;
@@ -293,6 +293,7 @@ int fsrc_send_pages(struct fake_src *fs, uint32_t chan, uint32_t block, const ui
 	struct mf_packet_hdr h = {
 	    .magic = MF_PACKET_MAGIC,
 	    .version = MF_VERSION,
+	    .flags = fs->pkt_flags,
 	    .seq = fs->seq[chan],
 	    .round = fs->round[chan],
 	    .block = block,

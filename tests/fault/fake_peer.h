@@ -56,7 +56,10 @@ struct fake_src {
 	uint8_t uuid[16];
 	uint32_t page_size;
 	uint32_t nchannels;
-	uint32_t method; /* HELLO's page encoding; fsrc_init() sets none */
+	uint32_t method;    /* HELLO's page encoding; fsrc_init() sets none */
+	uint64_t caps;	    /* HELLO's capability bits (CAP_BIT()); fsrc_init(): none */
+	uint32_t urgent;    /* postcopy-ram: 1 more worker channel (the urgent one) */
+	uint16_t pkt_flags; /* added to fsrc_send_pages()' headers (MF_FLAG_POSTCOPY) */
 	struct tern_conn *ctl;
 	int ctl_fd;
 	struct tern_conn *chan[FP_MAX_CHANNELS];

@@ -386,7 +386,7 @@ static void test_params_timeout_policy(void **state)
 	assert_rc_equal(tern_param_set_str(s, "migration-timeout-policy", "later", &f->err),
 			-EINVAL);
 	assert_str_contains(f->err.msg, "migration-timeout-policy");
-	assert_str_contains(f->err.msg, "cancel, force");
+	assert_str_contains(f->err.msg, "cancel, force, postcopy");
 	tern_error_clear(&f->err);
 	assert_rc_equal(tern_param_set(s, "migration-timeout-policy", 1, &f->err), -EINVAL);
 	assert_str_contains(f->err.msg, "tern_param_set_str");
@@ -394,6 +394,56 @@ static void test_params_timeout_policy(void **state)
 	assert_rc_equal(tern_param_get(s, "migration-timeout-policy", &v, NULL), -EINVAL);
 	assert_true(v == 77);
 	assert_string_equal(buf, "force"); /* unchanged by the refusals */
+}
+
+/*
+ * postcopy-ram's preconditions, refused at tern_migrate() with the reason:
+ * rdma:, 64 channels (no room for the urgent one), migration-timeout-policy
+ * postcopy without the capability; live, the policy too. And
+ * tern_postcopy_start() before anything runs or without the capability.
+ */
+static void test_caps_postcopy_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *s = new_session(f, 0, NULL, NULL);
+	struct tern_ram_block *b;
+	struct params p;
+
+	assert_rc_equal(tern_ram_register(s, "ram", map_anon(f, f->page), f->page, &b, NULL), 0);
+	assert_rc_equal(tern_postcopy_start(s, &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "postcopy-ram capability is off");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set_str(s, "migration-timeout-policy", "postcopy", NULL), 0);
+	assert_rc_equal(tern_migrate(s, "tcp:127.0.0.1:1", &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "migration-timeout-policy postcopy needs the postcopy-ram");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_cap_set(s, "postcopy-ram", true, NULL), 0);
+	assert_rc_equal(tern_postcopy_start(s, &f->err), -EINVAL);
+	assert_str_contains(f->err.msg, "no outgoing migration is running");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_migrate(s, "rdma:127.0.0.1:1", &f->err), -EOPNOTSUPP);
+	assert_str_contains(f->err.msg, "postcopy-ram: tcp: and unix: only");
+	tern_error_clear(&f->err);
+	assert_rc_equal(tern_param_set(s, "multifd-channels", TERN_MAX_CHANNELS, NULL), 0);
+	assert_rc_equal(tern_migrate(s, "tcp:127.0.0.1:1", &f->err), -EOPNOTSUPP);
+	assert_str_contains(f->err.msg, "at most 63 multifd-channels");
+	assert_false(s->started);
+	tern_error_clear(&f->err);
+
+	/* live: the policy postcopy only where the capability is on */
+	params_init(&p);
+	assert_rc_equal(params_set(&p, PARAM_MIGRATION_TIMEOUT_POLICY, TIMEOUT_POLICY_POSTCOPY + 1,
+				   true, &f->err),
+			-EINVAL);
+	assert_str_contains(f->err.msg, "postcopy needs the postcopy-ram capability");
+	tern_error_clear(&f->err);
+	assert_rc_equal(params_set(&p, PARAM_MIGRATION_TIMEOUT_POLICY, TIMEOUT_POLICY_POSTCOPY + 1,
+				   false, NULL),
+			0);
+	p.cap[CAP_POSTCOPY_RAM] = true;
+	assert_rc_equal(
+	    params_set(&p, PARAM_MIGRATION_TIMEOUT_POLICY, TIMEOUT_POLICY_POSTCOPY + 1, true, NULL),
+	    0);
 }
 
 static void test_params_compression(void **state)
@@ -534,8 +584,8 @@ static void on_state(void *opaque, enum tern_status from, enum tern_status to)
 static void test_status_names(void **state)
 {
 	static const char *const names[TERN_STATUS_MAX] = {
-	    "invalid", "none",	    "setup",  "active",	    "pre-switchover",
-	    "device",  "completed", "failed", "cancelling", "cancelled",
+	    "invalid",	 "none",   "setup",	 "active",    "pre-switchover",	 "device",
+	    "completed", "failed", "cancelling", "cancelled", "postcopy-active",
 	};
 	int i;
 
@@ -860,6 +910,10 @@ static const struct {
     {CTL_RAM_HINT, "RAM_HINT", 1u << 20},
     {CTL_RESUMED, "RESUMED", 8},
     {CTL_KEEPALIVE, "KEEPALIVE", 0},
+    {CTL_POSTCOPY_DISCARD, "POSTCOPY_DISCARD", 1u << 20},
+    {CTL_POSTCOPY_RUN, "POSTCOPY_RUN", 16},
+    {CTL_POSTCOPY_RUNNING, "POSTCOPY_RUNNING", 8},
+    {CTL_PAGE_REQ, "PAGE_REQ", 12},
 };
 _Static_assert(ARRAY_SIZE(frame_types) == CTL_TYPE_MAX - 1, "a frame type without a test case");
 
@@ -1342,6 +1396,49 @@ static void test_hello_method(void **state)
 
 /* ---- RAM_HINT -------------------------------------------------------------- */
 
+/*
+ * Postcopy's page requests from a destination that is buggy or hostile:
+ * too short or long, before POSTCOPY_RUN, an unknown block, a page past the
+ * block, and a flood of them. Each is counted and none acted on (nothing
+ * touches the data plane: this session has none), none ends the migration.
+ */
+static void test_pc_serve_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct tern_session *s = session_with(f, 0, layout, 2);
+	uint8_t p[16] = {0};
+	uint64_t bad = 0;
+	int i;
+
+	put_be32(p, 0);
+	put_be64(p + 4, 3);
+	src_pc_serve(s, p, 12); /* before RUN */
+	bad++;
+	__atomic_store_n(&s->postcopy_run, true, __ATOMIC_RELEASE);
+	src_pc_serve(s, p, 11);
+	src_pc_serve(s, p, 13);
+	src_pc_serve(s, p, 0);
+	bad += 3;
+	put_be32(p, 2); /* two blocks: 0 and 1 */
+	src_pc_serve(s, p, 12);
+	put_be32(p, UINT32_MAX);
+	src_pc_serve(s, p, 12);
+	put_be32(p, 1);
+	put_be64(p + 4, 4); /* "vga" has pages 0..3 */
+	src_pc_serve(s, p, 12);
+	put_be64(p + 4, UINT64_MAX);
+	src_pc_serve(s, p, 12);
+	bad += 4;
+	for (i = 0; i < 100000; i++) {
+		put_be64(p + 4, 4 + (uint64_t)i);
+		src_pc_serve(s, p, 12);
+	}
+	bad += 100000;
+	assert_uint_equal(__atomic_load_n(&s->pc_bad_reqs, __ATOMIC_RELAXED), bad);
+	assert_uint_equal(__atomic_load_n(&s->pc_urgent_pages, __ATOMIC_RELAXED), 0);
+	__atomic_store_n(&s->postcopy_run, false, __ATOMIC_RELEASE);
+}
+
 static const struct blk hint_layout[] = {{"ram", 4 * 512}}; /* four 2 MiB regions */
 
 static bool resident(const void *p, uint32_t page)
@@ -1513,8 +1610,12 @@ static void test_hello_field_mismatch(void **state)
 	put_be32(f->buf.data + 32, 1);
 
 	/* capabilities this side does not know */
-	put_be64(f->buf.data + 36, CAP_BIT(CAP_VERIFY_RAM) | (1ull << 5));
-	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "unknown capabilities 0x20");
+	put_be64(f->buf.data + 36, CAP_BIT(CAP_VERIFY_RAM) | (1ull << 20));
+	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "unknown capabilities 0x100000");
+	/* postcopy-ram is known, but both sides must have it */
+	put_be64(f->buf.data + 36, CAP_BIT(CAP_POSTCOPY_RAM));
+	hello_refused(f, 1, layout, 2, len, -EPROTO,
+		      "postcopy-ram is on at the source but not here");
 	put_be64(f->buf.data + 36, 1ull << 63);
 	hello_refused(f, 1, layout, 2, len, -EPROTONOSUPPORT, "unknown capabilities");
 	put_be64(f->buf.data + 36, 0);
@@ -2785,6 +2886,8 @@ int main(void)
 	    T(test_params_timeout_policy),
 	    T(test_caps_zero_copy_refused),
 	    T(test_status_names),
+	    T(test_caps_postcopy_refused),
+	    T(test_pc_serve_refusals),
 	    T(test_state_transitions),
 	    T(test_state_cas_race),
 	    T(test_buf_layout),

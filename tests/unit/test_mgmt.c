@@ -528,8 +528,9 @@ static void test_params(void **state)
 
 static void test_caps_list(void **state)
 {
-	static const char *const caps[] = {"verify-ram", "auto-converge", "pause-before-switchover",
-					   "rdma-pin-all", "zero-copy-send"};
+	static const char *const caps[] = {
+	    "verify-ram",   "auto-converge",  "pause-before-switchover",
+	    "rdma-pin-all", "zero-copy-send", "postcopy-ram"};
 	struct fixture *f = *state;
 	struct tern_error err = {0};
 	struct json_object *r, *ret;
