@@ -216,8 +216,7 @@ static int drop_stale(struct pc_dest *pc, uint32_t bi, struct tern_error *err)
 	uint64_t ps = pc->cfg.page_size, p = 0, end;
 
 	while ((p = bitmap_find_next(pc->missing[bi], b->npages, p)) < b->npages) {
-		for (end = p + 1; end < b->npages && bitmap_test(pc->missing[bi], end); end++)
-			;
+		end = bitmap_find_next_zero(pc->missing[bi], b->npages, p + 1);
 		if (madvise(b->host + p * ps, (end - p) * ps, MADV_DONTNEED))
 			return tern_error_set(err, -errno,
 					      "postcopy: block %u pages %" PRIu64 "..%" PRIu64

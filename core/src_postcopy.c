@@ -72,9 +72,7 @@ static int send_discard(struct tern_session *s, uint64_t *ret_pages, struct tern
 		while (!ret) {
 			p = bitmap_find_next(blk->send, blk->npages, p);
 			if (p < blk->npages) {
-				for (end = p + 1; end < blk->npages && bitmap_test(blk->send, end);
-				     end++)
-					;
+				end = bitmap_find_next_zero(blk->send, blk->npages, p + 1);
 				if (!runs) {
 					buf_reset(&b);
 					buf_put_u32(&b, bi);

@@ -88,6 +88,26 @@ uint64_t bitmap_find_next(const uint64_t *map, uint64_t nbits, uint64_t start)
 	}
 }
 
+uint64_t bitmap_find_next_zero(const uint64_t *map, uint64_t nbits, uint64_t start)
+{
+	uint64_t w, nwords = BITMAP_WORDS(nbits), word;
+
+	if (start >= nbits)
+		return nbits;
+	w = start / 64;
+	word = ~map[w] & first_word_mask(start);
+	for (;;) {
+		if (word) {
+			uint64_t bit = w * 64 + (uint64_t)__builtin_ctzll(word);
+
+			return bit < nbits ? bit : nbits;
+		}
+		if (++w >= nwords)
+			return nbits;
+		word = ~map[w];
+	}
+}
+
 uint64_t bitmap_count(const uint64_t *map, uint64_t nbits)
 {
 	uint64_t w, n = 0, nwords = nbits / 64;

@@ -164,6 +164,8 @@ void bitmap_set_range_atomic(uint64_t *map, uint64_t start, uint64_t n);
 void bitmap_set_range(uint64_t *map, uint64_t start, uint64_t n);
 /* First set bit at or after @start, or @nbits when there is none. */
 uint64_t bitmap_find_next(const uint64_t *map, uint64_t nbits, uint64_t start);
+/* The first clear bit at or after @start, or @nbits: where a run of set bits ends. */
+uint64_t bitmap_find_next_zero(const uint64_t *map, uint64_t nbits, uint64_t start);
 /* Number of set bits among the first @nbits. */
 uint64_t bitmap_count(const uint64_t *map, uint64_t nbits);
 /*

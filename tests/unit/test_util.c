@@ -98,6 +98,30 @@ static void test_bitmap_find_next_empty(void **state)
 	assert_uint_equal(bitmap_find_next(f->a, 0, 0), 0);
 }
 
+/* Where runs of set bits end: checked against a bit-by-bit scan, with runs
+ * that end inside a word, at a word's edge and at the map's last bit. */
+static void test_bitmap_find_next_zero(void **state)
+{
+	struct bitmap_fixture *f = *state;
+	uint64_t start, want;
+
+	assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, 0), 0);
+	assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, MAP_BITS), MAP_BITS);
+	bitmap_set_range(f->a, 3, 61);	  /* 3..63: ends at a word's edge */
+	bitmap_set_range(f->a, 100, 200); /* 100..299: across words */
+	bitmap_set_range(f->a, MAP_BITS - 70, 70);
+	assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, 3), 64);
+	assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, 100), 300);
+	assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, MAP_BITS - 70), MAP_BITS);
+	for (start = 0; start < MAP_BITS; start += 5) {
+		for (want = start; want < MAP_BITS && bitmap_test(f->a, want); want++)
+			;
+		assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, start), want);
+	}
+	bitmap_set_range(f->a, 0, MAP_BITS);
+	assert_uint_equal(bitmap_find_next_zero(f->a, MAP_BITS, 0), MAP_BITS);
+}
+
 static void test_bitmap_find_next_first_last(void **state)
 {
 	struct bitmap_fixture *f = *state;
@@ -762,6 +786,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_bitmap_new_zeroed, bitmap_setup, bitmap_teardown),
+	    cmocka_unit_test_setup_teardown(test_bitmap_find_next_zero, bitmap_setup,
+					    bitmap_teardown),
 	    cmocka_unit_test_setup_teardown(test_bitmap_find_next_empty, bitmap_setup,
 					    bitmap_teardown),
 	    cmocka_unit_test_setup_teardown(test_bitmap_find_next_first_last, bitmap_setup,
