@@ -531,6 +531,23 @@ static bool tail_worth_waiting(struct tern_session *s, struct round_ctx *rc)
 	return !tail;
 }
 
+/*
+ * Whether no rate at all is known yet: no window closed (a bulk round that
+ * went out within one, its bucket's credit and unthrottled tail covering
+ * all of it) and no round was acknowledged. Then the next round waits for
+ * the last one's acknowledgement, which gives the acknowledged-round bound
+ * (src_estimate.c). Without it a guest that dirties a page or two between
+ * syncs runs rounds of a few KiB faster than the destination's barrier
+ * acknowledges them: the acknowledgements fall further and further behind,
+ * no estimate is ever made, and no switchover (seen: an 8 MiB guest at
+ * max-bandwidth 32 MiB/s behind a proxy, 30 s and more).
+ */
+static bool rate_unknown(struct tern_session *s)
+{
+	/* what the estimate at this round's sync priced the RAM at */
+	return !__atomic_load_n(&s->sw_rate_bps, __ATOMIC_RELAXED);
+}
+
 int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_round,
 		struct tern_error *err)
 {
@@ -546,7 +563,7 @@ int src_precopy(struct tern_session *s, struct round_ctx *rc, uint64_t *ret_roun
 		ret = src_sync_dirty(s, rc, 0, err);
 		if (!ret) /* a large guest's sync is a long step */
 			ret = src_ctl_keepalive_maybe(s, err);
-		if (!ret && round > 1 && tail_worth_waiting(s, rc))
+		if (!ret && round > 1 && (tail_worth_waiting(s, rc) || rate_unknown(s)))
 			ret = src_wait_acked(s, rc, round - 1, err);
 		if (ret)
 			return ret;
