@@ -150,6 +150,28 @@ struct mf_config {
 	void *opaque;
 };
 
+/* Whether channel @index is the urgent one (postcopy-ram: the last). */
+static inline bool mf_chan_is_urgent(const struct mf_config *cfg, uint32_t index)
+{
+	return cfg->urgent && index == cfg->nchannels - 1;
+}
+
+/*
+ * A bulk worker's first postcopy packet: from now on it yields the CPU to
+ * the urgent path. In postcopy the guest waits on a fault, a request and
+ * one page, while bulk pages only have to arrive some time; on a host whose
+ * cores the bulk workers fill, a woken urgent thread (the fault thread,
+ * the return path, the urgent channel's worker on either side) and the
+ * guest's own vCPUs would otherwise wait for a time slice behind them.
+ * Nice MF_BULK_NICE for the rest of the worker's life (it ends with the
+ * migration); raising one's own nice needs no privilege.
+ */
+#define MF_BULK_NICE 10
+static inline void mf_postcopy_background(void)
+{
+	thread_set_background(MF_BULK_NICE);
+}
+
 /* ---- packet.c: encoding and validation ---------------------------------- */
 
 /* "none", "zlib", "zstd", "xbzrle", "auto"; "invalid" otherwise. */

@@ -61,6 +61,7 @@ struct mf_recv_chan {
 	uint8_t **dst;	  /* the pages a payload decodes into */
 	struct codec_dec *dec[MF_NCODECS];
 	uint8_t *bounce;   /* postcopy: MF_MAX_PAGES pages, from the first such packet */
+	bool background;   /* postcopy, a bulk channel: yields to the urgent path */
 	mf_place_fn place; /* postcopy: the placer, once the load thread set it */
 	void *place_opaque;
 	/* written by the worker, read by anyone (atomics) */
@@ -326,6 +327,10 @@ static int land_postcopy(struct mf_recv_chan *c, const struct mf_packet_hdr *h,
 	const void *data = NULL;
 	int ret;
 
+	if (!c->background && !mf_chan_is_urgent(&c->owner->cfg, c->index)) {
+		mf_postcopy_background();
+		c->background = true;
+	}
 	if (!c->bounce) {
 		/* MF_MAX_PAGES pages: a multiple of the alignment */
 		c->bounce = aligned_alloc(64, MF_MAX_PAGES * page);

@@ -137,6 +137,7 @@ struct mf_send_chan {
 	struct codec_page *pages;
 	struct codec_enc *enc[MF_NCODECS];
 	struct mf_auto autosel;
+	bool background; /* postcopy, a bulk channel: yields to the urgent path */
 	/* written by the worker, read by anyone (atomics) */
 	struct mf_chan_stats stats;
 	struct mf_codec_stats cstats;
@@ -678,6 +679,11 @@ static void *send_worker(void *arg)
 		pthread_mutex_unlock(&s->lock);
 
 		if (b) {
+			if (b->postcopy && !c->background &&
+			    !mf_chan_is_urgent(&s->cfg, c->index)) {
+				mf_postcopy_background();
+				c->background = true;
+			}
 			ret = send_batch_packet(c, b, &err);
 			if (!ret && s->cfg.digest) {
 				cpu_thread_switch(&cpu, TERN_CPU_DIGEST);

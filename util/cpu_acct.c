@@ -40,6 +40,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "util.h"
@@ -190,4 +192,17 @@ void cpu_thread_end(struct cpu_thread *t)
 {
 	cpu_thread_flush(t);
 	t->acct = NULL;
+}
+
+/*
+ * The calling thread, and only it, yields to the others: nice @nice
+ * (0..19). Raising one's own nice needs no privilege; lowering it again
+ * would, so this is for threads that stay behind until they end. Best
+ * effort: a refusal changes nothing but the order the scheduler picks in.
+ */
+void thread_set_background(int nice)
+{
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), nice)) {
+		/* nothing to do: the thread runs at its old priority */
+	}
 }

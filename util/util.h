@@ -239,6 +239,9 @@ void cpu_thread_end(struct cpu_thread *t);
 	struct cpu_thread var __attribute__((cleanup(cpu_thread_end), unused)) =                   \
 	    cpu_thread_start(acct, cls, __VA_ARGS__)
 
+/* The calling thread yields to the process's others from now on (nice). */
+void thread_set_background(int nice);
+
 /* ---- misc --------------------------------------------------------------- */
 
 /* 16 random bytes (getrandom). */
