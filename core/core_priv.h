@@ -562,7 +562,6 @@ struct tern_session {
 	bool postcopy_req;     /* source: tern_postcopy_start() asked for it */
 	bool postcopy_run;     /* RUN sent (source) or acted on (destination): no way back */
 	bool got_pc_running;   /* source: the destination's guest runs */
-	uint64_t pc_round;     /* source: the postcopy round (urgent batches carry it) */
 	uint64_t **pc_missing; /* destination: DISCARD's pages per block, until RUN */
 	struct pc_dest *pc;    /* destination: from RUN until the end, or the free */
 	struct pc_dest_stats pc_final; /* destination: its figures once it is gone */

@@ -165,15 +165,15 @@ int dest_pc_run(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t
 	if (ret)
 		return ret;
 	ret = pc_dest_arm(pc, (const uint64_t *const *)s->pc_missing, err);
-	if (!ret) {
-		mf_recv_set_placer(s->mf_recv, pc_place, pc);
+	if (!ret)
 		ret = pc_dest_start(pc, err);
-	}
 	if (ret) {
-		/* nothing ran yet: the guest was never started here */
+		/* nothing ran yet: the guest was never started here, and no
+		 * worker was given the engine */
 		pc_dest_free(pc);
 		return ret;
 	}
+	mf_recv_set_placer(s->mf_recv, pc_place, pc);
 	pthread_mutex_lock(&s->lock);
 	s->pc = pc;
 	pthread_mutex_unlock(&s->lock);

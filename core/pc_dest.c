@@ -336,10 +336,35 @@ int pc_dest_start(struct pc_dest *pc, struct tern_error *err)
 	return 0;
 }
 
+/* Page @pg of @block was placed by us: clear its bit and count it. */
+static void placed_one(struct pc_dest *pc, uint32_t block, uint64_t pg)
+{
+	uint64_t bit = 1ull << (pg % 64), t;
+
+	if (!(__atomic_fetch_and(&pc->missing[block][pg / 64], ~bit, __ATOMIC_ACQ_REL) & bit)) {
+		__atomic_fetch_add(&pc->duplicates, 1, __ATOMIC_RELAXED);
+		return; /* another channel's copy won the race */
+	}
+	__atomic_fetch_add(&pc->placed, 1, __ATOMIC_RELAXED);
+	if (bitmap_test_atomic(pc->requested[block], pg) && (t = req_take(pc, req_key(block, pg))))
+		lat_record(pc, (tern_now_ns() - t) / 1000);
+	if (__atomic_sub_fetch(&pc->nmissing, 1, __ATOMIC_ACQ_REL) == 0) {
+		pthread_mutex_lock(&pc->lock);
+		pthread_cond_broadcast(&pc->cond);
+		pthread_mutex_unlock(&pc->lock);
+	}
+}
+
+/*
+ * One placement call per run of pages still missing (a bulk packet's pages
+ * are mostly consecutive and all missing: one UFFDIO_COPY for the run, not
+ * one per page); the kernel leaves alone any page of it that a racing copy
+ * placed meanwhile, and placed_one() counts that page as a duplicate.
+ */
 int pc_dest_place(struct pc_dest *pc, uint32_t block, uint64_t page, uint32_t n, const void *data,
 		  struct tern_error *err)
 {
-	uint64_t ps = pc->cfg.page_size, i;
+	uint64_t ps = pc->cfg.page_size, i, j, k;
 	const struct pc_dest_block *b;
 
 	if (block >= pc->cfg.nblocks || page >= pc->blocks[block].npages ||
@@ -348,34 +373,24 @@ int pc_dest_place(struct pc_dest *pc, uint32_t block, uint64_t page, uint32_t n,
 				      "postcopy: pages %" PRIu64 "+%u of block %u: out of range",
 				      page, n, block);
 	b = &pc->blocks[block];
-	for (i = 0; i < n; i++) {
-		uint64_t pg = page + i, bit = 1ull << (pg % 64), was, t;
-		uint8_t *dst = b->host + pg * ps;
-		uint64_t *word = &pc->missing[block][pg / 64];
+	for (i = 0; i < n; i = j) {
+		uint8_t *dst = b->host + (page + i) * ps;
 		int ret;
 
-		if (!(__atomic_load_n(word, __ATOMIC_ACQUIRE) & bit)) {
+		if (!bitmap_test_atomic(pc->missing[block], page + i)) {
 			__atomic_fetch_add(&pc->duplicates, 1, __ATOMIC_RELAXED);
+			j = i + 1;
 			continue;
 		}
-		ret = data ? uffd_copy(pc->u, dst, (const uint8_t *)data + i * ps, ps, NULL, err)
-			   : uffd_zero(pc->u, dst, ps, NULL, err);
+		for (j = i + 1; j < n && bitmap_test_atomic(pc->missing[block], page + j); j++)
+			;
+		ret = data ? uffd_copy(pc->u, dst, (const uint8_t *)data + i * ps, (j - i) * ps,
+				       NULL, err)
+			   : uffd_zero(pc->u, dst, (j - i) * ps, NULL, err);
 		if (ret)
 			return tern_error_prefix(err, "postcopy: block %u", block);
-		was = __atomic_fetch_and(word, ~bit, __ATOMIC_ACQ_REL);
-		if (!(was & bit)) {
-			__atomic_fetch_add(&pc->duplicates, 1, __ATOMIC_RELAXED);
-			continue; /* another channel's copy won the race */
-		}
-		__atomic_fetch_add(&pc->placed, 1, __ATOMIC_RELAXED);
-		if (bitmap_test_atomic(pc->requested[block], pg) &&
-		    (t = req_take(pc, req_key(block, pg))))
-			lat_record(pc, (tern_now_ns() - t) / 1000);
-		if (__atomic_sub_fetch(&pc->nmissing, 1, __ATOMIC_ACQ_REL) == 0) {
-			pthread_mutex_lock(&pc->lock);
-			pthread_cond_broadcast(&pc->cond);
-			pthread_mutex_unlock(&pc->lock);
-		}
+		for (k = i; k < j; k++)
+			placed_one(pc, block, page + k);
 	}
 	return 0;
 }

@@ -85,9 +85,11 @@ static int send_discard(struct tern_session *s, uint64_t *ret_pages, struct tern
 				p = end;
 			}
 			if (runs && (p >= blk->npages || runs == CTL_DISCARD_RANGES)) {
-				if (b.oom)
-					return tern_error_set(err, -ENOMEM,
-							      "postcopy: out of memory");
+				if (b.oom) {
+					ret =
+					    tern_error_set(err, -ENOMEM, "postcopy: out of memory");
+					break;
+				}
 				put_be32(b.data + 4, runs);
 				ret = ctl_send(s->ctl, CTL_POSTCOPY_DISCARD, b.data, b.len);
 				__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + b.len,
@@ -104,8 +106,9 @@ static int send_discard(struct tern_session *s, uint64_t *ret_pages, struct tern
 	return ret;
 }
 
-/* The urgent channel is about to close: wait for requests being served. */
-static void urgent_close(struct tern_session *s)
+/* src_send_round(), the postcopy round's pages all queued: the urgent
+ * channel is about to close, so wait for requests being served. */
+void src_pc_round_done(struct tern_session *s)
 {
 	__atomic_store_n(&s->pc_closing, true, __ATOMIC_SEQ_CST);
 	while (__atomic_load_n(&s->pc_serving, __ATOMIC_SEQ_CST))
@@ -181,7 +184,7 @@ void src_pc_serve(struct tern_session *s, const uint8_t *p, uint32_t len)
 		bad_request(s, why);
 		return;
 	}
-	/* Dekker with urgent_close(): either it sees us serving and waits,
+	/* Dekker with src_pc_round_done(): either it sees us serving and waits,
 	 * or we see it closing and leave the page to the bulk stream */
 	__atomic_add_fetch(&s->pc_serving, 1, __ATOMIC_SEQ_CST);
 	if (!__atomic_load_n(&s->pc_closing, __ATOMIC_SEQ_CST))
@@ -193,6 +196,7 @@ void src_pc_serve(struct tern_session *s, const uint8_t *p, uint32_t len)
 static void compare_digest(struct tern_session *s, const struct ram_digest *mine)
 {
 	uint64_t h0, h1;
+	bool same;
 	uint8_t has;
 	struct rd r;
 
@@ -201,10 +205,10 @@ static void compare_digest(struct tern_session *s, const struct ram_digest *mine
 	has = rd_u8(&r);
 	h0 = rd_u64(&r);
 	h1 = rd_u64(&r);
-	if (!r.bad && has && h0 == mine->h[0] && h1 == mine->h[1])
-		s->verified = true;
+	same = !r.bad && has && h0 == mine->h[0] && h1 == mine->h[1];
+	s->verified = same;
 	pthread_mutex_unlock(&s->lock);
-	if (!s->verified)
+	if (!same)
 		tern_log_msg(&s->log, 4,
 			     "verify-ram: the destination's RAM differs from ours at the switch: "
 			     "in postcopy its digest is taken at the end, after its guest ran, "
@@ -245,10 +249,8 @@ int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, b
 	/* the point of no return (see the top) */
 	pthread_mutex_lock(&s->lock);
 	ret = s->cancel ? -ECANCELED : 0;
-	if (!ret) {
-		__atomic_store_n(&s->pc_round, round, __ATOMIC_RELEASE);
+	if (!ret)
 		__atomic_store_n(&s->postcopy_run, true, __ATOMIC_RELEASE);
-	}
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return ret;
@@ -274,7 +276,7 @@ int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, b
 		return ret;
 	put_be64(eos, round);
 	/* the destination counts the urgent channel's pages too: all of them
-	 * were queued before its last SYNC (urgent_close()) */
+	 * were queued before its last SYNC (src_pc_round_done()) */
 	put_be64(eos + 8, rc->sent_pages + __atomic_load_n(&s->pc_urgent_pages, __ATOMIC_RELAXED));
 	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
 	if (ret)
@@ -298,10 +300,4 @@ int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, b
 		__atomic_store_n(&s->downtime_ms, (running_ns - pause_ns) / 1000000,
 				 __ATOMIC_RELAXED);
 	return 0;
-}
-
-/* src_send_round()'s postcopy round, before its last SYNC. */
-void src_pc_round_done(struct tern_session *s)
-{
-	urgent_close(s);
 }
