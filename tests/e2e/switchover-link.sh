@@ -71,9 +71,11 @@ if run link 300 1M; then
 	# The path is the limit: the last round must be priced at no more than
 	# it carries (12.5 MB/s, 10% slack) -- "link" once a tail was learned;
 	# on a slow host (sanitizers) the rounds may end before one was, and
-	# "max-bandwidth" or "measured" price at the rounds' rate all the same.
+	# "max-bandwidth" or "measured" price at the rounds' rate all the same;
+	# a first tail slowed by the host may also read "learned" below the
+	# link (1 of about 10 runs: 6.2 MB/s) -- below is what matters.
 	bps=$(grep -o '"switchover_bandwidth_bps":[0-9]*' "$tmp/link.src.out" | cut -d: -f2)
-	if ! grep -q '"switchover_rate":"\(link\|max-bandwidth\|measured\)"' "$tmp/link.src.out" ||
+	if ! grep -q '"switchover_rate":"\(link\|max-bandwidth\|measured\|learned\)"' "$tmp/link.src.out" ||
 		[ "${bps:-0}" -gt 13750000 ]; then
 		echo "link: the estimate priced the last round above the link (${bps:-?} B/s)" >&2
 		fail=1
