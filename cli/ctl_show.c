@@ -328,6 +328,11 @@ static void show_postcopy(FILE *out, struct json_object *st)
 			(unsigned long long)ctl_u64(st, "postcopy_latency_p50_us"),
 			(unsigned long long)ctl_u64(st, "postcopy_latency_p99_us"),
 			(unsigned long long)ctl_u64(st, "postcopy_latency_max_us"));
+	if (ctl_u64(st, "postcopy_pauses"))
+		fprintf(out, LABEL "%llu times for %s in all, %llu recovered\n", "paused",
+			(unsigned long long)ctl_u64(st, "postcopy_pauses"),
+			units_fmt_ms(ctl_u64(st, "postcopy_paused_ms"), a, sizeof(a)),
+			(unsigned long long)ctl_u64(st, "postcopy_recoveries"));
 }
 
 void ctl_show_query(FILE *out, struct json_object *st)
@@ -554,6 +559,10 @@ void ctl_progress_line(struct json_object *st, char *buf, size_t len)
 		       (unsigned long long)ctl_u64(st, "postcopy_remaining_pages"),
 		       (unsigned long long)ctl_u64(st, "postcopy_requests"),
 		       (unsigned long long)ctl_u64(st, "postcopy_latency_p99_us"));
+	if (ctl_u64(st, "postcopy_pauses"))
+		APPEND("  paused %llux, %llu recovered",
+		       (unsigned long long)ctl_u64(st, "postcopy_pauses"),
+		       (unsigned long long)ctl_u64(st, "postcopy_recoveries"));
 	APPEND("  %llu ch", (unsigned long long)ctl_u64(st, "channels"));
 	if (throttle)
 		APPEND("  throttle %llu%%", (unsigned long long)throttle);

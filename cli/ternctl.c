@@ -39,6 +39,10 @@ static const char usage_text[] =
     "  continue               leave pre-switchover (pause-before-switchover)\n"
     "  postcopy               switch a running migration to postcopy (postcopy-ram\n"
     "                         on both sides; QMP's migrate-start-postcopy)\n"
+    "  recover URI            destination paused in postcopy: listen on URI for\n"
+    "                         the source's resume (QMP's migrate-recover)\n"
+    "  resume URI             source paused in postcopy: reconnect to the\n"
+    "                         destination's recover URI and finish\n"
     "  watch [--interval D]   live progress until the migration ends (every 500ms)\n"
     "\n"
     "options:\n"
@@ -107,6 +111,7 @@ static const struct {
     {"migrate", 1, 1, " URI"},	  {"incoming", 1, 1, " URI"},
     {"cancel", 0, 0, ""},	  {"continue", 0, 0, ""},
     {"postcopy", 0, 0, ""},	  {"watch", 0, 0, " [--interval D]"},
+    {"recover", 1, 1, " URI"},	  {"resume", 1, 1, " URI"},
 };
 
 /* A duration in ms that fits an int (poll's timeout), at least 1 ms. */
@@ -271,7 +276,8 @@ static struct json_object *build_request(const struct opts *o)
 		}
 		json_object_object_add(req, "name", json_object_new_string(o->arg[0]));
 		json_object_object_add(req, "on", json_object_new_boolean(on));
-	} else if (!strcmp(o->cmd, "migrate") || !strcmp(o->cmd, "incoming")) {
+	} else if (!strcmp(o->cmd, "migrate") || !strcmp(o->cmd, "incoming") ||
+		   !strcmp(o->cmd, "recover") || !strcmp(o->cmd, "resume")) {
 		json_object_object_add(req, "uri", json_object_new_string(o->arg[0]));
 	}
 	return req;
@@ -306,6 +312,11 @@ static void show(const struct opts *o, struct json_object *ret)
 		printf("switching over\n");
 	else if (!strcmp(o->cmd, "postcopy"))
 		printf("switching to postcopy\n");
+	else if (!strcmp(o->cmd, "recover"))
+		printf("waiting for the source to resume on %s\n",
+		       *ctl_str(ret, "uri") ? ctl_str(ret, "uri") : o->arg[0]);
+	else if (!strcmp(o->cmd, "resume"))
+		printf("resuming postcopy to %s\n", o->arg[0]);
 }
 
 int main(int argc, char **argv)

@@ -141,5 +141,9 @@ void stats_json_lib(char *buf, size_t len, size_t *n, const struct tern_stats *s
 		    st->postcopy_latency_p50_us, st->postcopy_latency_p99_us,
 		    st->postcopy_latency_max_us, st->postcopy_urgent_pages,
 		    st->postcopy_bad_requests, st->postcopy_bytes, st->postcopy_ms);
+	json_append(buf, len, n,
+		    ",\"postcopy_paused_ms\":%" PRIu64 ",\"postcopy_pauses\":%" PRIu64
+		    ",\"postcopy_recoveries\":%" PRIu64,
+		    st->postcopy_paused_ms, st->postcopy_pauses, st->postcopy_recoveries);
 	stats_json_cpu(buf, len, n, st);
 }

@@ -31,21 +31,34 @@ static const char *const ctl_names[CTL_TYPE_MAX] = {
     [CTL_POSTCOPY_RUN] = "POSTCOPY_RUN",
     [CTL_POSTCOPY_RUNNING] = "POSTCOPY_RUNNING",
     [CTL_PAGE_REQ] = "PAGE_REQ",
+    [CTL_POSTCOPY_RESUME] = "POSTCOPY_RESUME",
+    [CTL_POSTCOPY_MISSING] = "POSTCOPY_MISSING",
+    [CTL_POSTCOPY_RESUME_ACK] = "POSTCOPY_RESUME_ACK",
 };
 
 /* The most payload each frame type may carry. */
 static const uint32_t ctl_max_len[CTL_TYPE_MAX] = {
-    [CTL_HELLO] = 1u << 20,	[CTL_HELLO_ACK] = 0,
-    [CTL_ERROR] = 4096,		[CTL_SECTION_FULL] = SECTION_MAX_PAYLOAD + 1024,
-    [CTL_RAM_SYNC] = 8,		[CTL_EOS] = 16,
+    [CTL_HELLO] = 1u << 20,
+    [CTL_HELLO_ACK] = 0,
+    [CTL_ERROR] = 4096,
+    [CTL_SECTION_FULL] = SECTION_MAX_PAYLOAD + 1024,
+    [CTL_RAM_SYNC] = 8,
+    [CTL_EOS] = 16,
     [CTL_LOADED] = 8, /* u64: ns the destination spent loading sections */
-    [CTL_COMPLETE] = 64,	[CTL_COMMIT] = 8,
-    [CTL_RAM_SYNC_ACK] = 8,	[CTL_RAM_HINT] = CTL_HINT_MAX,
+    [CTL_COMPLETE] = 64,
+    [CTL_COMMIT] = 8,
+    [CTL_RAM_SYNC_ACK] = 8,
+    [CTL_RAM_HINT] = CTL_HINT_MAX,
     [CTL_RESUMED] = 8, /* u64: ns its resume callback took */
-    [CTL_KEEPALIVE] = 0,	[CTL_POSTCOPY_DISCARD] = CTL_DISCARD_MAX,
+    [CTL_KEEPALIVE] = 0,
+    [CTL_POSTCOPY_DISCARD] = CTL_DISCARD_MAX,
     [CTL_POSTCOPY_RUN] = 16,	/* round u64 | missing pages u64 */
     [CTL_POSTCOPY_RUNNING] = 8, /* u64: ns its resume callback took */
     [CTL_PAGE_REQ] = 12,	/* block u32 | page u64 */
+    /* uuid[16] | round u64 | nchannels u32 */
+    [CTL_POSTCOPY_RESUME] = 28,
+    [CTL_POSTCOPY_MISSING] = CTL_DISCARD_MAX, /* POSTCOPY_DISCARD's layout */
+    [CTL_POSTCOPY_RESUME_ACK] = 16,	      /* last round u64 | pages u64 */
 };
 
 const char *ctl_type_name(uint16_t type)

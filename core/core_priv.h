@@ -40,6 +40,7 @@ enum param_id {
 	PARAM_HANDSHAKE_TIMEOUT,
 	PARAM_IO_TIMEOUT,
 	PARAM_RDMA_PIN_LIMIT,
+	PARAM_POSTCOPY_RECOVER_TIMEOUT,
 	PARAM_MAX,
 };
 
@@ -257,6 +258,11 @@ void digest_track_packet(struct digest_track *d, uint32_t block, const uint64_t 
 /* Source, migration thread: the batch @pages goes to a worker, which will
  * hash the regions it carries whole (digest_track_packet()). */
 void digest_track_queued(struct digest_track *d, uint32_t block, const uint64_t *pages, uint32_t n);
+/* Destination, load thread, at POSTCOPY_RUN: no more background hashing.
+ * From then on guest RAM has missing pages, and reading one waits for the
+ * source (forever, if it is lost); the final digest hashes what is left,
+ * once every page is in. */
+void digest_track_stop_background(struct digest_track *d);
 /* Destination, load thread: every page of round @round has landed. */
 void digest_track_round(struct digest_track *d, uint64_t round);
 /*
@@ -296,6 +302,10 @@ enum ctl_type {
 	CTL_POSTCOPY_RUN,     /* src -> dst: start the guest; the rest comes in postcopy */
 	CTL_POSTCOPY_RUNNING, /* dst -> src: the guest runs; resume's cost */
 	CTL_PAGE_REQ,	      /* dst -> src: a faulted page, send it now */
+	/* postcopy recovery (src_pc_recover.c, dest_pc_recover.c) */
+	CTL_POSTCOPY_RESUME,	 /* src -> dst: this migration, reconnected */
+	CTL_POSTCOPY_MISSING,	 /* dst -> src: pages of a block it still lacks */
+	CTL_POSTCOPY_RESUME_ACK, /* dst -> src: that was all; go on after round n */
 	CTL_TYPE_MAX,
 };
 
@@ -365,6 +375,18 @@ int hello_encode(struct tern_session *s, struct buf *b);
 /* Destination: check HELLO against our own configuration; fills s->uuid,
  * s->nchannels, s->peer_caps. */
 int hello_check(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err);
+
+/* ---- page runs (pc_runs.c): POSTCOPY_DISCARD, POSTCOPY_MISSING ---------- */
+
+/* Send @maps (a bitmap per block; NULL: none) as @type frames on @c; the
+ * pages named in *@ret_pages, the bytes written added to *@ret_bytes. */
+int pc_runs_send(struct tern_session *s, struct tern_conn *c, enum ctl_type type,
+		 uint64_t *const *maps, uint64_t *ret_pages, uint64_t *ret_bytes,
+		 struct tern_error *err);
+/* Check one @type frame and set its runs in @maps[block] (allocated when
+ * NULL). */
+int pc_runs_take(struct tern_session *s, const uint8_t *p, uint32_t len, enum ctl_type type,
+		 uint64_t **maps, struct tern_error *err);
 
 /* ---- region hints (hint.c) --------------------------------------------- */
 
@@ -565,13 +587,28 @@ struct tern_session {
 	uint64_t **pc_missing; /* destination: DISCARD's pages per block, until RUN */
 	struct pc_dest *pc;    /* destination: from RUN until the end, or the free */
 	struct pc_dest_stats pc_final; /* destination: its figures once it is gone */
-	bool pc_fail_said;	       /* destination: the failure says what it costs */
 	/* source: requests being served by the return path, and the urgent
 	 * channel about to close (atomics, src_postcopy.c); when the
 	 * destination's POSTCOPY_RUNNING came */
 	uint32_t pc_serving;
 	bool pc_closing;
 	uint64_t pc_running_ns;
+	/* postcopy recovery (src_pc_recover.c, dest_pc_recover.c) */
+	bool pc_fatal;		   /* destination: postcopy lost for good (its engine failed, or
+				    * it gave up): nothing to recover, the source is told */
+	bool pc_abandon;	   /* the session is being freed: a pause gives up */
+	char pc_resume_uri[300];   /* source: tern_postcopy_resume()'s, until tried */
+	bool rp_hdr_read;	   /* source: the resume read the return path's header */
+	bool pc_recover_listening; /* destination: tern_postcopy_recover() listens */
+	uint64_t pc_pause_ns;	   /* the pause under way began (0: none) */
+	uint64_t pc_paused_ns;	   /* the pauses before it, together */
+	uint64_t pc_pauses, pc_recoveries;
+	/* the worker channels' figures of the data planes a pause ended
+	 * (stats.c adds them to the current one's) */
+	struct mf_chan_stats prior_total, prior_chan[TERN_MAX_CHANNELS];
+	struct mf_codec_stats prior_codec;
+	/* the round the next data plane starts with (0: 1) */
+	uint64_t mf_first_round;
 	uint64_t acked_round;	   /* source: last RAM_SYNC_ACK */
 	struct prefault *prefault; /* destination: load thread only */
 	uint8_t complete_payload[64];
@@ -698,6 +735,27 @@ int dest_pc_run(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t
 		struct tern_error *err);
 /* after the last page: nothing may be missing; unregister */
 int dest_pc_finish(struct tern_session *s, struct tern_error *err);
+/* dest_pc_recover.c: postcopy-paused and recovery on the load thread */
+/* Whether the load's failure may pause rather than fail (postcopy). */
+bool dest_pc_pausable(struct tern_session *s);
+/* Postcopy is lost for good: @err says what that costs the guest. */
+void dest_pc_given_up(struct tern_session *s, struct tern_error *err);
+/* dest_postcopy.c: a new set of receive channels places through the engine */
+void dest_pc_attach(struct tern_session *s, struct mf_recv *r);
+/*
+ * dest_pc_recover() - the load failed in postcopy with @err: pause, wait
+ * for tern_postcopy_recover() and the source, reconnect, and go on after
+ * round *@last_round (which it may move on). 0: postcopy-active again, the
+ * caller reads the control stream on; otherwise gave up (@err says why).
+ */
+int dest_pc_recover(struct tern_session *s, uint64_t *last_round, struct tern_error *err);
+/* dest.c, for the recovery: the worker channels' join, and the load */
+struct lobby;
+int dest_join_channels(struct tern_session *s, struct lobby *lb, struct tern_error *err);
+int dest_load(struct tern_session *s, uint64_t *last_round, struct tern_error *err);
+/* stats.c: keep a data plane's figures before it is freed (a pause) */
+void stats_keep_send(struct tern_session *s, struct mf_send *mf);
+void stats_keep_recv(struct tern_session *s, struct mf_recv *mf);
 /* the session's end: the pages DISCARD named, and the engine */
 void dest_pc_free(struct tern_session *s);
 void dest_pc_stats(struct tern_session *s, struct tern_stats *st);
@@ -705,7 +763,7 @@ void dest_pc_stats(struct tern_session *s, struct tern_stats *st);
 /* lobby.c: the destination's admission of incoming connections */
 enum lobby_kind {
 	LOBBY_INVALID = 0,
-	LOBBY_CONTROL, /* "TRNC" v1 and a complete HELLO frame */
+	LOBBY_CONTROL, /* "TRNC" v1 and a complete HELLO (or POSTCOPY_RESUME) frame */
 	LOBBY_WORKER,  /* a worker hello, not yet checked */
 	LOBBY_KIND_MAX,
 };
@@ -714,7 +772,8 @@ struct lobby_entry {
 	enum lobby_kind kind;
 	struct tern_conn *conn;
 	uint8_t hello[MF_HELLO_SIZE]; /* LOBBY_WORKER */
-	uint8_t *payload;	      /* LOBBY_CONTROL: HELLO's payload (malloc'd) */
+	uint16_t type;		      /* LOBBY_CONTROL: HELLO or POSTCOPY_RESUME */
+	uint8_t *payload;	      /* LOBBY_CONTROL: that frame's payload (malloc'd) */
 	uint32_t len;
 };
 
@@ -733,6 +792,8 @@ int lobby_next(struct lobby *lb, uint64_t deadline_ms, struct lobby_entry *ret_e
 	       struct tern_error *err);
 /* Log @why, remember it for lobby_last_refused(), close the entry's connection. */
 void lobby_refuse(struct lobby *lb, struct lobby_entry *e, const char *why);
+/* lobby_refuse(), telling a control channel why first (an ERROR frame). */
+void lobby_refuse_told(struct lobby *lb, struct lobby_entry *e, int code, const char *why);
 /* The same for a connection already closed (consumed by a callee). */
 void lobby_note_refused(struct lobby *lb, const char *peer, const char *why);
 /* "PEER: why" of the last connection turned away, or NULL. */

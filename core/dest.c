@@ -85,9 +85,14 @@ static int dest_handshake(struct tern_session *s, struct lobby *lb, struct tern_
 			tern_error_prefix(err, "waiting for the source");
 			return ret;
 		}
-		if (e.kind == LOBBY_CONTROL)
+		if (e.kind == LOBBY_CONTROL && e.type == CTL_HELLO)
 			break;
-		lobby_refuse(lb, &e, "a worker channel before any control channel");
+		if (e.kind == LOBBY_CONTROL)
+			lobby_refuse_told(lb, &e, -EPROTO,
+					  "POSTCOPY_RESUME: no postcopy to recover here (this "
+					  "destination waits for a new migration)");
+		else
+			lobby_refuse(lb, &e, "a worker channel before any control channel");
 	}
 	ctl = e.conn;
 	ret = session_set_ctl(s, ctl);
@@ -130,7 +135,7 @@ static int dest_handshake(struct tern_session *s, struct lobby *lb, struct tern_
  * channel, a duplicate, junk, silence -- is closed and forgotten and takes
  * no channel; only the window running out fails the migration.
  */
-static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct tern_error *err)
+int dest_join_channels(struct tern_session *s, struct lobby *lb, struct tern_error *err)
 {
 	struct mf_config cfg = session_mf_config(s, mf_failed);
 	uint64_t deadline = tern_now_ms() + (uint64_t)handshake_ms(s);
@@ -142,6 +147,7 @@ static int dest_join_channels(struct tern_session *s, struct lobby *lb, struct t
 	ret = mf_recv_new(&cfg, &r, err);
 	if (ret)
 		return ret;
+	dest_pc_attach(s, r); /* a recovery's channels place pages at once */
 	pthread_mutex_lock(&s->lock);
 	s->mf_recv = r;
 	pthread_mutex_unlock(&s->lock);
@@ -243,6 +249,14 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	s->loaded_ns = tern_now_ns();
 	put_be64(loaded, s->sections_load_ns);
 	ret = rp_send(s, CTL_LOADED, loaded, sizeof(loaded));
+	if (ret && s->postcopy_run) {
+		/* every page is here: the guest needs the source no more */
+		tern_log_msg(&s->log, 4,
+			     "postcopy: every page is here, but the source did not hear LOADED "
+			     "(%s): it will stay paused until its session is freed",
+			     strerror(-ret));
+		return 0;
+	}
 	if (ret)
 		return tern_error_set(err, ret, "sending LOADED: %s", strerror(-ret));
 	if (s->peer_caps & CAP_BIT(CAP_VERIFY_RAM)) {
@@ -259,10 +273,17 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	}
 	put_be64(complete + 17, pages);
 	ret = rp_send(s, CTL_COMPLETE, complete, sizeof(complete));
+	if (s->postcopy_run) {
+		if (ret)
+			tern_log_msg(&s->log, 4,
+				     "postcopy: every page is here, but the source did not hear "
+				     "COMPLETE (%s): it will stay paused until its session is "
+				     "freed",
+				     strerror(-ret));
+		return 0; /* the guest runs here since POSTCOPY_RUN: no COMMIT */
+	}
 	if (ret)
 		return tern_error_set(err, ret, "sending COMPLETE: %s", strerror(-ret));
-	if (s->postcopy_run)
-		return 0; /* the guest runs here since POSTCOPY_RUN: no COMMIT */
 
 	/* Wait for the source to let go of the guest (keepalives aside). */
 	do {
@@ -286,9 +307,9 @@ static int dest_finish(struct tern_session *s, const uint8_t *p, uint32_t len, u
 	return 0;
 }
 
-static int dest_load(struct tern_session *s, struct tern_error *err)
+int dest_load(struct tern_session *s, uint64_t *ret_last_round, struct tern_error *err)
 {
-	uint64_t last_round = 0;
+	uint64_t last_round = *ret_last_round;
 	uint16_t type;
 	uint8_t *p;
 	uint32_t len;
@@ -366,8 +387,23 @@ static int dest_load(struct tern_session *s, struct tern_error *err)
 			    ctl_type_name(type), last_round + 1);
 		}
 		free(p);
+		*ret_last_round = last_round;
 		if (ret)
 			return ret;
+	}
+}
+
+/* The workers' own error, if one failed first, says more than ours. */
+static void workers_error(struct tern_session *s, struct tern_error *err)
+{
+	struct mf_recv *r;
+
+	pthread_mutex_lock(&s->lock);
+	r = s->mf_recv;
+	pthread_mutex_unlock(&s->lock);
+	if (r && mf_recv_error(r, NULL)) {
+		tern_error_clear(err);
+		mf_recv_error(r, err);
 	}
 }
 
@@ -379,6 +415,7 @@ void *dest_thread(void *arg)
 	struct mf_recv *r;
 	struct tern_conn *ctl;
 	struct lobby *lb = NULL;
+	uint64_t last_round = 0;
 	int ret;
 
 	s->cpu_main = cpu_thread_start(&s->cpu, TERN_CPU_MIGRATION, "tern-load");
@@ -398,20 +435,23 @@ void *dest_thread(void *arg)
 			ret = -ECANCELED;
 	}
 	if (!ret)
-		ret = dest_load(s, &err);
+		ret = dest_load(s, &last_round, &err);
+	/* postcopy: a broken connection pauses, and a recovery goes on */
+	while (ret && dest_pc_pausable(s)) {
+		workers_error(s, &err);
+		ret = dest_pc_recover(s, &last_round, &err);
+		if (ret)
+			break; /* gave up */
+		ret = dest_load(s, &last_round, &err);
+	}
 
 	if (ret) {
-		/* The workers' own error, if one failed first, says more. */
-		pthread_mutex_lock(&s->lock);
-		r = s->mf_recv;
-		pthread_mutex_unlock(&s->lock);
-		if (r && mf_recv_error(r, NULL)) {
-			tern_error_clear(&err);
-			mf_recv_error(r, &err);
-		}
+		workers_error(s, &err);
 		if (!err.code)
 			tern_error_set(&err, ret, "%s", strerror(-ret));
-		session_fail(s, &err); /* in postcopy it says what that costs */
+		if (s->postcopy_run)
+			dest_pc_given_up(s, &err);
+		session_fail(s, &err);
 	}
 	hint_prefault_stop(s);
 	pthread_mutex_lock(&s->lock);

@@ -10,6 +10,8 @@
  * sections. At RUN:
  *   1. the prefault threads stop: populating a page after we dropped it
  *      would make it a present zero page, read by the guest as its content;
+ *      and so does verify-ram's background hashing, which would wait on a
+ *      missing page (the final digest takes what it left, every page in);
  *   2. the blocks are registered with userfaultfd, the discarded pages
  *      dropped (pc_dest_arm()), the receive workers told to place every
  *      postcopy packet through pc_dest_place(), the fault thread started;
@@ -37,16 +39,23 @@ static int pc_request(void *opaque, uint32_t block, uint64_t page, struct tern_e
 	pthread_mutex_lock(&s->ctl_wlock);
 	ret = s->ctl ? ctl_send(s->ctl, CTL_PAGE_REQ, req, sizeof(req)) : -ENOTCONN;
 	pthread_mutex_unlock(&s->ctl_wlock);
+	/* Not a failure: without a connection (paused, or breaking) the page
+	 * stays requested and missing, and the recovery asks for it again. */
 	if (ret)
-		return tern_error_set(err, ret,
-				      "postcopy: requesting block %u page %" PRIu64 ": %s", block,
-				      page, strerror(-ret));
+		tern_log_msg(&s->log, 7, "postcopy: block %u page %" PRIu64 " asked for later: %s",
+			     block, page, strerror(-ret));
 	return 0;
 }
 
+/* The engine itself failed (userfaultfd): no recovery brings that back. */
 static void pc_failed(void *opaque, const struct tern_error *err)
 {
-	session_fail(opaque, err);
+	struct tern_session *s = opaque;
+
+	pthread_mutex_lock(&s->lock);
+	s->pc_fatal = true;
+	pthread_mutex_unlock(&s->lock);
+	session_fail(s, err);
 }
 
 static const struct pc_dest_ops pc_ops = {.request = pc_request, .failed = pc_failed};
@@ -57,47 +66,24 @@ static int pc_place(void *opaque, uint32_t block, uint64_t page, uint32_t n, con
 	return pc_dest_place(opaque, block, page, n, data, err);
 }
 
+void dest_pc_attach(struct tern_session *s, struct mf_recv *r)
+{
+	if (s->pc)
+		mf_recv_set_placer(r, pc_place, s->pc);
+}
+
 int dest_pc_discard(struct tern_session *s, const uint8_t *p, uint32_t len, struct tern_error *err)
 {
-	const struct tern_ram_block *b;
-	uint32_t block, runs, i;
-	struct rd r;
-
 	if (!(s->peer_caps & CAP_BIT(CAP_POSTCOPY_RAM)))
 		return tern_error_set(err, -EPROTO, "POSTCOPY_DISCARD without postcopy-ram");
 	if (s->postcopy_run)
 		return tern_error_set(err, -EPROTO, "POSTCOPY_DISCARD after POSTCOPY_RUN");
-	rd_init(&r, p, len);
-	block = rd_u32(&r);
-	runs = rd_u32(&r);
-	if (r.bad || !runs || rd_left(&r) != (size_t)runs * 16)
-		return tern_error_set(
-		    err, -EPROTO, "POSTCOPY_DISCARD: %u bytes do not hold %u page runs", len, runs);
-	if (block >= s->nblocks)
-		return tern_error_set(err, -EPROTO, "POSTCOPY_DISCARD: block %u of %u", block,
-				      s->nblocks);
-	b = s->blocks[block];
 	if (!s->pc_missing) {
 		s->pc_missing = calloc(s->nblocks, sizeof(*s->pc_missing));
 		if (!s->pc_missing)
 			return tern_error_set(err, -ENOMEM, "postcopy: out of memory");
 	}
-	if (!s->pc_missing[block]) {
-		s->pc_missing[block] = bitmap_new(b->npages);
-		if (!s->pc_missing[block])
-			return tern_error_set(err, -ENOMEM, "postcopy: out of memory");
-	}
-	for (i = 0; i < runs; i++) {
-		uint64_t first = rd_u64(&r), n = rd_u64(&r);
-
-		if (!n || first >= b->npages || n > b->npages - first)
-			return tern_error_set(err, -EPROTO,
-					      "POSTCOPY_DISCARD: block '%s' pages %" PRIu64
-					      "+%" PRIu64 " outside its %" PRIu64 " pages",
-					      b->name, first, n, b->npages);
-		bitmap_set_range(s->pc_missing[block], first, n);
-	}
-	return 0;
+	return pc_runs_take(s, p, len, CTL_POSTCOPY_DISCARD, s->pc_missing, err);
 }
 
 /* Every block's missing pages (an empty map where DISCARD named none). */
@@ -158,6 +144,8 @@ int dest_pc_run(struct tern_session *s, const uint8_t *p, uint32_t len, uint64_t
 		    err, -EPROTO, "POSTCOPY_RUN: %" PRIu64 " pages to come, DISCARD named %" PRIu64,
 		    pages, missing);
 	hint_prefault_stop(s); /* see the top: before anything is dropped */
+	/* its reads must not wait on missing pages (a lost source: forever) */
+	digest_track_stop_background(s->digest);
 	for (i = 0; i < s->nblocks; i++)
 		blocks[i] = (struct pc_dest_block){.host = s->blocks[i]->host,
 						   .npages = s->blocks[i]->npages};

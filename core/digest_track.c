@@ -282,6 +282,12 @@ static void track_stop(struct digest_track *d)
 	d->thread_started = false;
 }
 
+void digest_track_stop_background(struct digest_track *d)
+{
+	if (d)
+		track_stop(d);
+}
+
 void digest_track_free(struct digest_track *d)
 {
 	uint32_t bi;

@@ -6,7 +6,8 @@
  * connection is read on a thread of its own, never by the load thread, and
  * must present within handshake-timeout of its accept either
  *
- *   a control stream header ("TRNC" v1) and a complete HELLO frame, or
+ *   a control stream header ("TRNC" v1) and a complete HELLO frame (or
+ *   POSTCOPY_RESUME: a source reconnecting to a postcopy it began), or
  *   a worker hello ("TRNW" ...: 32 bytes, checked by the caller).
  *
  * A connection that closes early, sends something else, or is still short of
@@ -59,6 +60,7 @@ struct lobby_conn {
 	bool tell; /* it sent our control magic: answer ERROR */
 	struct tern_error why;
 	uint8_t hello[MF_HELLO_SIZE];
+	uint16_t type;
 	uint8_t *payload;
 	uint32_t len;
 };
@@ -113,11 +115,12 @@ static void *lobby_read(void *arg)
 	ret = ctl_recv(lc->conn, "control channel", &type, &lc->payload, &lc->len, &e);
 	if (ret)
 		goto out;
-	if (type != CTL_HELLO) {
+	if (type != CTL_HELLO && type != CTL_POSTCOPY_RESUME) {
 		ret = tern_error_set(&e, -EPROTO, "control channel: %s frame before HELLO",
 				     ctl_type_name(type));
 		goto out;
 	}
+	lc->type = type;
 	lc->kind = LOBBY_CONTROL;
 out:
 	if (ret && !e.code)
@@ -182,6 +185,15 @@ void lobby_refuse(struct lobby *lb, struct lobby_entry *e, const char *why)
 	memset(e, 0, sizeof(*e));
 }
 
+void lobby_refuse_told(struct lobby *lb, struct lobby_entry *e, int code, const char *why)
+{
+	/* a peer that does not read must not hold us: a bounded write */
+	if (!conn_set_io_timeout(e->conn, lb->timeout_ms) &&
+	    !ctl_send_stream_hdr(e->conn, CTL_RP_MAGIC))
+		ctl_send_error(e->conn, code, why);
+	lobby_refuse(lb, e, why);
+}
+
 /* A finished reader that failed: answer it if it spoke our protocol, close it. */
 static void lobby_drop(struct lobby *lb, struct lobby_conn *lc)
 {
@@ -240,6 +252,7 @@ static bool lobby_reap(struct lobby *lb, uint64_t now, struct lobby_entry *ret, 
 			ret->kind = lc->kind;
 			ret->conn = lc->conn;
 			memcpy(ret->hello, lc->hello, sizeof(ret->hello));
+			ret->type = lc->type;
 			ret->payload = lc->payload;
 			ret->len = lc->len;
 		}

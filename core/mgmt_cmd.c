@@ -249,6 +249,9 @@ static struct json_object *stats_json(const struct tern_stats *st)
 	add_u64(o, "postcopy_bad_requests", st->postcopy_bad_requests);
 	add_u64(o, "postcopy_bytes", st->postcopy_bytes);
 	add_u64(o, "postcopy_ms", st->postcopy_ms);
+	add_u64(o, "postcopy_paused_ms", st->postcopy_paused_ms);
+	add_u64(o, "postcopy_pauses", st->postcopy_pauses);
+	add_u64(o, "postcopy_recoveries", st->postcopy_recoveries);
 	add_u64(o, "throughput_bps", st->throughput_bps);
 	add_u64(o, "bandwidth_bps", st->bandwidth_bps);
 	add_u64(o, "round_bytes", st->round_bytes);
@@ -490,6 +493,35 @@ static struct json_object *cmd_postcopy(struct tern_session *s, struct json_obje
 	return reply_ok(id, NULL);
 }
 
+/* recover (destination) and resume (source): postcopy-paused, reconnect */
+static struct json_object *cmd_pc_reconnect(struct tern_session *s, struct json_object *req,
+					    struct json_object *id, bool source)
+{
+	const char *cmd = source ? "resume" : "recover";
+	struct json_object *reply = NULL, *ret;
+	struct tern_error err = {0};
+	const char *uri;
+	char bound[300];
+	int rc;
+
+	uri = req_string(req, id, cmd, "uri", &reply);
+	if (!uri)
+		return reply;
+	rc = (source ? tern_postcopy_resume : tern_postcopy_recover)(s, uri, &err);
+	if (rc == -EALREADY)
+		return reply_err(id, "%s: %s", cmd,
+				 source ? "a resume is under way already"
+					: "a recovery is listening already");
+	if (rc)
+		return reply_err(id, "%s: %s", cmd, err.msg);
+	ret = json_object_new_object();
+	if (!ret)
+		return NULL;
+	if (!source && !tern_incoming_uri(s, bound, sizeof(bound)))
+		json_object_object_add(ret, "uri", json_object_new_string(bound));
+	return reply_ok(id, ret);
+}
+
 static struct json_object *cmd_start(struct tern_session *s, struct json_object *req,
 				     struct json_object *id, bool source)
 {
@@ -582,6 +614,10 @@ static struct json_object *handle_request(struct tern_session *s, const char *li
 		reply = cmd_continue(s, req, id);
 	else if (!strcmp(cmd, "postcopy") || !strcmp(cmd, "migrate-start-postcopy"))
 		reply = cmd_postcopy(s, req, id);
+	else if (!strcmp(cmd, "recover") || !strcmp(cmd, "migrate-recover"))
+		reply = cmd_pc_reconnect(s, req, id, false);
+	else if (!strcmp(cmd, "resume"))
+		reply = cmd_pc_reconnect(s, req, id, true);
 	else if (!strcmp(cmd, "migrate"))
 		reply = cmd_start(s, req, id, true);
 	else if (!strcmp(cmd, "incoming"))

@@ -99,6 +99,8 @@ static const struct param_desc param_table[PARAM_MAX] = {
     [PARAM_IO_TIMEOUT] = {"io-timeout", 1000, 3600000, 30000, false, " ms"},
     /* rdma, rdma-pin-all off: shared by the channels, each keeps at least
      * 4 MiB (rdma/rdma_regcache.h) */
+    [PARAM_POSTCOPY_RECOVER_TIMEOUT] = {"postcopy-recover-timeout", 0, 31536000000ull, 0, true,
+					" ms"},
     [PARAM_RDMA_PIN_LIMIT] = {"rdma-pin-limit", 4ull << 20, 1ull << 50, 1ull << 30, false,
 			      " bytes"},
 };

@@ -16,8 +16,8 @@
  *             back by the fault thread itself.
  *
  * A page is requested once. A request lost with a broken connection is not
- * sent again here: the requested-and-missing pages are what recovery asks
- * for again (the bitmaps say which).
+ * sent again by the fault thread: the requested-and-missing pages are what
+ * recovery asks for again (pc_dest_rerequest()).
  *
  * Latency: from the fault read to the page placed, for requested pages, in
  * a log-linear histogram (8 steps per power of two: percentiles within
@@ -457,6 +457,41 @@ void pc_dest_stats(struct pc_dest *pc, struct pc_dest_stats *st)
 	/* the bucket's top may pass the true maximum */
 	st->latency_p50_us = MIN(st->latency_p50_us, st->latency_max_us);
 	st->latency_p99_us = MIN(st->latency_p99_us, st->latency_max_us);
+}
+
+const uint64_t *pc_dest_missing_map(struct pc_dest *pc, uint32_t block)
+{
+	return pc->missing[block];
+}
+
+/*
+ * Any thread but the fault thread (the recovery's). A page the fault
+ * thread marks requested meanwhile is asked for by that thread itself if
+ * it sees the new connection, and here otherwise (the caller publishes the
+ * connection before it calls this): asked twice at worst, and the second
+ * copy is dropped as a duplicate.
+ */
+uint64_t pc_dest_rerequest(struct pc_dest *pc)
+{
+	struct tern_error err = {0};
+	uint64_t n = 0;
+	uint32_t bi;
+
+	for (bi = 0; bi < pc->cfg.nblocks; bi++) {
+		uint64_t w, words = BITMAP_WORDS(pc->blocks[bi].npages);
+
+		for (w = 0; w < words; w++) {
+			uint64_t v = __atomic_load_n(&pc->requested[bi][w], __ATOMIC_ACQUIRE) &
+				     __atomic_load_n(&pc->missing[bi][w], __ATOMIC_ACQUIRE);
+
+			for (; v; v &= v - 1, n++)
+				if (pc->cfg.ops->request(pc->cfg.opaque, bi,
+							 w * 64 + (uint64_t)__builtin_ctzll(v),
+							 &err))
+					return n; /* the connection broke again */
+		}
+	}
+	return n;
 }
 
 void pc_dest_free(struct pc_dest *pc)

@@ -25,9 +25,12 @@
  * that was requested looks up its request time for the latency figures.
  *
  * Failure: a missing page stays missing and a thread touching it waits,
- * as postcopy demands (the source holds the only copy; recovery reconnects
- * and goes on). pc_dest_free() is for the end: every page placed, or the
- * guest given up by the VMM; threads still waiting then see zero pages.
+ * as postcopy demands (the source holds the only copy; recovery reconnects,
+ * sends the missing map and asks again for what was requested, and goes
+ * on). A request the ops could not send is not a failure: the page stays
+ * requested and missing. pc_dest_free() is for the end: every page placed,
+ * or the guest given up by the VMM; threads still waiting then see zero
+ * pages.
  */
 #ifndef TERN_CORE_POSTCOPY_H
 #define TERN_CORE_POSTCOPY_H
@@ -101,6 +104,15 @@ uint64_t pc_dest_missing(struct pc_dest *pc);
 /* Wait until nothing is missing or @timeout_ms passed: 0 or -ETIMEDOUT. */
 int pc_dest_wait_complete(struct pc_dest *pc, int timeout_ms);
 void pc_dest_stats(struct pc_dest *pc, struct pc_dest_stats *st);
+/*
+ * Recovery. pc_dest_missing_map(): block @block's missing bitmap, to tell
+ * the source which pages are still to come (read it while nothing places
+ * pages: no receive channel runs). pc_dest_rerequest(): ask again, through
+ * the ops, for every page requested and still missing (a request lost with
+ * the connection); the number asked.
+ */
+const uint64_t *pc_dest_missing_map(struct pc_dest *pc, uint32_t block);
+uint64_t pc_dest_rerequest(struct pc_dest *pc);
 /* Stop the fault thread, unregister, free. NULL is a no-op. */
 void pc_dest_free(struct pc_dest *pc);
 

@@ -338,6 +338,85 @@ TERN_EXPORT int tern_postcopy_start(struct tern_session *s, struct tern_error *e
 	return ret;
 }
 
+TERN_EXPORT int tern_postcopy_recover(struct tern_session *s, const char *uri,
+				      struct tern_error *err)
+{
+	const struct tern_transport_ops *tp;
+	struct tern_listener *l;
+	const char *addr;
+	char bound[sizeof(s->uri)];
+	int ret;
+
+	ret = transport_for_uri(uri, &tp, &addr, err);
+	if (ret)
+		return tern_error_prefix(err, "recover");
+	if (!strcmp(tp->scheme, "rdma"))
+		return tern_error_set(err, -EINVAL, "recover: postcopy does not run over rdma");
+	pthread_mutex_lock(&s->lock);
+	if (!s->started || s->is_source || session_status(s) != TERN_STATUS_POSTCOPY_PAUSED)
+		ret = tern_error_set(err, -EINVAL,
+				     "recover: no incoming migration is paused in postcopy (%s)",
+				     tern_status_name(session_status(s)));
+	else if (s->pc_recover_listening)
+		ret = -EALREADY;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	ret = tp->listen(addr, &l, err);
+	if (ret)
+		return tern_error_prefix(err, "recover");
+	l->ops->uri(l, bound, sizeof(bound));
+	pthread_mutex_lock(&s->lock);
+	if (session_status(s) != TERN_STATUS_POSTCOPY_PAUSED || s->pc_recover_listening) {
+		ret = s->pc_recover_listening
+			  ? -EALREADY
+			  : tern_error_set(err, -EINVAL, "recover: the migration is %s now",
+					   tern_status_name(session_status(s)));
+	} else {
+		snprintf(s->uri, sizeof(s->uri), "%s", bound);
+		s->listener = l;
+		s->pc_recover_listening = true;
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret) {
+		l->ops->close(l);
+		return ret;
+	}
+	tern_log_msg(&s->log, 6, "postcopy: waiting for the source to resume on %s", bound);
+	return 0;
+}
+
+TERN_EXPORT int tern_postcopy_resume(struct tern_session *s, const char *uri,
+				     struct tern_error *err)
+{
+	const struct tern_transport_ops *tp;
+	const char *addr;
+	int ret;
+
+	ret = transport_for_uri(uri, &tp, &addr, err);
+	if (ret)
+		return tern_error_prefix(err, "resume");
+	if (!strcmp(tp->scheme, "rdma"))
+		return tern_error_set(err, -EINVAL, "resume: postcopy does not run over rdma");
+	if (strlen(uri) >= sizeof(s->pc_resume_uri))
+		return tern_error_set(err, -EINVAL, "resume: URI longer than %zu bytes",
+				      sizeof(s->pc_resume_uri) - 1);
+	pthread_mutex_lock(&s->lock);
+	if (!s->started || !s->is_source || session_status(s) != TERN_STATUS_POSTCOPY_PAUSED)
+		ret = tern_error_set(err, -EINVAL,
+				     "resume: no outgoing migration is paused in postcopy (%s)",
+				     tern_status_name(session_status(s)));
+	else if (s->pc_resume_uri[0])
+		ret = -EALREADY;
+	else {
+		snprintf(s->pc_resume_uri, sizeof(s->pc_resume_uri), "%s", uri);
+		pthread_cond_broadcast(&s->cond);
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
+}
+
 TERN_EXPORT enum tern_status tern_wait(struct tern_session *s, int timeout_ms)
 {
 	struct timespec deadline = tern_deadline_ms(timeout_ms >= 0 ? (uint64_t)timeout_ms : 0);
@@ -370,7 +449,15 @@ TERN_EXPORT void tern_session_free(struct tern_session *s)
 	 * so no request may start, cancel or query what is torn down. */
 	observers_closing(s);
 	if (s->thread_started) {
-		tern_cancel(s);
+		struct tern_error gone = {-ECANCELED, "the session was freed"};
+
+		/* a postcopy pause gives up, and an active one will not pause */
+		pthread_mutex_lock(&s->lock);
+		s->pc_abandon = true;
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+		if (tern_cancel(s) == -EBUSY && session_status(s) != TERN_STATUS_POSTCOPY_ACTIVE)
+			session_fail(s, &gone); /* paused or recovering: wake it */
 		pthread_join(s->thread, NULL);
 	}
 	if (s->listener)

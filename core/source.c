@@ -66,15 +66,63 @@ static void mf_failed(void *opaque)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static int src_setup(struct tern_session *s, const char *addr, struct tern_error *err)
+/*
+ * Connect the worker channels to @addr over @tp (each with io-timeout, and
+ * zero-copy when asked) and start the data plane on them, at round
+ * ->mf_first_round. On failure every connection is closed.
+ */
+int src_start_workers(struct tern_session *s, const struct tern_transport_ops *tp, const char *addr,
+		      struct tern_error *err)
 {
 	struct tern_conn *conns[TERN_MAX_CHANNELS] = {0};
-	struct tern_conn *ctl = NULL;
 	struct mf_config cfg;
 	struct mf_send *mf;
+	uint32_t i;
+	int ret;
+
+	for (i = 0; i < s->nworkers; i++) {
+		ret = tp->connect(addr, CONNECT_TIMEOUT_MS, s->cancel_fd, &conns[i], err);
+		if (!ret) {
+			ret = conn_set_io_timeout(conns[i], src_io_timeout_ms(s));
+			if (ret)
+				tern_error_set(err, ret, "setting io-timeout: %s", strerror(-ret));
+		}
+		/* refused rather than silently copied: see caps_check_source() */
+		if (!ret && caps_get(&s->params, CAP_ZERO_COPY_SEND)) {
+			ret = conn_set_zerocopy(conns[i]);
+			if (ret)
+				tern_error_set(
+				    err, ret,
+				    "zero-copy-send: SO_ZEROCOPY refused (%s): this "
+				    "kernel cannot send zero-copy; turn the capability off",
+				    strerror(-ret));
+		}
+		if (ret) {
+			tern_error_prefix(err, "worker channel %u", i);
+			conn_close(conns[i]); /* NULL when the connect failed */
+			while (i--)
+				conn_close(conns[i]);
+			return ret;
+		}
+	}
+	cfg = session_mf_config(s, mf_failed);
+	cfg.io_timeout_ms = src_io_timeout_ms(s);
+	ret = mf_send_start(&cfg, conns, &mf, err);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->mf_send = mf;
+	if (s->cancel)
+		mf_send_shutdown(mf);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+static int src_setup(struct tern_session *s, const char *addr, struct tern_error *err)
+{
+	struct tern_conn *ctl = NULL;
 	struct buf hello;
 	uint64_t t0;
-	uint32_t i;
 	int ret;
 
 	ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, s->cancel_fd, &ctl, err);
@@ -115,31 +163,6 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 	 * quicker RAM_SYNC -> RAM_SYNC_ACK is seen */
 	__atomic_store_n(&s->rtt_ns, tern_now_ns() - t0, __ATOMIC_RELAXED);
 
-	for (i = 0; i < s->nworkers; i++) {
-		ret = s->tp->connect(addr, CONNECT_TIMEOUT_MS, s->cancel_fd, &conns[i], err);
-		if (!ret) {
-			ret = conn_set_io_timeout(conns[i], src_io_timeout_ms(s));
-			if (ret)
-				tern_error_set(err, ret, "setting io-timeout: %s", strerror(-ret));
-		}
-		/* refused rather than silently copied: see caps_check_source() */
-		if (!ret && caps_get(&s->params, CAP_ZERO_COPY_SEND)) {
-			ret = conn_set_zerocopy(conns[i]);
-			if (ret)
-				tern_error_set(
-				    err, ret,
-				    "zero-copy-send: SO_ZEROCOPY refused (%s): this "
-				    "kernel cannot send zero-copy; turn the capability off",
-				    strerror(-ret));
-		}
-		if (ret) {
-			tern_error_prefix(err, "worker channel %u", i);
-			conn_close(conns[i]); /* NULL when the connect failed */
-			while (i--)
-				conn_close(conns[i]);
-			return ret;
-		}
-	}
 	if (mf_method_codecs(s->method) >> TERN_CODEC_XBZRLE & 1) {
 		uint64_t size = params_get(&s->params, PARAM_XBZRLE_CACHE_SIZE);
 
@@ -148,37 +171,21 @@ static int src_setup(struct tern_session *s, const char *addr, struct tern_error
 							   " bytes is less than one %u-byte page",
 							   size, s->page_size)
 					  : xbzrle_cache_new(size, s->page_size, &s->xbzrle, err);
-		if (ret) {
-			for (i = 0; i < s->nworkers; i++)
-				conn_close(conns[i]);
+		if (ret)
 			return ret;
-		}
 		s->xbzrle_param = size;
 		__atomic_store_n(&s->xbzrle_size, xbzrle_cache_size(s->xbzrle), __ATOMIC_RELAXED);
 	}
 	/* before the workers start: they bind the blocks as this fills them in */
 	ret = ram_prepare_source(s, err);
-	if (ret) {
-		for (i = 0; i < s->nworkers; i++)
-			conn_close(conns[i]);
-		return ret;
-	}
-	cfg = session_mf_config(s, mf_failed);
-	cfg.io_timeout_ms = src_io_timeout_ms(s);
-	ret = mf_send_start(&cfg, conns, &mf, err);
 	if (ret)
 		return ret;
-	pthread_mutex_lock(&s->lock);
-	s->mf_send = mf;
-	if (s->cancel)
-		mf_send_shutdown(mf);
-	pthread_mutex_unlock(&s->lock);
-	return 0;
+	return src_start_workers(s, s->tp, addr, err);
 }
 
 /* ---- the thread ---------------------------------------------------------- */
 
-static void rp_stop(struct tern_session *s, bool failed)
+void src_rp_stop(struct tern_session *s, bool failed)
 {
 	struct timespec ts;
 	int i;
@@ -259,7 +266,7 @@ out:
 		session_fail(s, &err);
 	}
 	/* a cancel (ours, or migration-timeout's) wants no last word */
-	rp_stop(s, ret != 0 && !session_cancelled(s));
+	src_rp_stop(s, ret != 0 && !session_cancelled(s));
 	pthread_mutex_lock(&s->lock);
 	mf = s->mf_send;
 	s->mf_send = NULL;

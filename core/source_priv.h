@@ -88,6 +88,24 @@ static inline int src_io_timeout_ms(struct tern_session *s)
 	return (int)params_get(&s->params, PARAM_IO_TIMEOUT);
 }
 
+/* source.c */
+int src_start_workers(struct tern_session *s, const struct tern_transport_ops *tp, const char *addr,
+		      struct tern_error *err);
+/* Stop the return-path thread (@failed: give the destination's ERROR a
+ * moment first), shutting the control channel. */
+void src_rp_stop(struct tern_session *s, bool failed);
+
+/* src_pc_recover.c */
+/* Whether a failure after POSTCOPY_RUN may pause rather than fail. */
+bool src_pc_pausable(struct tern_session *s);
+/*
+ * src_pc_recover() - postcopy failed with @err after RUN: pause (the guest
+ * stays paused here, all of RAM kept), wait for tern_postcopy_resume(),
+ * reconnect, take the pages the destination lacks into the send maps, and
+ * set *@round to the round to send them in. 0: postcopy-active again.
+ */
+int src_pc_recover(struct tern_session *s, uint64_t *round, struct tern_error *err);
+
 /* src_return.c */
 int src_ctl_write_error(struct tern_session *s, int code, const char *what, struct tern_error *err);
 int src_ctl_keepalive_maybe(struct tern_session *s, struct tern_error *err);

@@ -52,60 +52,6 @@ bool src_postcopy_wanted(struct tern_session *s)
 	return __atomic_load_n(&s->postcopy_req, __ATOMIC_ACQUIRE);
 }
 
-/*
- * POSTCOPY_DISCARD for every block with dirty pages: the send maps as the
- * last sync left them, as runs, CTL_DISCARD_RANGES runs a frame.
- */
-static int send_discard(struct tern_session *s, uint64_t *ret_pages, struct tern_error *err)
-{
-	struct buf b;
-	uint32_t bi;
-	int ret = 0;
-
-	*ret_pages = 0;
-	buf_init(&b);
-	for (bi = 0; bi < s->nblocks && !ret; bi++) {
-		const struct tern_ram_block *blk = s->blocks[bi];
-		uint64_t p = 0, end;
-		uint32_t runs = 0;
-
-		while (!ret) {
-			p = bitmap_find_next(blk->send, blk->npages, p);
-			if (p < blk->npages) {
-				end = bitmap_find_next_zero(blk->send, blk->npages, p + 1);
-				if (!runs) {
-					buf_reset(&b);
-					buf_put_u32(&b, bi);
-					buf_put_u32(&b, 0); /* runs: filled in below */
-				}
-				buf_put_u64(&b, p);
-				buf_put_u64(&b, end - p);
-				*ret_pages += end - p;
-				runs++;
-				p = end;
-			}
-			if (runs && (p >= blk->npages || runs == CTL_DISCARD_RANGES)) {
-				if (b.oom) {
-					ret =
-					    tern_error_set(err, -ENOMEM, "postcopy: out of memory");
-					break;
-				}
-				put_be32(b.data + 4, runs);
-				ret = ctl_send(s->ctl, CTL_POSTCOPY_DISCARD, b.data, b.len);
-				__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + b.len,
-						   __ATOMIC_RELAXED);
-				if (ret)
-					src_ctl_write_error(s, ret, "POSTCOPY_DISCARD", err);
-				runs = 0;
-			}
-			if (p >= blk->npages)
-				break;
-		}
-	}
-	buf_fini(&b);
-	return ret;
-}
-
 /* src_send_round(), the postcopy round's pages all queued: the urgent
  * channel is about to close, so wait for requests being served. */
 void src_pc_round_done(struct tern_session *s)
@@ -215,13 +161,65 @@ static void compare_digest(struct tern_session *s, const struct ram_digest *mine
 			     "so it matches only when the guest wrote nothing meanwhile");
 }
 
+/* What the data plane carried when it started: its EOS counts from there. */
+struct plane_base {
+	uint64_t sent, urgent;
+};
+
+static void plane_base_now(struct tern_session *s, struct round_ctx *rc, struct plane_base *b)
+{
+	b->sent = rc->sent_pages;
+	b->urgent = __atomic_load_n(&s->pc_urgent_pages, __ATOMIC_RELAXED);
+}
+
+/*
+ * After RUN, or after a resume: the pages the send maps hold in @round,
+ * EOS with the pages this data plane carried (since @base: a resume's new
+ * channels count from zero on the destination), LOADED, our digest
+ * (@mine, once: the guest is paused, RAM does not change), COMPLETE.
+ */
+static int send_rest(struct tern_session *s, struct round_ctx *rc, uint64_t round,
+		     const struct plane_base *base, struct ram_digest *mine, bool *digested,
+		     struct tern_error *err)
+{
+	uint8_t eos[16];
+	int ret;
+
+	rc->postcopy = true;
+	ret = src_send_round(s, rc, round, true, err);
+	if (ret)
+		return ret;
+	put_be64(eos, round);
+	/* the destination counts the urgent channel's pages too: all of them
+	 * were queued before its last SYNC (src_pc_round_done()) */
+	put_be64(eos + 8, rc->sent_pages - base->sent +
+			      __atomic_load_n(&s->pc_urgent_pages, __ATOMIC_RELAXED) -
+			      base->urgent);
+	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
+	if (ret)
+		return src_ctl_write_error(s, ret, "EOS", err);
+	__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(eos), __ATOMIC_RELAXED);
+	ret = src_wait_peer(s, rc, &s->got_loaded, 0, "LOADED", err);
+	if (!ret && mine && !*digested) {
+		ret = digest_track_final(s->digest, mine, src_digest_keepalive, err);
+		*digested = !ret;
+	}
+	if (!ret)
+		ret = src_wait_peer(s, rc, &s->got_complete, 0, "COMPLETE", err);
+	return ret;
+}
+
 int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, bool *paused,
 		 struct tern_error *err)
 {
 	bool verify = caps_get(&s->params, CAP_VERIFY_RAM);
 	struct ram_digest mine = {{0}};
-	uint64_t pause_ns, missing = 0, section_bytes = 0, running_ns;
-	uint8_t run[16], eos[16];
+	uint64_t pause_ns, missing = 0, section_bytes = 0, running_ns, bytes = 0;
+	uint64_t *maps[MAX_BLOCKS];
+	struct plane_base base = {0}; /* the first data plane: from the start */
+	bool digested = false;
+	uint8_t run[16];
+	uint32_t i;
 	int ret;
 
 	if (!session_transition(s, TERN_STATUS_ACTIVE, TERN_STATUS_POSTCOPY_ACTIVE))
@@ -238,7 +236,10 @@ int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, b
 	if (ret)
 		return ret;
 	digest_track_paused(s->digest);
-	ret = send_discard(s, &missing, err);
+	for (i = 0; i < s->nblocks; i++)
+		maps[i] = s->blocks[i]->send; /* what the last sync left dirty */
+	ret = pc_runs_send(s, s->ctl, CTL_POSTCOPY_DISCARD, maps, &missing, &bytes, err);
+	__atomic_fetch_add(&s->ctl_bytes, bytes, __ATOMIC_RELAXED);
 	if (!ret) {
 		ret = sections_save_all(s, s->ctl, &section_bytes, err);
 		__atomic_fetch_add(&s->ctl_bytes, section_bytes, __ATOMIC_RELAXED);
@@ -270,23 +271,14 @@ int src_postcopy(struct tern_session *s, struct round_ctx *rc, uint64_t round, b
 		     "postcopy: the guest runs on the destination; %" PRIu64 " pages to fetch",
 		     missing);
 
-	rc->postcopy = true;
-	ret = src_send_round(s, rc, round, true, err);
-	if (ret)
-		return ret;
-	put_be64(eos, round);
-	/* the destination counts the urgent channel's pages too: all of them
-	 * were queued before its last SYNC (src_pc_round_done()) */
-	put_be64(eos + 8, rc->sent_pages + __atomic_load_n(&s->pc_urgent_pages, __ATOMIC_RELAXED));
-	ret = ctl_send(s->ctl, CTL_EOS, eos, sizeof(eos));
-	if (ret)
-		return src_ctl_write_error(s, ret, "EOS", err);
-	__atomic_fetch_add(&s->ctl_bytes, CTL_HDR_SIZE + sizeof(eos), __ATOMIC_RELAXED);
-	ret = src_wait_peer(s, rc, &s->got_loaded, 0, "LOADED", err);
-	if (!ret && verify)
-		ret = digest_track_final(s->digest, &mine, src_digest_keepalive, err);
-	if (!ret)
-		ret = src_wait_peer(s, rc, &s->got_complete, 0, "COMPLETE", err);
+	/* the rest; a broken connection pauses, and a resume goes on */
+	while ((ret = send_rest(s, rc, round, &base, verify ? &mine : NULL, &digested, err)) &&
+	       src_pc_pausable(s)) {
+		ret = src_pc_recover(s, &round, err);
+		if (ret)
+			break;
+		plane_base_now(s, rc, &base);
+	}
 	if (ret)
 		return ret;
 	if (verify)

@@ -75,7 +75,8 @@ void *src_rp_thread(void *arg)
 	uint32_t len;
 	int ret;
 
-	ret = ctl_recv_stream_hdr(s->ctl, CTL_RP_MAGIC, "return path", &err);
+	/* a postcopy resume read the stream header itself (src_pc_recover.c) */
+	ret = s->rp_hdr_read ? 0 : ctl_recv_stream_hdr(s->ctl, CTL_RP_MAGIC, "return path", &err);
 	while (!ret) {
 		ret = ctl_recv(s->ctl, "return path", &type, &p, &len, &err);
 		if (ret)

@@ -8,7 +8,10 @@
  *   source:      none -> setup -> active -> device -> completed
  *                any state before completed -> failed | cancelling -> cancelled
  *   destination: none -> setup -> active -> completed | failed
- *   postcopy:    active -> postcopy-active -> completed | failed, both sides
+ *   postcopy:    active -> postcopy-active -> completed | failed, both sides;
+ *                postcopy-active -> postcopy-paused (connection lost) ->
+ *                postcopy-recover -> postcopy-active | postcopy-paused;
+ *                postcopy-paused -> failed (gave up)
  */
 #include "core_priv.h"
 
@@ -24,6 +27,8 @@ static const char *const status_names[TERN_STATUS_MAX] = {
     [TERN_STATUS_CANCELLING] = "cancelling",
     [TERN_STATUS_CANCELLED] = "cancelled",
     [TERN_STATUS_POSTCOPY_ACTIVE] = "postcopy-active",
+    [TERN_STATUS_POSTCOPY_PAUSED] = "postcopy-paused",
+    [TERN_STATUS_POSTCOPY_RECOVER] = "postcopy-recover",
 };
 
 TERN_EXPORT const char *tern_status_name(enum tern_status st)
@@ -119,6 +124,7 @@ struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void
 	    .xbzrle = s->xbzrle,
 	    .blocks = s->mf_blocks,
 	    .nblocks = s->nblocks,
+	    .first_round = s->mf_first_round,
 	    .bind =
 		{
 		    .pin_all = caps_get(&s->params, CAP_RDMA_PIN_ALL),
@@ -155,20 +161,14 @@ void session_fail(struct tern_session *s, const struct tern_error *err)
 		tern_error_set(&s->err, err->code, "%s", err->msg);
 	else
 		tern_error_set(&s->err, -EIO, "migration failed");
-	/* the first failure after POSTCOPY_RUN: say what it costs */
-	if (!s->is_source && s->pc && !s->pc_fail_said) {
-		s->pc_fail_said = true;
-		tern_error_prefix(&s->err,
-				  "postcopy: the guest runs here and cannot go on: %" PRIu64
-				  " of its pages are only on the source",
-				  pc_dest_missing(s->pc));
-	}
 	mine = s->err;
 	if (s->mf_send)
 		mf_send_shutdown(s->mf_send);
 	if (s->mf_recv)
 		mf_recv_shutdown(s->mf_recv);
-	tell = !s->is_source && s->ctl && !s->error_sent;
+	/* in postcopy a lost connection pauses both sides (dest_pc_recover.c):
+	 * the source is told only what ends the migration for good */
+	tell = !s->is_source && s->ctl && !s->error_sent && (!s->postcopy_run || s->pc_fatal);
 	s->error_sent = s->error_sent || tell;
 	pthread_cond_broadcast(&s->cond);
 	pthread_mutex_unlock(&s->lock);

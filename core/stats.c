@@ -58,6 +58,38 @@ void stats_capture_final(struct tern_session *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
+void stats_keep_send(struct tern_session *s, struct mf_send *mf)
+{
+	struct mf_chan_stats chan[TERN_MAX_CHANNELS] = {{0}}, t = {0};
+	struct mf_codec_stats cs = {0};
+	uint32_t i;
+
+	pthread_mutex_lock(&s->lock);
+	mf_send_stats(mf, &t, chan);
+	mf_chan_stats_add(&s->prior_total, &t, NULL);
+	for (i = 0; i < TERN_MAX_CHANNELS; i++)
+		mf_chan_stats_add(&s->prior_chan[i], &chan[i], NULL);
+	mf_send_codec_stats(mf, &cs, NULL, 0);
+	mf_codec_stats_add(&s->prior_codec, &cs);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void stats_keep_recv(struct tern_session *s, struct mf_recv *mf)
+{
+	struct mf_chan_stats chan[TERN_MAX_CHANNELS] = {{0}}, t = {0};
+	struct mf_codec_stats cs = {0};
+	uint32_t i;
+
+	pthread_mutex_lock(&s->lock);
+	mf_recv_stats(mf, &t, chan);
+	mf_chan_stats_add(&s->prior_total, &t, NULL);
+	for (i = 0; i < TERN_MAX_CHANNELS; i++)
+		mf_chan_stats_add(&s->prior_chan[i], &chan[i], NULL);
+	mf_recv_codec_stats(mf, &cs);
+	mf_codec_stats_add(&s->prior_codec, &cs);
+	pthread_mutex_unlock(&s->lock);
+}
+
 void stats_fill(struct tern_session *s, struct tern_stats *st)
 {
 	struct mf_chan_stats total = {0}, chan[TERN_MAX_CHANNELS];
@@ -93,6 +125,11 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		xs = s->final_xport;
 		snprintf(st->auto_reason, sizeof(st->auto_reason), "%s", s->final_reason);
 	}
+	/* the data planes a postcopy pause ended */
+	mf_chan_stats_add(&total, &s->prior_total, NULL);
+	for (i = 0; i < TERN_MAX_CHANNELS; i++)
+		mf_chan_stats_add(&chan[i], &s->prior_chan[i], NULL);
+	mf_codec_stats_add(&cs, &s->prior_codec);
 	if (s->err.code && status_is_final(st->status))
 		snprintf(st->error, sizeof(st->error), "%s", s->err.msg);
 	st->verified = s->verified && st->status == TERN_STATUS_COMPLETED;
@@ -173,6 +210,13 @@ void stats_fill(struct tern_session *s, struct tern_stats *st)
 		st->postcopy_bytes = total.wire_bytes - MIN(LD(s->pc_wire0), total.wire_bytes);
 		st->postcopy_urgent_pages = LD(s->pc_urgent_pages);
 		st->postcopy_bad_requests = LD(s->pc_bad_reqs);
+		pthread_mutex_lock(&s->lock);
+		st->postcopy_pauses = s->pc_pauses;
+		st->postcopy_recoveries = s->pc_recoveries;
+		st->postcopy_paused_ms =
+		    (s->pc_paused_ns + (s->pc_pause_ns ? (end ? end : now) - s->pc_pause_ns : 0)) /
+		    1000000;
+		pthread_mutex_unlock(&s->lock);
 		if (!s->is_source)
 			dest_pc_stats(s, st);
 	}

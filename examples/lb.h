@@ -59,14 +59,16 @@ struct lb_cfg {
 	const char *mgmt_dest; /* the forked destination's */
 	const char *rdma_addr; /* --transport rdma: the address both sides use */
 	bool rdma_pin_all;
-	uint64_t rdma_pin_limit;    /* 0: the default */
-	bool zero_copy_send;	    /* source: the zero-copy-send capability */
-	bool postcopy;		    /* postcopy-ram on both sides */
-	uint64_t postcopy_after_ms; /* source: tern_postcopy_start() this long
-				     * after tern_migrate() (0: only through
-				     * the management socket) */
-	bool dest_read;		    /* postcopy: the destination's guest reads
-				     * its working set instead of writing it */
+	uint64_t rdma_pin_limit;	/* 0: the default */
+	bool zero_copy_send;		/* source: the zero-copy-send capability */
+	bool postcopy;			/* postcopy-ram on both sides */
+	uint64_t postcopy_after_ms;	/* source: tern_postcopy_start() this long
+					 * after tern_migrate() (0: only through
+					 * the management socket) */
+	bool dest_read;			/* postcopy: the destination's guest reads
+					 * its working set instead of writing it */
+	uint64_t pc_recover_timeout_ms; /* postcopy-recover-timeout (0: none) */
+	uint64_t io_timeout_ms;		/* io-timeout, both sides (0: the default) */
 	/* source only; 0 / NULL: the library's default */
 	struct converge_opts conv; /* the source's convergence options */
 };

@@ -100,6 +100,11 @@ static int session_setup(struct tern_session *s, const struct lb_cfg *cfg, const
 		ret = tern_cap_set(s, "verify-ram", true, err);
 	if (!ret && cfg->postcopy)
 		ret = tern_cap_set(s, "postcopy-ram", true, err);
+	if (!ret && cfg->pc_recover_timeout_ms)
+		ret =
+		    tern_param_set(s, "postcopy-recover-timeout", cfg->pc_recover_timeout_ms, err);
+	if (!ret && cfg->io_timeout_ms)
+		ret = tern_param_set(s, "io-timeout", cfg->io_timeout_ms, err);
 	/* the destination follows what the source's HELLO says */
 	if (!ret && !strcmp(side, "src"))
 		ret = tern_param_set_str(s, "multifd-compression", cfg->codec, err);

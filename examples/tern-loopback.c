@@ -265,6 +265,10 @@ static void usage(FILE *f)
 		"                         the source's --mgmt socket)\n"
 		"  --dest-guest write|read  postcopy: the destination's guest writes its\n"
 		"                         working set (default) or only reads it\n"
+		"  --postcopy-recover-timeout MS  both sides: postcopy-recover-timeout\n"
+		"                         (paused in postcopy: give up after MS ms;\n"
+		"                         recover / resume on the --mgmt sockets)\n"
+		"  --io-timeout MS        io-timeout, both sides\n"
 		"  -v, --verbose          library log at LOG_INFO (twice: LOG_DEBUG)\n"
 		"  -q, --quiet            no library log at all\n",
 		lb_prog, TERN_MAX_CHANNELS);
@@ -310,6 +314,8 @@ int main(int argc, char **argv)
 		OPT_POSTCOPY,
 		OPT_POSTCOPY_AFTER,
 		OPT_DEST_GUEST,
+		OPT_PC_RECOVER_TIMEOUT,
+		OPT_IO_TIMEOUT,
 	};
 	static const struct option longopts[] = {
 	    {"ram", required_argument, NULL, OPT_RAM},
@@ -330,6 +336,8 @@ int main(int argc, char **argv)
 	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
 	    {"postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER},
 	    {"dest-guest", required_argument, NULL, OPT_DEST_GUEST},
+	    {"postcopy-recover-timeout", required_argument, NULL, OPT_PC_RECOVER_TIMEOUT},
+	    {"io-timeout", required_argument, NULL, OPT_IO_TIMEOUT},
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"incoming", required_argument, NULL, OPT_INCOMING},
 	    {"migrate-to", required_argument, NULL, OPT_MIGRATE_TO},
@@ -390,6 +398,13 @@ int main(int argc, char **argv)
 		case OPT_POSTCOPY_AFTER:
 			cfg.postcopy = true;
 			cfg.postcopy_after_ms = opt_uint("--postcopy-after", optarg, 86400000);
+			break;
+		case OPT_PC_RECOVER_TIMEOUT:
+			cfg.pc_recover_timeout_ms =
+			    opt_uint("--postcopy-recover-timeout", optarg, 31536000000ull);
+			break;
+		case OPT_IO_TIMEOUT:
+			cfg.io_timeout_ms = opt_uint("--io-timeout", optarg, 3600000);
 			break;
 		case OPT_DEST_GUEST:
 			if (strcmp(optarg, "write") && strcmp(optarg, "read"))

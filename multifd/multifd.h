@@ -127,6 +127,9 @@ struct mf_config {
 	struct xbzrle_cache *xbzrle;
 	const struct mf_block *blocks;
 	uint32_t nblocks;
+	/* the first round the channels carry (0 means 1): a postcopy recovery
+	 * reconnects in the middle of a migration and goes on with its round */
+	uint64_t first_round;
 	/* source: io-timeout, ms (0: none): the longest a worker's write may
 	 * make no progress (the caller also set it on each connection), and
 	 * the longest the producer waits for a worker to take anything */
@@ -151,6 +154,12 @@ struct mf_config {
 };
 
 /* Whether channel @index is the urgent one (postcopy-ram: the last). */
+/* The round a new set of channels starts with. */
+static inline uint64_t mf_first_round(const struct mf_config *cfg)
+{
+	return cfg->first_round ? cfg->first_round : 1;
+}
+
 static inline bool mf_chan_is_urgent(const struct mf_config *cfg, uint32_t index)
 {
 	return cfg->urgent && index == cfg->nchannels - 1;

@@ -400,7 +400,7 @@ static void *recv_worker(void *arg)
 	CPU_THREAD(cpu, r->cfg.cpu, TERN_CPU_RECV, "tern-recv/%u", c->index);
 	struct tern_error err = {0};
 	uint8_t hdrbuf[MF_HDR_SIZE];
-	uint64_t round = 1;
+	uint64_t round = mf_first_round(&r->cfg);
 	int ret;
 
 	ret = conn_bind_ram(c->conn, r->regions, r->cfg.nblocks, NULL);
@@ -480,6 +480,7 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 	if (!r)
 		return tern_error_set(err, -ENOMEM, "multifd: out of memory");
 	r->cfg = *cfg;
+	r->released_round = mf_first_round(cfg) - 1;
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_cond_init(&r->cond, NULL);
 	r->chans = calloc(cfg->nchannels, sizeof(*r->chans));
@@ -495,6 +496,7 @@ int mf_recv_new(const struct mf_config *cfg, struct mf_recv **ret, struct tern_e
 
 		c->owner = r;
 		c->index = i;
+		c->synced_round = mf_first_round(cfg) - 1;
 		c->offsets = malloc(8 * MF_MAX_PAGES);
 		c->pgno = malloc(sizeof(*c->pgno) * MF_MAX_PAGES);
 		c->iov = calloc(MF_MAX_PAGES, sizeof(*c->iov));

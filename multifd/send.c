@@ -779,6 +779,7 @@ int mf_send_start(const struct mf_config *cfg, struct tern_conn **conns, struct 
 		c->owner = s;
 		c->index = i;
 		c->conn = conns[i];
+		c->sync_queued = mf_first_round(cfg) - 1;
 		c->busy = true; /* until its hello is sent and its RAM bound */
 		pthread_cond_init(&c->work_cond, NULL);
 	}

@@ -76,8 +76,12 @@ struct tern_section_reader;
  * With postcopy-ram, after tern_postcopy_start(): source active ->
  * postcopy-active -> completed | failed; destination active ->
  * postcopy-active -> completed | failed. In postcopy-active the guest runs
- * on the destination: a failure there loses it unless the source comes
- * back (the source never resumes it).
+ * on the destination (the source never resumes it). A broken connection
+ * in postcopy-active loses nothing: both sides go to postcopy-paused (the
+ * destination's vCPUs that need a missing page wait, the source keeps all
+ * of guest RAM), tern_postcopy_recover() / tern_postcopy_resume() go
+ * through postcopy-recover back to postcopy-active, and only a side that
+ * gives up (postcopy-recover-timeout, or the session freed) fails.
  */
 enum tern_status {
 	TERN_STATUS_INVALID = 0,
@@ -91,6 +95,8 @@ enum tern_status {
 	TERN_STATUS_CANCELLING,
 	TERN_STATUS_CANCELLED,
 	TERN_STATUS_POSTCOPY_ACTIVE,
+	TERN_STATUS_POSTCOPY_PAUSED,
+	TERN_STATUS_POSTCOPY_RECOVER,
 	TERN_STATUS_MAX,
 };
 
@@ -210,6 +216,13 @@ TERN_EXPORT void tern_set_log_fn(struct tern_session *s, tern_log_fn fn, void *o
  *                        and the destination fails once the source said
  *                        nothing there for io-timeout of its own: set the
  *                        same value on both sides.
+ *   postcopy-recover-timeout  ms, 0..31536000000, default 0 = none; live:
+ *                        how long a side paused in postcopy (its connection
+ *                        broke) waits for tern_postcopy_recover() /
+ *                        tern_postcopy_resume() to succeed before it gives
+ *                        up. The destination then fails saying its guest
+ *                        cannot go on and how many pages it lacks; 0 waits
+ *                        for the operator as long as it takes, as QEMU does.
  *   rdma-pin-limit       bytes, 4 MiB..1 PiB, default 1 GiB (before start
  *                        only; source side, rdma: only): with rdma-pin-all
  *                        off, the most guest RAM registered (pinned) at once
@@ -453,6 +466,36 @@ TERN_EXPORT int tern_continue(struct tern_session *s, struct tern_error *err);
  * switchover began; -EALREADY when already asked.
  */
 TERN_EXPORT int tern_postcopy_start(struct tern_session *s, struct tern_error *err);
+
+/**
+ * tern_postcopy_recover() - thread-safe; QMP's migrate-recover. On a
+ * destination in postcopy-paused (its connection to the source broke in
+ * postcopy): listen on @uri (port 0 picks one: tern_incoming_uri() says
+ * which) for the same source's tern_postcopy_resume(). Connections that
+ * are not that source resuming this migration (another session, a new
+ * migration, junk) are refused and the wait goes on. When the source
+ * comes, the destination tells it which pages it still lacks, asks again
+ * for the pages its vCPUs wait on, and postcopy goes on. Asynchronous:
+ * the status shows postcopy-recover, then postcopy-active (or
+ * postcopy-paused again, with the reason logged, if it broke again).
+ * -EINVAL (with @err) when not paused in postcopy, for a bad @uri, or when
+ * it cannot listen there; -EALREADY when a recovery is already listening.
+ */
+TERN_EXPORT int tern_postcopy_recover(struct tern_session *s, const char *uri,
+				      struct tern_error *err);
+
+/**
+ * tern_postcopy_resume() - thread-safe; QMP's `migrate` with resume. On a
+ * source in postcopy-paused: reconnect to the destination's
+ * tern_postcopy_recover() at @uri, learn which pages it still lacks, and
+ * send them. Asynchronous: postcopy-recover, then postcopy-active; if the
+ * peer refuses (not this migration's destination, not paused) or cannot be
+ * reached, the source goes back to postcopy-paused with the reason logged,
+ * and may be resumed again. -EINVAL (with @err) when not paused in
+ * postcopy or for a bad @uri; -EALREADY when a resume is under way.
+ */
+TERN_EXPORT int tern_postcopy_resume(struct tern_session *s, const char *uri,
+				     struct tern_error *err);
 
 /**
  * tern_wait() - thread-safe. Wait up to @timeout_ms (-1: forever) for the
@@ -711,6 +754,11 @@ struct tern_stats {
 	uint64_t postcopy_bad_requests;
 	uint64_t postcopy_bytes;
 	uint64_t postcopy_ms;
+	/* postcopy-paused: how long (all pauses together, the current one
+	 * included), how many times, and how many recoveries went through */
+	uint64_t postcopy_paused_ms;
+	uint64_t postcopy_pauses;
+	uint64_t postcopy_recoveries;
 };
 
 /** tern_stats_get() - thread-safe snapshot. */

@@ -149,6 +149,7 @@ static const struct {
     {"handshake-timeout", PARAM_HANDSHAKE_TIMEOUT, 100, 600000, 10000, false},
     {"io-timeout", PARAM_IO_TIMEOUT, 1000, 3600000, 30000, false},
     {"rdma-pin-limit", PARAM_RDMA_PIN_LIMIT, 4ull << 20, 1ull << 50, 1ull << 30, false},
+    {"postcopy-recover-timeout", PARAM_POSTCOPY_RECOVER_TIMEOUT, 0, 31536000000ull, 0, true},
 };
 /* the numeric ones; multifd-compression and migration-timeout-policy (names)
  * have test_params_compression and test_params_timeout_policy */
@@ -584,8 +585,10 @@ static void on_state(void *opaque, enum tern_status from, enum tern_status to)
 static void test_status_names(void **state)
 {
 	static const char *const names[TERN_STATUS_MAX] = {
-	    "invalid",	 "none",   "setup",	 "active",    "pre-switchover",	 "device",
-	    "completed", "failed", "cancelling", "cancelled", "postcopy-active",
+	    "invalid",		"none",	     "setup",		"active",
+	    "pre-switchover",	"device",    "completed",	"failed",
+	    "cancelling",	"cancelled", "postcopy-active", "postcopy-paused",
+	    "postcopy-recover",
 	};
 	int i;
 
@@ -914,6 +917,9 @@ static const struct {
     {CTL_POSTCOPY_RUN, "POSTCOPY_RUN", 16},
     {CTL_POSTCOPY_RUNNING, "POSTCOPY_RUNNING", 8},
     {CTL_PAGE_REQ, "PAGE_REQ", 12},
+    {CTL_POSTCOPY_RESUME, "POSTCOPY_RESUME", 28},
+    {CTL_POSTCOPY_MISSING, "POSTCOPY_MISSING", 1u << 20},
+    {CTL_POSTCOPY_RESUME_ACK, "POSTCOPY_RESUME_ACK", 16},
 };
 _Static_assert(ARRAY_SIZE(frame_types) == CTL_TYPE_MAX - 1, "a frame type without a test case");
 

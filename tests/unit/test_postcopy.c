@@ -346,6 +346,58 @@ static void test_failed_request_keeps_waiting(void **state)
 	assert_int_equal(touch_join(f, 0), 0x66);
 }
 
+/*
+ * Recovery: requests lost with the connection (here: the hook answers
+ * nothing), then pc_dest_rerequest() asks again for exactly the pages
+ * requested and still missing -- not a page placed meanwhile, not a
+ * missing page nobody touched -- and the missing map says what is left.
+ */
+static void test_rerequest_after_loss(void **state)
+{
+	struct fixture *f = fixture_or_skip(state);
+	struct tern_error err = {0};
+	const uint64_t *map;
+	uint8_t page[PS];
+
+	bitmap_set(f->missing[0], 4);
+	bitmap_set(f->missing[0], 5);
+	bitmap_set(f->missing[1], 9);
+	bitmap_set(f->missing[1], 10); /* never touched */
+	arm_and_start(f);
+	touch_async(f, 0, f->ram[0] + 4 * PS);
+	touch_async(f, 1, f->ram[0] + 5 * PS);
+	touch_async(f, 2, f->ram[1] + 9 * PS);
+	assert_uint_equal(wait_requests(f, 3), 3);
+	/* page 5 arrives after all, in the bulk stream */
+	memset(page, 0x55, sizeof(page));
+	assert_rc_equal(pc_dest_place(f->pc, 0, 5, 1, page, &err), 0);
+	assert_int_equal(touch_join(f, 1), 0x55);
+	pthread_mutex_lock(&f->lock);
+	f->nreq = 0;
+	pthread_mutex_unlock(&f->lock);
+	assert_uint_equal(pc_dest_rerequest(f->pc), 2);
+	pthread_mutex_lock(&f->lock);
+	assert_uint_equal(f->nreq, 2);
+	assert_uint_equal(f->req_block[0], 0);
+	assert_uint_equal(f->req_page[0], 4);
+	assert_uint_equal(f->req_block[1], 1);
+	assert_uint_equal(f->req_page[1], 9);
+	pthread_mutex_unlock(&f->lock);
+	map = pc_dest_missing_map(f->pc, 0);
+	assert_true(bitmap_test(map, 4));
+	assert_false(bitmap_test(map, 5));
+	map = pc_dest_missing_map(f->pc, 1);
+	assert_true(bitmap_test(map, 9));
+	assert_true(bitmap_test(map, 10));
+	assert_int_equal(f->failed, 0);
+	memset(page, 0x44, sizeof(page));
+	assert_rc_equal(pc_dest_place(f->pc, 0, 4, 1, page, &err), 0);
+	memset(page, 0x99, sizeof(page));
+	assert_rc_equal(pc_dest_place(f->pc, 1, 9, 1, page, &err), 0);
+	assert_int_equal(touch_join(f, 0), 0x44);
+	assert_int_equal(touch_join(f, 2), 0x99);
+}
+
 static void *sweep_fn(void *arg)
 {
 	struct toucher *t = arg;
@@ -464,6 +516,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_place_out_of_range, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_request_keeps_waiting, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_on_demand_sweep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rerequest_after_loss, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_placers, setup, teardown),
 	};
 
