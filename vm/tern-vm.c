@@ -182,6 +182,12 @@ static void usage(FILE *f)
 	    "  --rdma-pin-all          rdma: register all guest RAM at setup (rdma-pin-all)\n"
 	    "  --zero-copy-send        source, tcp: send raw pages with MSG_ZEROCOPY\n"
 	    "  --rdma-pin-limit SIZE   rdma: most RAM registered at once otherwise\n"
+	    "  --postcopy              postcopy-ram capability (both sides): the\n"
+	    "                          destination's vCPUs fault in missing pages\n"
+	    "                          through userfaultfd\n"
+	    "  --postcopy-after MS     source: switch to postcopy MS ms after the\n"
+	    "                          start (implies --postcopy; else `postcopy` on --mgmt)\n"
+	    "  --postcopy-recover-timeout MS  postcopy-paused: give up after MS ms\n"
 	    "  --mgmt PATH             serve the management socket (docs/MGMT.md) at PATH\n"
 	    "                          once the migration (or listening) has started;\n"
 	    "                          alone: run the guest until a `migrate` through it\n"
@@ -249,6 +255,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 		OPT_VERIFY,
 		OPT_RDMA_PIN_ALL,
 		OPT_ZERO_COPY_SEND,
+		OPT_POSTCOPY,
+		OPT_POSTCOPY_AFTER,
+		OPT_PC_RECOVER_TIMEOUT,
 		OPT_RDMA_PIN_LIMIT,
 		OPT_WATCH_MS,
 		OPT_TIMEOUT,
@@ -285,6 +294,9 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 	    {"verify", no_argument, NULL, OPT_VERIFY},
 	    {"rdma-pin-all", no_argument, NULL, OPT_RDMA_PIN_ALL},
 	    {"zero-copy-send", no_argument, NULL, OPT_ZERO_COPY_SEND},
+	    {"postcopy", no_argument, NULL, OPT_POSTCOPY},
+	    {"postcopy-after", required_argument, NULL, OPT_POSTCOPY_AFTER},
+	    {"postcopy-recover-timeout", required_argument, NULL, OPT_PC_RECOVER_TIMEOUT},
 	    {"rdma-pin-limit", required_argument, NULL, OPT_RDMA_PIN_LIMIT},
 	    {"watch-ms", required_argument, NULL, OPT_WATCH_MS},
 	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -385,6 +397,18 @@ static void parse_args(int argc, char **argv, struct tv_cfg *cfg)
 			break;
 		case OPT_ZERO_COPY_SEND:
 			cfg->zero_copy_send = true;
+			break;
+		case OPT_POSTCOPY:
+			cfg->postcopy = true;
+			break;
+		case OPT_POSTCOPY_AFTER:
+			cfg->postcopy = true;
+			cfg->postcopy_after_ms =
+			    parse_uint("--postcopy-after", optarg, 1, 86400000);
+			break;
+		case OPT_PC_RECOVER_TIMEOUT:
+			cfg->pc_recover_timeout_ms =
+			    parse_uint("--postcopy-recover-timeout", optarg, 0, 31536000000ull);
 			break;
 		case OPT_RDMA_PIN_LIMIT:
 			cfg->rdma_pin_limit = parse_scaled("--rdma-pin-limit", optarg, false);
@@ -779,6 +803,11 @@ static int session_setup(struct tv_app *a, struct tern_session **ret_s, const ch
 		ret = tern_param_set(s, "rdma-pin-limit", cfg->rdma_pin_limit, err);
 	if (!ret && cfg->zero_copy_send)
 		ret = tern_cap_set(s, "zero-copy-send", true, err);
+	if (!ret && cfg->postcopy)
+		ret = tern_cap_set(s, "postcopy-ram", true, err);
+	if (!ret && cfg->pc_recover_timeout_ms)
+		ret =
+		    tern_param_set(s, "postcopy-recover-timeout", cfg->pc_recover_timeout_ms, err);
 	if (!ret)
 		ret = converge_opts_apply(s, &cfg->conv, err);
 	if (!ret)
@@ -805,11 +834,23 @@ static int mgmt_start(struct tv_app *a, struct tern_session *s, struct tern_erro
  */
 static bool wait_final(struct tv_app *a, struct tern_session *s, struct tv_result *r)
 {
-	uint64_t give_up = 0;
+	uint64_t give_up = 0, postcopy_at = 0;
 	bool cancelled = false;
 
+	/* --postcopy-after: from the start of this wait, which follows
+	 * tern_migrate() at once */
+	if (a->cfg->migrate_to && a->cfg->postcopy_after_ms)
+		postcopy_at = tv_now_ns() + a->cfg->postcopy_after_ms * 1000000ull;
 	for (;;) {
 		enum tern_status st = tern_wait(s, 100);
+
+		if (postcopy_at && tv_now_ns() >= postcopy_at) {
+			struct tern_error err = {0};
+
+			postcopy_at = 0;
+			if (tern_postcopy_start(s, &err) && err.msg[0])
+				tv_log(a->cfg, LOG_WARNING, "%s", err.msg);
+		}
 
 		if (st == TERN_STATUS_COMPLETED || st == TERN_STATUS_FAILED ||
 		    st == TERN_STATUS_CANCELLED)

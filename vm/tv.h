@@ -37,9 +37,13 @@ struct tv_cfg {
 	uint64_t codec_level;  /* multifd-zstd-level / multifd-zlib-level; 0: default */
 	uint64_t xbzrle_cache; /* xbzrle-cache-size; 0: default */
 	bool verify;
-	bool rdma_pin_all;	 /* rdma-pin-all capability */
-	bool zero_copy_send;	 /* zero-copy-send capability (source) */
-	uint64_t rdma_pin_limit; /* rdma-pin-limit, 0: the default */
+	bool rdma_pin_all;		/* rdma-pin-all capability */
+	bool zero_copy_send;		/* zero-copy-send capability (source) */
+	bool postcopy;			/* postcopy-ram capability (both sides) */
+	uint64_t postcopy_after_ms;	/* source: tern_postcopy_start() this long after
+					 * the start (0: only through --mgmt) */
+	uint64_t pc_recover_timeout_ms; /* postcopy-recover-timeout (0: none) */
+	uint64_t rdma_pin_limit;	/* rdma-pin-limit, 0: the default */
 	uint64_t watch_ms;
 	uint64_t timeout_s;
 	enum tern_status cancel_on; /* TERN_STATUS_INVALID: none */
