@@ -721,6 +721,10 @@ bool session_cancelled(struct tern_session *s);
 /* Publish the control channel (now the session's, closed by its exit path)
  * where cancel and failure can shut it down; -ECANCELED if a cancel came. */
 int session_set_ctl(struct tern_session *s, struct tern_conn *ctl);
+/* A postcopy pause begins (once however many recoveries fail in it) and
+ * ends with a recovery: the figures; under ->lock. */
+void session_pc_pause_begin_locked(struct tern_session *s);
+void session_pc_pause_end_locked(struct tern_session *s);
 /* What the handshake fixed, as the data plane's configuration. */
 struct mf_config session_mf_config(struct tern_session *s, void (*on_error)(void *opaque));
 

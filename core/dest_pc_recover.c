@@ -103,10 +103,7 @@ static void pause_now(struct tern_session *s, enum tern_status from, const struc
 	pthread_mutex_lock(&s->lock);
 	tern_error_clear(&s->err); /* not failed: paused */
 	s->error_sent = false;
-	if (!s->pc_pause_ns) {
-		s->pc_pause_ns = tern_now_ns();
-		s->pc_pauses++;
-	}
+	session_pc_pause_begin_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	session_transition(s, from, TERN_STATUS_POSTCOPY_PAUSED);
 	tern_log_msg(&s->log, 4,
@@ -365,9 +362,7 @@ int dest_pc_recover(struct tern_session *s, uint64_t *last_round, struct tern_er
 		from = TERN_STATUS_POSTCOPY_RECOVER;
 	}
 	pthread_mutex_lock(&s->lock);
-	s->pc_paused_ns += tern_now_ns() - s->pc_pause_ns;
-	s->pc_pause_ns = 0;
-	s->pc_recoveries++;
+	session_pc_pause_end_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	session_transition(s, TERN_STATUS_POSTCOPY_RECOVER, TERN_STATUS_POSTCOPY_ACTIVE);
 	asked = pc_dest_rerequest(s->pc);

@@ -493,57 +493,49 @@ static struct json_object *cmd_postcopy(struct tern_session *s, struct json_obje
 	return reply_ok(id, NULL);
 }
 
-/* recover (destination) and resume (source): postcopy-paused, reconnect */
-static struct json_object *cmd_pc_reconnect(struct tern_session *s, struct json_object *req,
-					    struct json_object *id, bool source)
+/*
+ * The commands that take a URI: migrate and incoming start a migration;
+ * resume (source) and recover (destination) reconnect one paused in
+ * postcopy. A destination's reply carries the URI it bound.
+ */
+static const struct uri_cmd {
+	const char *name;
+	int (*fn)(struct tern_session *s, const char *uri, struct tern_error *err);
+	bool dest;
+	const char *already; /* -EALREADY's message; NULL: not expected */
+} uri_cmds[] = {
+    {"migrate", tern_migrate, false, NULL},
+    {"incoming", tern_incoming, true, NULL},
+    {"resume", tern_postcopy_resume, false, "a resume is under way already"},
+    {"recover", tern_postcopy_recover, true, "a recovery is listening already"},
+};
+
+static struct json_object *cmd_uri(struct tern_session *s, struct json_object *req,
+				   struct json_object *id, const struct uri_cmd *c)
 {
-	const char *cmd = source ? "resume" : "recover";
 	struct json_object *reply = NULL, *ret;
 	struct tern_error err = {0};
 	const char *uri;
 	char bound[300];
 	int rc;
 
-	uri = req_string(req, id, cmd, "uri", &reply);
+	uri = req_string(req, id, c->name, "uri", &reply);
 	if (!uri)
 		return reply;
-	rc = (source ? tern_postcopy_resume : tern_postcopy_recover)(s, uri, &err);
-	if (rc == -EALREADY)
-		return reply_err(id, "%s: %s", cmd,
-				 source ? "a resume is under way already"
-					: "a recovery is listening already");
-	if (rc)
-		return reply_err(id, "%s: %s", cmd, err.msg);
-	ret = json_object_new_object();
-	if (!ret)
-		return NULL;
-	if (!source && !tern_incoming_uri(s, bound, sizeof(bound)))
-		json_object_object_add(ret, "uri", json_object_new_string(bound));
-	return reply_ok(id, ret);
-}
-
-static struct json_object *cmd_start(struct tern_session *s, struct json_object *req,
-				     struct json_object *id, bool source)
-{
-	const char *cmd = source ? "migrate" : "incoming";
-	struct json_object *reply = NULL, *ret;
-	struct tern_error err = {0};
-	const char *uri;
-	char bound[300];
-	int rc;
-
-	uri = req_string(req, id, cmd, "uri", &reply);
-	if (!uri)
-		return reply;
-	rc = (source ? tern_migrate : tern_incoming)(s, uri, &err);
+	rc = c->fn(s, uri, &err);
+	if (rc == -EALREADY && c->already)
+		return reply_err(id, "%s: %s", c->name, c->already);
+	if (rc && c->already) /* the postcopy calls name themselves */
+		return reply_err(id, "%s", err.msg);
 	if (rc)
 		/* -EBUSY (one running, or the session may not start again) is
 		 * not the URI's fault */
-		return reply_err(id, "%s: %s%s", cmd, rc == -EBUSY ? "" : "field 'uri': ", err.msg);
+		return reply_err(id, "%s: %s%s", c->name,
+				 rc == -EBUSY ? "" : "field 'uri': ", err.msg);
 	ret = json_object_new_object();
 	if (!ret)
 		return NULL;
-	if (!source && !tern_incoming_uri(s, bound, sizeof(bound)))
+	if (c->dest && !tern_incoming_uri(s, bound, sizeof(bound)))
 		json_object_object_add(ret, "uri", json_object_new_string(bound));
 	return reply_ok(id, ret);
 }
@@ -614,14 +606,14 @@ static struct json_object *handle_request(struct tern_session *s, const char *li
 		reply = cmd_continue(s, req, id);
 	else if (!strcmp(cmd, "postcopy") || !strcmp(cmd, "migrate-start-postcopy"))
 		reply = cmd_postcopy(s, req, id);
-	else if (!strcmp(cmd, "recover") || !strcmp(cmd, "migrate-recover"))
-		reply = cmd_pc_reconnect(s, req, id, false);
-	else if (!strcmp(cmd, "resume"))
-		reply = cmd_pc_reconnect(s, req, id, true);
 	else if (!strcmp(cmd, "migrate"))
-		reply = cmd_start(s, req, id, true);
+		reply = cmd_uri(s, req, id, &uri_cmds[0]);
 	else if (!strcmp(cmd, "incoming"))
-		reply = cmd_start(s, req, id, false);
+		reply = cmd_uri(s, req, id, &uri_cmds[1]);
+	else if (!strcmp(cmd, "resume"))
+		reply = cmd_uri(s, req, id, &uri_cmds[2]);
+	else if (!strcmp(cmd, "recover") || !strcmp(cmd, "migrate-recover"))
+		reply = cmd_uri(s, req, id, &uri_cmds[3]);
 	else if (!strcmp(cmd, "subscribe"))
 		reply = cmd_subscribe(id, true, ret_act);
 	else if (!strcmp(cmd, "unsubscribe"))

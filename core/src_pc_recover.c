@@ -82,10 +82,7 @@ static void pause_now(struct tern_session *s, enum tern_status from, const struc
 	s->rp_hdr_read = false;
 	s->complete_len = 0;
 	s->pc_resume_uri[0] = '\0';
-	if (!s->pc_pause_ns) {
-		s->pc_pause_ns = tern_now_ns();
-		s->pc_pauses++;
-	}
+	session_pc_pause_begin_locked(s);
 	pthread_mutex_unlock(&s->lock);
 	__atomic_store_n(&s->pc_closing, false, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->pc_serving, 0, __ATOMIC_SEQ_CST);
@@ -319,9 +316,7 @@ int src_pc_recover(struct tern_session *s, uint64_t *round, struct tern_error *e
 		from = TERN_STATUS_POSTCOPY_RECOVER;
 	}
 	pthread_mutex_lock(&s->lock);
-	s->pc_paused_ns += tern_now_ns() - s->pc_pause_ns;
-	s->pc_pause_ns = 0;
-	s->pc_recoveries++;
+	session_pc_pause_end_locked(s);
 	s->pc_resume_uri[0] = '\0';
 	pthread_mutex_unlock(&s->lock);
 	session_transition(s, TERN_STATUS_POSTCOPY_RECOVER, TERN_STATUS_POSTCOPY_ACTIVE);

@@ -188,3 +188,18 @@ void session_fail(struct tern_session *s, const struct tern_error *err)
 		s->listener->ops->shutdown(s->listener);
 	pthread_mutex_unlock(&s->lock);
 }
+
+void session_pc_pause_begin_locked(struct tern_session *s)
+{
+	if (!s->pc_pause_ns) { /* a failed recovery goes on with the same pause */
+		s->pc_pause_ns = tern_now_ns();
+		s->pc_pauses++;
+	}
+}
+
+void session_pc_pause_end_locked(struct tern_session *s)
+{
+	s->pc_paused_ns += tern_now_ns() - s->pc_pause_ns;
+	s->pc_pause_ns = 0;
+	s->pc_recoveries++;
+}

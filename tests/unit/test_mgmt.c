@@ -643,6 +643,25 @@ static void test_set_new_params(void **state)
 	assert_rc_equal(tern_param_set(f->s, "migration-timeout-policy", 1, &err), -EINVAL);
 }
 
+/* recover and resume: the URI required, and refused where nothing is
+ * paused in postcopy, with the reason once (not "recover: recover: "). */
+static void test_recover_resume_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct client *c;
+	struct json_object *r;
+
+	f->c[0] = c = client_open(f->path);
+	expect_error(request(c, "{\"cmd\":\"recover\"}"), "'uri'");
+	expect_error(request(c, "{\"cmd\":\"resume\",\"uri\":7}"), "'uri'");
+	expect_error(request(c, "{\"cmd\":\"resume\",\"uri\":\"bogus:1\"}"), "resume");
+	r = request(c, "{\"cmd\":\"migrate-recover\",\"uri\":\"tcp:127.0.0.1:0\"}");
+	assert_null(strstr(json_object_to_json_string(r), "recover: recover"));
+	expect_error(r, "recover: no incoming migration is paused in postcopy (none)");
+	expect_error(request(c, "{\"cmd\":\"resume\",\"uri\":\"tcp:127.0.0.1:1\"}"),
+		     "resume: no outgoing migration is paused in postcopy (none)");
+}
+
 static void test_set_new_params_errors(void **state)
 {
 	static const char *const throttles[] = {"cpu-throttle-initial", "cpu-throttle-increment",
@@ -1471,6 +1490,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_caps_list, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_set_new_params, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_set_new_params_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recover_resume_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_continue_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_utf8, setup, teardown),
